@@ -1,0 +1,356 @@
+//! The tape: one `Graph` per step records ops (with what their backward needs) and walks them
+//! back for gradients of parameters and of inputs (PGD needs dL/dx).
+
+mod backward;
+pub mod store;
+
+pub use backward::Gradients;
+pub use store::{Entry, EntryId, EntryKind, ParamStore, StatUpdate};
+
+use crate::ops::bn_act::{self, Activation, BnGeom, BN_EPS};
+use crate::ops::conv::{self, ConvGeom};
+use crate::ops::{elementwise, linear, loss, pool};
+use crate::tensor::Tensor;
+use std::collections::HashMap;
+
+/// A handle to a node of one graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Var(pub(crate) usize);
+
+/// Which gradients a graph computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GradMode {
+    /// Forward only (evaluation, the frozen teacher).
+    None,
+    /// Gradients reach inputs marked `requires_grad` but no parameter: attack steps skip every
+    /// weight-gradient GEMM.
+    InputsOnly,
+    /// Gradients for parameters and marked inputs (training).
+    All,
+}
+
+/// The store ids of one BatchNorm parameter set (BN_c, BN_a or BN_r of a layer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BnIds {
+    pub weight: EntryId,
+    pub bias: EntryId,
+    pub running_mean: EntryId,
+    pub running_var: EntryId,
+}
+
+pub(crate) enum Op {
+    Input,
+    Param(EntryId),
+    Conv {
+        x: Var,
+        w: Var,
+        geom: ConvGeom,
+    },
+    BnAct {
+        x: Var,
+        gamma: Var,
+        beta: Var,
+        residual: Option<Var>,
+        mask: Option<EntryId>,
+        relu: bool,
+        train: bool,
+        geom: BnGeom,
+        mean: Vec<f32>,
+        invstd: Vec<f32>,
+    },
+    Linear {
+        x: Var,
+        w: Var,
+        b: Var,
+    },
+    AvgPool {
+        x: Var,
+        hw: usize,
+    },
+    Add {
+        a: Var,
+        b: Var,
+    },
+    Scale {
+        x: Var,
+        factor: f32,
+    },
+    ChannelAffine {
+        x: Var,
+        scale: Vec<f32>,
+    },
+    CrossEntropy {
+        logits: Var,
+        labels: Vec<u32>,
+        sum: bool,
+        probs: Vec<f32>,
+    },
+    KlDiv {
+        s: Var,
+        temp: f64,
+        ps: Vec<f32>,
+        pt: Vec<f32>,
+    },
+    Attention {
+        fs: Var,
+        target: Vec<f32>,
+        a: Vec<f32>,
+        norms: Vec<f32>,
+    },
+}
+
+pub(crate) enum Value {
+    Owned(Tensor),
+    /// A parameter read in place from the store (no copy per step).
+    Stored(EntryId),
+}
+
+pub(crate) struct Node {
+    pub(crate) op: Op,
+    pub(crate) value: Value,
+    pub(crate) needs_grad: bool,
+}
+
+pub struct Graph<'s> {
+    store: &'s ParamStore,
+    mode: GradMode,
+    nodes: Vec<Node>,
+    param_nodes: HashMap<EntryId, Var>,
+    stat_updates: Vec<StatUpdate>,
+}
+
+impl<'s> Graph<'s> {
+    pub fn new(store: &'s ParamStore, mode: GradMode) -> Self {
+        Graph {
+            store,
+            mode,
+            nodes: Vec::new(),
+            param_nodes: HashMap::new(),
+            stat_updates: Vec::new(),
+        }
+    }
+
+    pub fn store(&self) -> &'s ParamStore {
+        self.store
+    }
+
+    pub fn mode(&self) -> GradMode {
+        self.mode
+    }
+
+    pub fn value(&self, v: Var) -> &Tensor {
+        match &self.nodes[v.0].value {
+            Value::Owned(t) => t,
+            Value::Stored(id) => self.store.get(*id),
+        }
+    }
+
+    fn data(&self, v: Var) -> &[f32] {
+        self.value(v).data()
+    }
+
+    fn needs(&self, v: Var) -> bool {
+        self.nodes[v.0].needs_grad
+    }
+
+    fn push(&mut self, op: Op, value: Tensor, inputs: &[Var]) -> Var {
+        let needs_grad = self.mode != GradMode::None && inputs.iter().any(|&v| self.needs(v));
+        self.push_node(op, Value::Owned(value), needs_grad)
+    }
+
+    fn push_node(&mut self, op: Op, value: Value, needs_grad: bool) -> Var {
+        self.nodes.push(Node {
+            op,
+            value,
+            needs_grad,
+        });
+        Var(self.nodes.len() - 1)
+    }
+
+    /// A data input; `requires_grad` asks for d(loss)/d(input) (honoured unless mode is None).
+    pub fn input(&mut self, t: Tensor, requires_grad: bool) -> Var {
+        let needs = requires_grad && self.mode != GradMode::None;
+        self.push_node(Op::Input, Value::Owned(t), needs)
+    }
+
+    /// A store entry as a leaf; one node per entry, so repeated use accumulates its gradient.
+    pub fn param(&mut self, id: EntryId) -> Var {
+        if let Some(&v) = self.param_nodes.get(&id) {
+            return v;
+        }
+        let needs = self.mode == GradMode::All && self.store.entry(id).kind == EntryKind::Param;
+        let v = self.push_node(Op::Param(id), Value::Stored(id), needs);
+        self.param_nodes.insert(id, v);
+        v
+    }
+
+    /// Convolution of x [n, c, h, w] with the store weight `w` [o, c, k, k].
+    pub fn conv2d(&mut self, x: Var, w: EntryId, stride: usize, pad: usize) -> Var {
+        let wv = self.param(w);
+        let (xs, ws) = (self.value(x).shape(), self.value(wv).shape());
+        let geom = ConvGeom {
+            n: xs[0],
+            c_in: xs[1],
+            h: xs[2],
+            w: xs[3],
+            c_out: ws[0],
+            k: ws[2],
+            stride,
+            pad,
+        };
+        assert_eq!(ws[1], xs[1], "conv2d: weight expects {} input channels, got {}", ws[1], xs[1]);
+        let mut y = Tensor::zeros(&[geom.n, geom.c_out, geom.h_out(), geom.w_out()]);
+        conv::forward(&geom, self.data(x), self.data(wv), y.data_mut());
+        self.push(Op::Conv { x, w: wv, geom }, y, &[x, wv])
+    }
+
+    /// Fused BatchNorm (+ residual) (+ masked ReLU) with the parameter set `bn`.
+    /// In train mode the batch statistics are used and a running-stat update is recorded.
+    pub fn bn_act(
+        &mut self,
+        x: Var,
+        bn: BnIds,
+        residual: Option<Var>,
+        relu: bool,
+        mask: Option<EntryId>,
+        train: bool,
+    ) -> Var {
+        let gamma = self.param(bn.weight);
+        let beta = self.param(bn.bias);
+        let s = self.value(x).shape().to_vec();
+        let geom = BnGeom {
+            n: s[0],
+            c: s[1],
+            hw: s[2..].iter().product(),
+        };
+        let (mean, invstd) = if train {
+            let st = bn_act::batch_stats(&geom, self.data(x), BN_EPS);
+            self.stat_updates.push(StatUpdate {
+                running_mean: bn.running_mean,
+                running_var: bn.running_var,
+                batch_mean: st.mean.clone(),
+                batch_var_unbiased: st.var_unbiased,
+            });
+            (st.mean, st.invstd)
+        } else {
+            (
+                self.store.get(bn.running_mean).data().to_vec(),
+                bn_act::eval_invstd(self.store.get(bn.running_var).data(), BN_EPS),
+            )
+        };
+        let act = Activation {
+            relu,
+            mask: mask.map(|m| self.store.get(m).data()),
+        };
+        let mut y = Tensor::zeros(&s);
+        bn_act::forward(
+            &geom,
+            self.data(x),
+            &mean,
+            &invstd,
+            self.data(gamma),
+            self.data(beta),
+            residual.map(|r| self.data(r)),
+            act,
+            y.data_mut(),
+        );
+        let mut inputs = vec![x, gamma, beta];
+        inputs.extend(residual);
+        let op = Op::BnAct {
+            x,
+            gamma,
+            beta,
+            residual,
+            mask,
+            relu,
+            train,
+            geom,
+            mean,
+            invstd,
+        };
+        self.push(op, y, &inputs)
+    }
+
+    /// y = x · wᵀ + b for x [n, in].
+    pub fn linear(&mut self, x: Var, w: EntryId, b: EntryId) -> Var {
+        let (wv, bv) = (self.param(w), self.param(b));
+        let (n, inp) = (self.value(x).dim(0), self.value(x).dim(1));
+        let out = self.value(wv).dim(0);
+        let mut y = Tensor::zeros(&[n, out]);
+        linear::forward(self.data(x), self.data(wv), self.data(bv), n, inp, out, y.data_mut());
+        self.push(Op::Linear { x, w: wv, b: bv }, y, &[x, wv, bv])
+    }
+
+    /// Global average pool [n, c, h, w] → [n, c].
+    pub fn avg_pool(&mut self, x: Var) -> Var {
+        let s = self.value(x).shape().to_vec();
+        let hw = s[2] * s[3];
+        let mut y = Tensor::zeros(&[s[0], s[1]]);
+        pool::forward(self.data(x), s[0] * s[1], hw, y.data_mut());
+        self.push(Op::AvgPool { x, hw }, y, &[x])
+    }
+
+    pub fn add(&mut self, a: Var, b: Var) -> Var {
+        assert_eq!(self.value(a).shape(), self.value(b).shape(), "add: shapes differ");
+        let mut y = self.value(a).clone();
+        elementwise::add_assign(y.data_mut(), self.data(b));
+        self.push(Op::Add { a, b }, y, &[a, b])
+    }
+
+    pub fn scale(&mut self, x: Var, factor: f32) -> Var {
+        let mut y = self.value(x).clone();
+        y.data_mut().iter_mut().for_each(|v| *v *= factor);
+        self.push(Op::Scale { x, factor }, y, &[x])
+    }
+
+    /// y = x * scale[c] + shift[c] (input normalisation).
+    pub fn channel_affine(&mut self, x: Var, scale: &[f32], shift: &[f32]) -> Var {
+        let s = self.value(x).shape().to_vec();
+        let mut y = Tensor::zeros(&s);
+        elementwise::channel_affine(self.data(x), scale, shift, s[2..].iter().product(), y.data_mut());
+        self.push(Op::ChannelAffine { x, scale: scale.to_vec() }, y, &[x])
+    }
+
+    /// Softmax cross-entropy, mean (or sum) over the batch.
+    pub fn cross_entropy(&mut self, logits: Var, labels: &[u32], sum: bool) -> Var {
+        let k = self.value(logits).dim(1);
+        assert_eq!(self.value(logits).dim(0), labels.len(), "cross_entropy: batch size");
+        let (l, probs) = loss::cross_entropy(self.data(logits), labels, k, sum);
+        let op = Op::CrossEntropy {
+            logits,
+            labels: labels.to_vec(),
+            sum,
+            probs,
+        };
+        self.push(op, Tensor::scalar(l), &[logits])
+    }
+
+    /// KL_T(student ‖ target) with T² scaling; the target logits are constants.
+    pub fn kl_div(&mut self, s: Var, target_logits: &Tensor, temp: f64) -> Var {
+        assert_eq!(self.value(s).shape(), target_logits.shape(), "kl_div: shapes differ");
+        let k = self.value(s).dim(1);
+        let (l, ps, pt) = loss::kl_div(self.data(s), target_logits.data(), k, temp);
+        self.push(Op::KlDiv { s, temp, ps, pt }, Tensor::scalar(l), &[s])
+    }
+
+    /// Attention transfer against a constant target feature map of the same shape.
+    pub fn attention(&mut self, fs: Var, target_features: &Tensor) -> Var {
+        let s = self.value(fs).shape().to_vec();
+        assert_eq!(s.as_slice(), target_features.shape(), "attention: shapes differ");
+        let (n, ch, hw) = (s[0], s[1], s[2..].iter().product());
+        let (target, _) = loss::attention_map(target_features.data(), n, ch, hw);
+        let (l, a, norms) = loss::attention(self.data(fs), &target, n, ch, hw);
+        let op = Op::Attention {
+            fs,
+            target,
+            a,
+            norms,
+        };
+        self.push(op, Tensor::scalar(l), &[fs])
+    }
+
+    /// The BN running-statistics updates recorded by train-mode passes, in order.
+    pub fn take_stat_updates(&mut self) -> Vec<StatUpdate> {
+        std::mem::take(&mut self.stat_updates)
+    }
+}

@@ -1,0 +1,88 @@
+//! Flags shared by several commands.
+
+use crate::data::source::{DatasetKind, DatasetSpec};
+use crate::device::{Device, DeviceChoice, DeviceRequest};
+use crate::error::Result;
+use crate::nn::{Arch, BnMode, ModelConfig, WRN_22_8};
+use clap::Args;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+#[derive(Args, Debug, Clone)]
+pub struct DeviceArgs {
+    /// Where to compute: auto picks a usable GPU, else the CPU (and says why).
+    #[arg(long, value_enum, default_value_t = DeviceRequest::Auto)]
+    pub device: DeviceRequest,
+}
+
+impl DeviceArgs {
+    pub fn choose(&self, quiet: bool) -> Result<DeviceChoice> {
+        let choice = Device::from_request(self.device)?;
+        if !quiet {
+            eprintln!("device: {}", choice.reason);
+        }
+        Ok(choice)
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DataArgs {
+    /// Dataset: the built-in synthetic set (no download) or CIFAR-10/100 from --data-dir.
+    #[arg(long, value_enum)]
+    pub dataset: Option<DatasetKind>,
+    /// Folder of the CIFAR batches (binary `.bin` or python-pickle layout, or their parent).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Use only the first N training images.
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    /// Use only the first N test images.
+    #[arg(long)]
+    pub test_limit: Option<usize>,
+}
+
+impl DataArgs {
+    pub fn spec(&self, default: DatasetKind) -> DatasetSpec {
+        let mut s = DatasetSpec::new(self.dataset.unwrap_or(default), self.data_dir.clone());
+        s.train_limit = self.train_limit;
+        s.test_limit = self.test_limit;
+        s
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    #[arg(long, value_enum)]
+    pub model: Option<Arch>,
+    /// Channel width multiplier (1 = the paper's widths; 0.125 = ResNet18 with 8..64 channels).
+    #[arg(long)]
+    pub width_mult: Option<f32>,
+    /// BatchNorm sets per layer.
+    #[arg(long, value_enum)]
+    pub bn: Option<BnMode>,
+    /// Share one shortcut BN across domains, as the reference's ResNet18 teacher does.
+    #[arg(long)]
+    pub shared_shortcut_bn: bool,
+}
+
+impl ModelArgs {
+    pub fn config(&self, data: &DatasetSpec, default_arch: Arch, default_width: f32) -> ModelConfig {
+        let (norm_mean, norm_std) = data.kind.normalization();
+        ModelConfig {
+            arch: self.model.unwrap_or(default_arch),
+            width_mult: self.width_mult.unwrap_or(default_width),
+            input_size: 32,
+            num_classes: data.kind.num_classes(),
+            bn: self.bn.unwrap_or(BnMode::Dual),
+            shared_shortcut_bn: self.shared_shortcut_bn,
+            norm_mean,
+            norm_std,
+            wrn: WRN_22_8,
+        }
+    }
+}
+
+/// Show progress bars only on a terminal and when not asked to be quiet.
+pub fn show_progress(quiet: bool) -> bool {
+    !quiet && std::io::stderr().is_terminal()
+}

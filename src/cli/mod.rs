@@ -1,0 +1,47 @@
+//! clap commands. Each subcommand lives in its own file; `main` maps library errors to a
+//! one-line message and exit code 1 (clap's own usage errors exit with 2).
+
+mod common;
+mod eval;
+mod info;
+mod teacher;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rlnet",
+    version,
+    about = "Robust linearized networks (RLNet) for private inference: train, search, distill, evaluate"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Stage 1: train the robust all-ReLU dual-BN teacher (clean + PGD-7).
+    Teacher(teacher::TeacherArgs),
+    /// Clean and PGD accuracy of a checkpoint under BN_c and/or BN_a.
+    Eval(eval::EvalArgs),
+    /// ReLU layers of a model: shapes, ReLU counts and kept (mask) counts.
+    Info(info::InfoArgs),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Teacher(a) => teacher::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Info(a) => info::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

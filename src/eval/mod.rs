@@ -1,0 +1,93 @@
+//! Evaluation: clean accuracy and white-box PGD accuracy under a chosen BN set (spec §7).
+
+use crate::autograd::{GradMode, Graph};
+use crate::data::batch::make_batch;
+use crate::data::ImageSet;
+use crate::nn::{Domain, Model, Pass};
+use crate::robust::pgd::{attack, AttackLoss, PgdConfig};
+use crate::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+
+/// Logits of raw [0,1] images in eval mode under `domain`'s BN set.
+pub fn logits(model: &Model, x: &Tensor, domain: Domain) -> Tensor {
+    let mut g = Graph::new(&model.store, GradMode::None);
+    let xv = g.input(x.clone(), false);
+    let out = model.forward(&mut g, xv, Pass { domain, train: false });
+    g.value(out.logits).clone()
+}
+
+/// Number of rows whose arg-max equals the label.
+pub fn correct(logits: &Tensor, labels: &[u32]) -> usize {
+    let k = logits.dim(1);
+    logits
+        .data()
+        .chunks(k)
+        .zip(labels)
+        .filter(|(row, &y)| argmax(row) == y as usize)
+        .count()
+}
+
+pub fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+        .0
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Accuracy {
+    /// "clean" (BN_c) or "adv" (BN_a).
+    pub bn: String,
+    pub images: usize,
+    pub clean_acc: f32,
+    /// PGD accuracy, attacking the evaluated model with the same BN set.
+    pub pgd_acc: Option<f32>,
+    pub pgd_steps: Option<usize>,
+}
+
+pub fn bn_name(d: Domain) -> &'static str {
+    match d {
+        Domain::Clean => "clean",
+        Domain::Aug => "aug",
+        Domain::Adv => "adv",
+    }
+}
+
+/// Clean (and, with `pgd`, adversarial) accuracy on `set` under `domain`'s BN set.
+/// Returns the accuracy and, when asked, the clean logits [n, classes].
+pub fn evaluate(
+    model: &Model,
+    set: &ImageSet,
+    domain: Domain,
+    batch: usize,
+    pgd: Option<&PgdConfig>,
+    seed: u64,
+    keep_logits: bool,
+    mut progress: impl FnMut(usize),
+) -> (Accuracy, Option<Vec<f32>>) {
+    let (mut clean, mut robust) = (0, 0);
+    let mut all_logits = keep_logits.then(Vec::new);
+    let indices: Vec<usize> = (0..set.len()).collect();
+    for (bi, chunk) in indices.chunks(batch.max(1)).enumerate() {
+        let (x, y) = make_batch(set, chunk, None, 0);
+        let z = logits(model, &x, domain);
+        clean += correct(&z, &y);
+        if let Some(all) = all_logits.as_mut() {
+            all.extend_from_slice(z.data());
+        }
+        if let Some(cfg) = pgd {
+            let adv = attack(model, &x, &y, cfg, domain, &AttackLoss::CrossEntropySum, seed, bi as u64);
+            robust += correct(&logits(model, &adv, domain), &y);
+        }
+        progress(chunk.len());
+    }
+    let n = set.len().max(1) as f32;
+    let acc = Accuracy {
+        bn: bn_name(domain).into(),
+        images: set.len(),
+        clean_acc: clean as f32 / n,
+        pgd_acc: pgd.map(|_| robust as f32 / n),
+        pgd_steps: pgd.map(|c| c.steps),
+    };
+    (acc, all_logits)
+}

@@ -1,0 +1,113 @@
+//! Registers a model's tensors in the store with reference names and initial values.
+
+use super::{BnMode, DomainBn, ModelConfig, ReluLayer};
+use crate::autograd::{BnIds, EntryId, EntryKind, ParamStore};
+use crate::rng::{stream, Stream};
+use crate::tensor::Tensor;
+
+pub(super) struct Builder<'c> {
+    pub cfg: &'c ModelConfig,
+    store: ParamStore,
+    relus: Vec<ReluLayer>,
+    rng: Stream,
+}
+
+impl<'c> Builder<'c> {
+    pub fn new(cfg: &'c ModelConfig, seed: u64) -> Self {
+        Builder {
+            cfg,
+            store: ParamStore::new(),
+            relus: Vec::new(),
+            rng: Stream::new(seed, stream::INIT),
+        }
+    }
+
+    pub fn finish(self) -> (ParamStore, Vec<ReluLayer>) {
+        (self.store, self.relus)
+    }
+
+    /// A bias-free conv weight [c_out, c_in, k, k], N(0, 2 / (k·k·c_out)): Kaiming-normal with
+    /// fan_out (ResNet18) and WRN's explicit init are the same formula.
+    pub fn conv(&mut self, name: &str, c_out: usize, c_in: usize, k: usize) -> EntryId {
+        let std = (2.0 / (k * k * c_out) as f64).sqrt();
+        let data = (0..c_out * c_in * k * k)
+            .map(|_| (self.rng.normal() * std) as f32)
+            .collect();
+        let t = Tensor::from_vec(&[c_out, c_in, k, k], data).expect("conv shape");
+        self.store.add(&format!("{name}.weight"), EntryKind::Param, t)
+    }
+
+    /// Linear [out, in] with PyTorch's default U(±1/√in) weight; the bias is U(±1/√in) or zero.
+    pub fn linear(&mut self, name: &str, out: usize, inp: usize, zero_bias: bool) -> (EntryId, EntryId) {
+        let bound = 1.0 / (inp as f64).sqrt();
+        let w: Vec<f32> = (0..out * inp)
+            .map(|_| self.rng.range(-bound, bound) as f32)
+            .collect();
+        let b: Vec<f32> = (0..out)
+            .map(|_| if zero_bias { 0.0 } else { self.rng.range(-bound, bound) as f32 })
+            .collect();
+        let w = self.store.add(
+            &format!("{name}.weight"),
+            EntryKind::Param,
+            Tensor::from_vec(&[out, inp], w).expect("linear shape"),
+        );
+        let b = self.store.add(
+            &format!("{name}.bias"),
+            EntryKind::Param,
+            Tensor::from_vec(&[out], b).expect("bias shape"),
+        );
+        (w, b)
+    }
+
+    fn bn_set(&mut self, prefix: &str, c: usize) -> BnIds {
+        let mut add = |suffix: &str, kind, v: f32| {
+            self.store
+                .add(&format!("{prefix}.{suffix}"), kind, Tensor::full(&[c], v))
+        };
+        BnIds {
+            weight: add("weight", EntryKind::Param, 1.0),
+            bias: add("bias", EntryKind::Param, 0.0),
+            running_mean: add("running_mean", EntryKind::Buffer, 0.0),
+            running_var: add("running_var", EntryKind::Buffer, 1.0),
+        }
+    }
+
+    /// A BN layer with one parameter set per domain (`name.BN_c`, `name.BN_a`, and `name.BN_r`
+    /// for triple BN); `shared` gives one plain set (`name.weight`) used by every domain.
+    pub fn bn(&mut self, name: &str, c: usize, shared: bool) -> DomainBn {
+        if shared {
+            let s = self.bn_set(name, c);
+            return DomainBn {
+                clean: s,
+                aug: s,
+                adv: s,
+            };
+        }
+        let clean = self.bn_set(&format!("{name}.BN_c"), c);
+        let aug = match self.cfg.bn {
+            BnMode::Dual => clean,
+            BnMode::Triple => self.bn_set(&format!("{name}.BN_r"), c),
+        };
+        let adv = self.bn_set(&format!("{name}.BN_a"), c);
+        DomainBn { clean, aug, adv }
+    }
+
+    /// A masked-ReLU layer of shape [c, h, w], every ReLU kept; returns its index.
+    pub fn relu(&mut self, name: &str, c: usize, h: usize, w: usize) -> usize {
+        let mask = self.store.add(
+            &format!("{name}.mask"),
+            EntryKind::Mask,
+            Tensor::full(&[c, h, w], 1.0),
+        );
+        self.relus.push(ReluLayer {
+            name: name.to_string(),
+            shape: [c, h, w],
+            mask,
+        });
+        self.relus.len() - 1
+    }
+
+    pub fn mask_id(&self, relu: usize) -> EntryId {
+        self.relus[relu].mask
+    }
+}

@@ -1,0 +1,27 @@
+//! Element-wise ops: per-channel affine maps (input normalisation inside the model) and the
+//! helpers the graph uses to add and scale.
+
+use super::Real;
+
+/// y[n, c, i] = x[n, c, i] * scale[c] + shift[c]. Input normalisation `(x - mean) / std` is
+/// scale = 1/std, shift = -mean/std; its input gradient (what PGD needs) is dy * scale.
+pub fn channel_affine<T: Real>(x: &[T], scale: &[T], shift: &[T], hw: usize, y: &mut [T]) {
+    let ch = scale.len();
+    for (plane, (yp, xp)) in y.chunks_mut(hw).zip(x.chunks(hw)).enumerate() {
+        let (s, b) = (scale[plane % ch], shift[plane % ch]);
+        yp.iter_mut().zip(xp).for_each(|(yv, &xv)| *yv = xv * s + b);
+    }
+}
+
+pub fn channel_affine_backward<T: Real>(dy: &[T], scale: &[T], hw: usize, dx: &mut [T]) {
+    let ch = scale.len();
+    for (plane, (dp, gp)) in dx.chunks_mut(hw).zip(dy.chunks(hw)).enumerate() {
+        let s = scale[plane % ch];
+        dp.iter_mut().zip(gp).for_each(|(d, &g)| *d = g * s);
+    }
+}
+
+/// acc += v.
+pub fn add_assign<T: Real>(acc: &mut [T], v: &[T]) {
+    acc.iter_mut().zip(v).for_each(|(a, &b)| *a += b);
+}

@@ -1,0 +1,54 @@
+//! Op families: each file holds an op's forward and backward on the CPU, generic over the float
+//! type so the same code runs in f32 for training and in f64 for gradient checks.
+
+pub mod bn_act;
+pub mod conv;
+pub mod elementwise;
+pub mod linear;
+pub mod loss;
+pub mod matmul;
+pub mod pgd;
+pub mod pool;
+
+/// The float types the CPU reference runs in: f32 for training, f64 for gradient checks.
+pub trait Real:
+    num_traits::Float
+    + num_traits::FromPrimitive
+    + std::iter::Sum
+    + std::ops::AddAssign
+    + std::ops::SubAssign
+    + std::ops::MulAssign
+    + std::ops::DivAssign
+    + std::fmt::Debug
+    + Default
+    + Send
+    + Sync
+    + 'static
+{
+    fn from_f64_lossy(v: f64) -> Self;
+    fn to_f64_lossy(self) -> f64;
+}
+
+impl Real for f32 {
+    fn from_f64_lossy(v: f64) -> Self {
+        v as f32
+    }
+    fn to_f64_lossy(self) -> f64 {
+        self as f64
+    }
+}
+
+impl Real for f64 {
+    fn from_f64_lossy(v: f64) -> Self {
+        v
+    }
+    fn to_f64_lossy(self) -> f64 {
+        self
+    }
+}
+
+/// `T` from a small constant (sizes, counts): exact for every value used here.
+#[inline]
+pub(crate) fn c<T: Real>(v: f64) -> T {
+    T::from_f64_lossy(v)
+}

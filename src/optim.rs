@@ -1,0 +1,86 @@
+//! SGD with momentum and weight decay (PyTorch semantics) and the step learning-rate schedule.
+
+use crate::autograd::{EntryId, Gradients, ParamStore};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SgdConfig {
+    pub momentum: f32,
+    pub weight_decay: f32,
+}
+
+impl Default for SgdConfig {
+    fn default() -> Self {
+        SgdConfig {
+            momentum: 0.9,
+            weight_decay: 5e-4,
+        }
+    }
+}
+
+/// g ← grad + wd·p; buf ← momentum·buf + g (buf = g on the first step); p ← p − lr·buf.
+/// Weight decay applies to every parameter, BN included, as in the reference.
+pub struct Sgd {
+    pub config: SgdConfig,
+    /// Momentum buffer per parameter (None until the parameter's first step).
+    momentum: Vec<(EntryId, Option<Vec<f32>>)>,
+}
+
+impl Sgd {
+    pub fn new(config: SgdConfig, store: &ParamStore) -> Self {
+        let momentum = store.param_ids().into_iter().map(|id| (id, None)).collect();
+        Sgd { config, momentum }
+    }
+
+    pub fn step(&mut self, store: &mut ParamStore, grads: &Gradients, lr: f32) {
+        let (mu, wd) = (self.config.momentum, self.config.weight_decay);
+        for (id, buf) in &mut self.momentum {
+            let Some(g) = grads.param(*id) else { continue };
+            let p = store.get_mut(*id).data_mut();
+            match buf {
+                // First step: the buffer starts as the (decayed) gradient itself.
+                None => {
+                    let b: Vec<f32> = g.iter().zip(p.iter()).map(|(g, p)| g + wd * p).collect();
+                    p.iter_mut().zip(&b).for_each(|(pv, bv)| *pv -= lr * bv);
+                    *buf = Some(b);
+                }
+                Some(b) => {
+                    for ((pv, bv), &gv) in p.iter_mut().zip(b.iter_mut()).zip(g) {
+                        *bv = mu * *bv + gv + wd * *pv;
+                        *pv -= lr * *bv;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Momentum buffers by parameter id, for checkpoints.
+    pub fn buffers(&self) -> impl Iterator<Item = (EntryId, &[f32])> {
+        self.momentum
+            .iter()
+            .filter_map(|(id, b)| b.as_deref().map(|b| (*id, b)))
+    }
+
+    /// Restores a momentum buffer (from a checkpoint).
+    pub fn set_buffer(&mut self, id: EntryId, values: Vec<f32>) {
+        if let Some(slot) = self.momentum.iter_mut().find(|(i, _)| *i == id) {
+            slot.1 = Some(values);
+        }
+    }
+}
+
+/// lr(epoch) = base · factor^(number of milestones ≤ epoch), epochs counted from 0
+/// (PyTorch MultiStepLR stepped once per epoch).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepSchedule {
+    pub base_lr: f32,
+    pub milestones: Vec<usize>,
+    pub factor: f32,
+}
+
+impl StepSchedule {
+    pub fn lr(&self, epoch: usize) -> f32 {
+        let k = self.milestones.iter().filter(|&&m| m <= epoch).count();
+        self.base_lr * self.factor.powi(k as i32)
+    }
+}

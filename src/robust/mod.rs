@@ -1,0 +1,3 @@
+//! Robustness: the PGD adversary (spec §3).
+
+pub mod pgd;

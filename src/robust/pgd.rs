@@ -1,0 +1,71 @@
+//! The L∞ PGD adversary (spec §3): one uniform random start, K signed-gradient steps,
+//! projection onto the eps-ball then onto [0,1]. The model runs in eval mode with the BN set of
+//! the domain under attack, and the graph asks for input gradients only.
+
+use crate::autograd::{GradMode, Graph};
+use crate::nn::{Domain, Model, Pass};
+use crate::ops::pgd as pgd_ops;
+use crate::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PgdConfig {
+    pub eps: f32,
+    pub alpha: f32,
+    pub steps: usize,
+}
+
+impl PgdConfig {
+    /// ε = 8/255, α = 2/255, K steps (7 in training, 20 for the final test).
+    pub fn linf(steps: usize) -> Self {
+        PgdConfig {
+            eps: 8.0 / 255.0,
+            alpha: 2.0 / 255.0,
+            steps,
+        }
+    }
+}
+
+/// What the attack maximises.
+pub enum AttackLoss<'a> {
+    /// Cross-entropy summed over the batch (teacher training and every evaluation).
+    CrossEntropySum,
+    /// RSLAD: KL_T(model(x_adv) ‖ target logits) (student training, stage 2 and 3).
+    Kl { target: &'a Tensor, temp: f64 },
+}
+
+/// Adversarial examples for raw [0,1] images `x` with labels. `key` makes the random start of
+/// this call distinct from every other call of the run.
+pub fn attack(
+    model: &Model,
+    x: &Tensor,
+    labels: &[u32],
+    cfg: &PgdConfig,
+    domain: Domain,
+    loss: &AttackLoss<'_>,
+    seed: u64,
+    key: u64,
+) -> Tensor {
+    let mut adv = x.clone();
+    if cfg.steps == 0 {
+        return adv;
+    }
+    pgd_ops::random_start(x.data(), cfg.eps, seed, key, adv.data_mut());
+    let pass = Pass {
+        domain,
+        train: false,
+    };
+    for _ in 0..cfg.steps {
+        let mut g = Graph::new(&model.store, GradMode::InputsOnly);
+        let xv = g.input(adv.clone(), true);
+        let out = model.forward(&mut g, xv, pass);
+        let l = match loss {
+            AttackLoss::CrossEntropySum => g.cross_entropy(out.logits, labels, true),
+            AttackLoss::Kl { target, temp } => g.kl_div(out.logits, target, *temp),
+        };
+        let grads = g.backward(l);
+        let gx = grads.input(xv).expect("the attacked input carries a gradient");
+        pgd_ops::step(adv.data_mut(), x.data(), gx, cfg.alpha, cfg.eps);
+    }
+    adv
+}

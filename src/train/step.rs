@@ -1,0 +1,89 @@
+//! One stage-1 optimisation step (spec §4): the first half of the batch is clean (BN_c), the
+//! second half is PGD-attacked (BN_a, attack in eval mode); the loss is the mean of the
+//! per-domain cross-entropies, then one SGD step and the BN running-statistics updates.
+
+use crate::autograd::{GradMode, Graph, Var};
+use crate::eval::correct;
+use crate::nn::{Domain, Model, Pass};
+use crate::optim::Sgd;
+use crate::robust::pgd::{attack, AttackLoss, PgdConfig};
+use crate::tensor::Tensor;
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StepStats {
+    pub loss: f32,
+    pub clean_correct: usize,
+    pub clean_seen: usize,
+    pub adv_correct: usize,
+    pub adv_seen: usize,
+}
+
+/// Where the random start of this step's attack comes from.
+#[derive(Clone, Copy, Debug)]
+pub struct StepKey {
+    pub seed: u64,
+    pub step: u64,
+}
+
+pub fn teacher_step(
+    model: &mut Model,
+    sgd: &mut Sgd,
+    x: &Tensor,
+    labels: &[u32],
+    lr: f32,
+    pgd: &PgdConfig,
+    key: StepKey,
+) -> StepStats {
+    let n = labels.len();
+    let h = n.div_ceil(2);
+    let (x_clean, y_clean) = (x.slice_rows(0, h), &labels[..h]);
+    let (x_rest, y_adv) = (x.slice_rows(h, n), &labels[h..]);
+    // The attack reads BN_a's running statistics, which this step's clean passes (BN_c) do not
+    // touch, so crafting it before the clean forward gives the reference's result.
+    let x_adv = (!y_adv.is_empty()).then(|| {
+        attack(
+            model,
+            &x_rest,
+            y_adv,
+            pgd,
+            Domain::Adv,
+            &AttackLoss::CrossEntropySum,
+            key.seed,
+            key.step,
+        )
+    });
+
+    let mut g = Graph::new(&model.store, GradMode::All);
+    let mut terms: Vec<Var> = Vec::new();
+    let mut stats = StepStats::default();
+
+    let xv = g.input(x_clean, false);
+    let out = model.forward(&mut g, xv, Pass { domain: Domain::Clean, train: true });
+    terms.push(g.cross_entropy(out.logits, y_clean, false));
+    stats.clean_correct = correct(g.value(out.logits), y_clean);
+    stats.clean_seen = h;
+
+    // AugMix slot: the natural-robustness stage adds its view here, on the same images as the
+    // clean half, through BN_c (or BN_r with triple BN), as one more cross-entropy term.
+
+    if let Some(x_adv) = x_adv {
+        let av = g.input(x_adv, false);
+        let out = model.forward(&mut g, av, Pass { domain: Domain::Adv, train: true });
+        terms.push(g.cross_entropy(out.logits, y_adv, false));
+        stats.adv_correct = correct(g.value(out.logits), y_adv);
+        stats.adv_seen = y_adv.len();
+    }
+
+    let mut total = terms[0];
+    for &t in &terms[1..] {
+        total = g.add(total, t);
+    }
+    let loss = g.scale(total, 1.0 / terms.len() as f32);
+    stats.loss = g.value(loss).item();
+    let grads = g.backward(loss);
+    let updates = g.take_stat_updates();
+    drop(g);
+    sgd.step(&mut model.store, &grads, lr);
+    model.store.apply_stat_updates(&updates);
+    stats
+}

@@ -1,0 +1,322 @@
+//! Stage 1: the robust all-ReLU teacher (spec §4), with resumable checkpoints and a report.
+
+use super::step::{teacher_step, StepKey};
+use crate::checkpoint::{self, CheckpointMeta, FORMAT_VERSION};
+use crate::data::batch::{epoch_order, make_batch, CropFlip};
+use crate::data::source::DatasetSpec;
+use crate::data::{ImageSet, Split};
+use crate::error::{Error, Result};
+use crate::eval::{evaluate, Accuracy};
+use crate::nn::{Domain, Model, ModelConfig};
+use crate::optim::{Sgd, SgdConfig, StepSchedule};
+use crate::report::{write_json, Progress};
+use crate::robust::pgd::PgdConfig;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+pub const CHECKPOINT_NAME: &str = "teacher.safetensors";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TeacherConfig {
+    pub model: ModelConfig,
+    pub data: DatasetSpec,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub schedule: StepSchedule,
+    pub sgd: SgdConfig,
+    /// The training attack (PGD-7 in the reference).
+    pub pgd: PgdConfig,
+    /// PGD steps of the final evaluation (20 in the reference).
+    pub eval_pgd_steps: usize,
+    pub eval_batch: usize,
+    pub crop_pad: usize,
+    pub seed: u64,
+    /// Validate (clean + PGD, both BNs) every this many epochs; 0 = only at the end.
+    pub eval_every: usize,
+    /// Also checkpoint every this many steps inside an epoch; 0 = at epoch ends only.
+    pub checkpoint_every: usize,
+}
+
+/// Progress saved in the checkpoint, enough to continue exactly where the run stopped.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TeacherState {
+    /// Epochs fully done.
+    pub epoch: usize,
+    /// Steps done inside `epoch` (non-zero only for a mid-epoch checkpoint).
+    pub step_in_epoch: usize,
+    pub history: Vec<EpochLog>,
+    pub train_secs: f64,
+    pub images_trained: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub lr: f32,
+    pub loss: f32,
+    pub clean_train_acc: f32,
+    pub adv_train_acc: f32,
+    pub images_per_sec: f32,
+    pub val: Vec<Accuracy>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct SavedState {
+    config: TeacherConfig,
+    progress: TeacherState,
+}
+
+/// What `rlnet teacher` writes to report.json.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TeacherReport {
+    pub stage: String,
+    pub model: String,
+    pub dataset: String,
+    pub epochs: usize,
+    /// clean_acc: BN_c clean accuracy; pgd_acc: BN_a PGD accuracy (the usual dual-BN reporting).
+    pub metrics: Metrics,
+    pub images_per_sec: f32,
+    pub device: String,
+    pub train_secs: f64,
+    pub config: TeacherConfig,
+    pub total_relus: usize,
+    pub kept_relus: usize,
+    pub params: usize,
+    pub history: Vec<EpochLog>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Metrics {
+    pub clean_acc: f32,
+    pub pgd_acc: f32,
+    pub pgd_steps: usize,
+    pub per_bn: Vec<Accuracy>,
+}
+
+/// Options of one invocation (not part of the training config).
+pub struct RunOptions {
+    pub out_dir: PathBuf,
+    pub resume: bool,
+    /// Stop (checkpointed and resumable) once this many epochs are done in total.
+    pub stop_after: Option<usize>,
+    pub show_progress: bool,
+    pub device_name: String,
+}
+
+/// Trains (or resumes) a teacher; writes the checkpoint and report.json into `out_dir`.
+/// Returns None when the run stopped early on `stop_after`.
+pub fn run(cfg: &TeacherConfig, opts: &RunOptions) -> Result<Option<TeacherReport>> {
+    validate(cfg)?;
+    std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::io(&opts.out_dir, e))?;
+    let ckpt = opts.out_dir.join(CHECKPOINT_NAME);
+    let (mut model, mut sgd, mut state) = start_or_resume(cfg, &ckpt, opts.resume)?;
+    let train = cfg.data.load(Split::Train)?;
+    let test = cfg.data.load(Split::Test)?;
+    if train.len() < 2 {
+        return Err(Error::Data(format!("{} training images: need at least 2", train.len())));
+    }
+    if train.num_classes != cfg.model.num_classes || train.height != cfg.model.input_size {
+        return Err(Error::Config(format!(
+            "data has {} classes at {} px, model expects {} at {} px",
+            train.num_classes, train.height, cfg.model.num_classes, cfg.model.input_size
+        )));
+    }
+    let steps_per_epoch = train.len().div_ceil(cfg.batch_size);
+    let last_epoch = opts.stop_after.map_or(cfg.epochs, |s| s.min(cfg.epochs));
+    while state.epoch < last_epoch {
+        train_epoch(cfg, opts, &ckpt, &train, &test, &mut model, &mut sgd, &mut state, steps_per_epoch)?;
+    }
+    if state.epoch < cfg.epochs {
+        return Ok(None);
+    }
+    let report = final_report(cfg, opts, &model, &test, &state);
+    write_json(&opts.out_dir.join("report.json"), &report)?;
+    Ok(Some(report))
+}
+
+fn validate(cfg: &TeacherConfig) -> Result<()> {
+    cfg.model.validate()?;
+    if cfg.batch_size < 2 {
+        return Err(Error::Config(format!(
+            "batch size {}: need at least 2 (half clean, half adversarial)",
+            cfg.batch_size
+        )));
+    }
+    if cfg.epochs == 0 {
+        return Err(Error::Config("epochs must be at least 1".into()));
+    }
+    Ok(())
+}
+
+fn start_or_resume(cfg: &TeacherConfig, ckpt: &Path, resume: bool) -> Result<(Model, Sgd, TeacherState)> {
+    if ckpt.exists() {
+        if !resume {
+            return Err(Error::Config(format!(
+                "{} already exists: pass --resume to continue it, or choose another --out",
+                ckpt.display()
+            )));
+        }
+        let c = checkpoint::load(ckpt)?;
+        let saved: SavedState = serde_json::from_value(c.meta.state.clone()).map_err(|e| Error::Checkpoint {
+            path: ckpt.to_path_buf(),
+            msg: format!("not a teacher checkpoint: {e}"),
+        })?;
+        if saved.config != *cfg {
+            return Err(Error::Config(format!(
+                "{} was started with different settings; resume with the same flags (saved: {})",
+                ckpt.display(),
+                serde_json::to_string(&saved.config).unwrap_or_default()
+            )));
+        }
+        let model = c.model()?;
+        let mut sgd = Sgd::new(cfg.sgd.clone(), &model.store);
+        c.restore_optimizer(&model, &mut sgd)?;
+        return Ok((model, sgd, saved.progress));
+    }
+    let model = Model::new(cfg.model.clone(), cfg.seed)?;
+    let sgd = Sgd::new(cfg.sgd.clone(), &model.store);
+    Ok((model, sgd, TeacherState::default()))
+}
+
+fn save(ckpt: &Path, cfg: &TeacherConfig, model: &Model, sgd: &Sgd, state: &TeacherState) -> Result<()> {
+    let saved = SavedState {
+        config: cfg.clone(),
+        progress: state.clone(),
+    };
+    let meta = CheckpointMeta {
+        format_version: FORMAT_VERSION,
+        stage: "teacher".into(),
+        model: cfg.model.clone(),
+        state: serde_json::to_value(saved).map_err(|e| Error::Config(e.to_string()))?,
+    };
+    checkpoint::save(ckpt, model, Some(sgd), &meta)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train_epoch(
+    cfg: &TeacherConfig,
+    opts: &RunOptions,
+    ckpt: &Path,
+    train: &ImageSet,
+    test: &ImageSet,
+    model: &mut Model,
+    sgd: &mut Sgd,
+    state: &mut TeacherState,
+    steps: usize,
+) -> Result<()> {
+    let epoch = state.epoch;
+    let lr = cfg.schedule.lr(epoch);
+    let order = epoch_order(cfg.seed, epoch, train.len());
+    let crop = CropFlip {
+        pad: cfg.crop_pad,
+        seed: cfg.seed,
+    };
+    let mut bar = Progress::new(opts.show_progress, steps, &format!("teacher epoch {}/{}", epoch + 1, cfg.epochs));
+    bar.set_position(state.step_in_epoch);
+    let (mut loss_sum, mut clean_ok, mut clean_n, mut adv_ok, mut adv_n, mut batches) = (0f64, 0, 0, 0, 0, 0);
+    let started = Instant::now();
+    let mut images = 0;
+    for step in state.step_in_epoch..steps {
+        let idx = &order[step * cfg.batch_size..((step + 1) * cfg.batch_size).min(train.len())];
+        if idx.len() < 2 {
+            continue; // a last batch of one image cannot be split into clean and adversarial halves
+        }
+        let draw_key = (epoch * train.len() + step * cfg.batch_size) as u64;
+        let (x, y) = make_batch(train, idx, Some(crop), draw_key);
+        let key = StepKey {
+            seed: cfg.seed,
+            step: (epoch * steps + step) as u64,
+        };
+        let s = teacher_step(model, sgd, &x, &y, lr, &cfg.pgd, key);
+        loss_sum += s.loss as f64;
+        batches += 1;
+        clean_ok += s.clean_correct;
+        clean_n += s.clean_seen;
+        adv_ok += s.adv_correct;
+        adv_n += s.adv_seen;
+        images += idx.len();
+        let secs = started.elapsed().as_secs_f64().max(1e-9);
+        bar.update(
+            step + 1,
+            &format!(
+                "loss {:.3} clean {:.1}% adv {:.1}% {:.0} img/s",
+                loss_sum / batches as f64,
+                100.0 * clean_ok as f64 / clean_n.max(1) as f64,
+                100.0 * adv_ok as f64 / adv_n.max(1) as f64,
+                images as f64 / secs
+            ),
+        );
+        if cfg.checkpoint_every > 0 && (step + 1) % cfg.checkpoint_every == 0 && step + 1 < steps {
+            state.step_in_epoch = step + 1;
+            state.train_secs += started.elapsed().as_secs_f64();
+            state.images_trained += images;
+            save(ckpt, cfg, model, sgd, state)?;
+            state.train_secs -= started.elapsed().as_secs_f64();
+            state.images_trained -= images;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    bar.finish();
+    state.train_secs += secs;
+    state.images_trained += images;
+    let val = if cfg.eval_every > 0 && (epoch + 1) % cfg.eval_every == 0 && epoch + 1 < cfg.epochs {
+        validate_both(cfg, model, test, cfg.pgd.steps, opts.show_progress)
+    } else {
+        Vec::new()
+    };
+    state.history.push(EpochLog {
+        epoch,
+        lr,
+        loss: (loss_sum / batches.max(1) as f64) as f32,
+        clean_train_acc: clean_ok as f32 / clean_n.max(1) as f32,
+        adv_train_acc: adv_ok as f32 / adv_n.max(1) as f32,
+        images_per_sec: (images as f64 / secs.max(1e-9)) as f32,
+        val,
+    });
+    state.epoch += 1;
+    state.step_in_epoch = 0;
+    save(ckpt, cfg, model, sgd, state)
+}
+
+/// Clean and PGD accuracy under BN_c and BN_a.
+pub fn validate_both(cfg: &TeacherConfig, model: &Model, test: &ImageSet, steps: usize, show: bool) -> Vec<Accuracy> {
+    let pgd = PgdConfig { steps, ..cfg.pgd.clone() };
+    [Domain::Clean, Domain::Adv]
+        .into_iter()
+        .map(|d| {
+            let mut bar = Progress::new(show, test.len(), &format!("eval BN_{} PGD-{steps}", crate::eval::bn_name(d)));
+            let mut done = 0;
+            let (acc, _) = evaluate(model, test, d, cfg.eval_batch, Some(&pgd), cfg.seed, false, |n| {
+                done += n;
+                bar.update(done, "");
+            });
+            bar.finish();
+            acc
+        })
+        .collect()
+}
+
+fn final_report(cfg: &TeacherConfig, opts: &RunOptions, model: &Model, test: &ImageSet, state: &TeacherState) -> TeacherReport {
+    let per_bn = validate_both(cfg, model, test, cfg.eval_pgd_steps, opts.show_progress);
+    TeacherReport {
+        stage: "teacher".into(),
+        model: cfg.model.arch.name().into(),
+        dataset: cfg.data.kind.name().into(),
+        epochs: cfg.epochs,
+        metrics: Metrics {
+            clean_acc: per_bn[0].clean_acc,
+            pgd_acc: per_bn[1].pgd_acc.unwrap_or(0.0),
+            pgd_steps: cfg.eval_pgd_steps,
+            per_bn,
+        },
+        images_per_sec: (state.images_trained as f64 / state.train_secs.max(1e-9)) as f32,
+        device: opts.device_name.clone(),
+        train_secs: state.train_secs,
+        config: cfg.clone(),
+        total_relus: model.total_relus(),
+        kept_relus: model.kept_relus(),
+        params: model.num_params(),
+        history: state.history.clone(),
+    }
+}

@@ -1,0 +1,68 @@
+//! Helpers shared by the integration tests: fixture reading and the one comparison helper.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+pub fn fixture_dir(case: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden").join(case)
+}
+
+/// The shared data folder beside the project (../shared), if present.
+pub fn shared_dir() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
+    p.exists().then_some(p)
+}
+
+/// Reads an .npy (f32, f64 or i64) as f64 values with its shape.
+pub fn npy(path: &Path) -> (Vec<usize>, Vec<f64>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let f = npyz::NpyFile::new(&bytes[..]).unwrap();
+    let shape: Vec<usize> = f.shape().iter().map(|&d| d as usize).collect();
+    let data = match f.dtype() {
+        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 4 => {
+            f.into_vec::<f32>().unwrap().into_iter().map(f64::from).collect()
+        }
+        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float => f.into_vec::<f64>().unwrap(),
+        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Int => {
+            f.into_vec::<i64>().unwrap().into_iter().map(|v| v as f64).collect()
+        }
+        other => panic!("{}: unsupported dtype {other:?}", path.display()),
+    };
+    (shape, data)
+}
+
+pub fn load(case: &str, name: &str) -> Vec<f64> {
+    npy(&fixture_dir(case).join(format!("{name}.npy"))).1
+}
+
+pub fn load_f32(case: &str, name: &str) -> Vec<f32> {
+    load(case, name).into_iter().map(|v| v as f32).collect()
+}
+
+pub fn shape(case: &str, name: &str) -> Vec<usize> {
+    npy(&fixture_dir(case).join(format!("{name}.npy"))).0
+}
+
+/// Passes when |got − want| ≤ atol + rtol·|want| everywhere; otherwise panics with the max
+/// absolute and relative errors, the worst index and the first mismatches.
+pub fn assert_close<A: Into<f64> + Copy, B: Into<f64> + Copy>(name: &str, got: &[A], want: &[B], atol: f64, rtol: f64) {
+    assert_eq!(got.len(), want.len(), "{name}: length {} vs {}", got.len(), want.len());
+    let (mut max_abs, mut max_rel, mut worst) = (0f64, 0f64, 0usize);
+    let mut bad = Vec::new();
+    for i in 0..got.len() {
+        let (g, w) = (got[i].into(), want[i].into());
+        let d = (g - w).abs();
+        if d > max_abs {
+            max_abs = d;
+            worst = i;
+        }
+        max_rel = max_rel.max(d / w.abs().max(1e-12));
+        if !(d <= atol + rtol * w.abs()) && bad.len() < 5 {
+            bad.push((i, g, w));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{name}: max abs err {max_abs:.3e} (index {worst}), max rel err {max_rel:.3e}; first mismatches (index, got, want): {bad:?}"
+    );
+}

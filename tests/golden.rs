@@ -1,0 +1,233 @@
+//! Layer 1 of the op tests: the CPU reference against PyTorch fixtures written by
+//! tools/make_golden.py (computed in float64 by PyTorch, stored as float32).
+
+mod common;
+
+use common::{assert_close, load, load_f32, shape};
+use rlnet::autograd::{GradMode, Graph};
+use rlnet::nn::{Arch, BnMode, Domain, Model, ModelConfig, Pass, WRN_22_8};
+use rlnet::ops::bn_act::{self, Activation, BnGeom, BnGrads, BN_EPS, BN_MOMENTUM};
+use rlnet::ops::conv::{self, ConvGeom};
+use rlnet::ops::{linear, loss};
+use rlnet::tensor::Tensor;
+
+fn conv_case(case: &str, stride: usize, pad: usize) {
+    let (xs, ws) = (shape(case, "x"), shape(case, "w"));
+    let g = ConvGeom { n: xs[0], c_in: xs[1], h: xs[2], w: xs[3], c_out: ws[0], k: ws[2], stride, pad };
+    let (x, w, dy) = (load_f32(case, "x"), load_f32(case, "w"), load_f32(case, "dy"));
+    let mut y = vec![0f32; g.y_len()];
+    conv::forward(&g, &x, &w, &mut y);
+    // f32 sums of at most 36 products of O(1) values: 1e-5 absolute is ample.
+    assert_close(&format!("{case} y"), &y, &load(case, "y"), 1e-5, 1e-5);
+    let mut dx = vec![0f32; g.x_len()];
+    conv::backward_data(&g, &w, &dy, &mut dx);
+    assert_close(&format!("{case} dx"), &dx, &load(case, "dx"), 1e-5, 1e-5);
+    let mut dw = vec![0f32; g.w_len()];
+    conv::backward_weight(&g, &x, &dy, &mut dw);
+    assert_close(&format!("{case} dw"), &dw, &load(case, "dw"), 1e-4, 1e-5);
+}
+
+#[test]
+fn conv_matches_pytorch() {
+    conv_case("conv_k3s1p1", 1, 1);
+    conv_case("conv_k3s2p1", 2, 1);
+    conv_case("conv_k1s2p0", 2, 0);
+    conv_case("conv_k1s1p0", 1, 0);
+    conv_case("conv_k3s2p1_even", 2, 1);
+}
+
+fn bn_case(case: &str, train: bool, relu: bool, residual: bool) {
+    let xs = shape(case, "x");
+    let g = BnGeom { n: xs[0], c: xs[1], hw: xs[2] * xs[3] };
+    let x = load_f32(case, "x");
+    let (gamma, beta) = (load_f32(case, "gamma"), load_f32(case, "beta"));
+    let (rm, rv) = (load_f32(case, "running_mean_in"), load_f32(case, "running_var_in"));
+    let mask = load_f32(case, "mask");
+    let r = residual.then(|| load_f32(case, "r"));
+    let act = Activation { relu, mask: Some(&mask) };
+    let (mean, invstd, var_unbiased) = if train {
+        let s = bn_act::batch_stats(&g, &x, BN_EPS);
+        (s.mean, s.invstd, Some(s.var_unbiased))
+    } else {
+        (rm.clone(), bn_act::eval_invstd(&rv, BN_EPS), None)
+    };
+    let mut y = vec![0f32; g.len()];
+    bn_act::forward(&g, &x, &mean, &invstd, &gamma, &beta, r.as_deref(), act, &mut y);
+    assert_close(&format!("{case} y"), &y, &load(case, "y"), 1e-5, 1e-5);
+    let dy = load_f32(case, "dy");
+    let (mut dx, mut dgamma, mut dbeta) = (vec![0f32; g.len()], vec![0f32; g.c], vec![0f32; g.c]);
+    let mut dr = vec![0f32; g.len()];
+    let grads = BnGrads {
+        dx: Some(&mut dx),
+        dgamma: Some(&mut dgamma),
+        dbeta: Some(&mut dbeta),
+        dr: residual.then_some(&mut dr[..]),
+    };
+    bn_act::backward(&g, &x, &y, &mean, &invstd, &gamma, act, train, &dy, grads);
+    assert_close(&format!("{case} dx"), &dx, &load(case, "dx"), 1e-5, 1e-4);
+    assert_close(&format!("{case} dgamma"), &dgamma, &load(case, "dgamma"), 1e-5, 1e-5);
+    assert_close(&format!("{case} dbeta"), &dbeta, &load(case, "dbeta"), 1e-5, 1e-5);
+    if residual {
+        assert_close(&format!("{case} dr"), &dr, &load(case, "dr"), 1e-6, 1e-6);
+    }
+    let (mut rm2, mut rv2) = (rm.clone(), rv.clone());
+    if let Some(vu) = var_unbiased {
+        bn_act::update_running(&mut rm2, &mean, BN_MOMENTUM);
+        bn_act::update_running(&mut rv2, &vu, BN_MOMENTUM);
+    }
+    assert_close(&format!("{case} running_mean"), &rm2, &load(case, "running_mean_out"), 1e-6, 1e-5);
+    assert_close(&format!("{case} running_var"), &rv2, &load(case, "running_var_out"), 1e-6, 1e-5);
+}
+
+#[test]
+fn bn_masked_relu_matches_pytorch() {
+    bn_case("bn_relu_train", true, true, false);
+    bn_case("bn_train", true, false, false);
+    bn_case("bn_add_relu_train", true, true, true);
+    bn_case("bn_relu_eval", false, true, false);
+    bn_case("bn_relu_train_allones", true, true, false);
+}
+
+#[test]
+fn linear_matches_pytorch() {
+    let c = "linear";
+    let (xs, ws) = (shape(c, "x"), shape(c, "w"));
+    let (n, inp, out) = (xs[0], xs[1], ws[0]);
+    let (x, w, b, dy) = (load_f32(c, "x"), load_f32(c, "w"), load_f32(c, "b"), load_f32(c, "dy"));
+    let mut y = vec![0f32; n * out];
+    linear::forward(&x, &w, &b, n, inp, out, &mut y);
+    assert_close("linear y", &y, &load(c, "y"), 1e-6, 1e-5);
+    let mut dx = vec![0f32; n * inp];
+    linear::backward_data(&w, &dy, n, inp, out, &mut dx);
+    assert_close("linear dx", &dx, &load(c, "dx"), 1e-6, 1e-5);
+    let (mut dw, mut db) = (vec![0f32; out * inp], vec![0f32; out]);
+    linear::backward_params(&x, &dy, n, inp, out, &mut dw, &mut db);
+    assert_close("linear dw", &dw, &load(c, "dw"), 1e-6, 1e-5);
+    assert_close("linear db", &db, &load(c, "db"), 1e-6, 1e-5);
+}
+
+#[test]
+fn cross_entropy_matches_pytorch() {
+    let c = "cross_entropy";
+    let z = load_f32(c, "logits");
+    let labels: Vec<u32> = load(c, "labels").iter().map(|&v| v as u32).collect();
+    let k = z.len() / labels.len();
+    for (sum, loss_name, grad_name) in [(false, "loss_mean", "dlogits_mean"), (true, "loss_sum", "dlogits_sum")] {
+        let (l, probs) = loss::cross_entropy(&z, &labels, k, sum);
+        assert_close(loss_name, &[l], &load(c, loss_name), 1e-5, 1e-6);
+        let mut dz = vec![0f32; z.len()];
+        loss::cross_entropy_backward(&probs, &labels, k, sum, 1.0, &mut dz);
+        assert_close(grad_name, &dz, &load(c, grad_name), 1e-6, 1e-5);
+    }
+}
+
+#[test]
+fn kl_matches_pytorch() {
+    let c = "kl_t4";
+    let (s, t) = (load_f32(c, "s"), load_f32(c, "t"));
+    let (l, ps, pt) = loss::kl_div(&s, &t, 10, 4.0);
+    assert_close("kl loss", &[l], &load(c, "loss"), 1e-5, 1e-5);
+    let mut ds = vec![0f32; s.len()];
+    loss::kl_div_backward(&ps, &pt, 10, 4.0, 1.0, &mut ds);
+    assert_close("kl ds", &ds, &load(c, "ds"), 1e-6, 1e-5);
+}
+
+#[test]
+fn attention_transfer_matches_pytorch() {
+    let c = "attention";
+    let sh = shape(c, "fs");
+    let (n, ch, hw) = (sh[0], sh[1], sh[2] * sh[3]);
+    let (fs, ft) = (load_f32(c, "fs"), load_f32(c, "ft"));
+    let (at, _) = loss::attention_map(&ft, n, ch, hw);
+    let (l, a, norms) = loss::attention(&fs, &at, n, ch, hw);
+    assert_close("at loss", &[l], &load(c, "loss"), 1e-7, 1e-5);
+    let mut d = vec![0f32; fs.len()];
+    loss::attention_backward(&fs, &a, &norms, &at, n, ch, hw, 1.0, &mut d);
+    assert_close("at dfs", &d, &load(c, "dfs"), 1e-7, 1e-4);
+}
+
+/// Loads a whole-network case into our model, runs one train-mode forward and backward under
+/// BN_c, and compares logits, loss, every gradient, the input gradient, the updated running
+/// statistics, the attention taps and an eval-mode BN_a forward.
+fn network_case(case: &str, arch: Arch, width: f32, wrn: (usize, usize)) {
+    let config = ModelConfig {
+        arch,
+        width_mult: width,
+        input_size: 32,
+        num_classes: 10,
+        bn: BnMode::Dual,
+        shared_shortcut_bn: false,
+        norm_mean: [0.4914, 0.4822, 0.4465],
+        norm_std: [0.2023, 0.1994, 0.2010],
+        wrn,
+    };
+    let mut model = Model::new(config, 0).unwrap();
+    let ids: Vec<usize> = (0..model.store.len()).collect();
+    for id in ids {
+        let name = model.store.entry(id).name.clone();
+        if name.ends_with(".mask") {
+            continue;
+        }
+        let t = Tensor::from_vec(&shape(case, &format!("param__{name}")), load_f32(case, &format!("param__{name}"))).unwrap();
+        model.store.set(id, t).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    for i in 0..model.relu_layers.len() {
+        let m = Tensor::from_vec(&shape(case, &format!("mask__{i}")), load_f32(case, &format!("mask__{i}"))).unwrap();
+        model.set_mask(i, m).unwrap();
+    }
+    let x = Tensor::from_vec(&shape(case, "x"), load_f32(case, "x")).unwrap();
+    let labels: Vec<u32> = load(case, "labels").iter().map(|&v| v as u32).collect();
+
+    let mut g = Graph::new(&model.store, GradMode::All);
+    let xv = g.input(x.clone(), true);
+    let out = model.forward(&mut g, xv, Pass { domain: Domain::Clean, train: true });
+    let l = g.cross_entropy(out.logits, &labels, false);
+    // Deep f32 nets against a float64 reference: relative 1e-3 on activations and gradients.
+    assert_close("logits", g.value(out.logits).data(), &load(case, "logits"), 1e-4, 1e-3);
+    assert_close("loss", &[g.value(l).item()], &load(case, "loss"), 1e-5, 1e-4);
+    for (j, &t) in out.taps.iter().enumerate() {
+        assert_close(&format!("tap {}", j + 1), g.value(t).data(), &load(case, &format!("taps__{}", j + 1)), 1e-4, 1e-3);
+    }
+    let grads = g.backward(l);
+    assert_close("dx", grads.input(xv).unwrap(), &load(case, "dx"), 1e-6, 2e-3);
+    let mut checked = 0;
+    for id in model.store.param_ids() {
+        let name = &model.store.entry(id).name;
+        let file = common::fixture_dir(case).join(format!("grad__{name}.npy"));
+        match grads.param(id) {
+            Some(got) if file.exists() => {
+                let want = common::npy(&file).1;
+                let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
+                assert_close(&format!("grad {name}"), got, &want, 1e-4 * scale.max(1e-3), 2e-3);
+                checked += 1;
+            }
+            Some(got) => assert!(got.iter().all(|&v| v == 0.0), "{name}: gradient where PyTorch has none"),
+            None => assert!(!file.exists(), "{name}: PyTorch has a gradient, we have none"),
+        }
+    }
+    assert!(checked > 20, "only {checked} gradients compared");
+    let updates = g.take_stat_updates();
+    drop(g);
+    model.store.apply_stat_updates(&updates);
+    for e in model.store.entries() {
+        let file = common::fixture_dir(case).join(format!("running_after__{}.npy", e.name));
+        if file.exists() {
+            assert_close(&format!("running {}", e.name), e.tensor.data(), &common::npy(&file).1, 1e-5, 1e-4);
+        }
+    }
+    let mut g = Graph::new(&model.store, GradMode::None);
+    let xv = g.input(x, false);
+    let out = model.forward(&mut g, xv, Pass { domain: Domain::Adv, train: false });
+    assert_close("logits eval BN_a", g.value(out.logits).data(), &load(case, "logits_eval_adv"), 1e-4, 1e-3);
+}
+
+#[test]
+fn resnet18_reduced_width_matches_pytorch() {
+    network_case("resnet18_w0125", Arch::ResNet18, 0.125, WRN_22_8);
+}
+
+#[test]
+fn wrn_tiny_matches_pytorch() {
+    // WRN-10-2 at width 0.25: widths [4, 8, 16, 32], one block per group.
+    network_case("wrn_tiny", Arch::Wrn22_8, 0.25, (10, 2));
+}

@@ -1,0 +1,411 @@
+#!/usr/bin/env python3
+"""Golden fixtures for rlnet, computed with PyTorch.
+
+Usage:  python3 tools/make_golden.py [--out DIR]      (default DIR: tests/fixtures/golden)
+
+Every case is a folder ``DIR/<case>/`` holding ``.npy`` files (``numpy.save``; float32
+unless stated, labels int64, C-contiguous, NCHW activations, OIHW conv weights, [out,in]
+linear weights) plus ``meta.json`` (hyper-parameters, shapes, seed, torch version).
+
+How the numbers are made: each case seeds ``torch.manual_seed`` with its own fixed seed
+(so cases do not depend on one another or on their order), draws its inputs in float64,
+ROUNDS THEM TO FLOAT32 (so the stored inputs are exactly the inputs that were used),
+computes everything in float64 and stores the results cast to float32.  Gradients are
+those of ``sum(y * dy)`` for a random upstream gradient ``dy`` unless a scalar loss is
+named.
+
+Cases
+-----
+conv_k3s1p1, conv_k3s2p1, conv_k1s2p0, conv_k1s1p0, conv_k3s2p1_even
+    ``y = F.conv2d(x, w, stride, padding)`` (no bias).  Files: x, w, y, dy, dx, dw.
+    Shapes: k3s1p1 x[2,3,7,7] w[4,3,3,3]; k3s2p1 x[2,4,9,9] w[5,4,3,3];
+    k1s2p0 x[2,4,8,8] w[6,4,1,1]; k1s1p0 x[3,5,6,6] w[4,5,1,1];
+    k3s2p1_even x[2,3,8,8] w[4,3,3,3] (even size: output 4x4; the top/left zero padding
+    is read but the bottom/right padding never is, and the last input row/column is
+    reached only by the bottom/right kernel taps of the last window).
+
+bn_relu_train, bn_train, bn_add_relu_train, bn_relu_eval, bn_relu_train_allones
+    Fused BatchNorm + masked ReLU on x[4,3,5,5]:
+        z = gamma*(x-mean)/sqrt(var+eps) + beta (+ r),   y = relu(m*z) + (1-m)*z
+    with m a {0,1} mask [C,H,W] broadcast over the batch.  Train mode: batch mean and
+    biased batch variance; running_mean = 0.9*rm + 0.1*mean, running_var = 0.9*rv +
+    0.1*unbiased_var (momentum 0.1, eps 1e-5; PyTorch's F.batch_norm does the update).
+    Eval mode: running statistics, running stats unchanged.
+    Files: x, gamma, beta, running_mean_in, running_var_in, mask (float32 0/1), [r], y, dy,
+    dx, dgamma, dbeta, [dr], running_mean_out, running_var_out.
+    bn_train has no ReLU at all; its mask file is all zeros (which makes the masked ReLU
+    the identity), so a fused kernel can be fed it directly.  bn_add_relu_train adds the
+    residual r[4,3,5,5] before the masked ReLU and writes dr.  bn_relu_train_allones has
+    an all-ones mask (plain ReLU).
+
+linear
+    x[4,6], w[5,6], b[5]: y = x w^T + b.  Files: x, w, b, y, dy, dx, dw, db.
+
+cross_entropy
+    logits[6,10], labels int64[6].  Files: logits, labels, loss_mean[1], loss_sum[1],
+    dlogits_mean, dlogits_sum.
+
+kl_t4
+    s[6,10], t[6,10], T = 4:
+    loss = T^2 * (1/N) * sum_n sum_k p_t (log p_t - log p_s), p = softmax(./T)
+         = F.kl_div(F.log_softmax(s/T,1), F.softmax(t/T,1), reduction='batchmean') * T*T.
+    Files: s, t, loss[1], ds (the teacher gets no gradient).
+
+attention
+    fs[3,4,5,5], ft[3,4,5,5]: a(F) = F.normalize(F.pow(2).mean(1).view(N,-1)) (p=2,
+    eps 1e-12), loss = (a(fs) - a(ft)).pow(2).mean().  Files: fs, ft, loss[1], dfs.
+
+resnet18_w0125
+    CIFAR ResNet18 at width 0.125 (stem 3->8; stages 8,16,32,64), dual BN everywhere
+    (BN_c / BN_a, the 1x1-shortcut BN too), 17 masked ReLUs (Bernoulli(0.5) masks,
+    numbered in forward order: stem, then per block mReLU(a), mReLU(b)), the input is raw
+    pixels x[2,3,32,32] ~ U(0,1) normalised inside the model with the CIFAR-10 mean/std.
+    Convs Kaiming-normal fan_out; BN gamma ~ U(0.5,1.5), beta ~ U(-0.2,0.2), running_mean
+    ~ N(0,0.1), running_var ~ U(0.5,1.5); linear default PyTorch init.
+    One forward in train mode with the clean domain (BN_c everywhere), loss = mean CE on
+    random labels, backward (no optimiser step).  Then an eval-mode forward with BN_a on
+    the same x.  Files:
+      x, labels (int64 [2]), param__<name> (every state-dict tensor before the forward,
+      running stats included, num_batches_tracked excluded), mask__<i> (float32 [C,H,W],
+      i = 0..16), logits, loss[1], grad__<name> (every parameter that gets a gradient;
+      BN_a parameters get none and are skipped), dx (gradient wrt the raw input x),
+      running_after__<name> (the BN_c running_mean/var after the train forward),
+      logits_eval_adv, taps__1..4 (outputs of layer1..layer4, after the block ReLU).
+    meta.json lists the state-dict names, the masked-ReLU order (module names, shapes).
+
+wrn_tiny
+    Pre-activation WideResNet, depth 10 (one block per group), widths [4,8,16,32],
+    dual BN, 7 masked ReLUs (per block: before conv1, before conv2; then the final one),
+    same input/normalisation/files as resnet18_w0125 with taps__1..3 the three raw group
+    outputs.  Block: a = mReLU(BN1(x)); out = conv2(mReLU(BN2(conv1_s(a)))); output =
+    out + (x if in == out else convShortcut_s(a)).  Head: BN -> mReLU -> avg pool -> fc.
+    Init: conv N(0, sqrt(2/(k*k*out))), fc bias 0 (fc weight default), BN random as above.
+
+Total size is dominated by the two network cases (parameters and their gradients).
+"""
+
+import argparse
+import json
+import os
+import sys
+import zlib
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch_models as tm  # noqa: E402
+
+DT = torch.float64
+DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "golden")
+
+
+def seed_for(case):
+    s = zlib.crc32(case.encode()) & 0x7FFFFFFF
+    torch.manual_seed(s)
+    return s
+
+
+def r32(t):
+    """Round a float64 tensor to float32 precision (still float64)."""
+    return t.float().double()
+
+
+def randn(*shape, std=1.0, mean=0.0):
+    return r32(torch.randn(*shape, dtype=DT) * std + mean)
+
+
+def rand(*shape, lo=0.0, hi=1.0):
+    return r32(torch.rand(*shape, dtype=DT) * (hi - lo) + lo)
+
+
+def bernoulli(*shape, p=0.5):
+    return torch.bernoulli(torch.full(shape, p, dtype=DT))
+
+
+class Case:
+    def __init__(self, root, name):
+        self.name = name
+        self.dir = os.path.join(root, name)
+        os.makedirs(self.dir, exist_ok=True)
+        for f in os.listdir(self.dir):  # stale files from an older run
+            if f.endswith(".npy") or f == "meta.json":
+                os.remove(os.path.join(self.dir, f))
+        self.seed = seed_for(name)
+        self.shapes = {}
+
+    def save(self, fname, t, dtype=np.float32):
+        if isinstance(t, torch.Tensor):
+            t = t.detach().cpu().numpy()
+        a = np.ascontiguousarray(np.asarray(t).astype(dtype))
+        np.save(os.path.join(self.dir, fname + ".npy"), a)
+        self.shapes[fname] = list(a.shape)
+
+    def finish(self, meta, summary=""):
+        meta = dict(meta)
+        meta.update(case=self.name, seed=self.seed, torch_version=torch.__version__,
+                    compute_dtype="float64", store_dtype="float32 (labels int64)",
+                    files=self.shapes)
+        with open(os.path.join(self.dir, "meta.json"), "w") as f:
+            json.dump(meta, f, indent=1, sort_keys=True)
+            f.write("\n")
+        size = sum(os.path.getsize(os.path.join(self.dir, f)) for f in os.listdir(self.dir))
+        print(f"{self.name:24s} {len(self.shapes):3d} arrays {size / 1024:8.1f} KiB  {summary}")
+        return size
+
+
+# --------------------------------------------------------------------------- cases
+
+
+def case_conv(root, name, xs, ws, stride, padding):
+    c = Case(root, name)
+    x = randn(*xs).requires_grad_()
+    w = randn(*ws, std=(1.0 / (ws[1] * ws[2] * ws[3])) ** 0.5).requires_grad_()
+    y = F.conv2d(x, w, None, stride=stride, padding=padding)
+    dy = randn(*y.shape)
+    dx, dw = torch.autograd.grad((y * dy).sum(), (x, w))
+    for k, v in dict(x=x, w=w, y=y, dy=dy, dx=dx, dw=dw).items():
+        c.save(k, v)
+    return c.finish(dict(op="conv2d", bias=False, stride=stride, padding=padding,
+                         kernel=ws[2], grad_of="sum(y*dy)"),
+                    f"x{list(xs)} w{list(ws)} -> y{list(y.shape)}")
+
+
+def masked_relu(z, m):
+    return F.relu(m * z) + (1.0 - m) * z
+
+
+def case_bn(root, name, train, mask_kind, residual):
+    c = Case(root, name)
+    N, C, H, W = 4, 3, 5, 5
+    eps, momentum = 1e-5, 0.1
+    x = randn(N, C, H, W, std=1.5, mean=0.3).requires_grad_()
+    gamma = rand(C, lo=0.5, hi=1.5).requires_grad_()
+    beta = rand(C, lo=-0.2, hi=0.2).requires_grad_()
+    rm_in = randn(C, std=0.1)
+    rv_in = rand(C, lo=0.5, hi=1.5)
+    if mask_kind == "bernoulli":
+        mask = bernoulli(C, H, W)
+    elif mask_kind == "ones":
+        mask = torch.ones(C, H, W, dtype=DT)
+    else:  # "none": no ReLU; an all-zero mask is the identity
+        mask = torch.zeros(C, H, W, dtype=DT)
+    r = randn(N, C, H, W).requires_grad_() if residual else None
+
+    rm, rv = rm_in.clone(), rv_in.clone()
+    z = F.batch_norm(x, rm, rv, gamma, beta, training=train, momentum=momentum, eps=eps)
+    if r is not None:
+        z = z + r
+    y = z if mask_kind == "none" else masked_relu(z, mask)
+    dy = randn(*y.shape)
+    inputs = [x, gamma, beta] + ([r] if r is not None else [])
+    grads = torch.autograd.grad((y * dy).sum(), inputs)
+
+    # Cross-check PyTorch's running-stat update against the documented formula.
+    if train:
+        bm = x.detach().mean((0, 2, 3))
+        bv = x.detach().var((0, 2, 3), unbiased=True)
+        assert torch.allclose(rm, 0.9 * rm_in + 0.1 * bm)
+        assert torch.allclose(rv, 0.9 * rv_in + 0.1 * bv)
+    else:
+        assert torch.equal(rm, rm_in) and torch.equal(rv, rv_in)
+
+    files = dict(x=x, gamma=gamma, beta=beta, running_mean_in=rm_in, running_var_in=rv_in,
+                 mask=mask)
+    if r is not None:
+        files["r"] = r
+    files.update(y=y, dy=dy, dx=grads[0], dgamma=grads[1], dbeta=grads[2])
+    if r is not None:
+        files["dr"] = grads[3]
+    files.update(running_mean_out=rm, running_var_out=rv)
+    for k, v in files.items():
+        c.save(k, v)
+    return c.finish(dict(op="batchnorm_masked_relu", mode="train" if train else "eval",
+                         eps=eps, momentum=momentum, relu=mask_kind != "none", mask=mask_kind,
+                         residual=residual, grad_of="sum(y*dy)",
+                         running_var_update="unbiased batch variance" if train else "none (eval)",
+                         normalise_var="biased batch variance" if train else "running_var"),
+                    f"x[{N},{C},{H},{W}] {'train' if train else 'eval'} mask={mask_kind}"
+                    + (" +residual" if residual else ""))
+
+
+def case_linear(root):
+    c = Case(root, "linear")
+    x = randn(4, 6).requires_grad_()
+    w = randn(5, 6, std=0.4).requires_grad_()
+    b = randn(5, std=0.1).requires_grad_()
+    y = F.linear(x, w, b)
+    dy = randn(*y.shape)
+    dx, dw, db = torch.autograd.grad((y * dy).sum(), (x, w, b))
+    for k, v in dict(x=x, w=w, b=b, y=y, dy=dy, dx=dx, dw=dw, db=db).items():
+        c.save(k, v)
+    return c.finish(dict(op="linear", formula="y = x w^T + b", grad_of="sum(y*dy)"),
+                    "x[4,6] w[5,6] b[5]")
+
+
+def case_cross_entropy(root):
+    c = Case(root, "cross_entropy")
+    logits = randn(6, 10, std=2.0).requires_grad_()
+    labels = torch.randint(0, 10, (6,))
+    lm = F.cross_entropy(logits, labels, reduction="mean")
+    ls = F.cross_entropy(logits, labels, reduction="sum")
+    (gm,) = torch.autograd.grad(lm, logits)
+    (gs,) = torch.autograd.grad(ls, logits)
+    c.save("logits", logits)
+    c.save("labels", labels, np.int64)
+    c.save("loss_mean", lm.reshape(1))
+    c.save("loss_sum", ls.reshape(1))
+    c.save("dlogits_mean", gm)
+    c.save("dlogits_sum", gs)
+    return c.finish(dict(op="cross_entropy", classes=10),
+                    f"loss_mean={lm.item():.6f} loss_sum={ls.item():.6f}")
+
+
+def case_kl(root):
+    c = Case(root, "kl_t4")
+    T = 4.0
+    s = randn(6, 10, std=3.0).requires_grad_()
+    t = randn(6, 10, std=3.0)
+    loss = F.kl_div(F.log_softmax(s / T, 1), F.softmax(t / T, 1), reduction="batchmean") * T * T
+    # The same from the written definition.
+    pt, lps = F.softmax(t / T, 1), F.log_softmax(s / T, 1)
+    ref = T * T * (pt * (pt.log() - lps)).sum() / s.shape[0]
+    assert torch.allclose(loss, ref)
+    (ds,) = torch.autograd.grad(loss, s)
+    for k, v in dict(s=s, t=t, loss=loss.reshape(1), ds=ds).items():
+        c.save(k, v)
+    return c.finish(dict(op="kl_div_distill", T=T, reduction="batchmean * T^2"),
+                    f"loss={loss.item():.6f}")
+
+
+def attention_map(f):
+    return F.normalize(f.pow(2).mean(1).view(f.shape[0], -1), p=2, dim=1, eps=1e-12)
+
+
+def case_attention(root):
+    c = Case(root, "attention")
+    fs = randn(3, 4, 5, 5).requires_grad_()
+    ft = randn(3, 4, 5, 5)
+    loss = (attention_map(fs) - attention_map(ft)).pow(2).mean()
+    (dfs,) = torch.autograd.grad(loss, fs)
+    for k, v in dict(fs=fs, ft=ft, loss=loss.reshape(1), dfs=dfs).items():
+        c.save(k, v)
+    return c.finish(dict(op="attention_transfer", p=2, eps=1e-12,
+                         formula="a(F)=normalize(F.pow(2).mean(1).view(N,-1)); mean((a(fs)-a(ft))^2)"),
+                    f"loss={loss.item():.6e}")
+
+
+def randomise_model(model):
+    """Random BN state, float32-exact parameters, Bernoulli(0.5) masks."""
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                C = mod.num_features
+                mod.weight.copy_(torch.rand(C, dtype=DT) + 0.5)
+                mod.bias.copy_(torch.rand(C, dtype=DT) * 0.4 - 0.2)
+                mod.running_mean.copy_(torch.randn(C, dtype=DT) * 0.1)
+                mod.running_var.copy_(torch.rand(C, dtype=DT) + 0.5)
+        for k, v in model.state_dict().items():
+            if v.is_floating_point():
+                v.copy_(r32(v))
+        for _, m in model.masked_relus():
+            m.mask.copy_(bernoulli(*m.mask.shape))
+
+
+def case_network(root, name, model, n_taps, summary):
+    c = Case(root, name)  # seeds before the model is built
+    model = model()
+    model.double()
+    randomise_model(model)
+
+    x = rand(2, 3, 32, 32)
+    labels = torch.randint(0, 10, (2,))
+    sd_before = {k: v.detach().clone() for k, v in model.state_dict().items()
+                 if not k.endswith("num_batches_tracked")}
+    relus = model.masked_relus()
+
+    model.train().set_domain("clean")
+    xg = x.clone().requires_grad_()
+    logits, taps = model(xg, return_taps=True)
+    loss = F.cross_entropy(logits, labels, reduction="mean")
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+
+    model.eval().set_domain("adv")
+    with torch.no_grad():
+        logits_eval_adv = model(x)
+
+    c.save("x", x)
+    c.save("labels", labels, np.int64)
+    for k, v in sd_before.items():
+        c.save(f"param__{k}", v)
+    for i, (_, m) in enumerate(relus):
+        c.save(f"mask__{i}", m.mask)
+    c.save("logits", logits)
+    c.save("loss", loss.reshape(1))
+    grad_names = []
+    for k, p in model.named_parameters():
+        if p.grad is not None:
+            c.save(f"grad__{k}", p.grad)
+            grad_names.append(k)
+        else:
+            assert ".BN_a." in k, f"{k} got no gradient"
+    c.save("dx", xg.grad)
+    sd_after = model.state_dict()
+    for k, v in sd_after.items():
+        if ".BN_c.running_" in k:
+            c.save(f"running_after__{k}", v)
+        if ".BN_a.running_" in k:  # the adversarial BN must not have moved
+            assert torch.equal(v, sd_before[k]), k
+    c.save("logits_eval_adv", logits_eval_adv)
+    assert len(taps) == n_taps
+    for j, t in enumerate(taps, start=1):
+        c.save(f"taps__{j}", t)
+
+    meta = dict(
+        model=name, input="raw pixels [0,1], normalised inside the model",
+        cifar_mean=list(tm.CIFAR_MEAN), cifar_std=list(tm.CIFAR_STD),
+        bn_eps=1e-5, bn_momentum=0.1, widths=model.widths,
+        train_pass="train mode, domain clean (BN_c), loss = mean cross-entropy, backward, no optimiser step",
+        eval_pass="eval mode, domain adv (BN_a, running stats), same x -> logits_eval_adv",
+        masked_relu="y = relu(m*z) + (1-m)*z, m [C,H,W] ~ Bernoulli(0.5)",
+        masked_relu_order=[dict(index=i, module=n, shape=list(m.mask.shape))
+                           for i, (n, m) in enumerate(relus)],
+        state_dict=list(sd_before.keys()), grads=grad_names,
+        loss_value=loss.item())
+    return c.finish(meta, summary + f" loss={loss.item():.6f}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=DEFAULT_OUT, help="output folder (default tests/fixtures/golden)")
+    args = ap.parse_args()
+    root = os.path.normpath(args.out)
+    os.makedirs(root, exist_ok=True)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+
+    total = 0
+    total += case_conv(root, "conv_k3s1p1", (2, 3, 7, 7), (4, 3, 3, 3), 1, 1)
+    total += case_conv(root, "conv_k3s2p1", (2, 4, 9, 9), (5, 4, 3, 3), 2, 1)
+    total += case_conv(root, "conv_k1s2p0", (2, 4, 8, 8), (6, 4, 1, 1), 2, 0)
+    total += case_conv(root, "conv_k1s1p0", (3, 5, 6, 6), (4, 5, 1, 1), 1, 0)
+    total += case_conv(root, "conv_k3s2p1_even", (2, 3, 8, 8), (4, 3, 3, 3), 2, 1)
+    total += case_bn(root, "bn_relu_train", True, "bernoulli", False)
+    total += case_bn(root, "bn_train", True, "none", False)
+    total += case_bn(root, "bn_add_relu_train", True, "bernoulli", True)
+    total += case_bn(root, "bn_relu_eval", False, "bernoulli", False)
+    total += case_bn(root, "bn_relu_train_allones", True, "ones", False)
+    total += case_linear(root)
+    total += case_cross_entropy(root)
+    total += case_kl(root)
+    total += case_attention(root)
+    total += case_network(root, "resnet18_w0125", lambda: tm.ResNet18(0.125), 4,
+                          "ResNet18 w0.125 x[2,3,32,32]")
+    total += case_network(root, "wrn_tiny", lambda: tm.WideResNet(10, (4, 8, 16, 32)), 3,
+                          "WRN-10 widths [4,8,16,32] x[2,3,32,32]")
+    print(f"total {total / 1024:.1f} KiB in {root}")
+
+
+if __name__ == "__main__":
+    main()
