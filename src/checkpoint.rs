@@ -58,7 +58,10 @@ pub fn save(path: &Path, model: &Model, optim: Option<&Sgd>, meta: &CheckpointMe
     let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     for e in model.store.entries() {
         let (dtype, bytes) = match e.kind {
-            EntryKind::Mask => (Dtype::U8, e.tensor.data().iter().map(|&v| (v != 0.0) as u8).collect()),
+            EntryKind::Mask => (
+                Dtype::U8,
+                e.tensor.data().iter().map(|&v| (v != 0.0) as u8).collect(),
+            ),
             _ => (Dtype::F32, bytemuck::cast_slice(e.tensor.data()).to_vec()),
         };
         owned.push((e.name.clone(), dtype, e.tensor.shape().to_vec(), bytes));
@@ -76,11 +79,17 @@ pub fn save(path: &Path, model: &Model, optim: Option<&Sgd>, meta: &CheckpointMe
     }
     let views = owned
         .iter()
-        .map(|(n, d, s, b)| Ok((n.as_str(), TensorView::new(*d, s.clone(), b).map_err(|e| bad(e.to_string()))?)))
+        .map(|(n, d, s, b)| {
+            Ok((
+                n.as_str(),
+                TensorView::new(*d, s.clone(), b).map_err(|e| bad(e.to_string()))?,
+            ))
+        })
         .collect::<Result<Vec<_>>>()?;
     let header = serde_json::to_string(meta).map_err(|e| bad(e.to_string()))?;
     let info = HashMap::from([(META_KEY.to_string(), header)]);
-    let bytes = safetensors::tensor::serialize(views, Some(info)).map_err(|e| bad(e.to_string()))?;
+    let bytes =
+        safetensors::tensor::serialize(views, Some(info)).map_err(|e| bad(e.to_string()))?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
@@ -95,22 +104,26 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         path: path.to_path_buf(),
         msg,
     };
-    let (_, md) = SafeTensors::read_metadata(&bytes)
-        .map_err(|e| bad(format!("not a readable safetensors file ({e}); truncated or not a checkpoint?")))?;
+    let (_, md) = SafeTensors::read_metadata(&bytes).map_err(|e| {
+        bad(format!(
+            "not a readable safetensors file ({e}); truncated or not a checkpoint?"
+        ))
+    })?;
     let header = md
         .metadata()
         .as_ref()
         .and_then(|m| m.get(META_KEY))
         .ok_or_else(|| bad(format!("no '{META_KEY}' header: not written by rlnet")))?;
-    let meta: CheckpointMeta =
-        serde_json::from_str(header).map_err(|e| bad(format!("malformed '{META_KEY}' header: {e}")))?;
+    let meta: CheckpointMeta = serde_json::from_str(header)
+        .map_err(|e| bad(format!("malformed '{META_KEY}' header: {e}")))?;
     if meta.format_version != FORMAT_VERSION {
         return Err(bad(format!(
             "format version {} (this build reads version {FORMAT_VERSION})",
             meta.format_version
         )));
     }
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("tensor data unreadable ({e}); truncated?")))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| bad(format!("tensor data unreadable ({e}); truncated?")))?;
     let mut tensors = HashMap::new();
     for (name, view) in st.tensors() {
         let data: Vec<f32> = match view.dtype() {
@@ -120,7 +133,11 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect(),
             Dtype::U8 => view.data().iter().map(|&v| v as f32).collect(),
-            other => return Err(bad(format!("tensor {name} has dtype {other:?}; expected F32 or U8"))),
+            other => {
+                return Err(bad(format!(
+                    "tensor {name} has dtype {other:?}; expected F32 or U8"
+                )))
+            }
         };
         let t = Tensor::from_vec(view.shape(), data).map_err(|e| bad(e.to_string()))?;
         tensors.insert(name, t);

@@ -107,8 +107,14 @@ fn binary_truncated_or_empty_file_is_an_error() {
     }
     std::fs::write(&f, b"").unwrap();
     let msg = err_text(cifar::read_bin_file(&f, CifarKind::Cifar10));
-    assert!(msg.contains("data_batch_1.bin") && msg.contains("0 bytes"), "{msg}");
-    let msg = err_text(cifar::read_bin_file(&d.join("missing.bin"), CifarKind::Cifar10));
+    assert!(
+        msg.contains("data_batch_1.bin") && msg.contains("0 bytes"),
+        "{msg}"
+    );
+    let msg = err_text(cifar::read_bin_file(
+        &d.join("missing.bin"),
+        CifarKind::Cifar10,
+    ));
     assert!(msg.contains("missing.bin"), "{msg}");
 }
 
@@ -120,7 +126,10 @@ fn binary_label_out_of_range_is_an_error() {
     bytes[3073] = 10;
     std::fs::write(&f, &bytes).unwrap();
     let msg = err_text(cifar::read_bin_file(&f, CifarKind::Cifar10));
-    assert!(msg.contains("record 1") && msg.contains("label 10"), "{msg}");
+    assert!(
+        msg.contains("record 1") && msg.contains("label 10"),
+        "{msg}"
+    );
     let mut bytes = bin_records(CifarKind::Cifar100, 0, 2);
     bytes[1] = 100; // fine label; a coarse label of 100 would not matter
     std::fs::write(&f, &bytes).unwrap();
@@ -142,8 +151,15 @@ fn load_from_an_empty_folder_lists_what_it_looked_for() {
         assert!(msg.contains(part), "{msg:?} lacks {part:?}");
     }
     let msg = err_text(cifar::load(&d, CifarKind::Cifar100, Split::Test));
-    assert!(msg.contains("test.bin") && msg.contains("cifar-100-python"), "{msg}");
-    let msg = err_text(cifar::load(&d.join("nope"), CifarKind::Cifar10, Split::Test));
+    assert!(
+        msg.contains("test.bin") && msg.contains("cifar-100-python"),
+        "{msg}"
+    );
+    let msg = err_text(cifar::load(
+        &d.join("nope"),
+        CifarKind::Cifar10,
+        Split::Test,
+    ));
     assert!(msg.contains("does not exist"), "{msg}");
 }
 
@@ -152,9 +168,21 @@ fn load_concatenates_the_batches_present_from_folder_or_parent() {
     let d = tmp("loadbin");
     let sub = d.join("cifar-10-batches-bin");
     std::fs::create_dir_all(&sub).unwrap();
-    std::fs::write(sub.join("data_batch_1.bin"), bin_records(CifarKind::Cifar10, 0, 2)).unwrap();
-    std::fs::write(sub.join("data_batch_3.bin"), bin_records(CifarKind::Cifar10, 2, 3)).unwrap();
-    std::fs::write(sub.join("test_batch.bin"), bin_records(CifarKind::Cifar10, 9, 1)).unwrap();
+    std::fs::write(
+        sub.join("data_batch_1.bin"),
+        bin_records(CifarKind::Cifar10, 0, 2),
+    )
+    .unwrap();
+    std::fs::write(
+        sub.join("data_batch_3.bin"),
+        bin_records(CifarKind::Cifar10, 2, 3),
+    )
+    .unwrap();
+    std::fs::write(
+        sub.join("test_batch.bin"),
+        bin_records(CifarKind::Cifar10, 9, 1),
+    )
+    .unwrap();
     for dir in [&d, &sub] {
         let train = cifar::load(dir, CifarKind::Cifar10, Split::Train).unwrap();
         check_pattern(&train, 0, 5, c10_label, 10);
@@ -207,11 +235,27 @@ impl Py2 {
     fn uint8_array(&mut self, rows: u32, data: &[u8]) -> &mut Self {
         self.op(b"cnumpy.core.multiarray\n_reconstruct\n").put();
         self.op(b"cnumpy\nndarray\n").put().int(0).op(b"\x85").put();
-        self.str(b"b").op(b"\x87").put().op(b"R").put().op(b"(").int(1);
+        self.str(b"b")
+            .op(b"\x87")
+            .put()
+            .op(b"R")
+            .put()
+            .op(b"(")
+            .int(1);
         self.int(rows).int(PIXELS as u32).op(b"\x86").put();
-        self.op(b"cnumpy\ndtype\n").put().str(b"u1").int(0).int(1).op(b"\x87").put();
+        self.op(b"cnumpy\ndtype\n")
+            .put()
+            .str(b"u1")
+            .int(0)
+            .int(1)
+            .op(b"\x87")
+            .put();
         self.op(b"R").put().op(b"(").int(3).str(b"|").op(b"NNN");
-        self.op(b"J\xff\xff\xff\xffJ\xff\xff\xff\xff").int(0).op(b"t").put().op(b"b");
+        self.op(b"J\xff\xff\xff\xffJ\xff\xff\xff\xff")
+            .int(0)
+            .op(b"t")
+            .put()
+            .op(b"b");
         self.op(b"\x89").str(data).op(b"t").put().op(b"b")
     }
 }
@@ -253,21 +297,49 @@ fn python2_style_pickles_read_back_exactly() {
     check_pattern(&set, 0, 3, c10_label, 10);
     let train = cifar::load(&d, CifarKind::Cifar10, Split::Train).unwrap();
     assert_eq!(train, set);
-    check_pattern(&cifar::load(&d, CifarKind::Cifar10, Split::Test).unwrap(), 20, 2, c10_label, 10);
-    check_pattern(&cifar::load(&d, CifarKind::Cifar100, Split::Train).unwrap(), 0, 4, c100_label, 100);
+    check_pattern(
+        &cifar::load(&d, CifarKind::Cifar10, Split::Test).unwrap(),
+        20,
+        2,
+        c10_label,
+        10,
+    );
+    check_pattern(
+        &cifar::load(&d, CifarKind::Cifar100, Split::Train).unwrap(),
+        0,
+        4,
+        c100_label,
+        100,
+    );
 }
 
 #[test]
 fn python_pickle_fixtures_from_real_python_and_numpy_read_back_exactly() {
     let f = fixtures();
-    assert!(f.join("data_batch_1").is_file(), "missing fixtures at {}", f.display());
+    assert!(
+        f.join("data_batch_1").is_file(),
+        "missing fixtures at {}",
+        f.display()
+    );
     // data_batch_1: protocol 2, bytes keys; data_batch_2: protocol 4, str keys, int64 labels.
     let b1 = cifar::read_pickle_file(&f.join("data_batch_1"), CifarKind::Cifar10).unwrap();
     check_pattern(&b1, 0, 3, c10_label, 10);
     let b2 = cifar::read_pickle_file(&f.join("data_batch_2"), CifarKind::Cifar10).unwrap();
     check_pattern(&b2, 3, 2, c10_label, 10);
-    check_pattern(&cifar::load(&f, CifarKind::Cifar10, Split::Train).unwrap(), 0, 5, c10_label, 10);
-    check_pattern(&cifar::load(&f, CifarKind::Cifar10, Split::Test).unwrap(), 100, 2, c10_label, 10);
+    check_pattern(
+        &cifar::load(&f, CifarKind::Cifar10, Split::Train).unwrap(),
+        0,
+        5,
+        c10_label,
+        10,
+    );
+    check_pattern(
+        &cifar::load(&f, CifarKind::Cifar10, Split::Test).unwrap(),
+        100,
+        2,
+        c10_label,
+        10,
+    );
     // CIFAR-100: train at protocol 2; test at protocol 5 with Fortran-ordered data.
     let train = cifar::load(&f, CifarKind::Cifar100, Split::Train).unwrap();
     check_pattern(&train, 0, 3, c100_label, 100);
@@ -279,25 +351,43 @@ fn python_pickle_fixtures_from_real_python_and_numpy_read_back_exactly() {
 fn pickle_values_and_numpy_arrays_decode() {
     let bytes = std::fs::read(fixtures().join("data_batch_2")).unwrap();
     let root = pickle::parse(&bytes, "data_batch_2").unwrap();
-    assert_eq!(root.get("batch_label"), Some(&Value::Str("training batch 2 of 5".into())));
+    assert_eq!(
+        root.get("batch_label"),
+        Some(&Value::Str("training batch 2 of 5".into()))
+    );
     let labels = pickle::ndarray(root.get("labels").unwrap().clone(), "labels").unwrap();
     assert_eq!(labels.shape, vec![2]);
     assert_eq!(labels.dtype, "<i8");
-    assert_eq!(labels.to_i64s(), Some(vec![c10_label(3) as i64, c10_label(4) as i64]));
+    assert_eq!(
+        labels.to_i64s(),
+        Some(vec![c10_label(3) as i64, c10_label(4) as i64])
+    );
     let bytes = std::fs::read(fixtures().join("data_batch_1")).unwrap();
     let root = pickle::parse(&bytes, "data_batch_1").unwrap();
     // Python 3 writes bytes at protocol 2 as _codecs.encode(str, 'latin1'): decoded to bytes.
-    assert_eq!(root.get("batch_label"), Some(&Value::Bytes(b"training batch 1 of 5".to_vec())));
+    assert_eq!(
+        root.get("batch_label"),
+        Some(&Value::Bytes(b"training batch 1 of 5".to_vec()))
+    );
     let data = pickle::ndarray(root.get("data").unwrap().clone(), "data").unwrap();
-    assert_eq!((data.shape.clone(), data.dtype.as_str()), (vec![3, PIXELS], "|u1"));
+    assert_eq!(
+        (data.shape.clone(), data.dtype.as_str()),
+        (vec![3, PIXELS], "|u1")
+    );
     assert_eq!(&data.data[..PIXELS], &image_bytes(0)[..]);
 }
 
 fn all_fixture_bytes() -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<_> = ["data_batch_1", "data_batch_2", "test_batch", "train", "test"]
-        .iter()
-        .map(|n| (n.to_string(), std::fs::read(fixtures().join(n)).unwrap()))
-        .collect();
+    let mut v: Vec<_> = [
+        "data_batch_1",
+        "data_batch_2",
+        "test_batch",
+        "train",
+        "test",
+    ]
+    .iter()
+    .map(|n| (n.to_string(), std::fs::read(fixtures().join(n)).unwrap()))
+    .collect();
     v.push(("py2".into(), py2_batch(CifarKind::Cifar10, 0, 2)));
     v
 }
@@ -305,7 +395,10 @@ fn all_fixture_bytes() -> Vec<(String, Vec<u8>)> {
 #[test]
 fn truncated_pickles_are_errors_not_panics() {
     for (name, bytes) in all_fixture_bytes() {
-        for cut in (0..bytes.len()).step_by(7).chain([bytes.len() / 2, bytes.len() - 1]) {
+        for cut in (0..bytes.len())
+            .step_by(7)
+            .chain([bytes.len() / 2, bytes.len() - 1])
+        {
             let r = pickle::parse(&bytes[..cut], &name);
             assert!(r.is_err(), "{name} cut at {cut} parsed");
         }
@@ -313,8 +406,14 @@ fn truncated_pickles_are_errors_not_panics() {
     let d = tmp("pytrunc");
     let bytes = py2_batch(CifarKind::Cifar10, 0, 2);
     std::fs::write(d.join("data_batch_1"), &bytes[..bytes.len() / 2]).unwrap();
-    let msg = err_text(cifar::read_pickle_file(&d.join("data_batch_1"), CifarKind::Cifar10));
-    assert!(msg.contains("data_batch_1") && msg.contains("truncated"), "{msg}");
+    let msg = err_text(cifar::read_pickle_file(
+        &d.join("data_batch_1"),
+        CifarKind::Cifar10,
+    ));
+    assert!(
+        msg.contains("data_batch_1") && msg.contains("truncated"),
+        "{msg}"
+    );
     let msg = err_text(cifar::load(&d, CifarKind::Cifar10, Split::Train));
     assert!(msg.contains("truncated"), "{msg}");
 }
@@ -339,9 +438,15 @@ fn corrupted_pickles_are_errors_not_panics() {
         }
     }
     let unknown = err_text(pickle::parse(b"\x80\x02}\xff.", "x.pkl"));
-    assert!(unknown.contains("x.pkl") && unknown.contains("0xff") && unknown.contains("offset 3"), "{unknown}");
+    assert!(
+        unknown.contains("x.pkl") && unknown.contains("0xff") && unknown.contains("offset 3"),
+        "{unknown}"
+    );
     // A length field far beyond the input must not allocate.
-    let huge = err_text(pickle::parse(b"\x80\x04\x8e\xff\xff\xff\xff\xff\xff\xff\x7f.", "h"));
+    let huge = err_text(pickle::parse(
+        b"\x80\x04\x8e\xff\xff\xff\xff\xff\xff\xff\x7f.",
+        "h",
+    ));
     assert!(huge.contains("truncated"), "{huge}");
     // A list containing itself, and a doubling chain (billion laughs).
     assert!(pickle::parse(b"\x80\x02]q\x00h\x00a.", "cycle").is_err());
@@ -363,20 +468,31 @@ fn pickle_shape_and_label_mismatches_are_errors() {
     bytes[at + 3] = 3;
     std::fs::write(&f, &bytes).unwrap();
     let msg = err_text(cifar::read_pickle_file(&f, CifarKind::Cifar10));
-    assert!(msg.contains("data_batch_1") && msg.contains("shape"), "{msg}");
+    assert!(
+        msg.contains("data_batch_1") && msg.contains("shape"),
+        "{msg}"
+    );
     // As CIFAR-100 the label key is missing.
     std::fs::write(&f, py2_batch(CifarKind::Cifar10, 0, 2)).unwrap();
     let msg = err_text(cifar::read_pickle_file(&f, CifarKind::Cifar100));
     assert!(msg.contains("fine_labels"), "{msg}");
     // One label too few, then a label out of range.
     let mut p = Py2::default();
-    p.op(b"\x80\x02}").put().op(b"(").str(b"data").uint8_array(2, &[0; 2 * PIXELS]);
+    p.op(b"\x80\x02}")
+        .put()
+        .op(b"(")
+        .str(b"data")
+        .uint8_array(2, &[0; 2 * PIXELS]);
     p.str(b"labels").int_list(&[1]).op(b"u.");
     std::fs::write(&f, &p.out).unwrap();
     let msg = err_text(cifar::read_pickle_file(&f, CifarKind::Cifar10));
     assert!(msg.contains("2 images but 1 labels"), "{msg}");
     let mut p = Py2::default();
-    p.op(b"\x80\x02}").put().op(b"(").str(b"data").uint8_array(2, &[0; 2 * PIXELS]);
+    p.op(b"\x80\x02}")
+        .put()
+        .op(b"(")
+        .str(b"data")
+        .uint8_array(2, &[0; 2 * PIXELS]);
     p.str(b"labels").int_list(&[1, 10]).op(b"u.");
     std::fs::write(&f, &p.out).unwrap();
     let msg = err_text(cifar::read_pickle_file(&f, CifarKind::Cifar10));
@@ -384,7 +500,10 @@ fn pickle_shape_and_label_mismatches_are_errors() {
 }
 
 fn mini_cifar() -> Option<PathBuf> {
-    let d = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/cifar10-mini"));
+    let d = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/data/cifar10-mini"
+    ));
     if d.join("cifar-10-batches-bin").is_dir() {
         Some(d.to_path_buf())
     } else {
@@ -403,10 +522,20 @@ fn shared_mini_cifar10_loads_from_folder_and_parent() {
     for set in [&train, &test] {
         assert_eq!(set.images.len(), set.len() * PIXELS);
         assert!(set.labels.iter().all(|&l| l < 10));
-        assert!(set.class_counts().iter().all(|&c| c > 0), "{:?}", set.class_counts());
+        assert!(
+            set.class_counts().iter().all(|&c| c > 0),
+            "{:?}",
+            set.class_counts()
+        );
     }
-    assert_eq!(cifar::load(&parent, CifarKind::Cifar10, Split::Train).unwrap(), train);
-    assert_eq!(cifar::load(&parent, CifarKind::Cifar10, Split::Test).unwrap(), test);
+    assert_eq!(
+        cifar::load(&parent, CifarKind::Cifar10, Split::Train).unwrap(),
+        train
+    );
+    assert_eq!(
+        cifar::load(&parent, CifarKind::Cifar10, Split::Test).unwrap(),
+        test
+    );
     let one = cifar::read_bin_file(&folder.join("data_batch_2.bin"), CifarKind::Cifar10).unwrap();
     assert_eq!(one, train.subset(&(1017..2034).collect::<Vec<_>>()));
 }
@@ -418,12 +547,22 @@ fn synthetic_is_deterministic_and_well_formed() {
     assert_ne!(a.images, synthetic::generate(500, 8, Split::Train).images);
     let test = synthetic::generate(500, 7, Split::Test);
     assert_ne!(a.images, test.images);
-    assert_eq!(synthetic::generate(123, 7, Split::Train), a.subset(&(0..123).collect::<Vec<_>>()));
-    assert_eq!((a.len(), a.channels, a.height, a.width, a.num_classes), (500, 3, 32, 32, 10));
+    assert_eq!(
+        synthetic::generate(123, 7, Split::Train),
+        a.subset(&(0..123).collect::<Vec<_>>())
+    );
+    assert_eq!(
+        (a.len(), a.channels, a.height, a.width, a.num_classes),
+        (500, 3, 32, 32, 10)
+    );
     assert_eq!(a.images.len(), 500 * PIXELS);
     assert_eq!(synthetic::CLASS_NAMES.len(), 10);
     // Exactly balanced in every block of 10.
-    assert!(a.class_counts().iter().all(|&c| c == 50), "{:?}", a.class_counts());
+    assert!(
+        a.class_counts().iter().all(|&c| c == 50),
+        "{:?}",
+        a.class_counts()
+    );
     // Images are not flat: a real spread of values within each one.
     for i in 0..a.len() {
         let img = a.image(i);
@@ -435,7 +574,13 @@ fn synthetic_is_deterministic_and_well_formed() {
 
 fn mean_rgb(set: &ImageSet, i: usize) -> [f64; 3] {
     let img = set.image(i);
-    [0, 1, 2].map(|c| img[c * 1024..(c + 1) * 1024].iter().map(|&v| v as f64).sum::<f64>() / 1024.0)
+    [0, 1, 2].map(|c| {
+        img[c * 1024..(c + 1) * 1024]
+            .iter()
+            .map(|&v| v as f64)
+            .sum::<f64>()
+            / 1024.0
+    })
 }
 
 #[test]
@@ -467,5 +612,9 @@ fn synthetic_class_is_not_readable_from_the_mean_colour() {
         .count();
     let acc = correct as f64 / test.len() as f64;
     println!("nearest-class-mean on mean colour: {:.1}%", acc * 100.0);
-    assert!(acc < 0.35, "mean colour predicts the class {:.1}% of the time", acc * 100.0);
+    assert!(
+        acc < 0.35,
+        "mean colour predicts the class {:.1}% of the time",
+        acc * 100.0
+    );
 }

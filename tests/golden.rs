@@ -13,8 +13,21 @@ use rlnet::tensor::Tensor;
 
 fn conv_case(case: &str, stride: usize, pad: usize) {
     let (xs, ws) = (shape(case, "x"), shape(case, "w"));
-    let g = ConvGeom { n: xs[0], c_in: xs[1], h: xs[2], w: xs[3], c_out: ws[0], k: ws[2], stride, pad };
-    let (x, w, dy) = (load_f32(case, "x"), load_f32(case, "w"), load_f32(case, "dy"));
+    let g = ConvGeom {
+        n: xs[0],
+        c_in: xs[1],
+        h: xs[2],
+        w: xs[3],
+        c_out: ws[0],
+        k: ws[2],
+        stride,
+        pad,
+    };
+    let (x, w, dy) = (
+        load_f32(case, "x"),
+        load_f32(case, "w"),
+        load_f32(case, "dy"),
+    );
     let mut y = vec![0f32; g.y_len()];
     conv::forward(&g, &x, &w, &mut y);
     // f32 sums of at most 36 products of O(1) values: 1e-5 absolute is ample.
@@ -38,13 +51,23 @@ fn conv_matches_pytorch() {
 
 fn bn_case(case: &str, train: bool, relu: bool, residual: bool) {
     let xs = shape(case, "x");
-    let g = BnGeom { n: xs[0], c: xs[1], hw: xs[2] * xs[3] };
+    let g = BnGeom {
+        n: xs[0],
+        c: xs[1],
+        hw: xs[2] * xs[3],
+    };
     let x = load_f32(case, "x");
     let (gamma, beta) = (load_f32(case, "gamma"), load_f32(case, "beta"));
-    let (rm, rv) = (load_f32(case, "running_mean_in"), load_f32(case, "running_var_in"));
+    let (rm, rv) = (
+        load_f32(case, "running_mean_in"),
+        load_f32(case, "running_var_in"),
+    );
     let mask = load_f32(case, "mask");
     let r = residual.then(|| load_f32(case, "r"));
-    let act = Activation { relu, mask: Some(&mask) };
+    let act = Activation {
+        relu,
+        mask: Some(&mask),
+    };
     let (mean, invstd, var_unbiased) = if train {
         let s = bn_act::batch_stats(&g, &x, BN_EPS);
         (s.mean, s.invstd, Some(s.var_unbiased))
@@ -52,7 +75,17 @@ fn bn_case(case: &str, train: bool, relu: bool, residual: bool) {
         (rm.clone(), bn_act::eval_invstd(&rv, BN_EPS), None)
     };
     let mut y = vec![0f32; g.len()];
-    bn_act::forward(&g, &x, &mean, &invstd, &gamma, &beta, r.as_deref(), act, &mut y);
+    bn_act::forward(
+        &g,
+        &x,
+        &mean,
+        &invstd,
+        &gamma,
+        &beta,
+        r.as_deref(),
+        act,
+        &mut y,
+    );
     assert_close(&format!("{case} y"), &y, &load(case, "y"), 1e-5, 1e-5);
     let dy = load_f32(case, "dy");
     let (mut dx, mut dgamma, mut dbeta) = (vec![0f32; g.len()], vec![0f32; g.c], vec![0f32; g.c]);
@@ -65,8 +98,20 @@ fn bn_case(case: &str, train: bool, relu: bool, residual: bool) {
     };
     bn_act::backward(&g, &x, &y, &mean, &invstd, &gamma, act, train, &dy, grads);
     assert_close(&format!("{case} dx"), &dx, &load(case, "dx"), 1e-5, 1e-4);
-    assert_close(&format!("{case} dgamma"), &dgamma, &load(case, "dgamma"), 1e-5, 1e-5);
-    assert_close(&format!("{case} dbeta"), &dbeta, &load(case, "dbeta"), 1e-5, 1e-5);
+    assert_close(
+        &format!("{case} dgamma"),
+        &dgamma,
+        &load(case, "dgamma"),
+        1e-5,
+        1e-5,
+    );
+    assert_close(
+        &format!("{case} dbeta"),
+        &dbeta,
+        &load(case, "dbeta"),
+        1e-5,
+        1e-5,
+    );
     if residual {
         assert_close(&format!("{case} dr"), &dr, &load(case, "dr"), 1e-6, 1e-6);
     }
@@ -75,8 +120,20 @@ fn bn_case(case: &str, train: bool, relu: bool, residual: bool) {
         bn_act::update_running(&mut rm2, &mean, BN_MOMENTUM);
         bn_act::update_running(&mut rv2, &vu, BN_MOMENTUM);
     }
-    assert_close(&format!("{case} running_mean"), &rm2, &load(case, "running_mean_out"), 1e-6, 1e-5);
-    assert_close(&format!("{case} running_var"), &rv2, &load(case, "running_var_out"), 1e-6, 1e-5);
+    assert_close(
+        &format!("{case} running_mean"),
+        &rm2,
+        &load(case, "running_mean_out"),
+        1e-6,
+        1e-5,
+    );
+    assert_close(
+        &format!("{case} running_var"),
+        &rv2,
+        &load(case, "running_var_out"),
+        1e-6,
+        1e-5,
+    );
 }
 
 #[test]
@@ -93,7 +150,12 @@ fn linear_matches_pytorch() {
     let c = "linear";
     let (xs, ws) = (shape(c, "x"), shape(c, "w"));
     let (n, inp, out) = (xs[0], xs[1], ws[0]);
-    let (x, w, b, dy) = (load_f32(c, "x"), load_f32(c, "w"), load_f32(c, "b"), load_f32(c, "dy"));
+    let (x, w, b, dy) = (
+        load_f32(c, "x"),
+        load_f32(c, "w"),
+        load_f32(c, "b"),
+        load_f32(c, "dy"),
+    );
     let mut y = vec![0f32; n * out];
     linear::forward(&x, &w, &b, n, inp, out, &mut y);
     assert_close("linear y", &y, &load(c, "y"), 1e-6, 1e-5);
@@ -112,7 +174,10 @@ fn cross_entropy_matches_pytorch() {
     let z = load_f32(c, "logits");
     let labels: Vec<u32> = load(c, "labels").iter().map(|&v| v as u32).collect();
     let k = z.len() / labels.len();
-    for (sum, loss_name, grad_name) in [(false, "loss_mean", "dlogits_mean"), (true, "loss_sum", "dlogits_sum")] {
+    for (sum, loss_name, grad_name) in [
+        (false, "loss_mean", "dlogits_mean"),
+        (true, "loss_sum", "dlogits_sum"),
+    ] {
         let (l, probs) = loss::cross_entropy(&z, &labels, k, sum);
         assert_close(loss_name, &[l], &load(c, loss_name), 1e-5, 1e-6);
         let mut dz = vec![0f32; z.len()];
@@ -168,11 +233,22 @@ fn network_case(case: &str, arch: Arch, width: f32, wrn: (usize, usize)) {
         if name.ends_with(".mask") {
             continue;
         }
-        let t = Tensor::from_vec(&shape(case, &format!("param__{name}")), load_f32(case, &format!("param__{name}"))).unwrap();
-        model.store.set(id, t).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let t = Tensor::from_vec(
+            &shape(case, &format!("param__{name}")),
+            load_f32(case, &format!("param__{name}")),
+        )
+        .unwrap();
+        model
+            .store
+            .set(id, t)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
     }
     for i in 0..model.relu_layers.len() {
-        let m = Tensor::from_vec(&shape(case, &format!("mask__{i}")), load_f32(case, &format!("mask__{i}"))).unwrap();
+        let m = Tensor::from_vec(
+            &shape(case, &format!("mask__{i}")),
+            load_f32(case, &format!("mask__{i}")),
+        )
+        .unwrap();
         model.set_mask(i, m).unwrap();
     }
     let x = Tensor::from_vec(&shape(case, "x"), load_f32(case, "x")).unwrap();
@@ -180,16 +256,47 @@ fn network_case(case: &str, arch: Arch, width: f32, wrn: (usize, usize)) {
 
     let mut g = Graph::new(&model.store, GradMode::All);
     let xv = g.input(x.clone(), true);
-    let out = model.forward(&mut g, xv, Pass { domain: Domain::Clean, train: true });
+    let out = model.forward(
+        &mut g,
+        xv,
+        Pass {
+            domain: Domain::Clean,
+            train: true,
+        },
+    );
     let l = g.cross_entropy(out.logits, &labels, false);
     // Deep f32 nets against a float64 reference: relative 1e-3 on activations and gradients.
-    assert_close("logits", g.value(out.logits).data(), &load(case, "logits"), 1e-4, 1e-3);
-    assert_close("loss", &[g.value(l).item()], &load(case, "loss"), 1e-5, 1e-4);
+    assert_close(
+        "logits",
+        g.value(out.logits).data(),
+        &load(case, "logits"),
+        1e-4,
+        1e-3,
+    );
+    assert_close(
+        "loss",
+        &[g.value(l).item()],
+        &load(case, "loss"),
+        1e-5,
+        1e-4,
+    );
     for (j, &t) in out.taps.iter().enumerate() {
-        assert_close(&format!("tap {}", j + 1), g.value(t).data(), &load(case, &format!("taps__{}", j + 1)), 1e-4, 1e-3);
+        assert_close(
+            &format!("tap {}", j + 1),
+            g.value(t).data(),
+            &load(case, &format!("taps__{}", j + 1)),
+            1e-4,
+            1e-3,
+        );
     }
     let grads = g.backward(l);
-    assert_close("dx", grads.input(xv).unwrap(), &load(case, "dx"), 1e-6, 2e-3);
+    assert_close(
+        "dx",
+        grads.input(xv).unwrap(),
+        &load(case, "dx"),
+        1e-6,
+        2e-3,
+    );
     let mut checked = 0;
     for id in model.store.param_ids() {
         let name = &model.store.entry(id).name;
@@ -198,11 +305,23 @@ fn network_case(case: &str, arch: Arch, width: f32, wrn: (usize, usize)) {
             Some(got) if file.exists() => {
                 let want = common::npy(&file).1;
                 let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
-                assert_close(&format!("grad {name}"), got, &want, 1e-4 * scale.max(1e-3), 2e-3);
+                assert_close(
+                    &format!("grad {name}"),
+                    got,
+                    &want,
+                    1e-4 * scale.max(1e-3),
+                    2e-3,
+                );
                 checked += 1;
             }
-            Some(got) => assert!(got.iter().all(|&v| v == 0.0), "{name}: gradient where PyTorch has none"),
-            None => assert!(!file.exists(), "{name}: PyTorch has a gradient, we have none"),
+            Some(got) => assert!(
+                got.iter().all(|&v| v == 0.0),
+                "{name}: gradient where PyTorch has none"
+            ),
+            None => assert!(
+                !file.exists(),
+                "{name}: PyTorch has a gradient, we have none"
+            ),
         }
     }
     assert!(checked > 20, "only {checked} gradients compared");
@@ -212,13 +331,32 @@ fn network_case(case: &str, arch: Arch, width: f32, wrn: (usize, usize)) {
     for e in model.store.entries() {
         let file = common::fixture_dir(case).join(format!("running_after__{}.npy", e.name));
         if file.exists() {
-            assert_close(&format!("running {}", e.name), e.tensor.data(), &common::npy(&file).1, 1e-5, 1e-4);
+            assert_close(
+                &format!("running {}", e.name),
+                e.tensor.data(),
+                &common::npy(&file).1,
+                1e-5,
+                1e-4,
+            );
         }
     }
     let mut g = Graph::new(&model.store, GradMode::None);
     let xv = g.input(x, false);
-    let out = model.forward(&mut g, xv, Pass { domain: Domain::Adv, train: false });
-    assert_close("logits eval BN_a", g.value(out.logits).data(), &load(case, "logits_eval_adv"), 1e-4, 1e-3);
+    let out = model.forward(
+        &mut g,
+        xv,
+        Pass {
+            domain: Domain::Adv,
+            train: false,
+        },
+    );
+    assert_close(
+        "logits eval BN_a",
+        g.value(out.logits).data(),
+        &load(case, "logits_eval_adv"),
+        1e-4,
+        1e-3,
+    );
 }
 
 #[test]

@@ -39,7 +39,11 @@ fn accumulate(grads: &mut [Option<Vec<f32>>], v: Var, g: Vec<f32>) {
 impl Graph<'_> {
     /// Gradients of the scalar `loss` with respect to every parameter and marked input.
     pub fn backward(&self, loss: Var) -> Gradients {
-        assert_eq!(self.value(loss).numel(), 1, "backward: the loss must be a scalar");
+        assert_eq!(
+            self.value(loss).numel(),
+            1,
+            "backward: the loss must be a scalar"
+        );
         let mut grads: Vec<Option<Vec<f32>>> = (0..self.nodes.len()).map(|_| None).collect();
         grads[loss.0] = Some(vec![1.0]);
         let mut out = Gradients::default();

@@ -198,7 +198,11 @@ impl<'s> Graph<'s> {
             stride,
             pad,
         };
-        assert_eq!(ws[1], xs[1], "conv2d: weight expects {} input channels, got {}", ws[1], xs[1]);
+        assert_eq!(
+            ws[1], xs[1],
+            "conv2d: weight expects {} input channels, got {}",
+            ws[1], xs[1]
+        );
         let mut y = Tensor::zeros(&[geom.n, geom.c_out, geom.h_out(), geom.w_out()]);
         conv::forward(&geom, self.data(x), self.data(wv), y.data_mut());
         self.push(Op::Conv { x, w: wv, geom }, y, &[x, wv])
@@ -277,7 +281,15 @@ impl<'s> Graph<'s> {
         let (n, inp) = (self.value(x).dim(0), self.value(x).dim(1));
         let out = self.value(wv).dim(0);
         let mut y = Tensor::zeros(&[n, out]);
-        linear::forward(self.data(x), self.data(wv), self.data(bv), n, inp, out, y.data_mut());
+        linear::forward(
+            self.data(x),
+            self.data(wv),
+            self.data(bv),
+            n,
+            inp,
+            out,
+            y.data_mut(),
+        );
         self.push(Op::Linear { x, w: wv, b: bv }, y, &[x, wv, bv])
     }
 
@@ -291,7 +303,11 @@ impl<'s> Graph<'s> {
     }
 
     pub fn add(&mut self, a: Var, b: Var) -> Var {
-        assert_eq!(self.value(a).shape(), self.value(b).shape(), "add: shapes differ");
+        assert_eq!(
+            self.value(a).shape(),
+            self.value(b).shape(),
+            "add: shapes differ"
+        );
         let mut y = self.value(a).clone();
         elementwise::add_assign(y.data_mut(), self.data(b));
         self.push(Op::Add { a, b }, y, &[a, b])
@@ -307,14 +323,31 @@ impl<'s> Graph<'s> {
     pub fn channel_affine(&mut self, x: Var, scale: &[f32], shift: &[f32]) -> Var {
         let s = self.value(x).shape().to_vec();
         let mut y = Tensor::zeros(&s);
-        elementwise::channel_affine(self.data(x), scale, shift, s[2..].iter().product(), y.data_mut());
-        self.push(Op::ChannelAffine { x, scale: scale.to_vec() }, y, &[x])
+        elementwise::channel_affine(
+            self.data(x),
+            scale,
+            shift,
+            s[2..].iter().product(),
+            y.data_mut(),
+        );
+        self.push(
+            Op::ChannelAffine {
+                x,
+                scale: scale.to_vec(),
+            },
+            y,
+            &[x],
+        )
     }
 
     /// Softmax cross-entropy, mean (or sum) over the batch.
     pub fn cross_entropy(&mut self, logits: Var, labels: &[u32], sum: bool) -> Var {
         let k = self.value(logits).dim(1);
-        assert_eq!(self.value(logits).dim(0), labels.len(), "cross_entropy: batch size");
+        assert_eq!(
+            self.value(logits).dim(0),
+            labels.len(),
+            "cross_entropy: batch size"
+        );
         let (l, probs) = loss::cross_entropy(self.data(logits), labels, k, sum);
         let op = Op::CrossEntropy {
             logits,
@@ -327,7 +360,11 @@ impl<'s> Graph<'s> {
 
     /// KL_T(student ‖ target) with T² scaling; the target logits are constants.
     pub fn kl_div(&mut self, s: Var, target_logits: &Tensor, temp: f64) -> Var {
-        assert_eq!(self.value(s).shape(), target_logits.shape(), "kl_div: shapes differ");
+        assert_eq!(
+            self.value(s).shape(),
+            target_logits.shape(),
+            "kl_div: shapes differ"
+        );
         let k = self.value(s).dim(1);
         let (l, ps, pt) = loss::kl_div(self.data(s), target_logits.data(), k, temp);
         self.push(Op::KlDiv { s, temp, ps, pt }, Tensor::scalar(l), &[s])
@@ -336,7 +373,11 @@ impl<'s> Graph<'s> {
     /// Attention transfer against a constant target feature map of the same shape.
     pub fn attention(&mut self, fs: Var, target_features: &Tensor) -> Var {
         let s = self.value(fs).shape().to_vec();
-        assert_eq!(s.as_slice(), target_features.shape(), "attention: shapes differ");
+        assert_eq!(
+            s.as_slice(),
+            target_features.shape(),
+            "attention: shapes differ"
+        );
         let (n, ch, hw) = (s[0], s[1], s[2..].iter().product());
         let (target, _) = loss::attention_map(target_features.data(), n, ch, hw);
         let (l, a, norms) = loss::attention(self.data(fs), &target, n, ch, hw);

@@ -66,7 +66,12 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
-    pub fn config(&self, data: &DatasetSpec, default_arch: Arch, default_width: f32) -> ModelConfig {
+    pub fn config(
+        &self,
+        data: &DatasetSpec,
+        default_arch: Arch,
+        default_width: f32,
+    ) -> ModelConfig {
         let (norm_mean, norm_std) = data.kind.normalization();
         ModelConfig {
             arch: self.model.unwrap_or(default_arch),

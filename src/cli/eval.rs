@@ -87,12 +87,25 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let mut results: Vec<Accuracy> = Vec::new();
     let mut logits = Vec::new();
     for &d in domains {
-        let mut bar = Progress::new(show_progress(a.quiet || a.json), test.len(), &format!("BN_{}", crate::eval::bn_name(d)));
+        let mut bar = Progress::new(
+            show_progress(a.quiet || a.json),
+            test.len(),
+            &format!("BN_{}", crate::eval::bn_name(d)),
+        );
         let mut done = 0;
-        let (acc, z) = evaluate(&model, &test, d, a.batch, pgd.as_ref(), a.seed, a.dump_logits.is_some(), |n| {
-            done += n;
-            bar.update(done, "");
-        });
+        let (acc, z) = evaluate(
+            &model,
+            &test,
+            d,
+            a.batch,
+            pgd.as_ref(),
+            a.seed,
+            a.dump_logits.is_some(),
+            |n| {
+                done += n;
+                bar.update(done, "");
+            },
+        );
         bar.finish();
         results.push(acc);
         logits.extend(z.unwrap_or_default());
@@ -116,7 +129,10 @@ pub fn run(a: EvalArgs) -> Result<()> {
             "total_relus": model.total_relus(),
             "results": results,
         });
-        println!("{}", serde_json::to_string_pretty(&out).map_err(|e| Error::Config(e.to_string()))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).map_err(|e| Error::Config(e.to_string()))?
+        );
     } else {
         println!(
             "{} on {} ({} test images), ReLUs kept {} of {}",
@@ -128,7 +144,13 @@ pub fn run(a: EvalArgs) -> Result<()> {
         );
         for r in &results {
             match r.pgd_acc {
-                Some(p) => println!("  BN_{:<5} clean {:6.2}%  PGD-{} {:6.2}%", r.bn, 100.0 * r.clean_acc, a.pgd_steps, 100.0 * p),
+                Some(p) => println!(
+                    "  BN_{:<5} clean {:6.2}%  PGD-{} {:6.2}%",
+                    r.bn,
+                    100.0 * r.clean_acc,
+                    a.pgd_steps,
+                    100.0 * p
+                ),
                 None => println!("  BN_{:<5} clean {:6.2}%", r.bn, 100.0 * r.clean_acc),
             }
         }
@@ -147,7 +169,8 @@ pub fn write_npy(path: &std::path::Path, shape: &[u64], data: &[f32]) -> Result<
             .writer(&mut buf)
             .begin_nd()
             .map_err(|e| Error::io(path, e))?;
-        w.extend(data.iter().copied()).map_err(|e| Error::io(path, e))?;
+        w.extend(data.iter().copied())
+            .map_err(|e| Error::io(path, e))?;
         w.finish().map_err(|e| Error::io(path, e))?;
     }
     crate::checkpoint::write_atomic(path, &buf)

@@ -63,7 +63,10 @@ pub fn run(a: InfoArgs) -> Result<()> {
             "total_relus": model.total_relus(),
             "kept_relus": model.kept_relus(),
         });
-        println!("{}", serde_json::to_string_pretty(&out).map_err(|e| Error::Config(e.to_string()))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).map_err(|e| Error::Config(e.to_string()))?
+        );
         return Ok(());
     }
     println!(
@@ -73,7 +76,10 @@ pub fn run(a: InfoArgs) -> Result<()> {
         model.config.width_mult,
         model.num_params()
     );
-    println!("{:>3}  {:<24} {:>16} {:>10} {:>10}", "#", "ReLU layer", "shape (C,H,W)", "ReLUs", "kept");
+    println!(
+        "{:>3}  {:<24} {:>16} {:>10} {:>10}",
+        "#", "ReLU layer", "shape (C,H,W)", "ReLUs", "kept"
+    );
     for (i, l) in model.relu_layers.iter().enumerate() {
         let shape = format!("{}x{}x{}", l.shape[0], l.shape[1], l.shape[2]);
         println!(
@@ -83,6 +89,12 @@ pub fn run(a: InfoArgs) -> Result<()> {
             kept_count(model.store.get(l.mask))
         );
     }
-    println!("     {:<24} {:>16} {:>10} {:>10}", "total", "", model.total_relus(), model.kept_relus());
+    println!(
+        "     {:<24} {:>16} {:>10} {:>10}",
+        "total",
+        "",
+        model.total_relus(),
+        model.kept_relus()
+    );
     Ok(())
 }

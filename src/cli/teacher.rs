@@ -62,6 +62,10 @@ pub struct TeacherArgs {
     /// Stop after this many epochs in total (checkpointed; continue later with --resume).
     #[arg(long)]
     stop_after: Option<usize>,
+    /// Stop after this many optimisation steps in total (checkpointed mid-epoch; continue
+    /// later with --resume).
+    #[arg(long)]
+    stop_after_steps: Option<usize>,
     /// No progress bars and no device line.
     #[arg(long)]
     quiet: bool,
@@ -75,7 +79,9 @@ fn preset_config(a: &TeacherArgs) -> TeacherConfig {
         data.synthetic_train = 4000;
         data.synthetic_test = 500;
     }
-    let model = a.model.config(&data, Arch::ResNet18, if smoke { 0.125 } else { 1.0 });
+    let model = a
+        .model
+        .config(&data, Arch::ResNet18, if smoke { 0.125 } else { 1.0 });
     let (epochs, milestones, batch) = if smoke {
         (4, vec![3], 64)
     } else {
@@ -121,7 +127,9 @@ pub fn build_config(a: &TeacherArgs) -> Result<TeacherConfig> {
     }
     if let Some(lr) = a.lr {
         if !(lr > 0.0 && lr.is_finite()) {
-            return Err(Error::Config(format!("--lr {lr}: expected a positive number")));
+            return Err(Error::Config(format!(
+                "--lr {lr}: expected a positive number"
+            )));
         }
         c.schedule.base_lr = lr;
     }
@@ -150,13 +158,13 @@ pub fn run(a: TeacherArgs) -> Result<()> {
         out_dir: a.out.clone(),
         resume: a.resume,
         stop_after: a.stop_after,
+        stop_after_steps: a.stop_after_steps,
         show_progress: show_progress(a.quiet),
         device_name: device.device.name().into(),
     };
     match run_teacher(&cfg, &opts)? {
         None => println!(
-            "stopped after {} epochs as asked; continue with --resume (checkpoint in {})",
-            a.stop_after.unwrap_or(0),
+            "stopped as asked; continue with --resume (checkpoint in {})",
             a.out.display()
         ),
         Some(r) => {

@@ -10,7 +10,11 @@ use rayon::prelude::*;
 
 /// The visiting order of one epoch.
 pub fn epoch_order(seed: u64, epoch: usize, n: usize) -> Vec<usize> {
-    Stream::new(rng::hash(seed, stream::SHUFFLE, epoch as u64), stream::SHUFFLE).permutation(n)
+    Stream::new(
+        rng::hash(seed, stream::SHUFFLE, epoch as u64),
+        stream::SHUFFLE,
+    )
+    .permutation(n)
 }
 
 /// Random crop after zero padding, and a horizontal flip with probability 1/2.
@@ -22,19 +26,28 @@ pub struct CropFlip {
 
 /// Images `indices` as f32 [b, c, h, w] in [0, 1] with their labels. `aug` carries the crop/flip
 /// settings and `key` the position of this batch's first image in the run's stream of draws.
-pub fn make_batch(set: &ImageSet, indices: &[usize], aug: Option<CropFlip>, key: u64) -> (Tensor, Vec<u32>) {
+pub fn make_batch(
+    set: &ImageSet,
+    indices: &[usize],
+    aug: Option<CropFlip>,
+    key: u64,
+) -> (Tensor, Vec<u32>) {
     let (c, h, w) = (set.channels, set.height, set.width);
     let per = c * h * w;
     let mut data = vec![0f32; indices.len() * per];
     data.par_chunks_mut(per).enumerate().for_each(|(j, out)| {
         let img = set.image(indices[j]);
         match aug {
-            None => out.iter_mut().zip(img).for_each(|(o, &p)| *o = p as f32 / 255.0),
+            None => out
+                .iter_mut()
+                .zip(img)
+                .for_each(|(o, &p)| *o = p as f32 / 255.0),
             Some(a) => {
                 let k = key + j as u64;
                 let span = 2 * a.pad as u64 + 1;
                 let dy = rng::below(a.seed, stream::CROP, 2 * k, span) as isize - a.pad as isize;
-                let dx = rng::below(a.seed, stream::CROP, 2 * k + 1, span) as isize - a.pad as isize;
+                let dx =
+                    rng::below(a.seed, stream::CROP, 2 * k + 1, span) as isize - a.pad as isize;
                 let flip = rng::uniform(a.seed, stream::FLIP, k) < 0.5;
                 crop_flip(img, out, c, h, w, dy, dx, flip);
             }
@@ -47,7 +60,16 @@ pub fn make_batch(set: &ImageSet, indices: &[usize], aug: Option<CropFlip>, key:
 
 /// out[y][x] = img[y + dy][x + dx] (0 outside), mirrored horizontally when `flip`.
 #[allow(clippy::too_many_arguments)]
-fn crop_flip(img: &[u8], out: &mut [f32], c: usize, h: usize, w: usize, dy: isize, dx: isize, flip: bool) {
+fn crop_flip(
+    img: &[u8],
+    out: &mut [f32],
+    c: usize,
+    h: usize,
+    w: usize,
+    dy: isize,
+    dx: isize,
+    flip: bool,
+) {
     for ch in 0..c {
         for y in 0..h {
             let sy = y as isize + dy;

@@ -52,7 +52,9 @@ impl CifarKind {
     /// File names of a split, without the `.bin` of the binary layout.
     fn stems(self, split: Split) -> Vec<String> {
         match (self, split) {
-            (CifarKind::Cifar10, Split::Train) => (1..=5).map(|i| format!("data_batch_{i}")).collect(),
+            (CifarKind::Cifar10, Split::Train) => {
+                (1..=5).map(|i| format!("data_batch_{i}")).collect()
+            }
             (CifarKind::Cifar10, Split::Test) => vec!["test_batch".into()],
             (CifarKind::Cifar100, Split::Train) => vec!["train".into()],
             (CifarKind::Cifar100, Split::Test) => vec!["test".into()],
@@ -119,7 +121,10 @@ pub fn read_pickle_file(path: &Path, kind: CifarKind) -> Result<ImageSet> {
     drop(bytes);
     let bad = |msg: String| Error::Data(format!("{what}: {msg}"));
     let Value::Dict(items) = root else {
-        return Err(bad(format!("expected a pickled dict, found {}", root.kind())));
+        return Err(bad(format!(
+            "expected a pickled dict, found {}",
+            root.kind()
+        )));
     };
     let label_key = match kind {
         CifarKind::Cifar10 => "labels",
@@ -250,7 +255,13 @@ pub fn load(dir: &Path, kind: CifarKind, split: Split) -> Result<ImageSet> {
         for binary in [true, false] {
             let files: Vec<PathBuf> = stems
                 .iter()
-                .map(|s| d.join(if binary { format!("{s}.bin") } else { s.clone() }))
+                .map(|s| {
+                    d.join(if binary {
+                        format!("{s}.bin")
+                    } else {
+                        s.clone()
+                    })
+                })
                 .filter(|p| p.is_file())
                 .collect();
             if files.is_empty() {
@@ -281,7 +292,11 @@ pub fn load(dir: &Path, kind: CifarKind, split: Split) -> Result<ImageSet> {
         .map(|d| d.display().to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    let missing = if dir.is_dir() { "" } else { " (that folder does not exist)" };
+    let missing = if dir.is_dir() {
+        ""
+    } else {
+        " (that folder does not exist)"
+    };
     Err(Error::Data(format!(
         "no {} {} data in {}{missing}: looked for {} (binary layout) or {} (python layout) in {}",
         kind.name(),

@@ -187,7 +187,10 @@ impl<'a> Vm<'a> {
     fn line(&mut self) -> Result<&'a str> {
         let rest = &self.input[self.pos..];
         let Some(n) = rest.iter().position(|&b| b == b'\n') else {
-            return Err(self.err(format_args!("truncated: no end of line after offset {}", self.pos)));
+            return Err(self.err(format_args!(
+                "truncated: no end of line after offset {}",
+                self.pos
+            )));
         };
         self.pos += n + 1;
         std::str::from_utf8(&rest[..n]).map_err(|_| self.err("a text line is not valid UTF-8"))
@@ -229,7 +232,10 @@ impl<'a> Vm<'a> {
         let negative = b.last().is_some_and(|&x| x & 0x80 != 0);
         let fill = if negative { 0xFF } else { 0 };
         if b.len() > 8 && b[8..].iter().any(|&x| x != fill) {
-            return Err(self.err(format_args!("an integer of {} bytes does not fit in 64 bits", b.len())));
+            return Err(self.err(format_args!(
+                "an integer of {} bytes does not fit in 64 bits",
+                b.len()
+            )));
         }
         let mut buf = [fill; 8];
         let k = b.len().min(8);
@@ -276,7 +282,10 @@ impl<'a> Vm<'a> {
                 self.stack.push(id);
                 Ok(())
             }
-            None => Err(self.err(format_args!("memo key {key} read before it was written (offset {})", self.pos))),
+            None => Err(self.err(format_args!(
+                "memo key {key} read before it was written (offset {})",
+                self.pos
+            ))),
         }
     }
 
@@ -284,7 +293,9 @@ impl<'a> Vm<'a> {
         loop {
             let at = self.pos;
             let Some(&op) = self.input.get(at) else {
-                return Err(self.err(format_args!("truncated: input ends at offset {at} before STOP")));
+                return Err(self.err(format_args!(
+                    "truncated: input ends at offset {at} before STOP"
+                )));
             };
             self.pos += 1;
             match op {
@@ -341,26 +352,36 @@ impl<'a> Vm<'a> {
                         "00" if op == b'I' => Obj::Bool(false),
                         _ => match line.trim_end_matches('L').parse::<i64>() {
                             Ok(v) => Obj::Int(v),
-                            Err(_) => return Err(self.err(format_args!("bad integer {line:?} at offset {at}"))),
+                            Err(_) => {
+                                return Err(
+                                    self.err(format_args!("bad integer {line:?} at offset {at}"))
+                                )
+                            }
                         },
                     };
                     self.push(obj)
                 }
                 b'G' => {
-                    let v = f64::from_bits(u64::from_be_bytes(self.bytes(8)?.try_into().unwrap_or([0; 8])));
+                    let v = f64::from_bits(u64::from_be_bytes(
+                        self.bytes(8)?.try_into().unwrap_or([0; 8]),
+                    ));
                     self.push(Obj::Float(v))
                 }
                 b'F' => {
                     let line = self.line()?;
                     match line.parse::<f64>() {
                         Ok(v) => self.push(Obj::Float(v)),
-                        Err(_) => return Err(self.err(format_args!("bad float {line:?} at offset {at}"))),
+                        Err(_) => {
+                            return Err(self.err(format_args!("bad float {line:?} at offset {at}")))
+                        }
                     }
                 }
                 b'T' => {
                     let n = self.uint(4)? as u32 as i32;
                     if n < 0 {
-                        return Err(self.err(format_args!("negative string length {n} at offset {at}")));
+                        return Err(
+                            self.err(format_args!("negative string length {n} at offset {at}"))
+                        );
                     }
                     self.in_bytes(n as u64)?
                 }
@@ -390,7 +411,8 @@ impl<'a> Vm<'a> {
                 }
                 b'S' => {
                     let line = self.line()?;
-                    let b = unquote(line).ok_or_else(|| self.err(format_args!("bad STRING at offset {at}")))?;
+                    let b = unquote(line)
+                        .ok_or_else(|| self.err(format_args!("bad STRING at offset {at}")))?;
                     self.push(Obj::Bytes(b))
                 }
                 b'V' => {
@@ -405,7 +427,9 @@ impl<'a> Vm<'a> {
                 b'd' => {
                     let items = self.pop_mark()?;
                     if items.len() % 2 != 0 {
-                        return Err(self.err(format_args!("DICT with an odd number of items at offset {at}")));
+                        return Err(self.err(format_args!(
+                            "DICT with an odd number of items at offset {at}"
+                        )));
                     }
                     let pairs = items.chunks_exact(2).map(|p| (p[0], p[1])).collect();
                     self.push(Obj::Dict(pairs))
@@ -427,11 +451,19 @@ impl<'a> Vm<'a> {
                     self.push(Obj::Tuple(items))
                 }
                 b'a' | b'e' => {
-                    let items = if op == b'a' { vec![self.pop()?] } else { self.pop_mark()? };
+                    let items = if op == b'a' {
+                        vec![self.pop()?]
+                    } else {
+                        self.pop_mark()?
+                    };
                     let list = self.top()?;
                     match &mut self.arena[list] {
                         Obj::List(v) => v.extend(items),
-                        _ => return Err(self.err(format_args!("APPEND to a non-list at offset {at}"))),
+                        _ => {
+                            return Err(
+                                self.err(format_args!("APPEND to a non-list at offset {at}"))
+                            )
+                        }
                     }
                 }
                 b's' | b'u' => {
@@ -442,12 +474,18 @@ impl<'a> Vm<'a> {
                         self.pop_mark()?
                     };
                     if items.len() % 2 != 0 {
-                        return Err(self.err(format_args!("SETITEMS with an odd number of items at offset {at}")));
+                        return Err(self.err(format_args!(
+                            "SETITEMS with an odd number of items at offset {at}"
+                        )));
                     }
                     let dict = self.top()?;
                     match &mut self.arena[dict] {
                         Obj::Dict(d) => d.extend(items.chunks_exact(2).map(|p| (p[0], p[1]))),
-                        _ => return Err(self.err(format_args!("SETITEM on a non-dict at offset {at}"))),
+                        _ => {
+                            return Err(
+                                self.err(format_args!("SETITEM on a non-dict at offset {at}"))
+                            )
+                        }
                     }
                 }
                 b'q' => {
@@ -464,7 +502,9 @@ impl<'a> Vm<'a> {
                 }
                 b'p' => {
                     let line = self.line()?;
-                    let k = line.parse().map_err(|_| self.err(format_args!("bad PUT key at offset {at}")))?;
+                    let k = line
+                        .parse()
+                        .map_err(|_| self.err(format_args!("bad PUT key at offset {at}")))?;
                     self.memo_put(k)?
                 }
                 b'h' => {
@@ -477,7 +517,9 @@ impl<'a> Vm<'a> {
                 }
                 b'g' => {
                     let line = self.line()?;
-                    let k = line.parse().map_err(|_| self.err(format_args!("bad GET key at offset {at}")))?;
+                    let k = line
+                        .parse()
+                        .map_err(|_| self.err(format_args!("bad GET key at offset {at}")))?;
                     self.memo_get(k)?
                 }
                 b'c' => {
@@ -493,7 +535,10 @@ impl<'a> Vm<'a> {
                             let g = Obj::Global(m.to_string(), n.to_string());
                             self.push(g)
                         }
-                        _ => return Err(self.err(format_args!("STACK_GLOBAL of non-strings at offset {at}"))),
+                        _ => {
+                            return Err(self
+                                .err(format_args!("STACK_GLOBAL of non-strings at offset {at}")))
+                        }
                     }
                 }
                 b'R' | 0x81 => {
@@ -530,7 +575,8 @@ impl<'a> Vm<'a> {
             _ => return Ok(Obj::Reduce(callable, args)),
         };
         let builtin = module == "__builtin__" || module == "builtins";
-        let is_ctor = (module == "_codecs" && name == "encode") || (builtin && (name == "bytes" || name == "bytearray"));
+        let is_ctor = (module == "_codecs" && name == "encode")
+            || (builtin && (name == "bytes" || name == "bytearray"));
         if !is_ctor {
             return Ok(Obj::Reduce(callable, args));
         }
@@ -546,9 +592,10 @@ impl<'a> Vm<'a> {
                 _ => Ok(Obj::Reduce(callable, args)),
             },
             [s, enc] => {
-                let latin1 = self
-                    .text(*enc)
-                    .is_some_and(|e| ["latin1", "latin-1", "iso-8859-1", "iso8859-1"].contains(&e.to_ascii_lowercase().as_str()));
+                let latin1 = self.text(*enc).is_some_and(|e| {
+                    ["latin1", "latin-1", "iso-8859-1", "iso8859-1"]
+                        .contains(&e.to_ascii_lowercase().as_str())
+                });
                 match self.text(*s) {
                     Some(text) if latin1 => {
                         let mut out = Vec::with_capacity(text.len());
@@ -798,17 +845,25 @@ impl NdArray {
 /// `_frombuffer` (protocol 5). Fortran-ordered data is transposed to C order.
 pub fn ndarray(value: Value, what: &str) -> Result<NdArray> {
     let err = |msg: String| Error::Data(format!("{what}: numpy array: {msg}"));
-    let numpy_fn = |v: &Value, modules: &[&str], name: &str| modules.iter().any(|m| v.is_global(m, name));
+    let numpy_fn =
+        |v: &Value, modules: &[&str], name: &str| modules.iter().any(|m| v.is_global(m, name));
     let (shape, dtype, fortran, data) = match value {
         Value::Build { obj, state } => {
             let ok = matches!(&*obj, Value::Reduce { callable, .. }
                 if numpy_fn(callable, &["numpy.core.multiarray", "numpy._core.multiarray"], "_reconstruct"));
             if !ok {
-                return Err(err(format!("expected numpy's _reconstruct, found {obj:.80?}")));
+                return Err(err(format!(
+                    "expected numpy's _reconstruct, found {obj:.80?}"
+                )));
             }
             let mut st = match *state {
                 Value::Tuple(t) if t.len() == 4 || t.len() == 5 => t,
-                other => return Err(err(format!("expected a 4- or 5-tuple state, found {}", other.kind()))),
+                other => {
+                    return Err(err(format!(
+                        "expected a 4- or 5-tuple state, found {}",
+                        other.kind()
+                    )))
+                }
             };
             let data = st.pop();
             let fortran = st.pop().and_then(|f| f.as_int());
@@ -817,17 +872,31 @@ pub fn ndarray(value: Value, what: &str) -> Result<NdArray> {
             (shape, dtype, fortran == Some(1), data)
         }
         Value::Reduce { callable, args }
-            if numpy_fn(&callable, &["numpy.core.numeric", "numpy._core.numeric"], "_frombuffer") =>
+            if numpy_fn(
+                &callable,
+                &["numpy.core.numeric", "numpy._core.numeric"],
+                "_frombuffer",
+            ) =>
         {
             let mut a = match *args {
                 Value::Tuple(t) if t.len() == 4 => t.into_iter(),
-                other => return Err(err(format!("expected 4 arguments to _frombuffer, found {}", other.kind()))),
+                other => {
+                    return Err(err(format!(
+                        "expected 4 arguments to _frombuffer, found {}",
+                        other.kind()
+                    )))
+                }
             };
             let (data, dtype, shape, order) = (a.next(), a.next(), a.next(), a.next());
             let fortran = order.as_ref().and_then(Value::as_text) == Some("F");
             (shape, dtype, fortran, data)
         }
-        other => return Err(err(format!("expected a numpy array, found {}", other.kind()))),
+        other => {
+            return Err(err(format!(
+                "expected a numpy array, found {}",
+                other.kind()
+            )))
+        }
     };
     let shape: Vec<usize> = match shape {
         Some(Value::Tuple(dims)) => dims
@@ -837,15 +906,22 @@ pub fn ndarray(value: Value, what: &str) -> Result<NdArray> {
             .ok_or_else(|| err(format!("bad shape {dims:?}")))?,
         other => return Err(err(format!("expected a shape tuple, found {other:?}"))),
     };
-    let dtype = dtype_string(dtype.as_ref()).ok_or_else(|| err(format!("unsupported dtype {dtype:.200?}")))?;
+    let dtype = dtype_string(dtype.as_ref())
+        .ok_or_else(|| err(format!("unsupported dtype {dtype:.200?}")))?;
     let mut data = match data {
         Some(Value::Bytes(b)) => b,
         other => {
             let kind = other.as_ref().map_or("nothing", Value::kind);
-            return Err(err(format!("expected raw data as bytes, found {kind} (object arrays are not supported)")));
+            return Err(err(format!(
+                "expected raw data as bytes, found {kind} (object arrays are not supported)"
+            )));
         }
     };
-    let arr = NdArray { shape, dtype, data: Vec::new() };
+    let arr = NdArray {
+        shape,
+        dtype,
+        data: Vec::new(),
+    };
     let item = arr.kind().1;
     let count = arr.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
     let expected = count.and_then(|c| c.checked_mul(item));
@@ -870,18 +946,26 @@ fn dtype_string(v: Option<&Value>) -> Option<String> {
         Value::Build { obj, state } => (&**obj, Some(&**state)),
         other => (other, None),
     };
-    let Value::Reduce { callable, args } = reduce else { return None };
+    let Value::Reduce { callable, args } = reduce else {
+        return None;
+    };
     if !callable.is_global("numpy", "dtype") {
         return None;
     }
-    let Value::Tuple(a) = &**args else { return None };
+    let Value::Tuple(a) = &**args else {
+        return None;
+    };
     let t = a.first()?.as_text()?;
     let (mut order, t) = match t.chars().next()? {
         c @ ('<' | '>' | '|' | '=') => (c, &t[1..]),
         _ => ('=', t),
     };
     if let Some(Value::Tuple(s)) = state {
-        if let Some(c) = s.get(1).and_then(Value::as_text).and_then(|o| o.chars().next()) {
+        if let Some(c) = s
+            .get(1)
+            .and_then(Value::as_text)
+            .and_then(|o| o.chars().next())
+        {
             order = c;
         }
     }
@@ -891,7 +975,13 @@ fn dtype_string(v: Option<&Value>) -> Option<String> {
         return None;
     }
     if order == '=' {
-        order = if size == 1 { '|' } else if cfg!(target_endian = "big") { '>' } else { '<' };
+        order = if size == 1 {
+            '|'
+        } else if cfg!(target_endian = "big") {
+            '>'
+        } else {
+            '<'
+        };
     }
     Some(format!("{order}{kind}{size}"))
 }

@@ -89,7 +89,11 @@ fn colour(r: &mut Stream) -> Rgb {
 }
 
 fn dist(a: Rgb, b: Rgb) -> f32 {
-    a.iter().zip(&b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>().sqrt()
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f32>()
+        .sqrt()
 }
 
 fn mix(a: Rgb, b: Rgb, t: f32) -> Rgb {
@@ -156,12 +160,22 @@ impl Shape {
         match self.class {
             0 => (u * u + v * v).sqrt() - r,
             1 => ((u * u + v * v).sqrt() - (r - a / 2.0)).abs() - a / 2.0,
-            2 => sd_box(u, v, r * 0.85, r * 0.85),
-            3 => sd_triangle(u, v, r * 1.05),
+            2 => {
+                let len = (u * u + v * v).sqrt();
+                sd_stripes(len, a, 0.75).max(len - r)
+            }
+            3 => {
+                let cell = |t: f32| (((t + r) / a).rem_euclid(1.0) - 0.5) * a;
+                let (du, dv) = (cell(u), cell(v));
+                ((du * du + dv * dv).sqrt() - a * 0.3).max(sd_box(u, v, r, r))
+            }
             4 | 5 => sd_box(u, v, r, a).min(sd_box(u, v, a, r)),
             6..=8 => sd_box(u, v, r, r).max(sd_stripes(v, a, self.phase[0])),
             _ => {
-                let (s, t) = (sd_stripes(u, a, self.phase[0]), sd_stripes(v, a, self.phase[1]));
+                let (s, t) = (
+                    sd_stripes(u, a, self.phase[0]),
+                    sd_stripes(v, a, self.phase[1]),
+                );
                 let xor = s.min(t).max(-s.max(t));
                 sd_box(u, v, r, r).max(xor)
             }
@@ -170,22 +184,34 @@ impl Shape {
 }
 
 fn knob(name: &str, d: f32) -> f32 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
 }
 
 fn draw(rng: &mut Stream, class: usize, out: &mut [u8]) {
-    let (slo, shi, con, bgv, rot) = (knob("K_SLO", 10.0), knob("K_SHI", 16.0), knob("K_CON", 0.3), knob("K_BGV", 2.0), knob("K_ROT", 1.0));
+    let (slo, shi, con, bgv, rot) = (
+        knob("K_SLO", 10.0),
+        knob("K_SHI", 16.0),
+        knob("K_CON", 0.3),
+        knob("K_BGV", 2.0),
+        knob("K_ROT", 1.0),
+    );
     let mut u = |lo: f32, hi: f32| rng.range(lo as f64, hi as f64) as f32;
     let deg = PI / 180.0;
-    let patch = class >= 6;
+    let patch = class >= 6 || class == 3;
     let size = if patch { u(12.0, 18.0) } else { u(slo, shi) };
     let r = size / 2.0;
     let jitter = u(-10.0, 10.0) * deg;
     let (theta, a) = match class {
         0 => (0.0, 0.0),
         1 => (0.0, r * u(0.35, 0.5)),
-        2 => (u(0.0, 90.0) * deg * rot + jitter * (1.0 - rot), 0.0),
-        3 => (u(0.0, 120.0) * deg * rot + jitter * (1.0 - rot), 0.0),
+        2 => (0.0, r / u(2.0, 2.6)),
+        3 => (
+            jitter * 1.5,
+            2.0 * r / (3.0 + (u(0.0, 1.0) < 0.5) as u32 as f32),
+        ),
         4 => (jitter, r * u(0.22, 0.32)),
         5 => (45.0 * deg + jitter, r * u(0.22, 0.32)),
         6 => (jitter, 2.0 * r / u(2.5, 3.5)),
@@ -203,7 +229,7 @@ fn draw(rng: &mut Stream, class: usize, out: &mut [u8]) {
         phase: [u(0.0, 1.0), u(0.0, 1.0)],
     };
     // Keep the whole shape in view: the bounding radius of a rotated square is r * sqrt(2).
-    let reach = if matches!(class, 0 | 1) { r } else { r * 1.42 }.min(15.0);
+    let reach = if matches!(class, 0..=2) { r } else { r * 1.42 }.min(15.0);
     let cx = u(reach + 0.5, 32.0 - reach - 0.5);
     let cy = u(reach + 0.5, 32.0 - reach - 0.5);
     let (cos, sin) = (theta.cos(), theta.sin());
@@ -236,7 +262,9 @@ fn draw(rng: &mut Stream, class: usize, out: &mut [u8]) {
     } else {
         let mut c = colour(rng);
         for _ in 0..32 {
-            if dist(c, bg0) <= bgv { break; }
+            if dist(c, bg0) <= bgv {
+                break;
+            }
             c = colour(rng);
         }
         c
@@ -248,10 +276,39 @@ fn draw(rng: &mut Stream, class: usize, out: &mut [u8]) {
         }
         fg = colour(rng);
     }
+    if knob("K_LUM", 0.0) > 0.5 {
+        let lum = |c: Rgb| 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2];
+        for _ in 0..64 {
+            if (lum(fg) - lum(bg0)).abs() >= con
+                && (lum(fg) - lum(bg1)).abs() >= con
+                && (lum(fg) - lum(bg0)) * (lum(fg) - lum(bg1)) > 0.0
+            {
+                break;
+            }
+            fg = colour(rng);
+        }
+    }
+    if knob("K_POL", 0.0) > 0.5 {
+        let lum = |c: Rgb| 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2];
+        let (b0, b1) = (bg0, bg1);
+        for _ in 0..64 {
+            if lum(fg) >= lum(b0).max(lum(b1)) + con {
+                break;
+            }
+            fg = colour(rng);
+        }
+        if lum(fg) < lum(b0).max(lum(b1)) + con {
+            fg = [1.0, 1.0, 1.0];
+        }
+    }
     let alpha = rng.range(0.8, 1.0) as f32;
     let blob = (rng.uniform() < 0.25).then(|| {
         let c = colour(rng);
-        let (x, y, rad) = (rng.range(2.0, 30.0), rng.range(2.0, 30.0), rng.range(1.2, 2.2));
+        let (x, y, rad) = (
+            rng.range(2.0, 30.0),
+            rng.range(2.0, 30.0),
+            rng.range(1.2, 2.2),
+        );
         (c, x as f32, y as f32, rad as f32)
     });
     let sigma = rng.range(0.01, 0.03) as f32;
@@ -274,7 +331,8 @@ fn draw(rng: &mut Stream, class: usize, out: &mut [u8]) {
                 let u1 = (bits & 0xFFFF) as f32 / 65536.0;
                 let u2 = ((bits >> 16) & 0xFFFF) as f32 / 65536.0;
                 let noise = (u1 + u2 - 1.0) * sigma * 6f32.sqrt();
-                out[ch * PLANE + py * SIDE + px] = ((v + noise).clamp(0.0, 1.0) * 255.0).round() as u8;
+                out[ch * PLANE + py * SIDE + px] =
+                    ((v + noise).clamp(0.0, 1.0) * 255.0).round() as u8;
             }
         }
     }

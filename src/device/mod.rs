@@ -17,7 +17,9 @@ pub enum Device {
 }
 
 /// What the user asked for on the command line (`--device`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 pub enum DeviceRequest {
     Auto,
     Cpu,

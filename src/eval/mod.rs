@@ -12,7 +12,14 @@ use serde::{Deserialize, Serialize};
 pub fn logits(model: &Model, x: &Tensor, domain: Domain) -> Tensor {
     let mut g = Graph::new(&model.store, GradMode::None);
     let xv = g.input(x.clone(), false);
-    let out = model.forward(&mut g, xv, Pass { domain, train: false });
+    let out = model.forward(
+        &mut g,
+        xv,
+        Pass {
+            domain,
+            train: false,
+        },
+    );
     g.value(out.logits).clone()
 }
 
@@ -30,7 +37,13 @@ pub fn correct(logits: &Tensor, labels: &[u32]) -> usize {
 pub fn argmax(row: &[f32]) -> usize {
     row.iter()
         .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 {
+                (i, v)
+            } else {
+                best
+            }
+        })
         .0
 }
 
@@ -76,7 +89,16 @@ pub fn evaluate(
             all.extend_from_slice(z.data());
         }
         if let Some(cfg) = pgd {
-            let adv = attack(model, &x, &y, cfg, domain, &AttackLoss::CrossEntropySum, seed, bi as u64);
+            let adv = attack(
+                model,
+                &x,
+                &y,
+                cfg,
+                domain,
+                &AttackLoss::CrossEntropySum,
+                seed,
+                bi as u64,
+            );
             robust += correct(&logits(model, &adv, domain), &y);
         }
         progress(chunk.len());

@@ -34,17 +34,30 @@ impl<'c> Builder<'c> {
             .map(|_| (self.rng.normal() * std) as f32)
             .collect();
         let t = Tensor::from_vec(&[c_out, c_in, k, k], data).expect("conv shape");
-        self.store.add(&format!("{name}.weight"), EntryKind::Param, t)
+        self.store
+            .add(&format!("{name}.weight"), EntryKind::Param, t)
     }
 
     /// Linear [out, in] with PyTorch's default U(±1/√in) weight; the bias is U(±1/√in) or zero.
-    pub fn linear(&mut self, name: &str, out: usize, inp: usize, zero_bias: bool) -> (EntryId, EntryId) {
+    pub fn linear(
+        &mut self,
+        name: &str,
+        out: usize,
+        inp: usize,
+        zero_bias: bool,
+    ) -> (EntryId, EntryId) {
         let bound = 1.0 / (inp as f64).sqrt();
         let w: Vec<f32> = (0..out * inp)
             .map(|_| self.rng.range(-bound, bound) as f32)
             .collect();
         let b: Vec<f32> = (0..out)
-            .map(|_| if zero_bias { 0.0 } else { self.rng.range(-bound, bound) as f32 })
+            .map(|_| {
+                if zero_bias {
+                    0.0
+                } else {
+                    self.rng.range(-bound, bound) as f32
+                }
+            })
             .collect();
         let w = self.store.add(
             &format!("{name}.weight"),

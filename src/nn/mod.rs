@@ -98,7 +98,9 @@ impl ModelConfig {
                 self.num_classes
             )));
         }
-        if self.arch == Arch::Wrn22_8 && (self.wrn.0 < 10 || (self.wrn.0 - 4) % 6 != 0 || self.wrn.1 == 0) {
+        if self.arch == Arch::Wrn22_8
+            && (self.wrn.0 < 10 || (self.wrn.0 - 4) % 6 != 0 || self.wrn.1 == 0)
+        {
             return Err(Error::Config(format!(
                 "WRN depth {} / widen {}: expected depth = 6n + 4 (n >= 1) and widen >= 1",
                 self.wrn.0, self.wrn.1

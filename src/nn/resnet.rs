@@ -87,7 +87,14 @@ impl ResNet {
         let (d, train) = (pass.domain, pass.train);
         let mut relus = Vec::with_capacity(17);
         let h = g.conv2d(x, self.conv1, 1, 1);
-        let mut out = g.bn_act(h, self.bn1.for_domain(d), None, true, Some(self.mask0), train);
+        let mut out = g.bn_act(
+            h,
+            self.bn1.for_domain(d),
+            None,
+            true,
+            Some(self.mask0),
+            train,
+        );
         relus.push(out);
         let mut taps = Vec::with_capacity(4);
         for stage in &self.blocks {
@@ -103,7 +110,14 @@ impl ResNet {
                     }
                     None => out,
                 };
-                out = g.bn_act(h2, blk.bn2.for_domain(d), Some(sc), true, Some(blk.mask2), train);
+                out = g.bn_act(
+                    h2,
+                    blk.bn2.for_domain(d),
+                    Some(sc),
+                    true,
+                    Some(blk.mask2),
+                    train,
+                );
                 relus.push(out);
             }
             taps.push(out);

@@ -51,7 +51,8 @@ impl Wrn {
                 let bn2 = b.bn(&format!("{p}.bn2"), out, false);
                 let r2 = b.relu(&format!("{p}.relu2"), out, size, size);
                 let conv2 = b.conv(&format!("{p}.conv2"), out, out, 3);
-                let shortcut = (c_in != out).then(|| b.conv(&format!("{p}.convShortcut"), out, c_in, 1));
+                let shortcut =
+                    (c_in != out).then(|| b.conv(&format!("{p}.convShortcut"), out, c_in, 1));
                 blocks.push(Block {
                     stride,
                     bn1,
@@ -86,7 +87,14 @@ impl Wrn {
         let mut out = g.conv2d(x, self.conv1, 1, 1);
         for group in &self.groups {
             for blk in group {
-                let a = g.bn_act(out, blk.bn1.for_domain(d), None, true, Some(blk.mask1), train);
+                let a = g.bn_act(
+                    out,
+                    blk.bn1.for_domain(d),
+                    None,
+                    true,
+                    Some(blk.mask1),
+                    train,
+                );
                 relus.push(a);
                 let h = g.conv2d(a, blk.conv1, blk.stride, 1);
                 let b2 = g.bn_act(h, blk.bn2.for_domain(d), None, true, Some(blk.mask2), train);
@@ -100,7 +108,14 @@ impl Wrn {
             }
             taps.push(out);
         }
-        let a = g.bn_act(out, self.bn.for_domain(d), None, true, Some(self.mask), train);
+        let a = g.bn_act(
+            out,
+            self.bn.for_domain(d),
+            None,
+            true,
+            Some(self.mask),
+            train,
+        );
         relus.push(a);
         let pooled = g.avg_pool(a);
         let logits = g.linear(pooled, self.fc.0, self.fc.1);

@@ -1,9 +1,8 @@
 //! 2-D convolution without bias (every conv in ResNet18 and WRN-22-8 is bias-free).
 //!
-//! CPU path: im2col + GEMM, one sample per rayon task. Forward `y_n = W · col(x_n)`,
-//! backward-data `dx_n = col2im(Wᵀ · dy_n)`, backward-weight `dW = Σ_n dy_n · col(x_n)ᵀ`.
-//! The weight gradient is summed over a fixed split of the batch, so its rounding (and so a
-//! whole training run) does not depend on how many threads rayon happens to have.
+//! CPU path: im2col + GEMM over groups of samples whose column blocks sit side by side
+//! (so late layers with 4x4 maps still get wide GEMMs). Forward `Y = W · col(X)`,
+//! backward-data `dX = col2im(Wᵀ · dY)`, backward-weight `dW = Σ_groups dY · col(X)ᵀ`.
 
 use super::matmul::{matmul, MatRef};
 use super::Real;
@@ -55,30 +54,36 @@ impl ConvGeom {
     }
 }
 
+/// Writes sample `x`'s im2col block into `col`, whose rows are `ld` apart:
 /// col[(ci*k + ky)*k + kx][oy*w_out + ox] = x[ci][oy*s - p + ky][ox*s - p + kx] (0 outside).
-fn im2col<T: Real>(g: &ConvGeom, x: &[T], col: &mut [T]) {
+fn im2col<T: Real>(g: &ConvGeom, x: &[T], col: &mut [T], ld: usize) {
     let (ho, wo) = (g.h_out(), g.w_out());
     for ci in 0..g.c_in {
         let plane = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
         for ky in 0..g.k {
             for kx in 0..g.k {
                 let row = (ci * g.k + ky) * g.k + kx;
-                let dst = &mut col[row * ho * wo..(row + 1) * ho * wo];
+                let dst = &mut col[row * ld..row * ld + ho * wo];
+                // Output columns whose input column lies inside the image: ox in [lo, hi).
+                let lo = (g.pad.saturating_sub(kx)).div_ceil(g.stride).min(wo);
+                let hi = ((g.w + g.pad - kx).div_ceil(g.stride)).clamp(lo, wo);
                 for oy in 0..ho {
                     let iy = (oy * g.stride + ky) as isize - g.pad as isize;
                     let drow = &mut dst[oy * wo..(oy + 1) * wo];
                     if iy < 0 || iy >= g.h as isize {
-                        drow.iter_mut().for_each(|v| *v = T::zero());
+                        drow.fill(T::zero());
                         continue;
                     }
                     let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
-                    for (ox, d) in drow.iter_mut().enumerate() {
-                        let ix = (ox * g.stride + kx) as isize - g.pad as isize;
-                        *d = if ix < 0 || ix >= g.w as isize {
-                            T::zero()
-                        } else {
-                            src[ix as usize]
-                        };
+                    drow[..lo].fill(T::zero());
+                    drow[hi..].fill(T::zero());
+                    let x0 = lo * g.stride + kx - g.pad;
+                    if g.stride == 1 {
+                        drow[lo..hi].copy_from_slice(&src[x0..x0 + hi - lo]);
+                    } else {
+                        for (j, d) in drow[lo..hi].iter_mut().enumerate() {
+                            *d = src[x0 + j * g.stride];
+                        }
                     }
                 }
             }
@@ -87,25 +92,25 @@ fn im2col<T: Real>(g: &ConvGeom, x: &[T], col: &mut [T]) {
 }
 
 /// The adjoint of `im2col`: adds each column entry back onto the input pixel it came from.
-fn col2im_add<T: Real>(g: &ConvGeom, col: &[T], dx: &mut [T]) {
+fn col2im_add<T: Real>(g: &ConvGeom, col: &[T], ld: usize, dx: &mut [T]) {
     let (ho, wo) = (g.h_out(), g.w_out());
     for ci in 0..g.c_in {
         let plane = &mut dx[ci * g.h * g.w..(ci + 1) * g.h * g.w];
         for ky in 0..g.k {
             for kx in 0..g.k {
                 let row = (ci * g.k + ky) * g.k + kx;
-                let src = &col[row * ho * wo..(row + 1) * ho * wo];
+                let src = &col[row * ld..row * ld + ho * wo];
+                let lo = (g.pad.saturating_sub(kx)).div_ceil(g.stride).min(wo);
+                let hi = ((g.w + g.pad - kx).div_ceil(g.stride)).clamp(lo, wo);
                 for oy in 0..ho {
                     let iy = (oy * g.stride + ky) as isize - g.pad as isize;
                     if iy < 0 || iy >= g.h as isize {
                         continue;
                     }
                     let drow = &mut plane[iy as usize * g.w..(iy as usize + 1) * g.w];
-                    for ox in 0..wo {
-                        let ix = (ox * g.stride + kx) as isize - g.pad as isize;
-                        if ix >= 0 && ix < g.w as isize {
-                            drow[ix as usize] += src[oy * wo + ox];
-                        }
+                    let x0 = lo * g.stride + kx - g.pad;
+                    for (j, &v) in src[oy * wo + lo..oy * wo + hi].iter().enumerate() {
+                        drow[x0 + j * g.stride] += v;
                     }
                 }
             }
@@ -119,25 +124,88 @@ fn check<T>(g: &ConvGeom, x: usize, w: usize, y: usize) {
     assert_eq!(y, g.y_len(), "conv: output length does not match {g:?}");
 }
 
+/// Samples are processed in groups whose im2col matrices sit side by side, so each GEMM has at
+/// least this many columns: late layers (4x4 maps) would otherwise run 16-column GEMMs.
+const MIN_GEMM_COLS: usize = 2048;
+
+/// Groups of consecutive samples: every group but the last has the same size.
+fn groups(g: &ConvGeom) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let per = MIN_GEMM_COLS.div_ceil(g.hw_out()).clamp(1, g.n.max(1));
+    let n = g.n;
+    (0..n.div_ceil(per)).map(move |i| i * per..((i + 1) * per).min(n))
+}
+
+/// im2col of samples `group` side by side: a [ckk, group.len() * hw] matrix.
+fn im2col_group<T: Real>(g: &ConvGeom, x: &[T], group: &std::ops::Range<usize>, col: &mut Vec<T>) {
+    let (ckk, hw, x_per) = (g.ckk(), g.hw_out(), g.c_in * g.h * g.w);
+    let ld = group.len() * hw;
+    col.resize(ckk * ld, T::zero());
+    if g.is_pointwise() {
+        // Rows are input channels; each sample contributes a contiguous hw run per row.
+        col.par_chunks_mut(ld).enumerate().for_each(|(ci, row)| {
+            for (j, n) in group.clone().enumerate() {
+                row[j * hw..(j + 1) * hw]
+                    .copy_from_slice(&x[n * x_per + ci * hw..n * x_per + (ci + 1) * hw]);
+            }
+        });
+        return;
+    }
+    // Each sample fills its own column range; the ranges interleave, so hand each task a
+    // pointer-free view by splitting per sample through raw column offsets.
+    let cols = SharedCols(col.as_mut_ptr(), col.len());
+    group.clone().into_par_iter().for_each(|n| {
+        let j = n - group.start;
+        // SAFETY: sample j writes only columns j*hw..(j+1)*hw of each row: disjoint across tasks,
+        // and all within the buffer (row*ld + j*hw + hw <= ckk*ld).
+        let view = unsafe { cols.from(j * hw) };
+        im2col(g, &x[n * x_per..(n + 1) * x_per], view, ld);
+    });
+}
+
+/// A raw pointer to a column buffer shared by tasks that write disjoint columns.
+struct SharedCols<T>(*mut T, usize);
+unsafe impl<T: Send> Send for SharedCols<T> {}
+unsafe impl<T: Send> Sync for SharedCols<T> {}
+
+impl<T> SharedCols<T> {
+    /// The buffer from `offset` on. Safety: concurrent users must write disjoint elements.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn from(&self, offset: usize) -> &mut [T] {
+        std::slice::from_raw_parts_mut(self.0.add(offset), self.1 - offset)
+    }
+}
+
 /// y = conv(x, w).
 pub fn forward<T: Real>(g: &ConvGeom, x: &[T], w: &[T], y: &mut [T]) {
     check::<T>(g, x.len(), w.len(), y.len());
     let (ckk, hw) = (g.ckk(), g.hw_out());
-    let x_per = g.c_in * g.h * g.w;
     let wm = MatRef::rm(w, g.c_out, ckk);
-    y.par_chunks_mut(g.c_out * hw).enumerate().for_each_init(
-        || vec![T::zero(); if g.is_pointwise() { 0 } else { ckk * hw }],
-        |col, (n, yn)| {
-            let xn = &x[n * x_per..(n + 1) * x_per];
-            let colm = if g.is_pointwise() {
-                xn
-            } else {
-                im2col(g, xn, col);
-                &col[..]
-            };
-            matmul(yn, wm, MatRef::rm(colm, ckk, hw), false, false);
-        },
-    );
+    let (mut col, mut out) = (Vec::new(), Vec::new());
+    for group in groups(g) {
+        let cols = group.len() * hw;
+        im2col_group(g, x, &group, &mut col);
+        out.resize(g.c_out * cols, T::zero());
+        matmul(&mut out, wm, MatRef::rm(&col, ckk, cols), false, true);
+        // [c_out, samples * hw] → the samples' [c_out, hw] blocks.
+        let ys = &mut y[group.start * g.c_out * hw..group.end * g.c_out * hw];
+        ys.par_chunks_mut(hw).enumerate().for_each(|(i, dst)| {
+            let (j, co) = (i / g.c_out, i % g.c_out);
+            dst.copy_from_slice(&out[co * cols + j * hw..co * cols + (j + 1) * hw]);
+        });
+    }
+}
+
+/// dy of samples `group` as one [c_out, samples * hw] matrix.
+fn gather_dy<T: Real>(g: &ConvGeom, dy: &[T], group: &std::ops::Range<usize>, out: &mut Vec<T>) {
+    let hw = g.hw_out();
+    let cols = group.len() * hw;
+    out.resize(g.c_out * cols, T::zero());
+    out.par_chunks_mut(cols).enumerate().for_each(|(co, row)| {
+        for (j, n) in group.clone().enumerate() {
+            let src = (n * g.c_out + co) * hw;
+            row[j * hw..(j + 1) * hw].copy_from_slice(&dy[src..src + hw]);
+        }
+    });
 }
 
 /// dx = conv backward with respect to the input (overwrites dx).
@@ -146,55 +214,47 @@ pub fn backward_data<T: Real>(g: &ConvGeom, w: &[T], dy: &[T], dx: &mut [T]) {
     let (ckk, hw) = (g.ckk(), g.hw_out());
     let x_per = g.c_in * g.h * g.w;
     let wt = MatRef::rm(w, g.c_out, ckk).t();
-    dx.par_chunks_mut(x_per).enumerate().for_each_init(
-        || vec![T::zero(); if g.is_pointwise() { 0 } else { ckk * hw }],
-        |col, (n, dxn)| {
-            let dyn_ = MatRef::rm(&dy[n * g.c_out * hw..(n + 1) * g.c_out * hw], g.c_out, hw);
+    let (mut dyg, mut dcol) = (Vec::new(), Vec::new());
+    for group in groups(g) {
+        let cols = group.len() * hw;
+        gather_dy(g, dy, &group, &mut dyg);
+        dcol.resize(ckk * cols, T::zero());
+        matmul(&mut dcol, wt, MatRef::rm(&dyg, g.c_out, cols), false, true);
+        let dxs = &mut dx[group.start * x_per..group.end * x_per];
+        dxs.par_chunks_mut(x_per).enumerate().for_each(|(j, dxn)| {
             if g.is_pointwise() {
-                matmul(dxn, wt, dyn_, false, false);
+                for ci in 0..g.c_in {
+                    dxn[ci * hw..(ci + 1) * hw]
+                        .copy_from_slice(&dcol[ci * cols + j * hw..ci * cols + (j + 1) * hw]);
+                }
             } else {
-                matmul(col, wt, dyn_, false, false);
-                dxn.iter_mut().for_each(|v| *v = T::zero());
-                col2im_add(g, col, dxn);
+                dxn.fill(T::zero());
+                col2im_add(g, &dcol[j * hw..], cols, dxn);
             }
-        },
-    );
+        });
+    }
 }
 
-/// The batch is summed in this many fixed groups (or fewer for small batches); the groups run in
-/// parallel and are added in order, so the result is the same for any thread count.
-const WEIGHT_GRAD_GROUPS: usize = 8;
-
-/// dw = conv backward with respect to the weight (overwrites dw).
+/// dw = conv backward with respect to the weight (overwrites dw). Groups are added in order
+/// and gemm splits no sum across threads, so the result does not depend on the thread count.
 pub fn backward_weight<T: Real>(g: &ConvGeom, x: &[T], dy: &[T], dw: &mut [T]) {
     check::<T>(g, x.len(), dw.len(), dy.len());
     let (ckk, hw) = (g.ckk(), g.hw_out());
-    let x_per = g.c_in * g.h * g.w;
-    let groups = WEIGHT_GRAD_GROUPS.min(g.n).max(1);
-    let per_group = g.n.div_ceil(groups);
-    let partials: Vec<Vec<T>> = (0..groups)
-        .into_par_iter()
-        .map(|gi| {
-            let mut acc = vec![T::zero(); g.c_out * ckk];
-            let mut col = vec![T::zero(); if g.is_pointwise() { 0 } else { ckk * hw }];
-            let samples = gi * per_group..((gi + 1) * per_group).min(g.n);
-            for (i, n) in samples.enumerate() {
-                let xn = &x[n * x_per..(n + 1) * x_per];
-                let colm = if g.is_pointwise() {
-                    xn
-                } else {
-                    im2col(g, xn, &mut col);
-                    &col[..]
-                };
-                let dyn_ = MatRef::rm(&dy[n * g.c_out * hw..(n + 1) * g.c_out * hw], g.c_out, hw);
-                matmul(&mut acc, dyn_, MatRef::rm(colm, ckk, hw).t(), i > 0, false);
-            }
-            acc
-        })
-        .collect();
-    dw.copy_from_slice(&partials[0]);
-    for p in &partials[1..] {
-        dw.iter_mut().zip(p).for_each(|(d, v)| *d += *v);
+    let (mut col, mut dyg) = (Vec::new(), Vec::new());
+    for (i, group) in groups(g).enumerate() {
+        let cols = group.len() * hw;
+        im2col_group(g, x, &group, &mut col);
+        gather_dy(g, dy, &group, &mut dyg);
+        matmul(
+            dw,
+            MatRef::rm(&dyg, g.c_out, cols),
+            MatRef::rm(&col, ckk, cols).t(),
+            i > 0,
+            true,
+        );
+    }
+    if g.n == 0 {
+        dw.fill(T::zero());
     }
 }
 

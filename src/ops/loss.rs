@@ -33,7 +33,14 @@ pub fn cross_entropy<T: Real>(logits: &[T], labels: &[u32], k: usize, sum: bool)
 }
 
 /// d loss / d logits, times the upstream gradient `g`.
-pub fn cross_entropy_backward<T: Real>(probs: &[T], labels: &[u32], k: usize, sum: bool, g: T, dz: &mut [T]) {
+pub fn cross_entropy_backward<T: Real>(
+    probs: &[T],
+    labels: &[u32],
+    k: usize,
+    sum: bool,
+    g: T,
+    dz: &mut [T],
+) {
     let n = labels.len();
     let scale = if sum { g } else { g / c(n as f64) };
     for (i, &y) in labels.iter().enumerate() {
@@ -96,7 +103,9 @@ pub fn attention_map<T: Real>(f: &[T], n: usize, ch: usize, hw: usize) -> (Vec<T
         let q = &mut a[i * hw..(i + 1) * hw];
         for cc in 0..ch {
             let plane = &f[(i * ch + cc) * hw..(i * ch + cc + 1) * hw];
-            q.iter_mut().zip(plane).for_each(|(qv, &v)| *qv += v * v * inv_c);
+            q.iter_mut()
+                .zip(plane)
+                .for_each(|(qv, &v)| *qv += v * v * inv_c);
         }
         let norm = q.iter().map(|&v| v * v).sum::<T>().sqrt();
         norms[i] = norm;
@@ -108,9 +117,20 @@ pub fn attention_map<T: Real>(f: &[T], n: usize, ch: usize, hw: usize) -> (Vec<T
 
 /// AT(F_s, F_t) = mean over n·hw of (a(F_s) − a(F_t))². `at` is a(F_t), a constant target.
 /// Returns (loss, a(F_s), ‖q_s‖).
-pub fn attention<T: Real>(fs: &[T], at: &[T], n: usize, ch: usize, hw: usize) -> (T, Vec<T>, Vec<T>) {
+pub fn attention<T: Real>(
+    fs: &[T],
+    at: &[T],
+    n: usize,
+    ch: usize,
+    hw: usize,
+) -> (T, Vec<T>, Vec<T>) {
     let (a, norms) = attention_map(fs, n, ch, hw);
-    let loss = a.iter().zip(at).map(|(&x, &y)| (x - y) * (x - y)).sum::<T>() / c((n * hw) as f64);
+    let loss = a
+        .iter()
+        .zip(at)
+        .map(|(&x, &y)| (x - y) * (x - y))
+        .sum::<T>()
+        / c((n * hw) as f64);
     (loss, a, norms)
 }
 
@@ -131,12 +151,23 @@ pub fn attention_backward<T: Real>(
     let two_over_c: T = c(2.0 / ch as f64);
     for i in 0..n {
         let r = i * hw..(i + 1) * hw;
-        let da: Vec<T> = a[r.clone()].iter().zip(&at[r.clone()]).map(|(&x, &y)| (x - y) * scale).collect();
+        let da: Vec<T> = a[r.clone()]
+            .iter()
+            .zip(&at[r.clone()])
+            .map(|(&x, &y)| (x - y) * scale)
+            .collect();
         // Through a = q / ‖q‖: dq = (da − a (a·da)) / ‖q‖, or da / eps when the norm is clamped.
         let norm = norms[i];
         let dq: Vec<T> = if norm > c(AT_EPS) {
-            let dot = a[r.clone()].iter().zip(&da).map(|(&x, &y)| x * y).sum::<T>();
-            da.iter().zip(&a[r.clone()]).map(|(&d, &x)| (d - x * dot) / norm).collect()
+            let dot = a[r.clone()]
+                .iter()
+                .zip(&da)
+                .map(|(&x, &y)| x * y)
+                .sum::<T>();
+            da.iter()
+                .zip(&a[r.clone()])
+                .map(|(&d, &x)| (d - x * dot) / norm)
+                .collect()
         } else {
             da.iter().map(|&d| d / c(AT_EPS)).collect()
         };

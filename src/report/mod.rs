@@ -22,9 +22,11 @@ impl Progress {
         let bar = show.then(|| {
             let b = ProgressBar::new(len as u64);
             b.set_style(
-                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {elapsed_precise} {msg}")
-                    .expect("static template")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {pos}/{len} {elapsed_precise} {msg}",
+                )
+                .expect("static template")
+                .progress_chars("=> "),
             );
             b.set_prefix(prefix.to_string());
             b

@@ -64,7 +64,9 @@ pub fn attack(
             AttackLoss::Kl { target, temp } => g.kl_div(out.logits, target, *temp),
         };
         let grads = g.backward(l);
-        let gx = grads.input(xv).expect("the attacked input carries a gradient");
+        let gx = grads
+            .input(xv)
+            .expect("the attacked input carries a gradient");
         pgd_ops::step(adv.data_mut(), x.data(), gx, cfg.alpha, cfg.eps);
     }
     adv

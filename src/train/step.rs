@@ -58,7 +58,14 @@ pub fn teacher_step(
     let mut stats = StepStats::default();
 
     let xv = g.input(x_clean, false);
-    let out = model.forward(&mut g, xv, Pass { domain: Domain::Clean, train: true });
+    let out = model.forward(
+        &mut g,
+        xv,
+        Pass {
+            domain: Domain::Clean,
+            train: true,
+        },
+    );
     terms.push(g.cross_entropy(out.logits, y_clean, false));
     stats.clean_correct = correct(g.value(out.logits), y_clean);
     stats.clean_seen = h;
@@ -68,7 +75,14 @@ pub fn teacher_step(
 
     if let Some(x_adv) = x_adv {
         let av = g.input(x_adv, false);
-        let out = model.forward(&mut g, av, Pass { domain: Domain::Adv, train: true });
+        let out = model.forward(
+            &mut g,
+            av,
+            Pass {
+                domain: Domain::Adv,
+                train: true,
+            },
+        );
         terms.push(g.cross_entropy(out.logits, y_adv, false));
         stats.adv_correct = correct(g.value(out.logits), y_adv);
         stats.adv_seen = y_adv.len();

@@ -100,6 +100,8 @@ pub struct RunOptions {
     pub resume: bool,
     /// Stop (checkpointed and resumable) once this many epochs are done in total.
     pub stop_after: Option<usize>,
+    /// Stop (checkpointed, resumable) once this many steps are done in total.
+    pub stop_after_steps: Option<usize>,
     pub show_progress: bool,
     pub device_name: String,
 }
@@ -114,7 +116,10 @@ pub fn run(cfg: &TeacherConfig, opts: &RunOptions) -> Result<Option<TeacherRepor
     let train = cfg.data.load(Split::Train)?;
     let test = cfg.data.load(Split::Test)?;
     if train.len() < 2 {
-        return Err(Error::Data(format!("{} training images: need at least 2", train.len())));
+        return Err(Error::Data(format!(
+            "{} training images: need at least 2",
+            train.len()
+        )));
     }
     if train.num_classes != cfg.model.num_classes || train.height != cfg.model.input_size {
         return Err(Error::Config(format!(
@@ -124,8 +129,19 @@ pub fn run(cfg: &TeacherConfig, opts: &RunOptions) -> Result<Option<TeacherRepor
     }
     let steps_per_epoch = train.len().div_ceil(cfg.batch_size);
     let last_epoch = opts.stop_after.map_or(cfg.epochs, |s| s.min(cfg.epochs));
-    while state.epoch < last_epoch {
-        train_epoch(cfg, opts, &ckpt, &train, &test, &mut model, &mut sgd, &mut state, steps_per_epoch)?;
+    let mut stopped = false;
+    while state.epoch < last_epoch && !stopped {
+        stopped = train_epoch(
+            cfg,
+            opts,
+            &ckpt,
+            &train,
+            &test,
+            &mut model,
+            &mut sgd,
+            &mut state,
+            steps_per_epoch,
+        )?;
     }
     if state.epoch < cfg.epochs {
         return Ok(None);
@@ -149,7 +165,11 @@ fn validate(cfg: &TeacherConfig) -> Result<()> {
     Ok(())
 }
 
-fn start_or_resume(cfg: &TeacherConfig, ckpt: &Path, resume: bool) -> Result<(Model, Sgd, TeacherState)> {
+fn start_or_resume(
+    cfg: &TeacherConfig,
+    ckpt: &Path,
+    resume: bool,
+) -> Result<(Model, Sgd, TeacherState)> {
     if ckpt.exists() {
         if !resume {
             return Err(Error::Config(format!(
@@ -158,10 +178,11 @@ fn start_or_resume(cfg: &TeacherConfig, ckpt: &Path, resume: bool) -> Result<(Mo
             )));
         }
         let c = checkpoint::load(ckpt)?;
-        let saved: SavedState = serde_json::from_value(c.meta.state.clone()).map_err(|e| Error::Checkpoint {
-            path: ckpt.to_path_buf(),
-            msg: format!("not a teacher checkpoint: {e}"),
-        })?;
+        let saved: SavedState =
+            serde_json::from_value(c.meta.state.clone()).map_err(|e| Error::Checkpoint {
+                path: ckpt.to_path_buf(),
+                msg: format!("not a teacher checkpoint: {e}"),
+            })?;
         if saved.config != *cfg {
             return Err(Error::Config(format!(
                 "{} was started with different settings; resume with the same flags (saved: {})",
@@ -179,7 +200,13 @@ fn start_or_resume(cfg: &TeacherConfig, ckpt: &Path, resume: bool) -> Result<(Mo
     Ok((model, sgd, TeacherState::default()))
 }
 
-fn save(ckpt: &Path, cfg: &TeacherConfig, model: &Model, sgd: &Sgd, state: &TeacherState) -> Result<()> {
+fn save(
+    ckpt: &Path,
+    cfg: &TeacherConfig,
+    model: &Model,
+    sgd: &Sgd,
+    state: &TeacherState,
+) -> Result<()> {
     let saved = SavedState {
         config: cfg.clone(),
         progress: state.clone(),
@@ -193,6 +220,8 @@ fn save(ckpt: &Path, cfg: &TeacherConfig, model: &Model, sgd: &Sgd, state: &Teac
     checkpoint::save(ckpt, model, Some(sgd), &meta)
 }
 
+/// Trains the rest of the current epoch; returns true when `stop_after_steps` ended it early
+/// (after a mid-epoch checkpoint).
 #[allow(clippy::too_many_arguments)]
 fn train_epoch(
     cfg: &TeacherConfig,
@@ -204,7 +233,7 @@ fn train_epoch(
     sgd: &mut Sgd,
     state: &mut TeacherState,
     steps: usize,
-) -> Result<()> {
+) -> Result<bool> {
     let epoch = state.epoch;
     let lr = cfg.schedule.lr(epoch);
     let order = epoch_order(cfg.seed, epoch, train.len());
@@ -212,9 +241,14 @@ fn train_epoch(
         pad: cfg.crop_pad,
         seed: cfg.seed,
     };
-    let mut bar = Progress::new(opts.show_progress, steps, &format!("teacher epoch {}/{}", epoch + 1, cfg.epochs));
+    let mut bar = Progress::new(
+        opts.show_progress,
+        steps,
+        &format!("teacher epoch {}/{}", epoch + 1, cfg.epochs),
+    );
     bar.set_position(state.step_in_epoch);
-    let (mut loss_sum, mut clean_ok, mut clean_n, mut adv_ok, mut adv_n, mut batches) = (0f64, 0, 0, 0, 0, 0);
+    let (mut loss_sum, mut clean_ok, mut clean_n, mut adv_ok, mut adv_n, mut batches) =
+        (0f64, 0, 0, 0, 0, 0);
     let started = Instant::now();
     let mut images = 0;
     for step in state.step_in_epoch..steps {
@@ -247,11 +281,23 @@ fn train_epoch(
                 images as f64 / secs
             ),
         );
-        if cfg.checkpoint_every > 0 && (step + 1) % cfg.checkpoint_every == 0 && step + 1 < steps {
+        let stop_now = opts.stop_after_steps == Some(epoch * steps + step + 1);
+        if stop_now && step + 1 == steps {
+            break; // the epoch-end checkpoint below covers it
+        }
+        if stop_now
+            || (cfg.checkpoint_every > 0
+                && (step + 1) % cfg.checkpoint_every == 0
+                && step + 1 < steps)
+        {
             state.step_in_epoch = step + 1;
             state.train_secs += started.elapsed().as_secs_f64();
             state.images_trained += images;
             save(ckpt, cfg, model, sgd, state)?;
+            if stop_now {
+                bar.finish();
+                return Ok(true);
+            }
             state.train_secs -= started.elapsed().as_secs_f64();
             state.images_trained -= images;
         }
@@ -276,28 +322,57 @@ fn train_epoch(
     });
     state.epoch += 1;
     state.step_in_epoch = 0;
-    save(ckpt, cfg, model, sgd, state)
+    save(ckpt, cfg, model, sgd, state)?;
+    Ok(opts.stop_after_steps == Some(epoch * steps + steps))
 }
 
 /// Clean and PGD accuracy under BN_c and BN_a.
-pub fn validate_both(cfg: &TeacherConfig, model: &Model, test: &ImageSet, steps: usize, show: bool) -> Vec<Accuracy> {
-    let pgd = PgdConfig { steps, ..cfg.pgd.clone() };
+pub fn validate_both(
+    cfg: &TeacherConfig,
+    model: &Model,
+    test: &ImageSet,
+    steps: usize,
+    show: bool,
+) -> Vec<Accuracy> {
+    let pgd = PgdConfig {
+        steps,
+        ..cfg.pgd.clone()
+    };
     [Domain::Clean, Domain::Adv]
         .into_iter()
         .map(|d| {
-            let mut bar = Progress::new(show, test.len(), &format!("eval BN_{} PGD-{steps}", crate::eval::bn_name(d)));
+            let mut bar = Progress::new(
+                show,
+                test.len(),
+                &format!("eval BN_{} PGD-{steps}", crate::eval::bn_name(d)),
+            );
             let mut done = 0;
-            let (acc, _) = evaluate(model, test, d, cfg.eval_batch, Some(&pgd), cfg.seed, false, |n| {
-                done += n;
-                bar.update(done, "");
-            });
+            let (acc, _) = evaluate(
+                model,
+                test,
+                d,
+                cfg.eval_batch,
+                Some(&pgd),
+                cfg.seed,
+                false,
+                |n| {
+                    done += n;
+                    bar.update(done, "");
+                },
+            );
             bar.finish();
             acc
         })
         .collect()
 }
 
-fn final_report(cfg: &TeacherConfig, opts: &RunOptions, model: &Model, test: &ImageSet, state: &TeacherState) -> TeacherReport {
+fn final_report(
+    cfg: &TeacherConfig,
+    opts: &RunOptions,
+    model: &Model,
+    test: &ImageSet,
+    state: &TeacherState,
+) -> TeacherReport {
     let per_bn = validate_both(cfg, model, test, cfg.eval_pgd_steps, opts.show_progress);
     TeacherReport {
         stage: "teacher".into(),

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 pub fn fixture_dir(case: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden").join(case)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/golden")
+        .join(case)
 }
 
 /// The shared data folder beside the project (../shared), if present.
@@ -19,13 +21,21 @@ pub fn npy(path: &Path) -> (Vec<usize>, Vec<f64>) {
     let f = npyz::NpyFile::new(&bytes[..]).unwrap();
     let shape: Vec<usize> = f.shape().iter().map(|&d| d as usize).collect();
     let data = match f.dtype() {
-        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 4 => {
-            f.into_vec::<f32>().unwrap().into_iter().map(f64::from).collect()
+        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 4 => f
+            .into_vec::<f32>()
+            .unwrap()
+            .into_iter()
+            .map(f64::from)
+            .collect(),
+        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float => {
+            f.into_vec::<f64>().unwrap()
         }
-        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float => f.into_vec::<f64>().unwrap(),
-        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Int => {
-            f.into_vec::<i64>().unwrap().into_iter().map(|v| v as f64).collect()
-        }
+        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Int => f
+            .into_vec::<i64>()
+            .unwrap()
+            .into_iter()
+            .map(|v| v as f64)
+            .collect(),
         other => panic!("{}: unsupported dtype {other:?}", path.display()),
     };
     (shape, data)
@@ -45,8 +55,20 @@ pub fn shape(case: &str, name: &str) -> Vec<usize> {
 
 /// Passes when |got − want| ≤ atol + rtol·|want| everywhere; otherwise panics with the max
 /// absolute and relative errors, the worst index and the first mismatches.
-pub fn assert_close<A: Into<f64> + Copy, B: Into<f64> + Copy>(name: &str, got: &[A], want: &[B], atol: f64, rtol: f64) {
-    assert_eq!(got.len(), want.len(), "{name}: length {} vs {}", got.len(), want.len());
+pub fn assert_close<A: Into<f64> + Copy, B: Into<f64> + Copy>(
+    name: &str,
+    got: &[A],
+    want: &[B],
+    atol: f64,
+    rtol: f64,
+) {
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{name}: length {} vs {}",
+        got.len(),
+        want.len()
+    );
     let (mut max_abs, mut max_rel, mut worst) = (0f64, 0f64, 0usize);
     let mut bad = Vec::new();
     for i in 0..got.len() {

@@ -1,0 +1,232 @@
+//! Stage-1 machinery: PGD, SGD, checkpoints, and resuming an interrupted run.
+
+use rlnet::autograd::{GradMode, Graph};
+use rlnet::checkpoint;
+use rlnet::data::source::{DatasetKind, DatasetSpec};
+use rlnet::nn::{Arch, BnMode, Domain, Model, ModelConfig, Pass, WRN_22_8};
+use rlnet::optim::{Sgd, SgdConfig, StepSchedule};
+use rlnet::robust::pgd::{attack, AttackLoss, PgdConfig};
+use rlnet::tensor::Tensor;
+use rlnet::train::teacher::{run, RunOptions, TeacherConfig, CHECKPOINT_NAME};
+
+fn small_model(seed: u64) -> Model {
+    let (mean, std) = DatasetKind::Synthetic.normalization();
+    let cfg = ModelConfig {
+        arch: Arch::ResNet18,
+        width_mult: 0.0625,
+        input_size: 32,
+        num_classes: 10,
+        bn: BnMode::Dual,
+        shared_shortcut_bn: false,
+        norm_mean: mean,
+        norm_std: std,
+        wrn: WRN_22_8,
+    };
+    Model::new(cfg, seed).unwrap()
+}
+
+fn images(n: usize) -> (Tensor, Vec<u32>) {
+    let x = (0..n * 3072)
+        .map(|i| ((i * 7919) % 256) as f32 / 255.0)
+        .collect();
+    (
+        Tensor::from_vec(&[n, 3, 32, 32], x).unwrap(),
+        (0..n as u32).map(|i| i % 10).collect(),
+    )
+}
+
+fn ce_sum(m: &Model, x: &Tensor, y: &[u32]) -> f32 {
+    let mut g = Graph::new(&m.store, GradMode::None);
+    let xv = g.input(x.clone(), false);
+    let out = m.forward(
+        &mut g,
+        xv,
+        Pass {
+            domain: Domain::Adv,
+            train: false,
+        },
+    );
+    let l = g.cross_entropy(out.logits, y, true);
+    g.value(l).item()
+}
+
+#[test]
+fn pgd_stays_in_the_ball_and_raises_the_loss() {
+    let m = small_model(1);
+    let (x, y) = images(4);
+    let cfg = PgdConfig::linf(5);
+    let adv = attack(
+        &m,
+        &x,
+        &y,
+        &cfg,
+        Domain::Adv,
+        &AttackLoss::CrossEntropySum,
+        7,
+        0,
+    );
+    for (&a, &c) in adv.data().iter().zip(x.data()) {
+        assert!((0.0..=1.0).contains(&a));
+        assert!((a - c).abs() <= cfg.eps + 1e-6);
+    }
+    assert!(
+        ce_sum(&m, &adv, &y) > ce_sum(&m, &x, &y),
+        "the attack increases the loss"
+    );
+    let again = attack(
+        &m,
+        &x,
+        &y,
+        &cfg,
+        Domain::Adv,
+        &AttackLoss::CrossEntropySum,
+        7,
+        0,
+    );
+    assert_eq!(adv, again, "same key, same attack");
+    let other = attack(
+        &m,
+        &x,
+        &y,
+        &cfg,
+        Domain::Adv,
+        &AttackLoss::CrossEntropySum,
+        7,
+        1,
+    );
+    assert_ne!(adv, other, "another key draws another random start");
+}
+
+#[test]
+fn sgd_follows_pytorch_momentum_and_weight_decay() {
+    let m0 = small_model(2);
+    let mut m = small_model(2);
+    let (x, y) = images(4);
+    let mut sgd = Sgd::new(SgdConfig::default(), &m.store);
+    let id = m.store.id("linear.weight").unwrap();
+    let mut grads_seen = Vec::new();
+    for _ in 0..2 {
+        let mut g = Graph::new(&m.store, GradMode::All);
+        let xv = g.input(x.clone(), false);
+        let out = m.forward(
+            &mut g,
+            xv,
+            Pass {
+                domain: Domain::Clean,
+                train: true,
+            },
+        );
+        let l = g.cross_entropy(out.logits, &y, false);
+        let grads = g.backward(l);
+        grads_seen.push(grads.param(id).unwrap().to_vec());
+        drop(g);
+        sgd.step(&mut m.store, &grads, 0.1);
+    }
+    // p1 = p0 - lr (g0 + wd p0); b1 = g0 + wd p0; b2 = 0.9 b1 + g1 + wd p1; p2 = p1 - lr b2.
+    let p0 = m0.store.get(id).data();
+    for i in 0..p0.len() {
+        let b1 = grads_seen[0][i] + 5e-4 * p0[i];
+        let p1 = p0[i] - 0.1 * b1;
+        let b2 = 0.9 * b1 + grads_seen[1][i] + 5e-4 * p1;
+        let p2 = p1 - 0.1 * b2;
+        assert!((m.store.get(id).data()[i] - p2).abs() < 1e-6);
+    }
+    let s = StepSchedule {
+        base_lr: 0.05,
+        milestones: vec![150, 180, 210],
+        factor: 0.1,
+    };
+    assert_eq!(s.lr(0), 0.05);
+    assert!((s.lr(150) - 0.005).abs() < 1e-9 && (s.lr(239) - 0.00005).abs() < 1e-9);
+}
+
+fn tiny_teacher(epochs: usize) -> TeacherConfig {
+    let mut data = DatasetSpec::new(DatasetKind::Synthetic, None);
+    data.synthetic_train = 48;
+    data.synthetic_test = 16;
+    TeacherConfig {
+        model: small_model(0).config.clone(),
+        data,
+        epochs,
+        batch_size: 16,
+        schedule: StepSchedule {
+            base_lr: 0.05,
+            milestones: vec![1],
+            factor: 0.1,
+        },
+        sgd: SgdConfig::default(),
+        pgd: PgdConfig::linf(1),
+        eval_pgd_steps: 1,
+        eval_batch: 8,
+        crop_pad: 4,
+        seed: 5,
+        eval_every: 0,
+        checkpoint_every: 0,
+    }
+}
+
+fn opts(dir: &std::path::Path, resume: bool, stop_after: Option<usize>) -> RunOptions {
+    RunOptions {
+        out_dir: dir.to_path_buf(),
+        resume,
+        stop_after,
+        stop_after_steps: None,
+        show_progress: false,
+        device_name: "cpu".into(),
+    }
+}
+
+fn all_tensors(path: &std::path::Path) -> Vec<(String, Vec<f32>)> {
+    let c = checkpoint::load(path).unwrap();
+    let m = c.model().unwrap();
+    m.store
+        .entries()
+        .iter()
+        .map(|e| (e.name.clone(), e.tensor.data().to_vec()))
+        .collect()
+}
+
+#[test]
+fn interrupted_and_resumed_run_equals_uninterrupted_run() {
+    let root = std::env::temp_dir().join(format!("rlnet-resume-{}", std::process::id()));
+    let (a, b, c) = (
+        root.join("straight"),
+        root.join("resumed"),
+        root.join("mid_epoch"),
+    );
+    let cfg = tiny_teacher(2);
+    let report = run(&cfg, &opts(&a, false, None))
+        .unwrap()
+        .expect("finished");
+    assert_eq!(report.history.len(), 2);
+    assert!(
+        run(&cfg, &opts(&b, false, Some(1))).unwrap().is_none(),
+        "stopped after one epoch"
+    );
+    assert!(
+        run(&cfg, &opts(&b, false, None)).is_err(),
+        "an existing run is not overwritten without --resume"
+    );
+    run(&cfg, &opts(&b, true, None)).unwrap().expect("finished");
+    assert_eq!(
+        all_tensors(&a.join(CHECKPOINT_NAME)),
+        all_tensors(&b.join(CHECKPOINT_NAME))
+    );
+
+    // Killed mid-epoch: a run stopped (checkpointed) after 2 of its 3 first-epoch steps, then
+    // resumed, ends with the same weights as well.
+    run(
+        &cfg,
+        &RunOptions {
+            stop_after_steps: Some(2),
+            ..opts(&c, false, None)
+        },
+    )
+    .unwrap();
+    run(&cfg, &opts(&c, true, None)).unwrap().expect("finished");
+    assert_eq!(
+        all_tensors(&a.join(CHECKPOINT_NAME)),
+        all_tensors(&c.join(CHECKPOINT_NAME))
+    );
+    std::fs::remove_dir_all(&root).ok();
+}
