@@ -5,7 +5,7 @@ use rlnet::checkpoint;
 use rlnet::data::source::{DatasetKind, DatasetSpec};
 use rlnet::nn::{Arch, BnMode, Domain, Model, ModelConfig, Pass, WRN_22_8};
 use rlnet::optim::{Sgd, SgdConfig, StepSchedule};
-use rlnet::robust::pgd::{attack, AttackLoss, PgdConfig};
+use rlnet::robust::pgd::{attack, Attack, AttackLoss, PgdConfig};
 use rlnet::tensor::Tensor;
 use rlnet::train::teacher::{run, RunOptions, TeacherConfig, CHECKPOINT_NAME};
 
@@ -55,16 +55,13 @@ fn pgd_stays_in_the_ball_and_raises_the_loss() {
     let m = small_model(1);
     let (x, y) = images(4);
     let cfg = PgdConfig::linf(5);
-    let adv = attack(
-        &m,
-        &x,
-        &y,
-        &cfg,
-        Domain::Adv,
-        &AttackLoss::CrossEntropySum,
-        7,
-        0,
-    );
+    let spec = Attack {
+        pgd: &cfg,
+        domain: Domain::Adv,
+        loss: AttackLoss::CrossEntropySum,
+        seed: 7,
+    };
+    let adv = attack(&m, &x, &y, &spec, 0);
     for (&a, &c) in adv.data().iter().zip(x.data()) {
         assert!((0.0..=1.0).contains(&a));
         assert!((a - c).abs() <= cfg.eps + 1e-6);
@@ -73,27 +70,9 @@ fn pgd_stays_in_the_ball_and_raises_the_loss() {
         ce_sum(&m, &adv, &y) > ce_sum(&m, &x, &y),
         "the attack increases the loss"
     );
-    let again = attack(
-        &m,
-        &x,
-        &y,
-        &cfg,
-        Domain::Adv,
-        &AttackLoss::CrossEntropySum,
-        7,
-        0,
-    );
+    let again = attack(&m, &x, &y, &spec, 0);
     assert_eq!(adv, again, "same key, same attack");
-    let other = attack(
-        &m,
-        &x,
-        &y,
-        &cfg,
-        Domain::Adv,
-        &AttackLoss::CrossEntropySum,
-        7,
-        1,
-    );
+    let other = attack(&m, &x, &y, &spec, 1);
     assert_ne!(adv, other, "another key draws another random start");
 }
 

@@ -5,7 +5,7 @@ use crate::checkpoint;
 use crate::data::source::{DatasetKind, DatasetSpec};
 use crate::data::Split;
 use crate::error::{Error, Result};
-use crate::eval::{evaluate, Accuracy};
+use crate::eval::{evaluate, Accuracy, EvalOptions};
 use crate::nn::Domain;
 use crate::report::Progress;
 use crate::robust::pgd::PgdConfig;
@@ -93,19 +93,16 @@ pub fn run(a: EvalArgs) -> Result<()> {
             &format!("BN_{}", crate::eval::bn_name(d)),
         );
         let mut done = 0;
-        let (acc, z) = evaluate(
-            &model,
-            &test,
-            d,
-            a.batch,
-            pgd.as_ref(),
-            a.seed,
-            a.dump_logits.is_some(),
-            |n| {
-                done += n;
-                bar.update(done, "");
-            },
-        );
+        let eo = EvalOptions {
+            batch: a.batch,
+            pgd: pgd.as_ref(),
+            seed: a.seed,
+            keep_logits: a.dump_logits.is_some(),
+        };
+        let (acc, z) = evaluate(&model, &test, d, &eo, |n| {
+            done += n;
+            bar.update(done, "");
+        });
         bar.finish();
         results.push(acc);
         logits.extend(z.unwrap_or_default());

@@ -1,5 +1,6 @@
 //! A small, safe reader for Python pickles: enough of the pickle virtual machine (protocols 0 to
-//! 5) to read the CIFAR "python version" files and the numpy arrays inside them.
+//! 5, less class instances, extensions, sets and out-of-band buffers) to read the CIFAR "python
+//! version" files and the numpy arrays inside them.
 //!
 //! Nothing is executed: a call (`REDUCE`, `NEWOBJ`) becomes a [`Value::Reduce`] node and a
 //! `BUILD` a [`Value::Build`] node, which the caller interprets. The only calls evaluated are
@@ -114,13 +115,8 @@ pub fn parse(input: &[u8], what: &str) -> Result<Value> {
     let root = vm.run()?;
     // Generous for real files (each node or byte of the tree comes from at least one input
     // byte, up to memo sharing of small globals) yet linear, which stops exponential nesting.
-    let mut conv = Conv {
-        arena: &vm.arena,
-        input,
-        what,
-        budget: input.len().saturating_mul(8).saturating_add(1 << 20),
-    };
-    conv.value(root, 0)
+    let budget = input.len().saturating_mul(8).saturating_add(1 << 20);
+    Conv { vm: &vm, budget }.value(root, 0)
 }
 
 type Id = usize;
@@ -150,6 +146,7 @@ struct Vm<'a> {
     what: &'a str,
     arena: Vec<Obj>,
     stack: Vec<Id>,
+    /// Stack heights at each MARK, as in CPython's metastack.
     marks: Vec<usize>,
     memo: HashMap<u64, Id>,
 }
@@ -157,491 +154,343 @@ struct Vm<'a> {
 const MAX_DEPTH: usize = 512;
 
 impl<'a> Vm<'a> {
-    fn err(&self, msg: impl std::fmt::Display) -> Error {
-        Error::Data(format!("{}: pickle: {msg}", self.what))
+    fn fail<T>(&self, at: usize, msg: impl std::fmt::Display) -> Result<T> {
+        Err(Error::Data(format!(
+            "{}: pickle: {msg} at offset {at}",
+            self.what
+        )))
     }
 
+    /// The next `n` bytes, as a range: checked before anything of that size is allocated.
     fn take(&mut self, n: u64) -> Result<(usize, usize)> {
         let left = self.input.len() - self.pos;
         if n > left as u64 {
-            return Err(self.err(format_args!(
-                "truncated: an item at offset {} needs {n} bytes but only {left} remain",
-                self.pos
-            )));
+            return self.fail(
+                self.pos,
+                format_args!("truncated: {n} bytes needed, {left} left"),
+            );
         }
-        let start = self.pos;
         self.pos += n as usize;
-        Ok((start, n as usize))
+        Ok((self.pos - n as usize, n as usize))
     }
 
-    fn bytes(&mut self, n: u64) -> Result<&'a [u8]> {
+    fn uint(&mut self, n: u64) -> Result<u64> {
         let (s, n) = self.take(n)?;
-        Ok(&self.input[s..s + n])
-    }
-
-    fn uint(&mut self, n: usize) -> Result<u64> {
-        let b = self.bytes(n as u64)?;
+        let b = &self.input[s..s + n];
         Ok(b.iter().rev().fold(0u64, |acc, &x| (acc << 8) | x as u64))
     }
 
-    fn line(&mut self) -> Result<&'a str> {
+    fn line(&mut self, at: usize) -> Result<&'a str> {
         let rest = &self.input[self.pos..];
         let Some(n) = rest.iter().position(|&b| b == b'\n') else {
-            return Err(self.err(format_args!(
-                "truncated: no end of line after offset {}",
-                self.pos
-            )));
+            return self.fail(at, "truncated: no end of line");
         };
         self.pos += n + 1;
-        std::str::from_utf8(&rest[..n]).map_err(|_| self.err("a text line is not valid UTF-8"))
+        match std::str::from_utf8(&rest[..n]) {
+            Ok(s) => Ok(s),
+            Err(_) => self.fail(at, "a text argument is not UTF-8"),
+        }
     }
 
-    fn push(&mut self, obj: Obj) {
-        self.arena.push(obj);
-        self.stack.push(self.arena.len() - 1);
+    fn parse_line<T: std::str::FromStr>(&mut self, at: usize) -> Result<T> {
+        let line = self.line(at)?;
+        match line.trim_end_matches('L').parse() {
+            Ok(v) => Ok(v),
+            Err(_) => self.fail(at, format_args!("bad number {line:?}")),
+        }
     }
 
-    fn pop(&mut self) -> Result<Id> {
+    fn pop(&mut self, at: usize) -> Result<Id> {
+        let floor = self.marks.last().copied().unwrap_or(0);
         match self.stack.pop() {
-            Some(id) if self.marks.last().is_none_or(|&m| self.stack.len() >= m) => Ok(id),
-            _ => Err(self.err(format_args!("stack underflow at offset {}", self.pos))),
+            Some(id) if self.stack.len() >= floor => Ok(id),
+            _ => self.fail(at, "stack underflow"),
         }
     }
 
-    fn top(&self) -> Result<Id> {
+    fn top(&self, at: usize) -> Result<Id> {
+        let floor = self.marks.last().copied().unwrap_or(0);
         match self.stack.last() {
-            Some(&id) if self.marks.last().is_none_or(|&m| self.stack.len() > m) => Ok(id),
-            _ => Err(self.err(format_args!("empty stack at offset {}", self.pos))),
+            Some(&id) if self.stack.len() > floor => Ok(id),
+            _ => self.fail(at, "empty stack"),
         }
     }
 
-    fn pop_mark(&mut self) -> Result<Vec<Id>> {
+    fn pop_mark(&mut self, at: usize) -> Result<Vec<Id>> {
         match self.marks.pop() {
             Some(m) if m <= self.stack.len() => Ok(self.stack.split_off(m)),
-            _ => Err(self.err(format_args!("missing MARK before offset {}", self.pos))),
+            _ => self.fail(at, "missing MARK"),
         }
     }
 
-    fn int(&mut self, v: i64) {
-        self.push(Obj::Int(v));
+    fn pairs(&self, items: Vec<Id>, at: usize) -> Result<Vec<(Id, Id)>> {
+        if !items.len().is_multiple_of(2) {
+            return self.fail(at, "a dict item without a value");
+        }
+        Ok(items.chunks_exact(2).map(|p| (p[0], p[1])).collect())
     }
 
-    /// Little-endian two's complement of any length, as Python's LONG1/LONG4 store it.
-    fn long(&mut self, n: u64) -> Result<i64> {
-        let b = self.bytes(n)?;
-        let negative = b.last().is_some_and(|&x| x & 0x80 != 0);
-        let fill = if negative { 0xFF } else { 0 };
-        if b.len() > 8 && b[8..].iter().any(|&x| x != fill) {
-            return Err(self.err(format_args!(
-                "an integer of {} bytes does not fit in 64 bits",
-                b.len()
-            )));
-        }
+    /// Little-endian two's complement of any length, as LONG1/LONG4 store it.
+    fn long(&mut self, n: u64, at: usize) -> Result<i64> {
+        let (s, n) = self.take(n)?;
+        let b = &self.input[s..s + n];
+        let fill = if b.last().is_some_and(|&x| x & 0x80 != 0) {
+            0xFF
+        } else {
+            0
+        };
         let mut buf = [fill; 8];
-        let k = b.len().min(8);
-        buf[..k].copy_from_slice(&b[..k]);
+        buf[..n.min(8)].copy_from_slice(&b[..n.min(8)]);
         let v = i64::from_le_bytes(buf);
-        if (v < 0) != negative {
-            return Err(self.err("an integer does not fit in 64 bits"));
+        if b.iter().skip(8).any(|&x| x != fill) || (v < 0) != (fill == 0xFF) {
+            return self.fail(
+                at,
+                format_args!("a {n}-byte integer does not fit in 64 bits"),
+            );
         }
         Ok(v)
     }
 
-    fn in_bytes(&mut self, n: u64) -> Result<()> {
+    /// A byte or text string after a little-endian length of `width` bytes.
+    /// Text is validated as UTF-8 when used, not here: the one big string of a protocol-2
+    /// numpy array is only ever decoded to latin1, which validates as it goes.
+    fn sized(&mut self, width: u64, text: bool) -> Result<Obj> {
+        let n = self.uint(width)?;
         let (s, n) = self.take(n)?;
-        self.push(Obj::InBytes(s, n));
-        Ok(())
+        Ok(if text {
+            Obj::InStr(s, n)
+        } else {
+            Obj::InBytes(s, n)
+        })
     }
 
-    fn in_str(&mut self, n: u64) -> Result<()> {
-        let (s, n) = self.take(n)?;
-        if std::str::from_utf8(&self.input[s..s + n]).is_err() {
-            return Err(self.err(format_args!("the string at offset {s} is not valid UTF-8")));
-        }
-        self.push(Obj::InStr(s, n));
-        Ok(())
-    }
-
-    fn text(&self, id: Id) -> Option<&str> {
+    fn utf8(&self, id: Id) -> Option<&[u8]> {
         match self.arena.get(id)? {
-            Obj::Str(s) => Some(s),
-            Obj::InStr(s, n) => std::str::from_utf8(&self.input[*s..*s + *n]).ok(),
+            Obj::Str(s) => Some(s.as_bytes()),
+            Obj::InStr(s, n) => Some(&self.input[*s..*s + *n]),
             _ => None,
         }
     }
 
-    fn memo_put(&mut self, key: u64) -> Result<()> {
-        let top = self.top()?;
-        self.memo.insert(key, top);
-        Ok(())
-    }
-
-    fn memo_get(&mut self, key: u64) -> Result<()> {
-        match self.memo.get(&key) {
-            Some(&id) => {
-                self.stack.push(id);
-                Ok(())
-            }
-            None => Err(self.err(format_args!(
-                "memo key {key} read before it was written (offset {})",
-                self.pos
-            ))),
-        }
+    fn text(&self, id: Id) -> Option<&str> {
+        std::str::from_utf8(self.utf8(id)?).ok()
     }
 
     fn run(&mut self) -> Result<Id> {
         loop {
             let at = self.pos;
             let Some(&op) = self.input.get(at) else {
-                return Err(self.err(format_args!(
-                    "truncated: input ends at offset {at} before STOP"
-                )));
+                return self.fail(at, "truncated: the input ends before STOP");
             };
             self.pos += 1;
-            match op {
-                b'.' => return self.pop(),
-                0x80 => {
-                    let v = self.uint(1)?;
-                    if v > 5 {
-                        return Err(self.err(format_args!("protocol {v} is newer than 5")));
-                    }
-                }
-                0x95 => {
-                    self.uint(8)?; // FRAME: its contents follow inline
-                }
-                b'(' => self.marks.push(self.stack.len()),
-                b'0' => {
-                    self.pop()?;
-                }
-                b'1' => {
-                    self.pop_mark()?;
-                }
-                b'2' => {
-                    let t = self.top()?;
-                    self.stack.push(t);
-                }
-                b'N' => self.push(Obj::None),
-                0x88 => self.push(Obj::Bool(true)),
-                0x89 => self.push(Obj::Bool(false)),
-                b'J' => {
-                    let v = self.uint(4)? as u32 as i32;
-                    self.int(v as i64)
-                }
-                b'K' => {
-                    let v = self.uint(1)?;
-                    self.int(v as i64)
-                }
-                b'M' => {
-                    let v = self.uint(2)?;
-                    self.int(v as i64)
-                }
-                0x8a => {
-                    let n = self.uint(1)?;
-                    let v = self.long(n)?;
-                    self.int(v)
-                }
-                0x8b => {
-                    let n = self.uint(4)?;
-                    let v = self.long(n)?;
-                    self.int(v)
-                }
-                b'I' | b'L' => {
-                    let line = self.line()?;
-                    let obj = match line {
-                        "01" if op == b'I' => Obj::Bool(true),
-                        "00" if op == b'I' => Obj::Bool(false),
-                        _ => match line.trim_end_matches('L').parse::<i64>() {
-                            Ok(v) => Obj::Int(v),
-                            Err(_) => {
-                                return Err(
-                                    self.err(format_args!("bad integer {line:?} at offset {at}"))
-                                )
-                            }
-                        },
-                    };
-                    self.push(obj)
-                }
-                b'G' => {
-                    let v = f64::from_bits(u64::from_be_bytes(
-                        self.bytes(8)?.try_into().unwrap_or([0; 8]),
-                    ));
-                    self.push(Obj::Float(v))
-                }
-                b'F' => {
-                    let line = self.line()?;
-                    match line.parse::<f64>() {
-                        Ok(v) => self.push(Obj::Float(v)),
-                        Err(_) => {
-                            return Err(self.err(format_args!("bad float {line:?} at offset {at}")))
-                        }
-                    }
-                }
-                b'T' => {
-                    let n = self.uint(4)? as u32 as i32;
-                    if n < 0 {
-                        return Err(
-                            self.err(format_args!("negative string length {n} at offset {at}"))
-                        );
-                    }
-                    self.in_bytes(n as u64)?
-                }
-                b'U' | b'C' => {
-                    let n = self.uint(1)?;
-                    self.in_bytes(n)?
-                }
-                b'B' => {
-                    let n = self.uint(4)?;
-                    self.in_bytes(n)?
-                }
-                0x8e | 0x96 => {
-                    let n = self.uint(8)?;
-                    self.in_bytes(n)?
-                }
-                b'X' => {
-                    let n = self.uint(4)?;
-                    self.in_str(n)?
-                }
-                0x8c => {
-                    let n = self.uint(1)?;
-                    self.in_str(n)?
-                }
-                0x8d => {
-                    let n = self.uint(8)?;
-                    self.in_str(n)?
-                }
-                b'S' => {
-                    let line = self.line()?;
-                    let b = unquote(line)
-                        .ok_or_else(|| self.err(format_args!("bad STRING at offset {at}")))?;
-                    self.push(Obj::Bytes(b))
-                }
-                b'V' => {
-                    let line = self.line()?;
-                    let s = raw_unicode_unescape(line)
-                        .ok_or_else(|| self.err(format_args!("bad UNICODE at offset {at}")))?;
-                    self.push(Obj::Str(s))
-                }
-                b'}' => self.push(Obj::Dict(Vec::new())),
-                b']' => self.push(Obj::List(Vec::new())),
-                b')' => self.push(Obj::Tuple(Vec::new())),
-                b'd' => {
-                    let items = self.pop_mark()?;
-                    if items.len() % 2 != 0 {
-                        return Err(self.err(format_args!(
-                            "DICT with an odd number of items at offset {at}"
-                        )));
-                    }
-                    let pairs = items.chunks_exact(2).map(|p| (p[0], p[1])).collect();
-                    self.push(Obj::Dict(pairs))
-                }
-                b'l' => {
-                    let items = self.pop_mark()?;
-                    self.push(Obj::List(items))
-                }
-                b't' => {
-                    let items = self.pop_mark()?;
-                    self.push(Obj::Tuple(items))
-                }
-                0x85..=0x87 => {
-                    let n = (op - 0x84) as usize;
-                    let mut items = vec![0; n];
-                    for slot in items.iter_mut().rev() {
-                        *slot = self.pop()?;
-                    }
-                    self.push(Obj::Tuple(items))
-                }
-                b'a' | b'e' => {
-                    let items = if op == b'a' {
-                        vec![self.pop()?]
-                    } else {
-                        self.pop_mark()?
-                    };
-                    let list = self.top()?;
-                    match &mut self.arena[list] {
-                        Obj::List(v) => v.extend(items),
-                        _ => {
-                            return Err(
-                                self.err(format_args!("APPEND to a non-list at offset {at}"))
-                            )
-                        }
-                    }
-                }
-                b's' | b'u' => {
-                    let items = if op == b's' {
-                        let v = self.pop()?;
-                        vec![self.pop()?, v]
-                    } else {
-                        self.pop_mark()?
-                    };
-                    if items.len() % 2 != 0 {
-                        return Err(self.err(format_args!(
-                            "SETITEMS with an odd number of items at offset {at}"
-                        )));
-                    }
-                    let dict = self.top()?;
-                    match &mut self.arena[dict] {
-                        Obj::Dict(d) => d.extend(items.chunks_exact(2).map(|p| (p[0], p[1]))),
-                        _ => {
-                            return Err(
-                                self.err(format_args!("SETITEM on a non-dict at offset {at}"))
-                            )
-                        }
-                    }
-                }
-                b'q' => {
-                    let k = self.uint(1)?;
-                    self.memo_put(k)?
-                }
-                b'r' => {
-                    let k = self.uint(4)?;
-                    self.memo_put(k)?
-                }
-                0x94 => {
-                    let k = self.memo.len() as u64;
-                    self.memo_put(k)?
-                }
-                b'p' => {
-                    let line = self.line()?;
-                    let k = line
-                        .parse()
-                        .map_err(|_| self.err(format_args!("bad PUT key at offset {at}")))?;
-                    self.memo_put(k)?
-                }
-                b'h' => {
-                    let k = self.uint(1)?;
-                    self.memo_get(k)?
-                }
-                b'j' => {
-                    let k = self.uint(4)?;
-                    self.memo_get(k)?
-                }
-                b'g' => {
-                    let line = self.line()?;
-                    let k = line
-                        .parse()
-                        .map_err(|_| self.err(format_args!("bad GET key at offset {at}")))?;
-                    self.memo_get(k)?
-                }
-                b'c' => {
-                    let module = self.line()?.to_string();
-                    let name = self.line()?.to_string();
-                    self.push(Obj::Global(module, name))
-                }
-                0x93 => {
-                    let name = self.pop()?;
-                    let module = self.pop()?;
-                    match (self.text(module), self.text(name)) {
-                        (Some(m), Some(n)) => {
-                            let g = Obj::Global(m.to_string(), n.to_string());
-                            self.push(g)
-                        }
-                        _ => {
-                            return Err(self
-                                .err(format_args!("STACK_GLOBAL of non-strings at offset {at}")))
-                        }
-                    }
-                }
-                b'R' | 0x81 => {
-                    let args = self.pop()?;
-                    let callable = self.pop()?;
-                    let obj = self.reduce(callable, args)?;
-                    self.push(obj)
-                }
-                b'b' => {
-                    // Python updates the object in place, so earlier memo references see the
-                    // state too: the node is replaced and its old content moved to a new one.
-                    let state = self.pop()?;
-                    let obj = self.top()?;
-                    let old = std::mem::replace(&mut self.arena[obj], Obj::None);
-                    self.arena.push(old);
-                    self.arena[obj] = Obj::Build(self.arena.len() - 1, state);
-                }
-                _ => {
-                    let name = opcode_name(op);
-                    return Err(self.err(format_args!(
-                        "unsupported opcode 0x{op:02x}{name} at offset {at}; this reader handles \
-                         plain data and numpy arrays only"
-                    )));
-                }
+            if op == b'.' {
+                return self.pop(at);
+            }
+            if let Some(obj) = self.step(op, at)? {
+                self.arena.push(obj);
+                self.stack.push(self.arena.len() - 1);
             }
         }
     }
 
-    /// Evaluates the byte-string constructors (see the module comment); anything else stays a
-    /// call node.
-    fn reduce(&mut self, callable: Id, args: Id) -> Result<Obj> {
-        let (module, name) = match &self.arena[callable] {
-            Obj::Global(m, n) => (m.as_str(), n.as_str()),
-            _ => return Ok(Obj::Reduce(callable, args)),
-        };
-        let builtin = module == "__builtin__" || module == "builtins";
-        let is_ctor = (module == "_codecs" && name == "encode")
-            || (builtin && (name == "bytes" || name == "bytearray"));
-        if !is_ctor {
-            return Ok(Obj::Reduce(callable, args));
-        }
-        let items: Vec<Id> = match &self.arena[args] {
-            Obj::Tuple(v) => v.clone(),
-            _ => return Ok(Obj::Reduce(callable, args)),
-        };
-        match items.as_slice() {
-            [] if builtin => Ok(Obj::Bytes(Vec::new())),
-            [b] if builtin => match self.arena[*b] {
-                Obj::InBytes(s, n) => Ok(Obj::InBytes(s, n)),
-                Obj::Bytes(ref v) => Ok(Obj::Bytes(v.clone())),
-                _ => Ok(Obj::Reduce(callable, args)),
+    /// Executes one opcode; returns the new object to push, if any.
+    fn step(&mut self, op: u8, at: usize) -> Result<Option<Obj>> {
+        let obj = match op {
+            0x80 => match self.uint(1)? {
+                0..=5 => return Ok(None),
+                v => return self.fail(at, format_args!("protocol {v} is newer than 5")),
             },
-            [s, enc] => {
-                let latin1 = self.text(*enc).is_some_and(|e| {
-                    ["latin1", "latin-1", "iso-8859-1", "iso8859-1"]
-                        .contains(&e.to_ascii_lowercase().as_str())
-                });
-                match self.text(*s) {
-                    Some(text) if latin1 => {
-                        let mut out = Vec::with_capacity(text.len());
-                        for ch in text.chars() {
-                            let c = ch as u32;
-                            if c > 0xFF {
-                                return Err(self.err(format_args!(
-                                    "a latin1-encoded byte string holds the character U+{c:04X}, which is not latin1"
-                                )));
-                            }
-                            out.push(c as u8);
-                        }
-                        Ok(Obj::Bytes(out))
-                    }
-                    _ => Ok(Obj::Reduce(callable, args)),
+            0x95 => return self.uint(8).map(|_| None), // FRAME: the contents follow inline
+            b'(' => {
+                self.marks.push(self.stack.len());
+                return Ok(None);
+            }
+            b'0' => return self.pop(at).map(|_| None),
+            b'1' => return self.pop_mark(at).map(|_| None),
+            b'2' => {
+                let top = self.top(at)?;
+                self.stack.push(top);
+                return Ok(None);
+            }
+            b'N' => Obj::None,
+            0x88 | 0x89 => Obj::Bool(op == 0x88),
+            b'J' => Obj::Int(self.uint(4)? as u32 as i32 as i64),
+            b'K' => Obj::Int(self.uint(1)? as i64),
+            b'M' => Obj::Int(self.uint(2)? as i64),
+            0x8a => Obj::Int(self.uint(1).and_then(|n| self.long(n, at))?),
+            0x8b => Obj::Int(self.uint(4).and_then(|n| self.long(n, at))?),
+            // Protocol 0 writes True and False as I01 and I00.
+            b'I' if self.input.get(at + 1..at + 4) == Some(b"01\n") => {
+                self.line(at).map(|_| Obj::Bool(true))?
+            }
+            b'I' if self.input.get(at + 1..at + 4) == Some(b"00\n") => {
+                self.line(at).map(|_| Obj::Bool(false))?
+            }
+            b'I' | b'L' => Obj::Int(self.parse_line(at)?),
+            b'G' => Obj::Float(f64::from_bits(self.uint(8)?.swap_bytes())), // big-endian
+            b'F' => Obj::Float(self.parse_line(at)?),
+            b'T' if self.input.get(at + 4).is_some_and(|&b| b & 0x80 != 0) => {
+                return self.fail(at, "a negative string length")
+            }
+            b'T' | b'B' => self.sized(4, false)?,
+            b'U' | b'C' => self.sized(1, false)?,
+            0x8e | 0x96 => self.sized(8, false)?,
+            0x8c => self.sized(1, true)?,
+            b'X' => self.sized(4, true)?,
+            0x8d => self.sized(8, true)?,
+            b'V' => match raw_unicode_unescape(self.line(at)?) {
+                Some(s) => Obj::Str(s),
+                None => return self.fail(at, "bad UNICODE argument"),
+            },
+            b'}' => Obj::Dict(Vec::new()),
+            b']' => Obj::List(Vec::new()),
+            b')' => Obj::Tuple(Vec::new()),
+            b'd' => Obj::Dict(self.pop_mark(at).and_then(|v| self.pairs(v, at))?),
+            b'l' => Obj::List(self.pop_mark(at)?),
+            b't' => Obj::Tuple(self.pop_mark(at)?),
+            0x85..=0x87 => {
+                let mut items = (0..op - 0x84)
+                    .map(|_| self.pop(at))
+                    .collect::<Result<Vec<_>>>()?;
+                items.reverse();
+                Obj::Tuple(items)
+            }
+            b'a' | b'e' => {
+                let items = match op {
+                    b'a' => vec![self.pop(at)?],
+                    _ => self.pop_mark(at)?,
+                };
+                let list = self.top(at)?;
+                let Obj::List(v) = &mut self.arena[list] else {
+                    return self.fail(at, "APPEND to a non-list");
+                };
+                v.extend(items);
+                return Ok(None);
+            }
+            b's' | b'u' => {
+                let items = match op {
+                    b's' => [self.pop(at)?, self.pop(at)?].into_iter().rev().collect(),
+                    _ => self.pop_mark(at)?,
+                };
+                let pairs = self.pairs(items, at)?;
+                let dict = self.top(at)?;
+                let Obj::Dict(d) = &mut self.arena[dict] else {
+                    return self.fail(at, "SETITEM on a non-dict");
+                };
+                d.extend(pairs);
+                return Ok(None);
+            }
+            b'q' | b'r' | 0x94 | b'p' => {
+                let key = match op {
+                    b'q' => self.uint(1)?,
+                    b'r' => self.uint(4)?,
+                    0x94 => self.memo.len() as u64,
+                    _ => self.parse_line(at)?,
+                };
+                let top = self.top(at)?;
+                self.memo.insert(key, top);
+                return Ok(None);
+            }
+            b'h' | b'j' | b'g' => {
+                let key = match op {
+                    b'h' => self.uint(1)?,
+                    b'j' => self.uint(4)?,
+                    _ => self.parse_line(at)?,
+                };
+                let Some(&id) = self.memo.get(&key) else {
+                    return self.fail(at, format_args!("memo key {key} read before written"));
+                };
+                self.stack.push(id);
+                return Ok(None);
+            }
+            b'c' => {
+                let module = self.line(at)?.to_string();
+                Obj::Global(module, self.line(at)?.to_string())
+            }
+            0x93 => {
+                let (name, module) = (self.pop(at)?, self.pop(at)?);
+                match (self.text(module), self.text(name)) {
+                    (Some(m), Some(n)) => Obj::Global(m.to_string(), n.to_string()),
+                    _ => return self.fail(at, "STACK_GLOBAL of non-strings"),
                 }
             }
-            _ => Ok(Obj::Reduce(callable, args)),
+            b'R' | 0x81 => {
+                let (args, callable) = (self.pop(at)?, self.pop(at)?);
+                self.reduce(callable, args, at)?
+            }
+            b'b' => {
+                // Python updates the object in place, so earlier memo references see the
+                // state too: the node becomes the BUILD and its old content moves to a new one.
+                let state = self.pop(at)?;
+                let obj = self.top(at)?;
+                let old = std::mem::replace(&mut self.arena[obj], Obj::None);
+                self.arena.push(old);
+                self.arena[obj] = Obj::Build(self.arena.len() - 1, state);
+                return Ok(None);
+            }
+            _ => {
+                let name = opcode_name(op);
+                return self.fail(at, format_args!("unsupported opcode 0x{op:02x}{name}"));
+            }
+        };
+        Ok(Some(obj))
+    }
+
+    /// Evaluates the byte-string constructors (see the module comment); any other call stays
+    /// a call node.
+    fn reduce(&self, callable: Id, args: Id, at: usize) -> Result<Obj> {
+        let keep = Ok(Obj::Reduce(callable, args));
+        let (Some(Obj::Global(module, name)), Some(Obj::Tuple(items))) =
+            (self.arena.get(callable), self.arena.get(args))
+        else {
+            return keep;
+        };
+        let builtin = module == "__builtin__" || module == "builtins";
+        if !(builtin && (name == "bytes" || name == "bytearray"))
+            && !(module == "_codecs" && name == "encode")
+        {
+            return keep;
+        }
+        match (items.as_slice(), builtin) {
+            ([], true) => Ok(Obj::Bytes(Vec::new())),
+            ([b], true) => match self.arena[*b] {
+                Obj::InBytes(s, n) => Ok(Obj::InBytes(s, n)),
+                Obj::Bytes(ref v) => Ok(Obj::Bytes(v.clone())),
+                _ => keep,
+            },
+            ([s, enc], _) => {
+                let names = ["latin1", "latin-1", "iso-8859-1", "iso8859-1"];
+                let enc = self.text(*enc).map(str::to_ascii_lowercase);
+                let is_latin1 = names.contains(&enc.as_deref().unwrap_or(""));
+                let Some(text) = self.utf8(*s).filter(|_| is_latin1) else {
+                    return keep;
+                };
+                match latin1(text) {
+                    Some(out) => Ok(Obj::Bytes(out)),
+                    None => self.fail(at, "a latin1 byte string that is not UTF-8 up to U+00FF"),
+                }
+            }
+            _ => keep,
         }
     }
 }
 
 /// Expands arena nodes into a tree, within a depth and size budget.
-struct Conv<'v> {
-    arena: &'v [Obj],
-    input: &'v [u8],
-    what: &'v str,
+struct Conv<'v, 'a> {
+    vm: &'v Vm<'a>,
     budget: usize,
 }
 
-impl Conv<'_> {
-    fn err(&self, msg: impl std::fmt::Display) -> Error {
-        Error::Data(format!("{}: pickle: {msg}", self.what))
-    }
-
+impl Conv<'_, '_> {
     fn spend(&mut self, n: usize) -> Result<()> {
-        match self.budget.checked_sub(n.saturating_add(1)) {
-            Some(b) => {
-                self.budget = b;
-                Ok(())
+        self.budget = match self.budget.checked_sub(n.saturating_add(1)) {
+            Some(b) => b,
+            None => {
+                let msg = "the objects expand to far more data than the file holds";
+                return self.vm.fail(self.vm.input.len(), msg);
             }
-            None => Err(self.err(
-                "the object graph expands to far more data than the file holds \
-                 (shared or recursive references)",
-            )),
-        }
+        };
+        Ok(())
     }
 
     fn all(&mut self, ids: &[Id], depth: usize) -> Result<Vec<Value>> {
@@ -651,31 +500,29 @@ impl Conv<'_> {
 
     fn value(&mut self, id: Id, depth: usize) -> Result<Value> {
         if depth > MAX_DEPTH {
-            return Err(self.err(format_args!(
-                "nesting deeper than {MAX_DEPTH} levels (or a recursive object)"
-            )));
+            let msg = format_args!("nesting deeper than {MAX_DEPTH} (or a recursive object)");
+            return self.vm.fail(self.vm.input.len(), msg);
         }
-        let (arena, input, d) = (self.arena, self.input, depth + 1);
-        Ok(match &arena[id] {
+        let (vm, d) = (self.vm, depth + 1);
+        Ok(match &vm.arena[id] {
             Obj::None => Value::None,
             Obj::Bool(b) => Value::Bool(*b),
             Obj::Int(i) => Value::Int(*i),
             Obj::Float(f) => Value::Float(*f),
             &Obj::InBytes(s, n) => {
                 self.spend(n)?;
-                Value::Bytes(input[s..s + n].to_vec())
+                Value::Bytes(vm.input[s..s + n].to_vec())
             }
             Obj::Bytes(b) => {
                 self.spend(b.len())?;
                 Value::Bytes(b.clone())
             }
-            &Obj::InStr(s, n) => {
-                self.spend(n)?;
-                Value::Str(String::from_utf8_lossy(&input[s..s + n]).into_owned())
-            }
-            Obj::Str(s) => {
+            Obj::InStr(..) | Obj::Str(_) => {
+                let Some(s) = vm.text(id) else {
+                    return vm.fail(vm.input.len(), "a string that is not valid UTF-8");
+                };
                 self.spend(s.len())?;
-                Value::Str(s.clone())
+                Value::Str(s.to_string())
             }
             Obj::List(ids) => Value::List(self.all(ids, d)?),
             Obj::Tuple(ids) => Value::Tuple(self.all(ids, d)?),
@@ -689,10 +536,8 @@ impl Conv<'_> {
             }
             Obj::Global(module, name) => {
                 self.spend(module.len() + name.len())?;
-                Value::Global {
-                    module: module.clone(),
-                    name: name.clone(),
-                }
+                let (module, name) = (module.clone(), name.clone());
+                Value::Global { module, name }
             }
             &Obj::Reduce(c, a) => {
                 self.spend(1)?;
@@ -710,53 +555,17 @@ impl Conv<'_> {
     }
 }
 
-/// Decodes a protocol-0 STRING argument: a Python 2 `repr` of a byte string.
-fn unquote(line: &str) -> Option<Vec<u8>> {
-    let b = line.as_bytes();
-    let q = *b.first()?;
-    if b.len() < 2 || (q != b'\'' && q != b'"') || *b.last()? != q {
-        return None;
-    }
-    let body = &b[1..b.len() - 1];
-    let mut out = Vec::with_capacity(body.len());
-    let mut i = 0;
-    while i < body.len() {
-        let c = body[i];
-        i += 1;
-        if c != b'\\' {
-            out.push(c);
-            continue;
-        }
-        let e = *body.get(i)?;
-        i += 1;
-        match e {
-            b'n' => out.push(b'\n'),
-            b'r' => out.push(b'\r'),
-            b't' => out.push(b'\t'),
-            b'a' => out.push(7),
-            b'b' => out.push(8),
-            b'f' => out.push(12),
-            b'v' => out.push(11),
-            b'x' => {
-                let hex = std::str::from_utf8(body.get(i..i + 2)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b'0'..=b'7' => {
-                let mut v = (e - b'0') as u32;
-                for _ in 0..2 {
-                    match body.get(i) {
-                        Some(&d @ b'0'..=b'7') => {
-                            v = v * 8 + (d - b'0') as u32;
-                            i += 1;
-                        }
-                        _ => break,
-                    }
-                }
-                out.push(v as u8);
-            }
-            other => out.push(other),
-        }
+/// Decodes UTF-8 that holds only U+0000..U+00FF and encodes it as latin1, in one pass that
+/// also validates: numpy's raw data arrives this way from Python 3 at protocol 2.
+fn latin1(utf8: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(utf8.len());
+    let mut bytes = utf8.iter().copied();
+    while let Some(b) = bytes.next() {
+        out.push(match b {
+            0..=0x7F => b,
+            0xC2 | 0xC3 => ((b & 0x03) << 6) | (bytes.next().filter(|c| c & 0xC0 == 0x80)? & 0x3F),
+            _ => return None,
+        });
     }
     Some(out)
 }
@@ -787,6 +596,7 @@ fn raw_unicode_unescape(line: &str) -> Option<String> {
 fn opcode_name(op: u8) -> &'static str {
     match op {
         b'P' | b'Q' => " (PERSID: persistent references)",
+        b'S' => " (STRING: protocol-0 byte strings)",
         0x82..=0x84 => " (EXT: extension registry)",
         b'i' | b'o' => " (INST/OBJ: protocol-0 class instances)",
         0x8f..=0x91 => " (sets)",
@@ -813,111 +623,83 @@ impl NdArray {
         (k, t.get(1..).and_then(|s| s.parse().ok()).unwrap_or(0))
     }
 
-    /// The elements of an integer (or bool) array as i64.
+    /// The elements of an integer (or bool) array as i64; None for other dtypes.
     pub fn to_i64s(&self) -> Option<Vec<i64>> {
         let (k, size) = self.kind();
-        if !matches!(k, 'i' | 'u' | 'b') || ![1, 2, 4, 8].contains(&size) {
+        if !"iub".contains(k) || ![1, 2, 4, 8].contains(&size) {
             return None;
         }
+        let shift = 64 - 8 * size as u32;
         let big = self.dtype.starts_with('>');
-        self.data
-            .chunks_exact(size)
-            .map(|c| {
-                let mut buf = [0u8; 8];
-                if big {
-                    buf[8 - size..].copy_from_slice(c);
-                    buf.reverse();
-                } else {
-                    buf[..size].copy_from_slice(c);
-                }
-                let signed = k == 'i' && c[if big { 0 } else { size - 1 }] & 0x80 != 0;
-                if signed {
-                    buf[size..].fill(0xFF);
-                }
-                let v = i64::from_le_bytes(buf);
-                (k != 'u' || size < 8 || v >= 0).then_some(v)
-            })
-            .collect()
+        let value = |c: &[u8]| {
+            let mut b = [0u8; 8];
+            b[..size].copy_from_slice(c);
+            if big {
+                b[..size].reverse();
+            }
+            let v = i64::from_le_bytes(b);
+            // Sign-extend signed kinds; an unsigned 64-bit value past i64::MAX does not fit.
+            let v = if k == 'i' { (v << shift) >> shift } else { v };
+            (k == 'i' || v >= 0).then_some(v)
+        };
+        self.data.chunks_exact(size).map(value).collect()
     }
 }
 
 /// Interprets a value as a numpy array: either `_reconstruct` + `BUILD` (protocols 0-4) or
 /// `_frombuffer` (protocol 5). Fortran-ordered data is transposed to C order.
 pub fn ndarray(value: Value, what: &str) -> Result<NdArray> {
-    let err = |msg: String| Error::Data(format!("{what}: numpy array: {msg}"));
-    let numpy_fn =
-        |v: &Value, modules: &[&str], name: &str| modules.iter().any(|m| v.is_global(m, name));
-    let (shape, dtype, fortran, data) = match value {
-        Value::Build { obj, state } => {
-            let ok = matches!(&*obj, Value::Reduce { callable, .. }
-                if numpy_fn(callable, &["numpy.core.multiarray", "numpy._core.multiarray"], "_reconstruct"));
-            if !ok {
-                return Err(err(format!(
-                    "expected numpy's _reconstruct, found {obj:.80?}"
-                )));
-            }
-            let mut st = match *state {
-                Value::Tuple(t) if t.len() == 4 || t.len() == 5 => t,
-                other => {
-                    return Err(err(format!(
-                        "expected a 4- or 5-tuple state, found {}",
-                        other.kind()
-                    )))
-                }
-            };
-            let data = st.pop();
-            let fortran = st.pop().and_then(|f| f.as_int());
-            let dtype = st.pop();
-            let shape = st.pop();
-            (shape, dtype, fortran == Some(1), data)
-        }
-        Value::Reduce { callable, args }
-            if numpy_fn(
-                &callable,
-                &["numpy.core.numeric", "numpy._core.numeric"],
-                "_frombuffer",
-            ) =>
-        {
-            let mut a = match *args {
-                Value::Tuple(t) if t.len() == 4 => t.into_iter(),
-                other => {
-                    return Err(err(format!(
-                        "expected 4 arguments to _frombuffer, found {}",
-                        other.kind()
-                    )))
-                }
-            };
-            let (data, dtype, shape, order) = (a.next(), a.next(), a.next(), a.next());
-            let fortran = order.as_ref().and_then(Value::as_text) == Some("F");
-            (shape, dtype, fortran, data)
-        }
-        other => {
-            return Err(err(format!(
-                "expected a numpy array, found {}",
-                other.kind()
-            )))
-        }
-    };
-    let shape: Vec<usize> = match shape {
-        Some(Value::Tuple(dims)) => dims
+    let bad = |msg: &str| Err(Error::Data(format!("{what}: numpy array: {msg}")));
+    let numpy = |v: &Value, module: &str, name: &str| {
+        ["numpy.core.", "numpy._core."]
             .iter()
-            .map(|d| d.as_int().and_then(|i| usize::try_from(i).ok()))
-            .collect::<Option<_>>()
-            .ok_or_else(|| err(format!("bad shape {dims:?}")))?,
-        other => return Err(err(format!("expected a shape tuple, found {other:?}"))),
+            .any(|p| v.is_global(&format!("{p}{module}"), name))
     };
-    let dtype = dtype_string(dtype.as_ref())
-        .ok_or_else(|| err(format!("unsupported dtype {dtype:.200?}")))?;
-    let mut data = match data {
-        Some(Value::Bytes(b)) => b,
-        other => {
-            let kind = other.as_ref().map_or("nothing", Value::kind);
-            return Err(err(format!(
-                "expected raw data as bytes, found {kind} (object arrays are not supported)"
-            )));
+    let (fortran, shape, dtype, data) = match value {
+        Value::Build { obj, state } => match (*obj, *state) {
+            (Value::Reduce { callable, .. }, Value::Tuple(st))
+                if numpy(&callable, "multiarray", "_reconstruct") && matches!(st.len(), 4 | 5) =>
+            {
+                // (version, shape, dtype, is_fortran, raw data); numpy also reads it unversioned.
+                let mut it = st.into_iter().rev();
+                let (data, f, dtype, shape) = (it.next(), it.next(), it.next(), it.next());
+                (f.and_then(|f| f.as_int()) == Some(1), shape, dtype, data)
+            }
+            _ => return bad("an object that is not numpy's _reconstruct with its state"),
+        },
+        Value::Reduce { callable, args } if numpy(&callable, "numeric", "_frombuffer") => {
+            // (buffer, dtype, shape, order)
+            let Value::Tuple(a) = *args else {
+                return bad("_frombuffer without an argument tuple");
+            };
+            let mut it = a.into_iter();
+            let (data, dtype, shape, order) = (it.next(), it.next(), it.next(), it.next());
+            (
+                order.as_ref().and_then(Value::as_text) == Some("F"),
+                shape,
+                dtype,
+                data,
+            )
         }
+        other => return bad(&format!("expected a numpy array, found {}", other.kind())),
     };
-    let arr = NdArray {
+    let dims = match &shape {
+        Some(Value::Tuple(d)) => d
+            .iter()
+            .map(|d| usize::try_from(d.as_int()?).ok())
+            .collect(),
+        _ => None,
+    };
+    let Some(shape) = dims else {
+        return bad("a missing or malformed shape");
+    };
+    let Some(dtype) = dtype_string(dtype.as_ref()) else {
+        return bad("a missing or unsupported dtype (numeric dtypes only)");
+    };
+    let Some(Value::Bytes(mut data)) = data else {
+        return bad("raw data that is not a byte string (object arrays are not supported)");
+    };
+    let mut arr = NdArray {
         shape,
         dtype,
         data: Vec::new(),
@@ -926,18 +708,17 @@ pub fn ndarray(value: Value, what: &str) -> Result<NdArray> {
     let count = arr.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
     let expected = count.and_then(|c| c.checked_mul(item));
     if expected != Some(data.len()) {
-        return Err(err(format!(
-            "shape {:?} of {} needs {} bytes of data, found {}",
-            arr.shape,
-            arr.dtype,
-            expected.map_or("too many".to_string(), |e| e.to_string()),
-            data.len()
-        )));
+        let need = expected.map_or("more than 2^64".to_string(), |e| e.to_string());
+        let (s, t, n) = (&arr.shape, &arr.dtype, data.len());
+        return bad(&format!(
+            "shape {s:?} of {t} needs {need} bytes of data, found {n}"
+        ));
     }
     if fortran && arr.shape.len() > 1 {
         data = fortran_to_c(&data, &arr.shape, item);
     }
-    Ok(NdArray { data, ..arr })
+    arr.data = data;
+    Ok(arr)
 }
 
 /// `numpy.dtype('u1', False, True)` with BUILD state `(3, '|', ...)` → `"|u1"`.
@@ -949,40 +730,29 @@ fn dtype_string(v: Option<&Value>) -> Option<String> {
     let Value::Reduce { callable, args } = reduce else {
         return None;
     };
-    if !callable.is_global("numpy", "dtype") {
-        return None;
-    }
     let Value::Tuple(a) = &**args else {
         return None;
     };
-    let t = a.first()?.as_text()?;
-    let (mut order, t) = match t.chars().next()? {
-        c @ ('<' | '>' | '|' | '=') => (c, &t[1..]),
-        _ => ('=', t),
+    let t = a
+        .first()?
+        .as_text()
+        .filter(|_| callable.is_global("numpy", "dtype"))?;
+    let order = match state {
+        Some(Value::Tuple(s)) => s.get(1).and_then(Value::as_text),
+        _ => None,
     };
-    if let Some(Value::Tuple(s)) = state {
-        if let Some(c) = s
-            .get(1)
-            .and_then(Value::as_text)
-            .and_then(|o| o.chars().next())
-        {
-            order = c;
-        }
-    }
-    let kind = t.chars().next()?;
-    let size: usize = t.get(1..)?.parse().ok()?;
+    let order = order.or(Some(t)).and_then(|o| o.chars().next());
+    let t = t.trim_start_matches(['<', '>', '|', '=']);
+    let (kind, size) = (t.chars().next()?, t.get(1..)?.parse::<usize>().ok()?);
     if !"biufc".contains(kind) || size == 0 {
         return None;
     }
-    if order == '=' {
-        order = if size == 1 {
-            '|'
-        } else if cfg!(target_endian = "big") {
-            '>'
-        } else {
-            '<'
-        };
-    }
+    let order = match order {
+        _ if size == 1 => '|',
+        Some(c @ ('<' | '>')) => c,
+        _ if cfg!(target_endian = "big") => '>',
+        _ => '<',
+    };
     Some(format!("{order}{kind}{size}"))
 }
 
@@ -994,8 +764,7 @@ fn fortran_to_c(data: &[u8], shape: &[usize], item: usize) -> Vec<u8> {
     }
     let mut out = Vec::with_capacity(data.len());
     let mut idx = vec![0usize; shape.len()];
-    let count = data.len() / item.max(1);
-    for _ in 0..count {
+    for _ in 0..data.len() / item.max(1) {
         let off: usize = idx.iter().zip(&strides).map(|(i, s)| i * s).sum();
         out.extend_from_slice(&data[off..off + item]);
         for ax in (0..shape.len()).rev() {

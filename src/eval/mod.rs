@@ -4,7 +4,7 @@ use crate::autograd::{GradMode, Graph};
 use crate::data::batch::make_batch;
 use crate::data::ImageSet;
 use crate::nn::{Domain, Model, Pass};
-use crate::robust::pgd::{attack, AttackLoss, PgdConfig};
+use crate::robust::pgd::{attack, Attack, AttackLoss, PgdConfig};
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
@@ -66,20 +66,28 @@ pub fn bn_name(d: Domain) -> &'static str {
     }
 }
 
-/// Clean (and, with `pgd`, adversarial) accuracy on `set` under `domain`'s BN set.
-/// Returns the accuracy and, when asked, the clean logits [n, classes].
+/// How to evaluate: batch size, the attack (None: clean only), its seed, and whether to keep
+/// the clean logits.
+pub struct EvalOptions<'a> {
+    pub batch: usize,
+    pub pgd: Option<&'a PgdConfig>,
+    pub seed: u64,
+    pub keep_logits: bool,
+}
+
+/// Clean (and, with a PGD config, adversarial) accuracy on `set` under `domain`'s BN set.
+/// Returns the accuracy and, when asked, the clean logits [n, classes]. `progress` hears how
+/// many images each batch finished.
 pub fn evaluate(
     model: &Model,
     set: &ImageSet,
     domain: Domain,
-    batch: usize,
-    pgd: Option<&PgdConfig>,
-    seed: u64,
-    keep_logits: bool,
+    opts: &EvalOptions<'_>,
     mut progress: impl FnMut(usize),
 ) -> (Accuracy, Option<Vec<f32>>) {
+    let (batch, pgd) = (opts.batch, opts.pgd);
     let (mut clean, mut robust) = (0, 0);
-    let mut all_logits = keep_logits.then(Vec::new);
+    let mut all_logits = opts.keep_logits.then(Vec::new);
     let indices: Vec<usize> = (0..set.len()).collect();
     for (bi, chunk) in indices.chunks(batch.max(1)).enumerate() {
         let (x, y) = make_batch(set, chunk, None, 0);
@@ -89,16 +97,13 @@ pub fn evaluate(
             all.extend_from_slice(z.data());
         }
         if let Some(cfg) = pgd {
-            let adv = attack(
-                model,
-                &x,
-                &y,
-                cfg,
+            let spec = Attack {
+                pgd: cfg,
                 domain,
-                &AttackLoss::CrossEntropySum,
-                seed,
-                bi as u64,
-            );
+                loss: AttackLoss::CrossEntropySum,
+                seed: opts.seed,
+            };
+            let adv = attack(model, &x, &y, &spec, bi as u64);
             robust += correct(&logits(model, &adv, domain), &y);
         }
         progress(chunk.len());

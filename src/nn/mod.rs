@@ -85,7 +85,7 @@ impl ModelConfig {
             Arch::ResNet18 => 8,
             Arch::Wrn22_8 => 4,
         };
-        if self.input_size < min || self.input_size % min != 0 {
+        if self.input_size < min || !self.input_size.is_multiple_of(min) {
             return Err(Error::Config(format!(
                 "input size {} does not fit {}: expected a multiple of {min} (32 or 64)",
                 self.input_size,
@@ -99,7 +99,7 @@ impl ModelConfig {
             )));
         }
         if self.arch == Arch::Wrn22_8
-            && (self.wrn.0 < 10 || (self.wrn.0 - 4) % 6 != 0 || self.wrn.1 == 0)
+            && (self.wrn.0 < 10 || !(self.wrn.0 - 4).is_multiple_of(6) || self.wrn.1 == 0)
         {
             return Err(Error::Config(format!(
                 "WRN depth {} / widen {}: expected depth = 6n + 4 (n >= 1) and widen >= 1",

@@ -118,7 +118,7 @@ fn col2im_add<T: Real>(g: &ConvGeom, col: &[T], ld: usize, dx: &mut [T]) {
     }
 }
 
-fn check<T>(g: &ConvGeom, x: usize, w: usize, y: usize) {
+fn check(g: &ConvGeom, x: usize, w: usize, y: usize) {
     assert_eq!(x, g.x_len(), "conv: input length does not match {g:?}");
     assert_eq!(w, g.w_len(), "conv: weight length does not match {g:?}");
     assert_eq!(y, g.y_len(), "conv: output length does not match {g:?}");
@@ -126,141 +126,145 @@ fn check<T>(g: &ConvGeom, x: usize, w: usize, y: usize) {
 
 /// Samples are processed in groups whose im2col matrices sit side by side, so each GEMM has at
 /// least this many columns: late layers (4x4 maps) would otherwise run 16-column GEMMs.
-const MIN_GEMM_COLS: usize = 2048;
+const MIN_GEMM_COLS: usize = 1024;
 
-/// Groups of consecutive samples: every group but the last has the same size.
-fn groups(g: &ConvGeom) -> impl Iterator<Item = std::ops::Range<usize>> {
-    let per = MIN_GEMM_COLS.div_ceil(g.hw_out()).clamp(1, g.n.max(1));
-    let n = g.n;
-    (0..n.div_ceil(per)).map(move |i| i * per..((i + 1) * per).min(n))
+/// Samples per group: every group but the last has this many.
+fn group_size(g: &ConvGeom) -> usize {
+    MIN_GEMM_COLS.div_ceil(g.hw_out()).clamp(1, g.n.max(1))
 }
 
-/// im2col of samples `group` side by side: a [ckk, group.len() * hw] matrix.
-fn im2col_group<T: Real>(g: &ConvGeom, x: &[T], group: &std::ops::Range<usize>, col: &mut Vec<T>) {
+/// How the work of one conv is spread over threads: with several groups, one group per task
+/// and single-threaded GEMMs (no synchronisation inside a group); with a single group, one
+/// GEMM split by gemm itself.
+fn groups_in_parallel(g: &ConvGeom) -> bool {
+    g.n.div_ceil(group_size(g)) > 1
+}
+
+/// im2col of `samples` (consecutive, starting at sample `first`) side by side: a
+/// [ckk, samples * hw] matrix in `col`.
+fn im2col_group<T: Real>(g: &ConvGeom, xs: &[T], samples: usize, col: &mut Vec<T>) {
     let (ckk, hw, x_per) = (g.ckk(), g.hw_out(), g.c_in * g.h * g.w);
-    let ld = group.len() * hw;
+    let ld = samples * hw;
     col.resize(ckk * ld, T::zero());
-    if g.is_pointwise() {
-        // Rows are input channels; each sample contributes a contiguous hw run per row.
-        col.par_chunks_mut(ld).enumerate().for_each(|(ci, row)| {
-            for (j, n) in group.clone().enumerate() {
-                row[j * hw..(j + 1) * hw]
-                    .copy_from_slice(&x[n * x_per + ci * hw..n * x_per + (ci + 1) * hw]);
+    for j in 0..samples {
+        let xn = &xs[j * x_per..(j + 1) * x_per];
+        if g.is_pointwise() {
+            for ci in 0..g.c_in {
+                col[ci * ld + j * hw..ci * ld + (j + 1) * hw].copy_from_slice(&xn[ci * hw..(ci + 1) * hw]);
             }
-        });
-        return;
+        } else {
+            im2col(g, xn, &mut col[j * hw..], ld);
+        }
     }
-    // Each sample fills its own column range; the ranges interleave, so hand each task a
-    // pointer-free view by splitting per sample through raw column offsets.
-    let cols = SharedCols(col.as_mut_ptr(), col.len());
-    group.clone().into_par_iter().for_each(|n| {
-        let j = n - group.start;
-        // SAFETY: sample j writes only columns j*hw..(j+1)*hw of each row: disjoint across tasks,
-        // and all within the buffer (row*ld + j*hw + hw <= ckk*ld).
-        let view = unsafe { cols.from(j * hw) };
-        im2col(g, &x[n * x_per..(n + 1) * x_per], view, ld);
-    });
 }
 
-/// A raw pointer to a column buffer shared by tasks that write disjoint columns.
-struct SharedCols<T>(*mut T, usize);
-unsafe impl<T: Send> Send for SharedCols<T> {}
-unsafe impl<T: Send> Sync for SharedCols<T> {}
-
-impl<T> SharedCols<T> {
-    /// The buffer from `offset` on. Safety: concurrent users must write disjoint elements.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn from(&self, offset: usize) -> &mut [T] {
-        std::slice::from_raw_parts_mut(self.0.add(offset), self.1 - offset)
+/// dy of `samples` consecutive samples as one [c_out, samples * hw] matrix.
+fn gather_dy<T: Real>(g: &ConvGeom, dys: &[T], samples: usize, out: &mut Vec<T>) {
+    let hw = g.hw_out();
+    let cols = samples * hw;
+    out.resize(g.c_out * cols, T::zero());
+    for j in 0..samples {
+        for co in 0..g.c_out {
+            let src = (j * g.c_out + co) * hw;
+            out[co * cols + j * hw..co * cols + (j + 1) * hw].copy_from_slice(&dys[src..src + hw]);
+        }
     }
 }
 
 /// y = conv(x, w).
 pub fn forward<T: Real>(g: &ConvGeom, x: &[T], w: &[T], y: &mut [T]) {
-    check::<T>(g, x.len(), w.len(), y.len());
-    let (ckk, hw) = (g.ckk(), g.hw_out());
+    check(g, x.len(), w.len(), y.len());
+    let (ckk, hw, x_per) = (g.ckk(), g.hw_out(), g.c_in * g.h * g.w);
+    let per = group_size(g);
+    let parallel_groups = groups_in_parallel(g);
     let wm = MatRef::rm(w, g.c_out, ckk);
-    let (mut col, mut out) = (Vec::new(), Vec::new());
-    for group in groups(g) {
-        let cols = group.len() * hw;
-        im2col_group(g, x, &group, &mut col);
-        out.resize(g.c_out * cols, T::zero());
-        matmul(&mut out, wm, MatRef::rm(&col, ckk, cols), false, true);
-        // [c_out, samples * hw] → the samples' [c_out, hw] blocks.
-        let ys = &mut y[group.start * g.c_out * hw..group.end * g.c_out * hw];
-        ys.par_chunks_mut(hw).enumerate().for_each(|(i, dst)| {
+    let run = |(gi, ys): (usize, &mut [T])| {
+        let samples = ys.len() / (g.c_out * hw);
+        let cols = samples * hw;
+        let (mut col, mut out) = (Vec::new(), vec![T::zero(); g.c_out * cols]);
+        im2col_group(g, &x[gi * per * x_per..(gi * per + samples) * x_per], samples, &mut col);
+        matmul(&mut out, wm, MatRef::rm(&col, ckk, cols), false, !parallel_groups);
+        // [c_out, samples * hw] → each sample's [c_out, hw] block.
+        for (i, dst) in ys.chunks_mut(hw).enumerate() {
             let (j, co) = (i / g.c_out, i % g.c_out);
             dst.copy_from_slice(&out[co * cols + j * hw..co * cols + (j + 1) * hw]);
-        });
-    }
-}
-
-/// dy of samples `group` as one [c_out, samples * hw] matrix.
-fn gather_dy<T: Real>(g: &ConvGeom, dy: &[T], group: &std::ops::Range<usize>, out: &mut Vec<T>) {
-    let hw = g.hw_out();
-    let cols = group.len() * hw;
-    out.resize(g.c_out * cols, T::zero());
-    out.par_chunks_mut(cols).enumerate().for_each(|(co, row)| {
-        for (j, n) in group.clone().enumerate() {
-            let src = (n * g.c_out + co) * hw;
-            row[j * hw..(j + 1) * hw].copy_from_slice(&dy[src..src + hw]);
         }
-    });
+    };
+    let chunk = per * g.c_out * hw;
+    if parallel_groups {
+        y.par_chunks_mut(chunk).enumerate().for_each(run);
+    } else {
+        y.chunks_mut(chunk).enumerate().for_each(run);
+    }
 }
 
 /// dx = conv backward with respect to the input (overwrites dx).
 pub fn backward_data<T: Real>(g: &ConvGeom, w: &[T], dy: &[T], dx: &mut [T]) {
-    check::<T>(g, dx.len(), w.len(), dy.len());
-    let (ckk, hw) = (g.ckk(), g.hw_out());
-    let x_per = g.c_in * g.h * g.w;
+    check(g, dx.len(), w.len(), dy.len());
+    let (ckk, hw, x_per) = (g.ckk(), g.hw_out(), g.c_in * g.h * g.w);
+    let per = group_size(g);
+    let parallel_groups = groups_in_parallel(g);
     let wt = MatRef::rm(w, g.c_out, ckk).t();
-    let (mut dyg, mut dcol) = (Vec::new(), Vec::new());
-    for group in groups(g) {
-        let cols = group.len() * hw;
-        gather_dy(g, dy, &group, &mut dyg);
-        dcol.resize(ckk * cols, T::zero());
-        matmul(&mut dcol, wt, MatRef::rm(&dyg, g.c_out, cols), false, true);
-        let dxs = &mut dx[group.start * x_per..group.end * x_per];
-        dxs.par_chunks_mut(x_per).enumerate().for_each(|(j, dxn)| {
+    let y_per = g.c_out * hw;
+    let run = |(gi, dxs): (usize, &mut [T])| {
+        let samples = dxs.len() / x_per;
+        let cols = samples * hw;
+        let (mut dyg, mut dcol) = (Vec::new(), vec![T::zero(); ckk * cols]);
+        gather_dy(g, &dy[gi * per * y_per..(gi * per + samples) * y_per], samples, &mut dyg);
+        matmul(&mut dcol, wt, MatRef::rm(&dyg, g.c_out, cols), false, !parallel_groups);
+        for (j, dxn) in dxs.chunks_mut(x_per).enumerate() {
             if g.is_pointwise() {
                 for ci in 0..g.c_in {
-                    dxn[ci * hw..(ci + 1) * hw]
-                        .copy_from_slice(&dcol[ci * cols + j * hw..ci * cols + (j + 1) * hw]);
+                    dxn[ci * hw..(ci + 1) * hw].copy_from_slice(&dcol[ci * cols + j * hw..ci * cols + (j + 1) * hw]);
                 }
             } else {
                 dxn.fill(T::zero());
                 col2im_add(g, &dcol[j * hw..], cols, dxn);
             }
-        });
+        }
+    };
+    if parallel_groups {
+        dx.par_chunks_mut(per * x_per).enumerate().for_each(run);
+    } else {
+        dx.chunks_mut(per * x_per).enumerate().for_each(run);
     }
 }
 
-/// dw = conv backward with respect to the weight (overwrites dw). Groups are added in order
-/// and gemm splits no sum across threads, so the result does not depend on the thread count.
+/// dw = conv backward with respect to the weight (overwrites dw). Each group's partial sum is
+/// computed on its own and the partials are added in group order, so the result does not
+/// depend on the thread count (gemm splits no sum across threads either).
 pub fn backward_weight<T: Real>(g: &ConvGeom, x: &[T], dy: &[T], dw: &mut [T]) {
-    check::<T>(g, x.len(), dw.len(), dy.len());
-    let (ckk, hw) = (g.ckk(), g.hw_out());
-    let (mut col, mut dyg) = (Vec::new(), Vec::new());
-    for (i, group) in groups(g).enumerate() {
-        let cols = group.len() * hw;
-        im2col_group(g, x, &group, &mut col);
-        gather_dy(g, dy, &group, &mut dyg);
-        matmul(
-            dw,
-            MatRef::rm(&dyg, g.c_out, cols),
-            MatRef::rm(&col, ckk, cols).t(),
-            i > 0,
-            true,
-        );
-    }
-    if g.n == 0 {
-        dw.fill(T::zero());
+    check(g, x.len(), dw.len(), dy.len());
+    let (ckk, hw, x_per, y_per) = (g.ckk(), g.hw_out(), g.c_in * g.h * g.w, g.c_out * g.hw_out());
+    let per = group_size(g);
+    let parallel_groups = groups_in_parallel(g);
+    let partial = |gi: usize| {
+        let start = gi * per;
+        let samples = per.min(g.n - start);
+        let cols = samples * hw;
+        let (mut col, mut dyg) = (Vec::new(), Vec::new());
+        im2col_group(g, &x[start * x_per..(start + samples) * x_per], samples, &mut col);
+        gather_dy(g, &dy[start * y_per..(start + samples) * y_per], samples, &mut dyg);
+        let mut acc = vec![T::zero(); g.c_out * ckk];
+        let (a, b) = (MatRef::rm(&dyg, g.c_out, cols), MatRef::rm(&col, ckk, cols).t());
+        matmul(&mut acc, a, b, false, !parallel_groups);
+        acc
+    };
+    let groups = g.n.div_ceil(per);
+    let partials: Vec<Vec<T>> = if parallel_groups {
+        (0..groups).into_par_iter().map(partial).collect()
+    } else {
+        (0..groups).map(partial).collect()
+    };
+    dw.fill(T::zero());
+    for p in &partials {
+        dw.iter_mut().zip(p).for_each(|(d, v)| *d += *v);
     }
 }
 
 /// The direct seven-loop convolution: slow, obviously right, the oracle for the fast path.
 pub fn forward_naive<T: Real>(g: &ConvGeom, x: &[T], w: &[T], y: &mut [T]) {
-    check::<T>(g, x.len(), w.len(), y.len());
+    check(g, x.len(), w.len(), y.len());
     let (ho, wo) = (g.h_out(), g.w_out());
     for n in 0..g.n {
         for co in 0..g.c_out {

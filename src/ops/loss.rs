@@ -149,7 +149,7 @@ pub fn attention_backward<T: Real>(
 ) {
     let scale = g * c::<T>(2.0 / (n * hw) as f64);
     let two_over_c: T = c(2.0 / ch as f64);
-    for i in 0..n {
+    for (i, &norm) in norms.iter().enumerate().take(n) {
         let r = i * hw..(i + 1) * hw;
         let da: Vec<T> = a[r.clone()]
             .iter()
@@ -157,7 +157,6 @@ pub fn attention_backward<T: Real>(
             .map(|(&x, &y)| (x - y) * scale)
             .collect();
         // Through a = q / ‖q‖: dq = (da − a (a·da)) / ‖q‖, or da / eps when the norm is clamped.
-        let norm = norms[i];
         let dq: Vec<T> = if norm > c(AT_EPS) {
             let dot = a[r.clone()]
                 .iter()

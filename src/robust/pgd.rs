@@ -34,32 +34,33 @@ pub enum AttackLoss<'a> {
     Kl { target: &'a Tensor, temp: f64 },
 }
 
+/// One attack's settings: the PGD parameters, the BN set under attack, the objective, and the
+/// seed of the random starts.
+pub struct Attack<'a> {
+    pub pgd: &'a PgdConfig,
+    pub domain: Domain,
+    pub loss: AttackLoss<'a>,
+    pub seed: u64,
+}
+
 /// Adversarial examples for raw [0,1] images `x` with labels. `key` makes the random start of
 /// this call distinct from every other call of the run.
-pub fn attack(
-    model: &Model,
-    x: &Tensor,
-    labels: &[u32],
-    cfg: &PgdConfig,
-    domain: Domain,
-    loss: &AttackLoss<'_>,
-    seed: u64,
-    key: u64,
-) -> Tensor {
+pub fn attack(model: &Model, x: &Tensor, labels: &[u32], a: &Attack<'_>, key: u64) -> Tensor {
+    let cfg = a.pgd;
     let mut adv = x.clone();
     if cfg.steps == 0 {
         return adv;
     }
-    pgd_ops::random_start(x.data(), cfg.eps, seed, key, adv.data_mut());
+    pgd_ops::random_start(x.data(), cfg.eps, a.seed, key, adv.data_mut());
     let pass = Pass {
-        domain,
+        domain: a.domain,
         train: false,
     };
     for _ in 0..cfg.steps {
         let mut g = Graph::new(&model.store, GradMode::InputsOnly);
         let xv = g.input(adv.clone(), true);
         let out = model.forward(&mut g, xv, pass);
-        let l = match loss {
+        let l = match &a.loss {
             AttackLoss::CrossEntropySum => g.cross_entropy(out.logits, labels, true),
             AttackLoss::Kl { target, temp } => g.kl_div(out.logits, target, *temp),
         };

@@ -6,7 +6,7 @@ use crate::autograd::{GradMode, Graph, Var};
 use crate::eval::correct;
 use crate::nn::{Domain, Model, Pass};
 use crate::optim::Sgd;
-use crate::robust::pgd::{attack, AttackLoss, PgdConfig};
+use crate::robust::pgd::{attack, Attack, AttackLoss, PgdConfig};
 use crate::tensor::Tensor;
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -41,16 +41,13 @@ pub fn teacher_step(
     // The attack reads BN_a's running statistics, which this step's clean passes (BN_c) do not
     // touch, so crafting it before the clean forward gives the reference's result.
     let x_adv = (!y_adv.is_empty()).then(|| {
-        attack(
-            model,
-            &x_rest,
-            y_adv,
+        let spec = Attack {
             pgd,
-            Domain::Adv,
-            &AttackLoss::CrossEntropySum,
-            key.seed,
-            key.step,
-        )
+            domain: Domain::Adv,
+            loss: AttackLoss::CrossEntropySum,
+            seed: key.seed,
+        };
+        attack(model, &x_rest, y_adv, &spec, key.step)
     });
 
     let mut g = Graph::new(&model.store, GradMode::All);

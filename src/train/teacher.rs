@@ -6,7 +6,7 @@ use crate::data::batch::{epoch_order, make_batch, CropFlip};
 use crate::data::source::DatasetSpec;
 use crate::data::{ImageSet, Split};
 use crate::error::{Error, Result};
-use crate::eval::{evaluate, Accuracy};
+use crate::eval::{evaluate, Accuracy, EvalOptions};
 use crate::nn::{Domain, Model, ModelConfig};
 use crate::optim::{Sgd, SgdConfig, StepSchedule};
 use crate::report::{write_json, Progress};
@@ -287,7 +287,7 @@ fn train_epoch(
         }
         if stop_now
             || (cfg.checkpoint_every > 0
-                && (step + 1) % cfg.checkpoint_every == 0
+                && (step + 1).is_multiple_of(cfg.checkpoint_every)
                 && step + 1 < steps)
         {
             state.step_in_epoch = step + 1;
@@ -306,7 +306,10 @@ fn train_epoch(
     bar.finish();
     state.train_secs += secs;
     state.images_trained += images;
-    let val = if cfg.eval_every > 0 && (epoch + 1) % cfg.eval_every == 0 && epoch + 1 < cfg.epochs {
+    let val = if cfg.eval_every > 0
+        && (epoch + 1).is_multiple_of(cfg.eval_every)
+        && epoch + 1 < cfg.epochs
+    {
         validate_both(cfg, model, test, cfg.pgd.steps, opts.show_progress)
     } else {
         Vec::new()
@@ -347,19 +350,16 @@ pub fn validate_both(
                 &format!("eval BN_{} PGD-{steps}", crate::eval::bn_name(d)),
             );
             let mut done = 0;
-            let (acc, _) = evaluate(
-                model,
-                test,
-                d,
-                cfg.eval_batch,
-                Some(&pgd),
-                cfg.seed,
-                false,
-                |n| {
-                    done += n;
-                    bar.update(done, "");
-                },
-            );
+            let eo = EvalOptions {
+                batch: cfg.eval_batch,
+                pgd: Some(&pgd),
+                seed: cfg.seed,
+                keep_logits: false,
+            };
+            let (acc, _) = evaluate(model, test, d, &eo, |n| {
+                done += n;
+                bar.update(done, "");
+            });
             bar.finish();
             acc
         })

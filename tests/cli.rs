@@ -1,0 +1,249 @@
+//! The `rlnet` binary end to end: the smoke preset's accuracy, checkpoints through `eval`,
+//! `info`, and clear errors (never a panic) for bad input.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn rlnet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rlnet"))
+        .args(args)
+        .output()
+        .expect("run rlnet")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A failed run: non-zero exit, an error message naming `needle`, and no panic.
+fn assert_clean_error(o: &Output, needle: &str) {
+    let e = stderr(o);
+    assert!(
+        !o.status.success(),
+        "expected failure, got success; stderr: {e}"
+    );
+    assert!(!e.contains("panicked"), "panic instead of an error: {e}");
+    assert!(
+        e.to_lowercase().contains(&needle.to_lowercase()),
+        "error does not mention {needle:?}: {e}"
+    );
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("rlnet-cli-{}-{name}", std::process::id()));
+    std::fs::remove_dir_all(&p).ok();
+    p
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "failed: {}", stderr(o));
+    serde_json::from_str(&stdout(o)).expect("valid JSON on stdout")
+}
+
+#[test]
+fn info_reports_the_paper_relu_counts() {
+    let r = json(&rlnet(&["info", "--model", "resnet18", "--json"]));
+    assert_eq!(r["total_relus"], 557_056);
+    assert_eq!(r["kept_relus"], 557_056);
+    assert_eq!(r["relu_layers"].as_array().unwrap().len(), 17);
+    let r = json(&rlnet(&[
+        "info",
+        "--model",
+        "resnet18",
+        "--input-size",
+        "64",
+        "--json",
+    ]));
+    assert_eq!(r["total_relus"], 2_228_224);
+    let r = json(&rlnet(&["info", "--model", "wrn22-8", "--json"]));
+    assert_eq!(r["total_relus"], 1_392_640);
+    let table = stdout(&rlnet(&["info", "--model", "resnet18"]));
+    assert!(table.contains("layer4.1.relu2") && table.contains("557056"));
+}
+
+#[test]
+fn bad_flags_and_inputs_give_clear_errors() {
+    let o = rlnet(&["info", "--model", "resnet50"]);
+    assert_clean_error(&o, "invalid value");
+    assert_eq!(o.status.code(), Some(2));
+    assert_clean_error(&rlnet(&["teacher", "--device", "tpu"]), "invalid value");
+    assert_clean_error(&rlnet(&["info", "--input-size", "30"]), "input size");
+    assert_clean_error(&rlnet(&["info", "--width-mult", "0"]), "width multiplier");
+    let out = tmp("errors");
+    let out_s = out.to_str().unwrap();
+    assert_clean_error(
+        &rlnet(&["teacher", "--device", "cuda", "--out", out_s]),
+        "no usable CUDA GPU",
+    );
+    assert_clean_error(
+        &rlnet(&["teacher", "--dataset", "cifar10", "--out", out_s, "--quiet"]),
+        "--data-dir",
+    );
+    assert_clean_error(
+        &rlnet(&[
+            "teacher",
+            "--dataset",
+            "cifar10",
+            "--data-dir",
+            "/nonexistent/cifar",
+            "--out",
+            out_s,
+            "--quiet",
+        ]),
+        "/nonexistent/cifar",
+    );
+    assert_clean_error(
+        &rlnet(&[
+            "teacher",
+            "--preset",
+            "smoke",
+            "--batch-size",
+            "1",
+            "--out",
+            out_s,
+            "--quiet",
+        ]),
+        "batch size",
+    );
+    assert_clean_error(
+        &rlnet(&["eval", "--checkpoint", "/nonexistent/teacher.safetensors"]),
+        "nonexistent",
+    );
+    std::fs::create_dir_all(&out).unwrap();
+    let junk = out.join("junk.safetensors");
+    std::fs::write(&junk, b"not a checkpoint at all").unwrap();
+    assert_clean_error(
+        &rlnet(&["eval", "--checkpoint", junk.to_str().unwrap()]),
+        "checkpoint",
+    );
+    std::fs::remove_dir_all(&out).ok();
+}
+
+/// The README's promise: the smoke preset reaches at least 85% clean test accuracy; then the
+/// checkpoint goes through `eval` (JSON, logits dump), `info`, truncation and `--resume`.
+#[test]
+fn smoke_teacher_learns_and_its_checkpoint_evaluates() {
+    let out = tmp("smoke");
+    let out_s = out.to_str().unwrap();
+    let o = rlnet(&["teacher", "--preset", "smoke", "--out", out_s, "--quiet"]);
+    assert!(o.status.success(), "smoke run failed: {}", stderr(&o));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    for key in ["stage", "model", "dataset", "epochs", "images_per_sec"] {
+        assert!(!report[key].is_null(), "report.json lacks {key}");
+    }
+    let clean = report["metrics"]["clean_acc"].as_f64().unwrap();
+    let pgd = report["metrics"]["pgd_acc"].as_f64().unwrap();
+    println!(
+        "smoke: clean {clean:.3}, pgd {pgd:.3}, {} img/s",
+        report["images_per_sec"]
+    );
+    assert!(clean >= 0.85, "smoke clean accuracy {clean} < 0.85");
+    assert!(
+        pgd > 0.1,
+        "an adversarially trained teacher keeps some PGD accuracy ({pgd})"
+    );
+
+    let ckpt = out.join("teacher.safetensors");
+    let ckpt_s = ckpt.to_str().unwrap();
+    let logits = out.join("logits.npy");
+    let r = json(&rlnet(&[
+        "eval",
+        "--checkpoint",
+        ckpt_s,
+        "--pgd-steps",
+        "2",
+        "--test-limit",
+        "50",
+        "--json",
+        "--dump-logits",
+        logits.to_str().unwrap(),
+    ]));
+    let results = r["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0]["bn"], "clean");
+    assert_eq!(results[1]["bn"], "adv");
+    let (shape, values) = common::npy(&logits);
+    assert_eq!(shape, vec![2, 50, 10]);
+    assert!(values.iter().all(|v| v.is_finite()));
+    let r = json(&rlnet(&[
+        "eval",
+        "--checkpoint",
+        ckpt_s,
+        "--bn",
+        "clean",
+        "--pgd-steps",
+        "0",
+        "--test-limit",
+        "20",
+        "--json",
+    ]));
+    assert_eq!(r["results"].as_array().unwrap().len(), 1);
+
+    let info = json(&rlnet(&["info", "--checkpoint", ckpt_s, "--json"]));
+    assert_eq!(info["kept_relus"], info["total_relus"]);
+
+    // Finished runs refuse to be silently overwritten; a truncated checkpoint is an error.
+    assert_clean_error(
+        &rlnet(&["teacher", "--preset", "smoke", "--out", out_s, "--quiet"]),
+        "--resume",
+    );
+    let bytes = std::fs::read(&ckpt).unwrap();
+    let cut = out.join("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    assert_clean_error(
+        &rlnet(&["eval", "--checkpoint", cut.to_str().unwrap()]),
+        "truncated",
+    );
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
+fn teacher_trains_on_real_cifar10_mini() {
+    let Some(shared) = common::shared_dir() else {
+        println!("skipped: ../shared not present");
+        return;
+    };
+    let dir = shared.join("data/cifar10-mini/cifar-10-batches-bin");
+    if !dir.exists() {
+        println!("skipped: {} not present", dir.display());
+        return;
+    }
+    let out = tmp("cifar");
+    let o = rlnet(&[
+        "teacher",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--width-mult",
+        "0.0625",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--train-limit",
+        "128",
+        "--test-limit",
+        "64",
+        "--pgd-steps",
+        "1",
+        "--eval-pgd-steps",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["dataset"], "cifar10");
+    assert_eq!(report["metrics"]["per_bn"][0]["images"], 64);
+    std::fs::remove_dir_all(&out).ok();
+}
