@@ -150,7 +150,8 @@ fn im2col_group<T: Real>(g: &ConvGeom, xs: &[T], samples: usize, col: &mut Vec<T
         let xn = &xs[j * x_per..(j + 1) * x_per];
         if g.is_pointwise() {
             for ci in 0..g.c_in {
-                col[ci * ld + j * hw..ci * ld + (j + 1) * hw].copy_from_slice(&xn[ci * hw..(ci + 1) * hw]);
+                col[ci * ld + j * hw..ci * ld + (j + 1) * hw]
+                    .copy_from_slice(&xn[ci * hw..(ci + 1) * hw]);
             }
         } else {
             im2col(g, xn, &mut col[j * hw..], ld);
@@ -182,8 +183,19 @@ pub fn forward<T: Real>(g: &ConvGeom, x: &[T], w: &[T], y: &mut [T]) {
         let samples = ys.len() / (g.c_out * hw);
         let cols = samples * hw;
         let (mut col, mut out) = (Vec::new(), vec![T::zero(); g.c_out * cols]);
-        im2col_group(g, &x[gi * per * x_per..(gi * per + samples) * x_per], samples, &mut col);
-        matmul(&mut out, wm, MatRef::rm(&col, ckk, cols), false, !parallel_groups);
+        im2col_group(
+            g,
+            &x[gi * per * x_per..(gi * per + samples) * x_per],
+            samples,
+            &mut col,
+        );
+        matmul(
+            &mut out,
+            wm,
+            MatRef::rm(&col, ckk, cols),
+            false,
+            !parallel_groups,
+        );
         // [c_out, samples * hw] → each sample's [c_out, hw] block.
         for (i, dst) in ys.chunks_mut(hw).enumerate() {
             let (j, co) = (i / g.c_out, i % g.c_out);
@@ -210,12 +222,24 @@ pub fn backward_data<T: Real>(g: &ConvGeom, w: &[T], dy: &[T], dx: &mut [T]) {
         let samples = dxs.len() / x_per;
         let cols = samples * hw;
         let (mut dyg, mut dcol) = (Vec::new(), vec![T::zero(); ckk * cols]);
-        gather_dy(g, &dy[gi * per * y_per..(gi * per + samples) * y_per], samples, &mut dyg);
-        matmul(&mut dcol, wt, MatRef::rm(&dyg, g.c_out, cols), false, !parallel_groups);
+        gather_dy(
+            g,
+            &dy[gi * per * y_per..(gi * per + samples) * y_per],
+            samples,
+            &mut dyg,
+        );
+        matmul(
+            &mut dcol,
+            wt,
+            MatRef::rm(&dyg, g.c_out, cols),
+            false,
+            !parallel_groups,
+        );
         for (j, dxn) in dxs.chunks_mut(x_per).enumerate() {
             if g.is_pointwise() {
                 for ci in 0..g.c_in {
-                    dxn[ci * hw..(ci + 1) * hw].copy_from_slice(&dcol[ci * cols + j * hw..ci * cols + (j + 1) * hw]);
+                    dxn[ci * hw..(ci + 1) * hw]
+                        .copy_from_slice(&dcol[ci * cols + j * hw..ci * cols + (j + 1) * hw]);
                 }
             } else {
                 dxn.fill(T::zero());
@@ -235,7 +259,12 @@ pub fn backward_data<T: Real>(g: &ConvGeom, w: &[T], dy: &[T], dx: &mut [T]) {
 /// depend on the thread count (gemm splits no sum across threads either).
 pub fn backward_weight<T: Real>(g: &ConvGeom, x: &[T], dy: &[T], dw: &mut [T]) {
     check(g, x.len(), dw.len(), dy.len());
-    let (ckk, hw, x_per, y_per) = (g.ckk(), g.hw_out(), g.c_in * g.h * g.w, g.c_out * g.hw_out());
+    let (ckk, hw, x_per, y_per) = (
+        g.ckk(),
+        g.hw_out(),
+        g.c_in * g.h * g.w,
+        g.c_out * g.hw_out(),
+    );
     let per = group_size(g);
     let parallel_groups = groups_in_parallel(g);
     let partial = |gi: usize| {
@@ -243,10 +272,23 @@ pub fn backward_weight<T: Real>(g: &ConvGeom, x: &[T], dy: &[T], dw: &mut [T]) {
         let samples = per.min(g.n - start);
         let cols = samples * hw;
         let (mut col, mut dyg) = (Vec::new(), Vec::new());
-        im2col_group(g, &x[start * x_per..(start + samples) * x_per], samples, &mut col);
-        gather_dy(g, &dy[start * y_per..(start + samples) * y_per], samples, &mut dyg);
+        im2col_group(
+            g,
+            &x[start * x_per..(start + samples) * x_per],
+            samples,
+            &mut col,
+        );
+        gather_dy(
+            g,
+            &dy[start * y_per..(start + samples) * y_per],
+            samples,
+            &mut dyg,
+        );
         let mut acc = vec![T::zero(); g.c_out * ckk];
-        let (a, b) = (MatRef::rm(&dyg, g.c_out, cols), MatRef::rm(&col, ckk, cols).t());
+        let (a, b) = (
+            MatRef::rm(&dyg, g.c_out, cols),
+            MatRef::rm(&col, ckk, cols).t(),
+        );
         matmul(&mut acc, a, b, false, !parallel_groups);
         acc
     };

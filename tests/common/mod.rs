@@ -79,7 +79,9 @@ pub fn assert_close<A: Into<f64> + Copy, B: Into<f64> + Copy>(
             worst = i;
         }
         max_rel = max_rel.max(d / w.abs().max(1e-12));
-        if !(d <= atol + rtol * w.abs()) && bad.len() < 5 {
+        // Written so that a NaN on either side counts as a mismatch.
+        let within = d <= atol + rtol * w.abs();
+        if !within && bad.len() < 5 {
             bad.push((i, g, w));
         }
     }
