@@ -5,6 +5,10 @@
 //! `cargo bench --bench train_step`; RLNET_BENCH_WIDTH=0.25 for a quicker look.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+// The same allocator as the rlnet binary, so the figure is what a training run sees.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use rlnet::autograd::{GradMode, Graph};
 use rlnet::nn::{Arch, BnMode, Domain, Model, ModelConfig, Pass, WRN_22_8};
 use rlnet::optim::{Sgd, SgdConfig};

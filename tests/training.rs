@@ -209,3 +209,82 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run() {
     );
     std::fs::remove_dir_all(&root).ok();
 }
+
+#[test]
+fn checkpoint_round_trip_keeps_every_tensor_mask_and_momentum() {
+    let dir = std::env::temp_dir().join(format!("rlnet-ckpt-{}", std::process::id()));
+    let path = dir.join("model.safetensors");
+    let mut m = small_model(4);
+    let mask = Tensor::from_vec(
+        &[4, 32, 32],
+        (0..4096).map(|i| (i % 3 == 0) as u8 as f32).collect(),
+    )
+    .unwrap();
+    m.set_mask(0, mask.clone()).unwrap();
+    let mut sgd = Sgd::new(SgdConfig::default(), &m.store);
+    let (x, y) = images(4);
+    let mut g = Graph::new(&m.store, GradMode::All);
+    let xv = g.input(x, false);
+    let out = m.forward(
+        &mut g,
+        xv,
+        Pass {
+            domain: Domain::Adv,
+            train: true,
+        },
+    );
+    let l = g.cross_entropy(out.logits, &y, false);
+    let grads = g.backward(l);
+    let updates = g.take_stat_updates();
+    drop(g);
+    sgd.step(&mut m.store, &grads, 0.1);
+    m.store.apply_stat_updates(&updates);
+    let meta = checkpoint::CheckpointMeta {
+        format_version: checkpoint::FORMAT_VERSION,
+        stage: "test".into(),
+        model: m.config.clone(),
+        state: serde_json::json!({"note": "round trip"}),
+    };
+    checkpoint::save(&path, &m, Some(&sgd), &meta).unwrap();
+    assert!(
+        !dir.join("model.safetensors.tmp").exists(),
+        "the temporary file is renamed away"
+    );
+    let c = checkpoint::load(&path).unwrap();
+    assert_eq!(c.meta.model, m.config);
+    assert_eq!(c.meta.state["note"], "round trip");
+    let back = c.model().unwrap();
+    for (a, b) in m.store.entries().iter().zip(back.store.entries()) {
+        assert_eq!(a.name, b.name);
+        assert_eq!(
+            a.tensor, b.tensor,
+            "{} differs after the round trip",
+            a.name
+        );
+    }
+    assert_eq!(back.kept_relus(), m.kept_relus());
+    assert_eq!(back.store.get(back.relu_layers[0].mask), &mask);
+    let mut sgd2 = Sgd::new(SgdConfig::default(), &back.store);
+    c.restore_optimizer(&back, &mut sgd2).unwrap();
+    let a: Vec<_> = sgd.buffers().map(|(i, b)| (i, b.to_vec())).collect();
+    let b: Vec<_> = sgd2.buffers().map(|(i, b)| (i, b.to_vec())).collect();
+    assert_eq!(a, b, "momentum buffers survive");
+    // A checkpoint missing a tensor is refused by name.
+    let mut other = m.config.clone();
+    other.width_mult = 0.125;
+    let bigger = Model::new(other, 0).unwrap();
+    let meta2 = checkpoint::CheckpointMeta {
+        model: bigger.config.clone(),
+        ..meta
+    };
+    let wrong = dir.join("wrong.safetensors");
+    checkpoint::save(&wrong, &m, None, &meta2).unwrap();
+    let err = checkpoint::load(&wrong)
+        .unwrap()
+        .model()
+        .err()
+        .expect("shape mismatch")
+        .to_string();
+    assert!(err.contains("conv1.weight"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
