@@ -9,27 +9,15 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 // The same allocator as the rlnet binary, so the figure is what a training run sees.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use rlnet::autograd::{GradMode, Graph};
-use rlnet::nn::{Arch, BnMode, Domain, Model, ModelConfig, Pass, WRN_22_8};
+use rlnet::nn::{Arch, Domain, Model, ModelConfig};
 use rlnet::optim::{Sgd, SgdConfig};
 use rlnet::robust::pgd::PgdConfig;
 use rlnet::tensor::Tensor;
-use rlnet::train::step::{teacher_step, StepKey};
+use rlnet::train::step::{plain_step, teacher_step, StepKey};
 use std::time::Duration;
 
 fn model(width: f32) -> Model {
-    let cfg = ModelConfig {
-        arch: Arch::ResNet18,
-        width_mult: width,
-        input_size: 32,
-        num_classes: 10,
-        bn: BnMode::Dual,
-        shared_shortcut_bn: false,
-        norm_mean: [0.4914, 0.4822, 0.4465],
-        norm_std: [0.2023, 0.1994, 0.2010],
-        wrn: WRN_22_8,
-    };
-    Model::new(cfg, 0).expect("valid config")
+    Model::new(ModelConfig::new(Arch::ResNet18, width), 0).expect("valid config")
 }
 
 fn batch(n: usize) -> (Tensor, Vec<u32>) {
@@ -40,25 +28,6 @@ fn batch(n: usize) -> (Tensor, Vec<u32>) {
         Tensor::from_vec(&[n, 3, 32, 32], x).unwrap(),
         (0..n as u32).map(|i| i % 10).collect(),
     )
-}
-
-fn plain_step(m: &mut Model, sgd: &mut Sgd, x: &Tensor, y: &[u32]) {
-    let mut g = Graph::new(&m.store, GradMode::All);
-    let xv = g.input(x.clone(), false);
-    let out = m.forward(
-        &mut g,
-        xv,
-        Pass {
-            domain: Domain::Clean,
-            train: true,
-        },
-    );
-    let l = g.cross_entropy(out.logits, y, false);
-    let grads = g.backward(l);
-    let updates = g.take_stat_updates();
-    drop(g);
-    sgd.step(&mut m.store, &grads, 0.05);
-    m.store.apply_stat_updates(&updates);
 }
 
 fn width() -> f32 {
@@ -81,7 +50,7 @@ fn bench(c: &mut Criterion) {
     let mut sgd = Sgd::new(SgdConfig::default(), &m.store);
     group.throughput(Throughput::Elements(64));
     group.bench_function(format!("resnet18_w{w}_b64_plain"), |b| {
-        b.iter(|| plain_step(&mut m, &mut sgd, &x, &y))
+        b.iter(|| plain_step(&mut m, &mut sgd, &x, &y, Domain::Clean, 0.05))
     });
 
     let tw = w * 0.25;

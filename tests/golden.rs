@@ -5,7 +5,7 @@ mod common;
 
 use common::{assert_close, load, load_f32, shape};
 use rlnet::autograd::{GradMode, Graph};
-use rlnet::nn::{Arch, BnMode, Domain, Model, ModelConfig, Pass, WRN_22_8};
+use rlnet::nn::{Arch, Domain, Model, ModelConfig, Pass, WRN_22_8};
 use rlnet::ops::bn_act::{self, Activation, BnGeom, BnGrads, BN_EPS, BN_MOMENTUM};
 use rlnet::ops::conv::{self, ConvGeom};
 use rlnet::ops::{linear, loss};
@@ -216,15 +216,8 @@ fn attention_transfer_matches_pytorch() {
 /// statistics, the attention taps and an eval-mode BN_a forward.
 fn network_case(case: &str, arch: Arch, width: f32, wrn: (usize, usize)) {
     let config = ModelConfig {
-        arch,
-        width_mult: width,
-        input_size: 32,
-        num_classes: 10,
-        bn: BnMode::Dual,
-        shared_shortcut_bn: false,
-        norm_mean: [0.4914, 0.4822, 0.4465],
-        norm_std: [0.2023, 0.1994, 0.2010],
         wrn,
+        ..ModelConfig::new(arch, width)
     };
     let mut model = Model::new(config, 0).unwrap();
     let ids: Vec<usize> = (0..model.store.len()).collect();

@@ -1,20 +1,14 @@
 //! Model structure: ReLU counts of the paper's models (spec §2), names, masks, taps.
 
 use rlnet::autograd::{EntryKind, GradMode, Graph};
-use rlnet::nn::{Arch, BnMode, Domain, Model, ModelConfig, Pass, WRN_22_8};
+use rlnet::nn::{Arch, BnMode, Domain, Model, ModelConfig, Pass};
 use rlnet::tensor::Tensor;
 
 fn config(arch: Arch, input_size: usize, width: f32, bn: BnMode) -> ModelConfig {
     ModelConfig {
-        arch,
-        width_mult: width,
         input_size,
-        num_classes: 10,
         bn,
-        shared_shortcut_bn: false,
-        norm_mean: [0.5; 3],
-        norm_std: [0.25; 3],
-        wrn: WRN_22_8,
+        ..ModelConfig::new(arch, width)
     }
 }
 

@@ -3,24 +3,18 @@
 use rlnet::autograd::{GradMode, Graph};
 use rlnet::checkpoint;
 use rlnet::data::source::{DatasetKind, DatasetSpec};
-use rlnet::nn::{Arch, BnMode, Domain, Model, ModelConfig, Pass, WRN_22_8};
+use rlnet::nn::{Arch, Domain, Model, ModelConfig, Pass};
 use rlnet::optim::{Sgd, SgdConfig, StepSchedule};
 use rlnet::robust::pgd::{attack, Attack, AttackLoss, PgdConfig};
 use rlnet::tensor::Tensor;
 use rlnet::train::teacher::{run, RunOptions, TeacherConfig, CHECKPOINT_NAME};
 
 fn small_model(seed: u64) -> Model {
-    let (mean, std) = DatasetKind::Synthetic.normalization();
+    let (norm_mean, norm_std) = DatasetKind::Synthetic.normalization();
     let cfg = ModelConfig {
-        arch: Arch::ResNet18,
-        width_mult: 0.0625,
-        input_size: 32,
-        num_classes: 10,
-        bn: BnMode::Dual,
-        shared_shortcut_bn: false,
-        norm_mean: mean,
-        norm_std: std,
-        wrn: WRN_22_8,
+        norm_mean,
+        norm_std,
+        ..ModelConfig::new(Arch::ResNet18, 0.0625)
     };
     Model::new(cfg, seed).unwrap()
 }

@@ -3,7 +3,7 @@
 use super::common::ModelArgs;
 use crate::checkpoint;
 use crate::error::{Error, Result};
-use crate::nn::{kept_count, Arch, BnMode, Model, ModelConfig, WRN_22_8};
+use crate::nn::{kept_count, Arch, BnMode, Model, ModelConfig};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -28,15 +28,14 @@ pub fn run(a: InfoArgs) -> Result<()> {
         Some(p) => checkpoint::load(p)?.model()?,
         None => {
             let config = ModelConfig {
-                arch: a.model.model.unwrap_or(Arch::ResNet18),
-                width_mult: a.model.width_mult.unwrap_or(1.0),
                 input_size: a.input_size,
                 num_classes: a.num_classes,
                 bn: a.model.bn.unwrap_or(BnMode::Dual),
                 shared_shortcut_bn: a.model.shared_shortcut_bn,
-                norm_mean: [0.0; 3],
-                norm_std: [1.0; 3],
-                wrn: WRN_22_8,
+                ..ModelConfig::new(
+                    a.model.model.unwrap_or(Arch::ResNet18),
+                    a.model.width_mult.unwrap_or(1.0),
+                )
             };
             Model::new(config, 0)?
         }

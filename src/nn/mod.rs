@@ -74,6 +74,21 @@ fn default_wrn() -> (usize, usize) {
 pub const WRN_22_8: (usize, usize) = (22, 8);
 
 impl ModelConfig {
+    /// A 10-class, 32 px, dual-BN model with CIFAR-10 normalisation: change fields from here.
+    pub fn new(arch: Arch, width_mult: f32) -> Self {
+        ModelConfig {
+            arch,
+            width_mult,
+            input_size: 32,
+            num_classes: 10,
+            bn: BnMode::Dual,
+            shared_shortcut_bn: false,
+            norm_mean: [0.4914, 0.4822, 0.4465],
+            norm_std: [0.2023, 0.1994, 0.2010],
+            wrn: WRN_22_8,
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         if !(self.width_mult > 0.0 && self.width_mult <= 16.0) {
             return Err(Error::Config(format!(

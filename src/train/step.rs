@@ -9,6 +9,36 @@ use crate::optim::Sgd;
 use crate::robust::pgd::{attack, Attack, AttackLoss, PgdConfig};
 use crate::tensor::Tensor;
 
+/// One plain (non-robust) step on a batch through one BN set: forward in train mode, mean
+/// cross-entropy, backward, SGD, running statistics. Returns the loss.
+pub fn plain_step(
+    model: &mut Model,
+    sgd: &mut Sgd,
+    x: &Tensor,
+    labels: &[u32],
+    domain: Domain,
+    lr: f32,
+) -> f32 {
+    let mut g = Graph::new(&model.store, GradMode::All);
+    let xv = g.input(x.clone(), false);
+    let out = model.forward(
+        &mut g,
+        xv,
+        Pass {
+            domain,
+            train: true,
+        },
+    );
+    let l = g.cross_entropy(out.logits, labels, false);
+    let loss = g.value(l).item();
+    let grads = g.backward(l);
+    let updates = g.take_stat_updates();
+    drop(g);
+    sgd.step(&mut model.store, &grads, lr);
+    model.store.apply_stat_updates(&updates);
+    loss
+}
+
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StepStats {
     pub loss: f32,
