@@ -6,11 +6,10 @@ mod common;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+/// The binary under test: RLNET_BIN when set (the GPU suite's copy), else cargo's build.
 fn rlnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rlnet"))
-        .args(args)
-        .output()
-        .expect("run rlnet")
+    let bin = std::env::var_os("RLNET_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_rlnet").into());
+    Command::new(bin).args(args).output().expect("run rlnet")
 }
 
 fn stderr(o: &Output) -> String {

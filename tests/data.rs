@@ -1,6 +1,8 @@
 //! Data loading: CIFAR binary and python layouts (hand-written files, real-Python fixtures, the
 //! shared mini CIFAR-10 when present) and the built-in synthetic set.
 
+mod common;
+
 use rlnet::data::cifar::{self, CifarKind};
 use rlnet::data::pickle::{self, Value};
 use rlnet::data::{synthetic, ImageSet, Split};
@@ -33,13 +35,7 @@ fn tmp(name: &str) -> PathBuf {
 
 /// The committed fixtures written by Python 3 + numpy 2 (see the README in that folder).
 fn fixtures() -> PathBuf {
-    let here = Path::new(file!());
-    let here = if here.is_absolute() {
-        here.to_path_buf()
-    } else {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(here)
-    };
-    here.parent().unwrap().join("fixtures/cifar_pickle")
+    common::root().join("tests/fixtures/cifar_pickle")
 }
 
 /// Asserts that `set` holds images `first..first + n` of the pattern with the given labels.
@@ -496,8 +492,7 @@ fn pickle_shape_and_label_mismatches_are_errors() {
 }
 
 fn mini_cifar() -> Option<PathBuf> {
-    let d = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/cifar10-mini");
-    let d = Path::new(d);
+    let d = common::shared_dir()?.join("data/cifar10-mini");
     if d.join("cifar-10-batches-bin").is_dir() {
         Some(d.to_path_buf())
     } else {

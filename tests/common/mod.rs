@@ -3,15 +3,21 @@
 
 use std::path::{Path, PathBuf};
 
+/// The project root: RLNET_ROOT when set (test binaries copied to another machine by
+/// tools/gpu-check.sh), else where this crate was built.
+pub fn root() -> PathBuf {
+    std::env::var_os("RLNET_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 pub fn fixture_dir(case: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/golden")
-        .join(case)
+    root().join("tests/fixtures/golden").join(case)
 }
 
 /// The shared data folder beside the project (../shared), if present.
 pub fn shared_dir() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
+    let p = root().join("../shared");
     p.exists().then_some(p)
 }
 

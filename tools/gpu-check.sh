@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Builds everything the GPU suite needs into gpu-suite/ (git-ignored): the release test and
+# bench binaries and a runner, so a GPU machine with no Rust toolchain runs the whole suite with
+#   bash gpu-suite/run.sh            (results under $OUT when set, else gpu-suite/results)
+# Usage here: tools/gpu-check.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+suite=gpu-suite
+rm -rf "$suite"
+mkdir -p "$suite/bin"
+
+copy_executables() {
+    # cargo's JSON messages name every built executable; keep tests and benches.
+    python3 -c '
+import json, sys, shutil, os
+dest = sys.argv[1]
+for line in sys.stdin:
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    exe = m.get("executable")
+    if m.get("reason") == "compiler-artifact" and exe and m["target"]["kind"][0] in ("test", "bench"):
+        name = m["target"]["name"] + ("-bench" if m["target"]["kind"][0] == "bench" else "")
+        shutil.copy2(exe, os.path.join(dest, name))
+        print("  " + name)
+' "$1"
+}
+
+echo "building test binaries"
+cargo test --release --no-run --message-format=json 2>/dev/null | copy_executables "$suite/bin"
+echo "building bench binaries"
+cargo bench --no-run --message-format=json 2>/dev/null | copy_executables "$suite/bin"
+cp target/release/rlnet "$suite/bin/rlnet"
+strip --strip-debug "$suite"/bin/* 2>/dev/null || true
+
+cat > "$suite/run.sh" <<'RUN'
+#!/usr/bin/env bash
+# The GPU suite: every test binary with REQUIRE_GPU=1 REQUIRE_NVRTC=1, then the benches.
+set -uo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+out="${OUT:-$here/results}"
+mkdir -p "$out"
+# libnvrtc: the system loader's list, else the pip wheel that PyTorch brings.
+nvrtc_dir=$(ldconfig -p 2>/dev/null | awk '/libnvrtc\.so/{print $NF; exit}' | xargs -r dirname)
+if [ -z "$nvrtc_dir" ]; then
+    nvrtc_dir=$(python3 - <<'PY' 2>/dev/null
+import glob, site, os
+for base in site.getsitepackages():
+    hits = sorted(glob.glob(os.path.join(base, "nvidia", "*", "lib", "libnvrtc.so*")))
+    if hits:
+        print(os.path.dirname(hits[0])); break
+PY
+)
+fi
+echo "libnvrtc: ${nvrtc_dir:-not found}" | tee "$out/env.txt"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >> "$out/env.txt" 2>&1
+export LD_LIBRARY_PATH="${nvrtc_dir:+$nvrtc_dir:}${LD_LIBRARY_PATH:-}"
+export REQUIRE_GPU=1 REQUIRE_NVRTC=1
+# Tests that read fixtures or ../shared find them relative to this folder's parent.
+export RLNET_ROOT="$(cd "$here/.." && pwd)" RLNET_BIN="$here/bin/rlnet"
+status=0
+for t in "$here"/bin/*; do
+    name=$(basename "$t")
+    case "$name" in rlnet|*-bench) continue ;; esac
+    echo "== $name"
+    if ! "$t" --test-threads=1 --nocapture > "$out/$name.log" 2>&1; then
+        echo "FAILED: $name (see $out/$name.log)"; status=1
+    fi
+    grep -E "^test result|FAILED|panicked" "$out/$name.log" | head -5
+done
+for b in "$here"/bin/*-bench; do
+    [ -e "$b" ] || continue
+    echo "== $(basename "$b")"
+    "$b" --bench > "$out/$(basename "$b").log" 2>&1 || { echo "FAILED: $b"; status=1; }
+    grep -E "time:|thrpt:" "$out/$(basename "$b").log" | head -40
+done
+exit $status
+RUN
+chmod +x "$suite/run.sh"
+du -sh "$suite"
+echo "ready: send $suite with the run tool's carry, then: bash $suite/run.sh"
