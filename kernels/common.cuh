@@ -23,3 +23,80 @@ __device__ __forceinline__ rl_u64 rl_hash(rl_u64 seed, rl_u64 stream, rl_u64 ind
 __device__ __forceinline__ float rl_uniform(rl_u64 seed, rl_u64 stream, rl_u64 index) {
     return (float)(rl_hash(seed, stream, index) >> 40) * (1.0f / 16777216.0f);
 }
+
+// A uniform integer in [0, n), bit-identical to rng::below: the high 64 bits of hash * n.
+__device__ __forceinline__ rl_u64 rl_below(rl_u64 seed, rl_u64 stream, rl_u64 index, rl_u64 n) {
+    return __umul64hi(rl_hash(seed, stream, index), n);
+}
+
+// Named streams, the same numbers as rng::stream.
+#define RL_STREAM_CROP 2ULL
+#define RL_STREAM_FLIP 3ULL
+#define RL_STREAM_PGD_START 4ULL
+
+// ---------------------------------------------------------------------------------------------
+// Fixed-order reductions. A butterfly (xor) shuffle adds the same pairs in the same order on
+// every run, and float addition is commutative, so every lane ends with the same bit-exact sum:
+// results depend only on blockDim, never on scheduling (no atomics anywhere).
+// Requirements: blockDim.x is a multiple of 32 (full-mask shuffles), at most 1024, and every
+// thread of the block calls the block-level helpers (they contain __syncthreads).
+
+__device__ __forceinline__ float rl_warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ double rl_warp_sum(double v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float rl_warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// Sum over a 1-D block; every thread gets the result. `scratch`: 32 shared slots, which may be
+// reused by the next call (the leading barrier protects them).
+__device__ __forceinline__ float rl_block_sum(float v, float* scratch) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    v = rl_warp_sum(v);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = lane < warps ? scratch[lane] : 0.0f;
+    return rl_warp_sum(v);
+}
+
+__device__ __forceinline__ double rl_block_sum(double v, double* scratch) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    v = rl_warp_sum(v);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = lane < warps ? scratch[lane] : 0.0;
+    return rl_warp_sum(v);
+}
+
+__device__ __forceinline__ float rl_block_max(float v, float* scratch) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    v = rl_warp_max(v);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = lane < warps ? scratch[lane] : __int_as_float(0xff800000);  // -inf
+    return rl_warp_max(v);
+}
+
+// Exactly rounded f32 arithmetic that the compiler may not fuse into an FMA (NVRTC contracts
+// a*b+c by default; Rust never does). Kernels that must match the CPU reference bit for bit
+// (element-wise maps, PGD, SGD, augmentation) spell their arithmetic with these.
+__device__ __forceinline__ float rl_mul(float a, float b) { return __fmul_rn(a, b); }
+__device__ __forceinline__ float rl_add(float a, float b) { return __fadd_rn(a, b); }
+__device__ __forceinline__ float rl_sub(float a, float b) { return __fsub_rn(a, b); }
+__device__ __forceinline__ float rl_div(float a, float b) { return __fdiv_rn(a, b); }
+
+// Rust's f32::clamp: NaN stays NaN, otherwise min(max(v, lo), hi) for lo <= hi.
+__device__ __forceinline__ float rl_clamp(float v, float lo, float hi) {
+    return v < lo ? lo : (v > hi ? hi : v);
+}

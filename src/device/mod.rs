@@ -3,6 +3,9 @@
 //! `Device::auto()` probes for a GPU without ever letting cudarc panic: cudarc panics when
 //! libcuda is missing, so the dlopen probe (`is_culib_present`) runs before any other call.
 
+pub mod cuda;
+pub mod kernels;
+pub mod nvrtc;
 mod probe;
 
 pub use probe::{probe_gpu, GpuProbe};
