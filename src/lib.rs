@@ -11,6 +11,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod geom;
 pub mod nn;
 pub mod ops;
 pub mod optim;

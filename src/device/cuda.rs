@@ -17,6 +17,7 @@ pub struct CudaDevice {
     name: String,
     /// "sm_90" on an H200: kernels are compiled for exactly this architecture.
     arch: String,
+    sm_count: usize,
     modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
 }
 
@@ -41,12 +42,18 @@ impl CudaDevice {
             .compute_capability()
             .map_err(|e| driver_err("compute capability", e))?;
         let name = ctx.name().unwrap_or_else(|_| "unnamed GPU".into());
+        let sm_count = ctx
+            .attribute(
+                cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+            )
+            .map_err(|e| driver_err("multiprocessor count", e))? as usize;
         let stream = ctx.default_stream();
         Ok(Arc::new(CudaDevice {
             ctx,
             stream,
             name,
             arch: format!("sm_{major}{minor}"),
+            sm_count,
             modules: Mutex::new(HashMap::new()),
         }))
     }
@@ -57,6 +64,11 @@ impl CudaDevice {
 
     pub fn arch(&self) -> &str {
         &self.arch
+    }
+
+    /// Streaming multiprocessors (132 on an H200): launchers size split reductions by it.
+    pub fn sm_count(&self) -> usize {
+        self.sm_count
     }
 
     pub fn stream(&self) -> &Arc<CudaStream> {

@@ -5,6 +5,7 @@
 
 pub mod cuda;
 pub mod kernels;
+pub mod launch;
 pub mod nvrtc;
 mod probe;
 

@@ -10,27 +10,11 @@
 //! eval mode normalises with the running statistics.
 
 use super::{c, Real};
+pub use crate::geom::BnGeom;
 use rayon::prelude::*;
 
 pub const BN_EPS: f64 = 1e-5;
 pub const BN_MOMENTUM: f64 = 0.1;
-
-/// x is [n, c, hw] (hw = H*W flattened).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BnGeom {
-    pub n: usize,
-    pub c: usize,
-    pub hw: usize,
-}
-
-impl BnGeom {
-    pub fn len(&self) -> usize {
-        self.n * self.c * self.hw
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
 
 /// The activation part of the fused op.
 #[derive(Clone, Copy, Debug)]

@@ -6,53 +6,8 @@
 
 use super::matmul::{matmul, MatRef};
 use super::Real;
+pub use crate::geom::ConvGeom;
 use rayon::prelude::*;
-
-/// Shapes of one convolution: x [n, c_in, h, w], w [c_out, c_in, k, k], y [n, c_out, h_out, w_out].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvGeom {
-    pub n: usize,
-    pub c_in: usize,
-    pub h: usize,
-    pub w: usize,
-    pub c_out: usize,
-    pub k: usize,
-    pub stride: usize,
-    pub pad: usize,
-}
-
-impl ConvGeom {
-    pub fn h_out(&self) -> usize {
-        (self.h + 2 * self.pad - self.k) / self.stride + 1
-    }
-    pub fn w_out(&self) -> usize {
-        (self.w + 2 * self.pad - self.k) / self.stride + 1
-    }
-    pub fn x_len(&self) -> usize {
-        self.n * self.c_in * self.h * self.w
-    }
-    pub fn y_len(&self) -> usize {
-        self.n * self.c_out * self.h_out() * self.w_out()
-    }
-    pub fn w_len(&self) -> usize {
-        self.c_out * self.c_in * self.k * self.k
-    }
-    /// Rows of the im2col matrix (c_in * k * k).
-    fn ckk(&self) -> usize {
-        self.c_in * self.k * self.k
-    }
-    fn hw_out(&self) -> usize {
-        self.h_out() * self.w_out()
-    }
-    /// A 1x1, stride-1, unpadded conv reads the input as its own im2col matrix.
-    fn is_pointwise(&self) -> bool {
-        self.k == 1 && self.stride == 1 && self.pad == 0
-    }
-    /// Multiply-adds of the forward pass (each backward direction costs the same).
-    pub fn macs(&self) -> usize {
-        self.n * self.c_out * self.hw_out() * self.ckk()
-    }
-}
 
 /// Writes sample `x`'s im2col block into `col`, whose rows are `ld` apart:
 /// col[(ci*k + ky)*k + kx][oy*w_out + ox] = x[ci][oy*s - p + ky][ox*s - p + kx] (0 outside).

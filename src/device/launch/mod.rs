@@ -1,0 +1,59 @@
+//! Rust launchers of the CUDA kernels, one file per kernel file: each sets the grid and block
+//! its kernel's header comment asks for and passes the arguments in its order. Launchers write
+//! into buffers the caller owns and never synchronise: everything runs in stream order.
+
+pub mod augment;
+pub mod bn_act;
+pub mod conv2d;
+pub mod elementwise;
+pub mod linear;
+pub mod loss;
+pub mod optim;
+pub mod pgd;
+
+use super::cuda::CudaDevice;
+use crate::error::{Error, Result};
+use cudarc::driver::{CudaFunction, LaunchArgs, LaunchConfig};
+
+/// The threads per block of every 1-D launch (the kernels' `__launch_bounds__`).
+pub(crate) const BLOCK: u32 = 256;
+
+/// A null device pointer for the kernels' optional arguments.
+pub(crate) const NULL: u64 = 0;
+
+/// Blocks of `BLOCK` threads covering `n` elements.
+pub(crate) fn blocks(n: usize) -> u32 {
+    n.div_ceil(BLOCK as usize).max(1) as u32
+}
+
+pub(crate) fn grid(x: u32, y: u32, z: u32, block: (u32, u32, u32)) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (x.max(1), y.max(1), z.max(1)),
+        block_dim: block,
+        shared_mem_bytes: 0,
+    }
+}
+
+pub(crate) fn linear_grid(n: usize) -> LaunchConfig {
+    grid(blocks(n), 1, 1, (BLOCK, 1, 1))
+}
+
+/// Sizes passed to kernels as `int`: every tensor the models use has fewer than 2^31 elements.
+pub(crate) fn int(v: usize) -> Result<i32> {
+    i32::try_from(v).map_err(|_| Error::shape("CUDA launch", "fewer than 2^31 elements", v))
+}
+
+pub(crate) fn launch(name: &str, mut args: LaunchArgs<'_>, cfg: LaunchConfig) -> Result<()> {
+    // SAFETY: every launcher pushes exactly the arguments, in the order and of the types, that
+    // its kernel's signature lists (each kernel file's header comment), with buffers of the
+    // sizes the kernel reads and writes (checked by the callers' shape assertions).
+    unsafe { args.launch(cfg) }
+        .map(|_| ())
+        .map_err(|e| Error::NoGpu {
+            reason: format!("launching {name}: {e}"),
+        })
+}
+
+pub(crate) fn func(dev: &CudaDevice, file: &str, kernel: &str) -> Result<CudaFunction> {
+    dev.function(file, kernel)
+}

@@ -1,0 +1,526 @@
+//! Layer 3 of the op tests: every CUDA kernel against the CPU reference on random shapes,
+//! odd sizes included. Without a usable GPU (and libnvrtc) each test prints "skipped" and
+//! passes; with REQUIRE_GPU=1 (the GPU suite, tools/gpu-check.sh) it fails instead.
+
+mod common;
+
+use common::assert_close;
+use cudarc::driver::CudaSlice;
+use rlnet::data::batch::{make_batch, CropFlip};
+use rlnet::data::ImageSet;
+use rlnet::device::cuda::CudaDevice;
+use rlnet::device::launch::augment::{self as gaug, ImageShape};
+use rlnet::device::launch::bn_act::{self as gbn, BnGradsGpu, BnParams};
+use rlnet::device::launch::conv2d::{self as gconv, ConvVersion};
+use rlnet::device::launch::linear::{self as glin, LinearShape};
+use rlnet::device::launch::loss::{self as gloss, AtShape};
+use rlnet::device::launch::{elementwise as gel, optim as gopt, pgd as gpgd};
+use rlnet::device::nvrtc::nvrtc_present;
+use rlnet::device::{probe_gpu, GpuProbe};
+use rlnet::geom::{BnGeom, ConvGeom};
+use rlnet::ops::bn_act::{self, Activation, BnGrads, BN_EPS, BN_MOMENTUM};
+use rlnet::ops::{conv, elementwise, linear, loss, pgd, pool};
+use rlnet::optim::SgdConfig;
+use rlnet::rng::Stream;
+use std::sync::{Arc, OnceLock};
+
+/// The GPU under test, or None (with the reason printed) when there is none.
+fn gpu() -> Option<Arc<CudaDevice>> {
+    static DEV: OnceLock<Result<Arc<CudaDevice>, String>> = OnceLock::new();
+    let dev = DEV.get_or_init(|| {
+        match probe_gpu() {
+            GpuProbe::Absent(why) => return Err(why),
+            GpuProbe::Present { .. } => {}
+        }
+        if !nvrtc_present() {
+            return Err("libnvrtc not found".into());
+        }
+        CudaDevice::open(0).map_err(|e| e.to_string())
+    });
+    match dev {
+        Ok(d) => Some(d.clone()),
+        Err(why) => {
+            assert!(
+                std::env::var("REQUIRE_GPU").map_or(true, |v| v != "1"),
+                "REQUIRE_GPU=1 but no usable GPU: {why}"
+            );
+            println!("skipped: no GPU ({why})");
+            None
+        }
+    }
+}
+
+fn randn(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = Stream::new(seed, 77);
+    (0..n).map(|_| s.normal() as f32).collect()
+}
+
+fn up(d: &CudaDevice, v: &[f32]) -> CudaSlice<f32> {
+    d.upload(v).unwrap()
+}
+
+fn down(d: &CudaDevice, s: &CudaSlice<f32>) -> Vec<f32> {
+    d.download(s).unwrap()
+}
+
+fn max_abs(v: &[f32]) -> f64 {
+    v.iter().fold(0f64, |m, &x| m.max(x.abs() as f64))
+}
+
+#[test]
+fn conv2d_matches_cpu() {
+    let Some(d) = gpu() else { return };
+    let cases = [
+        (3, 5, 7, 9, 67, 3, 2, 1),
+        (2, 3, 32, 32, 16, 3, 1, 1),
+        (4, 64, 8, 8, 128, 1, 2, 0),
+        (2, 17, 5, 5, 130, 3, 1, 1),
+        (5, 8, 4, 4, 8, 1, 1, 0),
+    ];
+    for (i, &(n, c_in, h, w, c_out, k, stride, pad)) in cases.iter().enumerate() {
+        let g = ConvGeom {
+            n,
+            c_in,
+            h,
+            w,
+            c_out,
+            k,
+            stride,
+            pad,
+        };
+        let (x, wt, dy) = (
+            randn(g.x_len(), i as u64),
+            randn(g.w_len(), 10 + i as u64),
+            randn(g.y_len(), 20 + i as u64),
+        );
+        let mut y = vec![0f32; g.y_len()];
+        conv::forward(&g, &x, &wt, &mut y);
+        let mut dx = vec![0f32; g.x_len()];
+        conv::backward_data(&g, &wt, &dy, &mut dx);
+        let mut dw = vec![0f32; g.w_len()];
+        conv::backward_weight(&g, &x, &dy, &mut dw);
+        for v in [ConvVersion::V1, ConvVersion::V2] {
+            // v1 is f32 with another summation order; v2 rounds inputs to TF32 (10-bit mantissa).
+            let (atol, rtol) = if v == ConvVersion::V1 {
+                (1e-4, 1e-4)
+            } else {
+                (3e-3, 3e-3)
+            };
+            let (xg, wg, dyg) = (up(&d, &x), up(&d, &wt), up(&d, &dy));
+            let mut yg = d.zeros::<f32>(g.y_len()).unwrap();
+            gconv::forward(&d, &g, &xg, &wg, &mut yg, v).unwrap();
+            assert_close(
+                &format!("conv {v:?} {g:?} y"),
+                &down(&d, &yg),
+                &y,
+                atol * max_abs(&y),
+                rtol,
+            );
+            let mut dxg = d.zeros::<f32>(g.x_len()).unwrap();
+            gconv::backward_data(&d, &g, &wg, &dyg, &mut dxg, v).unwrap();
+            assert_close(
+                &format!("conv {v:?} {g:?} dx"),
+                &down(&d, &dxg),
+                &dx,
+                atol * max_abs(&dx),
+                rtol,
+            );
+            let mut dwg = d.zeros::<f32>(g.w_len()).unwrap();
+            gconv::backward_weight(&d, &g, &xg, &dyg, &mut dwg, v).unwrap();
+            assert_close(
+                &format!("conv {v:?} {g:?} dw"),
+                &down(&d, &dwg),
+                &dw,
+                atol * max_abs(&dw),
+                rtol,
+            );
+        }
+    }
+}
+
+#[test]
+fn bn_act_matches_cpu() {
+    let Some(d) = gpu() else { return };
+    let g = BnGeom { n: 3, c: 5, hw: 49 };
+    let x = randn(g.len(), 1);
+    let gamma: Vec<f32> = randn(g.c, 2).iter().map(|v| 1.0 + 0.2 * v).collect();
+    let beta = randn(g.c, 3);
+    let r = randn(g.len(), 4);
+    let dy = randn(g.len(), 5);
+    let mask: Vec<f32> = (0..g.c * g.hw)
+        .map(|i| ((i * 7) % 3 != 0) as u8 as f32)
+        .collect();
+    let running_var: Vec<f32> = (0..g.c).map(|i| 0.5 + 0.1 * i as f32).collect();
+    let running_mean = randn(g.c, 6);
+    for (train, relu, use_mask, residual) in [
+        (true, true, true, false),
+        (true, false, false, true),
+        (false, true, true, true),
+        (true, true, false, true),
+    ] {
+        let label = format!("bn_act train={train} relu={relu} mask={use_mask} residual={residual}");
+        let (mean, invstd) = if train {
+            let s = bn_act::batch_stats(&g, &x, BN_EPS);
+            let (mut mg, mut ig, mut vg) = (
+                d.zeros(g.c).unwrap(),
+                d.zeros(g.c).unwrap(),
+                d.zeros(g.c).unwrap(),
+            );
+            gbn::stats(
+                &d,
+                &g,
+                &up(&d, &x),
+                BN_EPS as f32,
+                &mut mg,
+                &mut ig,
+                &mut vg,
+            )
+            .unwrap();
+            assert_close("bn mean", &down(&d, &mg), &s.mean, 1e-6, 1e-5);
+            assert_close("bn invstd", &down(&d, &ig), &s.invstd, 1e-6, 1e-5);
+            assert_close(
+                "bn var_unbiased",
+                &down(&d, &vg),
+                &s.var_unbiased,
+                1e-6,
+                1e-5,
+            );
+            (s.mean, s.invstd)
+        } else {
+            (
+                running_mean.clone(),
+                bn_act::eval_invstd(&running_var, BN_EPS),
+            )
+        };
+        let act = Activation {
+            relu,
+            mask: use_mask.then_some(&mask[..]),
+        };
+        let res = residual.then_some(&r[..]);
+        let mut y = vec![0f32; g.len()];
+        bn_act::forward(&g, &x, &mean, &invstd, &gamma, &beta, res, act, &mut y);
+        let (mut dx, mut dgamma, mut dbeta, mut dr) = (
+            vec![0f32; g.len()],
+            vec![0f32; g.c],
+            vec![0f32; g.c],
+            vec![0f32; g.len()],
+        );
+        let grads = BnGrads {
+            dx: Some(&mut dx),
+            dgamma: Some(&mut dgamma),
+            dbeta: Some(&mut dbeta),
+            dr: residual.then_some(&mut dr[..]),
+        };
+        bn_act::backward(&g, &x, &y, &mean, &invstd, &gamma, act, train, &dy, grads);
+
+        let (xg, yg0, dyg, rg, maskg) = (
+            up(&d, &x),
+            up(&d, &y),
+            up(&d, &dy),
+            up(&d, &r),
+            up(&d, &mask),
+        );
+        let (mg, ig, gg, bg) = (
+            up(&d, &mean),
+            up(&d, &invstd),
+            up(&d, &gamma),
+            up(&d, &beta),
+        );
+        let p = BnParams {
+            mean: &mg,
+            invstd: &ig,
+            gamma: &gg,
+            beta: &bg,
+            mask: use_mask.then_some(&maskg),
+            relu,
+        };
+        let mut yg = d.zeros::<f32>(g.len()).unwrap();
+        gbn::forward(&d, &g, &xg, residual.then_some(&rg), &p, &mut yg).unwrap();
+        assert_close(&format!("{label} y"), &down(&d, &yg), &y, 0.0, 0.0);
+        let (mut dxg, mut dgg, mut dbg, mut drg) = (
+            d.zeros(g.len()).unwrap(),
+            d.zeros(g.c).unwrap(),
+            d.zeros(g.c).unwrap(),
+            d.zeros(g.len()).unwrap(),
+        );
+        let out = BnGradsGpu {
+            dx: Some(&mut dxg),
+            dgamma: Some(&mut dgg),
+            dbeta: Some(&mut dbg),
+            dr: residual.then_some(&mut drg),
+        };
+        gbn::backward(&d, &g, &xg, &yg0, &dyg, &p, train, out).unwrap();
+        assert_close(&format!("{label} dx"), &down(&d, &dxg), &dx, 1e-5, 1e-4);
+        assert_close(
+            &format!("{label} dgamma"),
+            &down(&d, &dgg),
+            &dgamma,
+            1e-5,
+            1e-5,
+        );
+        assert_close(
+            &format!("{label} dbeta"),
+            &down(&d, &dbg),
+            &dbeta,
+            1e-5,
+            1e-5,
+        );
+        if residual {
+            assert_close(&format!("{label} dr"), &down(&d, &drg), &dr, 0.0, 0.0);
+        }
+    }
+    let (mut rm, mut rv) = (running_mean.clone(), running_var.clone());
+    let (bm, bv) = (
+        randn(g.c, 8),
+        running_var.iter().map(|v| v * 1.5).collect::<Vec<f32>>(),
+    );
+    let (mut rmg, mut rvg) = (up(&d, &rm), up(&d, &rv));
+    gbn::running_update(
+        &d,
+        &mut rmg,
+        &mut rvg,
+        &up(&d, &bm),
+        &up(&d, &bv),
+        BN_MOMENTUM,
+    )
+    .unwrap();
+    bn_act::update_running(&mut rm, &bm, BN_MOMENTUM);
+    bn_act::update_running(&mut rv, &bv, BN_MOMENTUM);
+    assert_close("running mean", &down(&d, &rmg), &rm, 0.0, 0.0);
+    assert_close("running var", &down(&d, &rvg), &rv, 0.0, 0.0);
+}
+
+#[test]
+fn elementwise_and_pool_match_cpu_exactly() {
+    let Some(d) = gpu() else { return };
+    let (n, c, hw) = (3, 5, 23);
+    let x = randn(n * c * hw, 1);
+    let (scale, shift) = (randn(c, 2), randn(c, 3));
+    let mut y = vec![0f32; x.len()];
+    elementwise::channel_affine(&x, &scale, &shift, hw, &mut y);
+    let mut yg = d.zeros::<f32>(x.len()).unwrap();
+    gel::channel_affine(
+        &d,
+        &up(&d, &x),
+        &up(&d, &scale),
+        &up(&d, &shift),
+        hw,
+        &mut yg,
+    )
+    .unwrap();
+    assert_close("channel_affine", &down(&d, &yg), &y, 0.0, 0.0);
+    let mut dx = vec![0f32; x.len()];
+    elementwise::channel_affine_backward(&y, &scale, hw, &mut dx);
+    let mut dxg = d.zeros::<f32>(x.len()).unwrap();
+    gel::channel_affine_backward(&d, &yg, &up(&d, &scale), hw, &mut dxg).unwrap();
+    assert_close("channel_affine_backward", &down(&d, &dxg), &dx, 0.0, 0.0);
+
+    let b = randn(x.len(), 4);
+    let mut sum = x.clone();
+    elementwise::add_assign(&mut sum, &b);
+    let mut outg = d.zeros::<f32>(x.len()).unwrap();
+    gel::add(&d, &up(&d, &x), &up(&d, &b), &mut outg).unwrap();
+    assert_close("add", &down(&d, &outg), &sum, 0.0, 0.0);
+    let mut accg = up(&d, &x);
+    gel::accumulate(&d, &mut accg, &up(&d, &b)).unwrap();
+    assert_close("accumulate", &down(&d, &accg), &sum, 0.0, 0.0);
+    gel::scale(&d, &up(&d, &x), 0.3, &mut outg).unwrap();
+    assert_close(
+        "scale",
+        &down(&d, &outg),
+        &x.iter().map(|v| v * 0.3).collect::<Vec<_>>(),
+        0.0,
+        0.0,
+    );
+    gel::fill(&d, &mut outg, 2.5).unwrap();
+    assert!(down(&d, &outg).iter().all(|&v| v == 2.5));
+
+    let planes = n * c;
+    let mut p = vec![0f32; planes];
+    pool::forward(&x, planes, hw, &mut p);
+    let mut pg = d.zeros::<f32>(planes).unwrap();
+    gel::avg_pool(&d, &up(&d, &x), planes, hw, &mut pg).unwrap();
+    assert_close("avg_pool", &down(&d, &pg), &p, 0.0, 0.0);
+    let mut pdx = vec![0f32; x.len()];
+    pool::backward(&p, planes, hw, &mut pdx);
+    let mut pdxg = d.zeros::<f32>(x.len()).unwrap();
+    gel::avg_pool_backward(&d, &pg, planes, hw, &mut pdxg).unwrap();
+    assert_close("avg_pool_backward", &down(&d, &pdxg), &pdx, 0.0, 0.0);
+}
+
+#[test]
+fn linear_matches_cpu() {
+    let Some(d) = gpu() else { return };
+    let s = LinearShape {
+        n: 37,
+        inp: 130,
+        out: 11,
+    };
+    let (x, w, bias, dy) = (
+        randn(s.n * s.inp, 1),
+        randn(s.out * s.inp, 2),
+        randn(s.out, 3),
+        randn(s.n * s.out, 4),
+    );
+    let mut y = vec![0f32; s.n * s.out];
+    linear::forward(&x, &w, &bias, s.n, s.inp, s.out, &mut y);
+    let mut yg = d.zeros::<f32>(y.len()).unwrap();
+    glin::forward(&d, s, &up(&d, &x), &up(&d, &w), &up(&d, &bias), &mut yg).unwrap();
+    assert_close("linear y", &down(&d, &yg), &y, 1e-5, 1e-5);
+    let mut dx = vec![0f32; x.len()];
+    linear::backward_data(&w, &dy, s.n, s.inp, s.out, &mut dx);
+    let mut dxg = d.zeros::<f32>(x.len()).unwrap();
+    glin::backward_data(&d, s, &up(&d, &w), &up(&d, &dy), &mut dxg).unwrap();
+    assert_close("linear dx", &down(&d, &dxg), &dx, 1e-5, 1e-5);
+    let (mut dw, mut db) = (vec![0f32; w.len()], vec![0f32; s.out]);
+    linear::backward_params(&x, &dy, s.n, s.inp, s.out, &mut dw, &mut db);
+    let (mut dwg, mut dbg) = (
+        d.zeros::<f32>(w.len()).unwrap(),
+        d.zeros::<f32>(s.out).unwrap(),
+    );
+    glin::backward_params(&d, s, &up(&d, &x), &up(&d, &dy), &mut dwg, &mut dbg).unwrap();
+    assert_close("linear dw", &down(&d, &dwg), &dw, 1e-5, 1e-5);
+    assert_close("linear db", &down(&d, &dbg), &db, 0.0, 0.0);
+}
+
+#[test]
+fn losses_match_cpu() {
+    let Some(d) = gpu() else { return };
+    let (n, k) = (13, 10);
+    let z = randn(n * k, 1);
+    let labels: Vec<u32> = (0..n as u32).map(|i| (i * 7) % k as u32).collect();
+    let lg = d.upload(&labels).unwrap();
+    for sum in [false, true] {
+        let (l, probs) = loss::cross_entropy(&z, &labels, k, sum);
+        let (mut pg, mut lossg) = (d.zeros::<f32>(n * k).unwrap(), d.zeros::<f32>(1).unwrap());
+        gloss::cross_entropy(&d, &up(&d, &z), &lg, k, sum, &mut pg, &mut lossg).unwrap();
+        assert_close("ce loss", &down(&d, &lossg), &[l], 1e-5, 1e-5);
+        assert_close("ce probs", &down(&d, &pg), &probs, 1e-6, 1e-5);
+        let mut dz = vec![0f32; n * k];
+        loss::cross_entropy_backward(&probs, &labels, k, sum, 0.7, &mut dz);
+        let mut dzg = d.zeros::<f32>(n * k).unwrap();
+        gloss::cross_entropy_backward(&d, &up(&d, &probs), &lg, k, sum, 0.7, &mut dzg).unwrap();
+        assert_close("ce dz", &down(&d, &dzg), &dz, 0.0, 0.0);
+    }
+    let t = randn(n * k, 2);
+    let (l, ps, pt) = loss::kl_div(&z, &t, k, 4.0);
+    let (mut psg, mut ptg, mut lossg) = (
+        d.zeros::<f32>(n * k).unwrap(),
+        d.zeros::<f32>(n * k).unwrap(),
+        d.zeros::<f32>(1).unwrap(),
+    );
+    gloss::kl_div(
+        &d,
+        &up(&d, &z),
+        &up(&d, &t),
+        k,
+        4.0,
+        &mut psg,
+        &mut ptg,
+        &mut lossg,
+    )
+    .unwrap();
+    assert_close("kl loss", &down(&d, &lossg), &[l], 1e-5, 1e-5);
+    let mut ds = vec![0f32; n * k];
+    loss::kl_div_backward(&ps, &pt, k, 4.0, 1.3, &mut ds);
+    let mut dsg = d.zeros::<f32>(n * k).unwrap();
+    gloss::kl_div_backward(&d, &up(&d, &ps), &up(&d, &pt), k, 4.0, 1.3, &mut dsg).unwrap();
+    assert_close("kl ds", &down(&d, &dsg), &ds, 0.0, 0.0);
+
+    let s = AtShape {
+        n: 3,
+        ch: 7,
+        hw: 37,
+    };
+    let (fs, ft) = (randn(s.n * s.ch * s.hw, 3), randn(s.n * s.ch * s.hw, 4));
+    let (at, _) = loss::attention_map(&ft, s.n, s.ch, s.hw);
+    let (l, a, norms) = loss::attention(&fs, &at, s.n, s.ch, s.hw);
+    let atg = up(&d, &at);
+    let (mut ag, mut ng, mut lossg) = (
+        d.zeros::<f32>(s.n * s.hw).unwrap(),
+        d.zeros::<f32>(s.n).unwrap(),
+        d.zeros::<f32>(1).unwrap(),
+    );
+    gloss::attention(
+        &d,
+        s,
+        &up(&d, &fs),
+        Some(&atg),
+        &mut ag,
+        &mut ng,
+        Some(&mut lossg),
+    )
+    .unwrap();
+    assert_close("at loss", &down(&d, &lossg), &[l], 1e-7, 1e-4);
+    assert_close("at map", &down(&d, &ag), &a, 1e-6, 1e-5);
+    let mut dfs = vec![0f32; fs.len()];
+    loss::attention_backward(&fs, &a, &norms, &at, s.n, s.ch, s.hw, 1.0, &mut dfs);
+    let mut dfsg = d.zeros::<f32>(fs.len()).unwrap();
+    gloss::attention_backward(&d, s, &up(&d, &fs), &ag, &ng, &atg, 1.0, &mut dfsg).unwrap();
+    assert_close("at dfs", &down(&d, &dfsg), &dfs, 1e-6 * max_abs(&dfs), 1e-4);
+}
+
+#[test]
+fn sgd_pgd_and_augment_match_cpu_exactly() {
+    let Some(d) = gpu() else { return };
+    // SGD: two steps, the first initialising the momentum buffer.
+    let cfg = SgdConfig::default();
+    let (mut p, g1, g2) = (randn(1001, 1), randn(1001, 2), randn(1001, 3));
+    let (mut pg, mut bufg) = (up(&d, &p), d.zeros::<f32>(1001).unwrap());
+    gopt::sgd_update(&d, &mut pg, &mut bufg, &up(&d, &g1), 0.1, &cfg, true).unwrap();
+    gopt::sgd_update(&d, &mut pg, &mut bufg, &up(&d, &g2), 0.1, &cfg, false).unwrap();
+    let mut buf: Vec<f32> = g1
+        .iter()
+        .zip(&p)
+        .map(|(g, p)| g + cfg.weight_decay * p)
+        .collect();
+    p.iter_mut().zip(&buf).for_each(|(p, b)| *p -= 0.1 * b);
+    for ((pv, bv), g) in p.iter_mut().zip(buf.iter_mut()).zip(&g2) {
+        *bv = cfg.momentum * *bv + g + cfg.weight_decay * *pv;
+        *pv -= 0.1 * *bv;
+    }
+    assert_close("sgd", &down(&d, &pg), &p, 0.0, 0.0);
+
+    // PGD: the random start and a step.
+    let x0: Vec<f32> = randn(3 * 3 * 7 * 5, 4)
+        .iter()
+        .map(|v| (0.5 + 0.2 * v).clamp(0.0, 1.0))
+        .collect();
+    let eps = 8.0 / 255.0;
+    let mut x = vec![0f32; x0.len()];
+    pgd::random_start(&x0, eps, 11, 5, &mut x);
+    let x0g = up(&d, &x0);
+    let mut xg = d.zeros::<f32>(x0.len()).unwrap();
+    gpgd::random_start(&d, &x0g, eps, 11, 5, &mut xg).unwrap();
+    assert_close("pgd start", &down(&d, &xg), &x, 0.0, 0.0);
+    let mut grad = randn(x0.len(), 6);
+    grad[3] = 0.0;
+    pgd::step(&mut x, &x0, &grad, 2.0 / 255.0, eps);
+    gpgd::step(&d, &mut xg, &x0g, &up(&d, &grad), 2.0 / 255.0, eps).unwrap();
+    assert_close("pgd step", &down(&d, &xg), &x, 0.0, 0.0);
+
+    // Batches: random crop + flip, and plain conversion.
+    let count = 9;
+    let set = ImageSet {
+        images: (0..count * 3 * 32 * 32)
+            .map(|i| (i * 31 % 251) as u8)
+            .collect(),
+        labels: (0..count as u32).collect(),
+        channels: 3,
+        height: 32,
+        width: 32,
+        num_classes: 10,
+    };
+    let idx = [4usize, 0, 8, 8, 2];
+    let idx32: Vec<u32> = idx.iter().map(|&i| i as u32).collect();
+    let imgs = d.upload(&set.images).unwrap();
+    let idxg = d.upload(&idx32).unwrap();
+    let shape = ImageShape { c: 3, h: 32, w: 32 };
+    let (want, _) = make_batch(&set, &idx, Some(CropFlip { pad: 4, seed: 3 }), 1234);
+    let mut outg = d.zeros::<f32>(want.numel()).unwrap();
+    gaug::crop_flip(&d, &imgs, &idxg, shape, 4, 3, 1234, &mut outg).unwrap();
+    assert_close("crop_flip", &down(&d, &outg), want.data(), 0.0, 0.0);
+    let (plain, _) = make_batch(&set, &idx, None, 0);
+    gaug::to_float(&d, &imgs, &idxg, shape, &mut outg).unwrap();
+    assert_close("to_float", &down(&d, &outg), plain.data(), 0.0, 0.0);
+}
