@@ -49,7 +49,7 @@ impl Device {
             GpuProbe::Present { name, .. } => DeviceChoice {
                 device: Device::Cpu,
                 reason: format!(
-                    "CPU: found {name}, but this build has no CUDA kernels yet (CPU reference backend only)"
+                    "CPU: found {name}, but training on the GPU is not wired into the autodiff graph yet (its kernels are tested alone)"
                 ),
             },
         }
@@ -68,7 +68,7 @@ impl Device {
                 GpuProbe::Absent(why) => Err(Error::NoGpu { reason: why }),
                 GpuProbe::Present { name, .. } => Err(Error::NoGpu {
                     reason: format!(
-                        "found {name}, but this build has no CUDA kernels yet; use --device cpu or auto"
+                        "found {name}, but training on the GPU is not wired into the autodiff graph yet; use --device cpu or auto"
                     ),
                 }),
             },
