@@ -52,6 +52,9 @@
 //       running = keep * running + take * batch, keep = (1 - momentum) and take = momentum
 //       rounded from f64 exactly as bn_act::update_running does (momentum 0.1).
 //       Launch: grid = ceil(c / 256), block = 256.
+//   bn_act_eval_invstd(const float* running_var, int c, float eps, float* invstd)
+//       invstd = 1 / sqrt(running_var + eps) (eval mode).          mirrors bn_act::eval_invstd
+//       Launch: grid = ceil(c / 256), block = 256.
 //
 // Choosing `splits` (both reductions): enough blocks to fill the GPU, e.g.
 // splits = clamp(ceil(4 * SMs / c), 1, n) (c = 64 on an H200: 9 slices). Any value in [1, n]
@@ -243,4 +246,13 @@ bn_act_running_update(float* __restrict__ running_mean, float* __restrict__ runn
     if (ch >= c) return;
     running_mean[ch] = rl_add(rl_mul(keep, running_mean[ch]), rl_mul(take, mean[ch]));
     running_var[ch] = rl_add(rl_mul(keep, running_var[ch]), rl_mul(take, var_unbiased[ch]));
+}
+
+// invstd = 1 / sqrt(running_var + eps): the eval-mode statistics (bn_act::eval_invstd), so an
+// eval pass never reads the running variance back to the host.
+extern "C" __global__ void __launch_bounds__(BN_THREADS)
+bn_act_eval_invstd(const float* __restrict__ running_var, int c, float eps, float* __restrict__ invstd) {
+    const int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= c) return;
+    invstd[ch] = 1.0f / sqrtf(rl_add(running_var[ch], eps));
 }

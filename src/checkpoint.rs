@@ -73,7 +73,7 @@ pub fn save(path: &Path, model: &Model, optim: Option<&Sgd>, meta: &CheckpointMe
                 format!("{MOMENTUM_PREFIX}{}", e.name),
                 Dtype::F32,
                 e.tensor.shape().to_vec(),
-                bytemuck::cast_slice(buf).to_vec(),
+                bytemuck::cast_slice(buf.to_host()?.data()).to_vec(),
             ));
         }
     }
@@ -188,7 +188,7 @@ impl Checkpoint {
                 if t.shape() != e.tensor.shape() {
                     return Err(self.bad(format!("momentum of {} has the wrong shape", e.name)));
                 }
-                sgd.set_buffer(id, t.data().to_vec());
+                sgd.set_buffer(id, t.to_device(model.store.device())?);
             }
         }
         Ok(())

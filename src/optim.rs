@@ -1,6 +1,7 @@
 //! SGD with momentum and weight decay (PyTorch semantics) and the step learning-rate schedule.
 
-use crate::autograd::{EntryId, Gradients, ParamStore};
+use crate::autograd::{gpu, EntryId, Gradients, ParamStore};
+use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -19,11 +20,12 @@ impl Default for SgdConfig {
 }
 
 /// g ← grad + wd·p; buf ← momentum·buf + g (buf = g on the first step); p ← p − lr·buf.
-/// Weight decay applies to every parameter, BN included, as in the reference.
+/// Weight decay applies to every parameter, BN included, as in the reference. Buffers live on
+/// the parameters' device.
 pub struct Sgd {
     pub config: SgdConfig,
     /// Momentum buffer per parameter (None until the parameter's first step).
-    momentum: Vec<(EntryId, Option<Vec<f32>>)>,
+    momentum: Vec<(EntryId, Option<Tensor>)>,
 }
 
 impl Sgd {
@@ -34,18 +36,26 @@ impl Sgd {
 
     pub fn step(&mut self, store: &mut ParamStore, grads: &Gradients, lr: f32) {
         let (mu, wd) = (self.config.momentum, self.config.weight_decay);
+        let gpu = store.device().gpu().cloned();
         for (id, buf) in &mut self.momentum {
             let Some(g) = grads.param(*id) else { continue };
-            let p = store.get_mut(*id).data_mut();
+            let p = store.get_mut(*id);
+            if let Some(d) = &gpu {
+                let first = buf.is_none();
+                let b = buf.get_or_insert_with(|| gpu::zeros(d, p.shape()));
+                gpu::sgd_update(d, p, b, g, lr, &self.config, first);
+                continue;
+            }
+            let (p, g) = (p.data_mut(), g.data());
             match buf {
                 // First step: the buffer starts as the (decayed) gradient itself.
                 None => {
                     let b: Vec<f32> = g.iter().zip(p.iter()).map(|(g, p)| g + wd * p).collect();
                     p.iter_mut().zip(&b).for_each(|(pv, bv)| *pv -= lr * bv);
-                    *buf = Some(b);
+                    *buf = Some(Tensor::from_vec(&[b.len()], b).expect("flat buffer"));
                 }
                 Some(b) => {
-                    for ((pv, bv), &gv) in p.iter_mut().zip(b.iter_mut()).zip(g) {
+                    for ((pv, bv), &gv) in p.iter_mut().zip(b.data_mut().iter_mut()).zip(g) {
                         *bv = mu * *bv + gv + wd * *pv;
                         *pv -= lr * *bv;
                     }
@@ -55,14 +65,14 @@ impl Sgd {
     }
 
     /// Momentum buffers by parameter id, for checkpoints.
-    pub fn buffers(&self) -> impl Iterator<Item = (EntryId, &[f32])> {
+    pub fn buffers(&self) -> impl Iterator<Item = (EntryId, &Tensor)> {
         self.momentum
             .iter()
-            .filter_map(|(id, b)| b.as_deref().map(|b| (*id, b)))
+            .filter_map(|(id, b)| b.as_ref().map(|b| (*id, b)))
     }
 
-    /// Restores a momentum buffer (from a checkpoint).
-    pub fn set_buffer(&mut self, id: EntryId, values: Vec<f32>) {
+    /// Restores a momentum buffer (from a checkpoint) on the store's device.
+    pub fn set_buffer(&mut self, id: EntryId, values: Tensor) {
         if let Some(slot) = self.momentum.iter_mut().find(|(i, _)| *i == id) {
             slot.1 = Some(values);
         }

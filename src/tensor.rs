@@ -1,19 +1,38 @@
 //! Dense f32 tensors. Shapes are row-major (NCHW for images, OIHW for conv weights).
 //!
-//! Storage is an enum so a device backend can add its own variant; the CPU variant is a plain
-//! `Vec<f32>` that the reference ops read and write directly.
+//! Storage is an enum with one variant per device: a plain `Vec<f32>` that the CPU reference
+//! ops read and write directly, or GPU memory that the CUDA launchers use.
 
+use crate::device::Device;
 use crate::error::{Error, Result};
+use cudarc::driver::CudaSlice;
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub enum Storage {
     Cpu(Vec<f32>),
+    Cuda(CudaSlice<f32>),
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Tensor {
     shape: Vec<usize>,
     storage: Storage,
+}
+
+/// Equal shapes and values; GPU tensors are never equal to anything (download them first).
+impl PartialEq for Tensor {
+    fn eq(&self, other: &Tensor) -> bool {
+        match (&self.storage, &other.storage) {
+            (Storage::Cpu(a), Storage::Cpu(b)) => self.shape == other.shape && a == b,
+            _ => false,
+        }
+    }
+}
+
+fn gpu_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::NoGpu {
+        reason: format!("{what}: {e}"),
+    }
 }
 
 impl Tensor {
@@ -65,27 +84,102 @@ impl Tensor {
         self.shape[i]
     }
 
+    /// The values of a CPU tensor. A GPU tensor here is a bug in the caller (the ops dispatch
+    /// on the storage before touching values), hence the panic.
     pub fn data(&self) -> &[f32] {
         match &self.storage {
             Storage::Cpu(v) => v,
+            Storage::Cuda(_) => {
+                panic!("Tensor::data on a GPU tensor: download it with to_host() first")
+            }
         }
     }
 
     pub fn data_mut(&mut self) -> &mut [f32] {
         match &mut self.storage {
             Storage::Cpu(v) => v,
+            Storage::Cuda(_) => panic!("Tensor::data_mut on a GPU tensor"),
+        }
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    pub fn is_cuda(&self) -> bool {
+        matches!(self.storage, Storage::Cuda(_))
+    }
+
+    /// The GPU buffer of a GPU tensor (see `data` for why a CPU tensor panics).
+    pub fn gpu(&self) -> &CudaSlice<f32> {
+        match &self.storage {
+            Storage::Cuda(s) => s,
+            Storage::Cpu(_) => panic!("Tensor::gpu on a CPU tensor"),
+        }
+    }
+
+    pub fn gpu_mut(&mut self) -> &mut CudaSlice<f32> {
+        match &mut self.storage {
+            Storage::Cuda(s) => s,
+            Storage::Cpu(_) => panic!("Tensor::gpu_mut on a CPU tensor"),
+        }
+    }
+
+    /// A GPU tensor over `slice`, which holds `shape.iter().product()` values.
+    pub fn from_gpu(shape: &[usize], slice: CudaSlice<f32>) -> Tensor {
+        debug_assert_eq!(slice.len(), shape.iter().product::<usize>().max(1));
+        Tensor {
+            shape: shape.to_vec(),
+            storage: Storage::Cuda(slice),
+        }
+    }
+
+    /// Zeros of `shape` on `device`.
+    pub fn zeros_on(shape: &[usize], device: &Device) -> Result<Tensor> {
+        match device {
+            Device::Cpu => Ok(Tensor::zeros(shape)),
+            Device::Cuda(d) => Ok(Tensor::from_gpu(shape, d.zeros(shape.iter().product())?)),
+        }
+    }
+
+    /// A copy on `device` (the same tensor when it is already there).
+    pub fn to_device(&self, device: &Device) -> Result<Tensor> {
+        match (device, &self.storage) {
+            (Device::Cpu, _) => self.to_host(),
+            (Device::Cuda(_), Storage::Cuda(_)) => Ok(self.clone()),
+            (Device::Cuda(d), Storage::Cpu(v)) => Ok(Tensor::from_gpu(&self.shape, d.upload(v)?)),
+        }
+    }
+
+    /// A CPU copy (a download for a GPU tensor: it waits for the stream).
+    pub fn to_host(&self) -> Result<Tensor> {
+        match &self.storage {
+            Storage::Cpu(_) => Ok(self.clone()),
+            Storage::Cuda(s) => {
+                let mut v = s
+                    .stream()
+                    .clone_dtoh(s)
+                    .map_err(|e| gpu_err("download", e))?;
+                v.truncate(self.numel());
+                Tensor::from_vec(&self.shape, v)
+            }
         }
     }
 
     pub fn into_vec(self) -> Vec<f32> {
         match self.storage {
             Storage::Cpu(v) => v,
+            Storage::Cuda(_) => self.to_host().expect("download a GPU tensor").into_vec(),
         }
     }
 
-    /// The first value (the value of a one-element tensor such as a loss).
+    /// The first value (the value of a one-element tensor such as a loss); a GPU tensor's value
+    /// is downloaded (one scalar: what a progress bar needs).
     pub fn item(&self) -> f32 {
-        self.data()[0]
+        match &self.storage {
+            Storage::Cpu(v) => v[0],
+            Storage::Cuda(_) => self.to_host().expect("download a scalar").data()[0],
+        }
     }
 
     /// The same values under another shape with the same number of elements.
@@ -102,15 +196,20 @@ impl Tensor {
         Ok(self)
     }
 
-    /// Rows `start..end` of the leading dimension (a sub-batch), copied.
+    /// Rows `start..end` of the leading dimension (a sub-batch), copied on the same device.
     pub fn slice_rows(&self, start: usize, end: usize) -> Tensor {
         let row: usize = self.shape[1..].iter().product();
         let mut shape = self.shape.clone();
         shape[0] = end - start;
-        Tensor {
-            shape,
-            storage: Storage::Cpu(self.data()[start * row..end * row].to_vec()),
-        }
+        let storage = match &self.storage {
+            Storage::Cpu(v) => Storage::Cpu(v[start * row..end * row].to_vec()),
+            Storage::Cuda(s) => Storage::Cuda(
+                s.stream()
+                    .clone_dtod(&s.slice(start * row..end * row))
+                    .expect("device-to-device copy"),
+            ),
+        };
+        Tensor { shape, storage }
     }
 
     /// Concatenation along the leading dimension.

@@ -285,7 +285,7 @@ fn network_case(case: &str, arch: Arch, width: f32, wrn: (usize, usize)) {
     let grads = g.backward(l);
     assert_close(
         "dx",
-        grads.input(xv).unwrap(),
+        grads.input(xv).unwrap().data(),
         &load(case, "dx"),
         1e-6,
         2e-3,
@@ -300,7 +300,7 @@ fn network_case(case: &str, arch: Arch, width: f32, wrn: (usize, usize)) {
                 let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
                 assert_close(
                     &format!("grad {name}"),
-                    got,
+                    got.data(),
                     &want,
                     1e-4 * scale.max(1e-3),
                     2e-3,
@@ -308,7 +308,7 @@ fn network_case(case: &str, arch: Arch, width: f32, wrn: (usize, usize)) {
                 checked += 1;
             }
             Some(got) => assert!(
-                got.iter().all(|&v| v == 0.0),
+                got.data().iter().all(|&v| v == 0.0),
                 "{name}: gradient where PyTorch has none"
             ),
             None => assert!(

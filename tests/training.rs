@@ -91,7 +91,7 @@ fn sgd_follows_pytorch_momentum_and_weight_decay() {
         );
         let l = g.cross_entropy(out.logits, &y, false);
         let grads = g.backward(l);
-        grads_seen.push(grads.param(id).unwrap().to_vec());
+        grads_seen.push(grads.param(id).unwrap().data().to_vec());
         drop(g);
         sgd.step(&mut m.store, &grads, 0.1);
     }
@@ -145,7 +145,7 @@ fn opts(dir: &std::path::Path, resume: bool, stop_after: Option<usize>) -> RunOp
         stop_after,
         stop_after_steps: None,
         show_progress: false,
-        device_name: "cpu".into(),
+        device: rlnet::device::Device::Cpu,
     }
 }
 
@@ -260,8 +260,11 @@ fn checkpoint_round_trip_keeps_every_tensor_mask_and_momentum() {
     assert_eq!(back.store.get(back.relu_layers[0].mask), &mask);
     let mut sgd2 = Sgd::new(SgdConfig::default(), &back.store);
     c.restore_optimizer(&back, &mut sgd2).unwrap();
-    let a: Vec<_> = sgd.buffers().map(|(i, b)| (i, b.to_vec())).collect();
-    let b: Vec<_> = sgd2.buffers().map(|(i, b)| (i, b.to_vec())).collect();
+    let a: Vec<_> = sgd.buffers().map(|(i, b)| (i, b.data().to_vec())).collect();
+    let b: Vec<_> = sgd2
+        .buffers()
+        .map(|(i, b)| (i, b.data().to_vec()))
+        .collect();
     assert_eq!(a, b, "momentum buffers survive");
     // A checkpoint missing a tensor is refused by name.
     let mut other = m.config.clone();

@@ -2,16 +2,22 @@
 //! back for gradients of parameters and of inputs (PGD needs dL/dx).
 
 mod backward;
+pub mod gpu;
 pub mod store;
 
 pub use backward::Gradients;
 pub use store::{Entry, EntryId, EntryKind, ParamStore, StatUpdate};
 
+use crate::device::cuda::CudaDevice;
+use crate::device::launch::linear::LinearShape;
+use crate::device::Device;
 use crate::ops::bn_act::{self, Activation, BnGeom, BN_EPS};
 use crate::ops::conv::{self, ConvGeom};
 use crate::ops::{elementwise, linear, loss, pool};
 use crate::tensor::Tensor;
+use cudarc::driver::CudaSlice;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A handle to a node of one graph.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -55,8 +61,8 @@ pub(crate) enum Op {
         relu: bool,
         train: bool,
         geom: BnGeom,
-        mean: Vec<f32>,
-        invstd: Vec<f32>,
+        mean: Tensor,
+        invstd: Tensor,
     },
     Linear {
         x: Var,
@@ -65,7 +71,6 @@ pub(crate) enum Op {
     },
     AvgPool {
         x: Var,
-        hw: usize,
     },
     Add {
         a: Var,
@@ -81,22 +86,28 @@ pub(crate) enum Op {
     },
     CrossEntropy {
         logits: Var,
-        labels: Vec<u32>,
+        labels: Labels,
         sum: bool,
-        probs: Vec<f32>,
+        probs: Tensor,
     },
     KlDiv {
         s: Var,
         temp: f64,
-        ps: Vec<f32>,
-        pt: Vec<f32>,
+        ps: Tensor,
+        pt: Tensor,
     },
     Attention {
         fs: Var,
-        target: Vec<f32>,
-        a: Vec<f32>,
-        norms: Vec<f32>,
+        target: Tensor,
+        a: Tensor,
+        norms: Tensor,
     },
+}
+
+/// Class labels, with their GPU copy when the graph runs there.
+pub(crate) struct Labels {
+    pub host: Vec<u32>,
+    pub gpu: Option<CudaSlice<u32>>,
 }
 
 pub(crate) enum Value {
@@ -138,6 +149,15 @@ impl<'s> Graph<'s> {
         self.mode
     }
 
+    /// The device every tensor of this graph lives on: the store's.
+    pub fn device(&self) -> &'s Device {
+        self.store.device()
+    }
+
+    pub(crate) fn gpu(&self) -> Option<&'s Arc<CudaDevice>> {
+        self.store.device().gpu()
+    }
+
     pub fn value(&self, v: Var) -> &Tensor {
         match &self.nodes[v.0].value {
             Value::Owned(t) => t,
@@ -167,8 +187,10 @@ impl<'s> Graph<'s> {
         Var(self.nodes.len() - 1)
     }
 
-    /// A data input; `requires_grad` asks for d(loss)/d(input) (honoured unless mode is None).
+    /// A data input, moved to the graph's device; `requires_grad` asks for d(loss)/d(input)
+    /// (honoured unless mode is None).
     pub fn input(&mut self, t: Tensor, requires_grad: bool) -> Var {
+        let t = gpu::ok(t.to_device(self.device()));
         let needs = requires_grad && self.mode != GradMode::None;
         self.push_node(Op::Input, Value::Owned(t), needs)
     }
@@ -203,8 +225,14 @@ impl<'s> Graph<'s> {
             "conv2d: weight expects {} input channels, got {}",
             ws[1], xs[1]
         );
-        let mut y = Tensor::zeros(&[geom.n, geom.c_out, geom.h_out(), geom.w_out()]);
-        conv::forward(&geom, self.data(x), self.data(wv), y.data_mut());
+        let y = match self.gpu() {
+            Some(d) => gpu::conv2d(d, &geom, self.value(x), self.value(wv)),
+            None => {
+                let mut y = Tensor::zeros(&[geom.n, geom.c_out, geom.h_out(), geom.w_out()]);
+                conv::forward(&geom, self.data(x), self.data(wv), y.data_mut());
+                y
+            }
+        };
         self.push(Op::Conv { x, w: wv, geom }, y, &[x, wv])
     }
 
@@ -227,37 +255,68 @@ impl<'s> Graph<'s> {
             c: s[1],
             hw: s[2..].iter().product(),
         };
-        let (mean, invstd) = if train {
-            let st = bn_act::batch_stats(&geom, self.data(x), BN_EPS);
-            self.stat_updates.push(StatUpdate {
-                running_mean: bn.running_mean,
-                running_var: bn.running_var,
-                batch_mean: st.mean.clone(),
-                batch_var_unbiased: st.var_unbiased,
-            });
-            (st.mean, st.invstd)
-        } else {
-            (
-                self.store.get(bn.running_mean).data().to_vec(),
-                bn_act::eval_invstd(self.store.get(bn.running_var).data(), BN_EPS),
-            )
+        let store = self.store;
+        let (mean, invstd) = match (train, self.gpu()) {
+            (true, Some(d)) => {
+                let (mean, invstd, var) = gpu::bn_stats(d, &geom, self.value(x), BN_EPS);
+                self.record_stats(bn, mean.clone(), var);
+                (mean, invstd)
+            }
+            (true, None) => {
+                let st = bn_act::batch_stats(&geom, self.data(x), BN_EPS);
+                let c = [geom.c];
+                let mean = Tensor::from_vec(&c, st.mean).expect("one mean per channel");
+                let var = Tensor::from_vec(&c, st.var_unbiased).expect("one variance per channel");
+                let invstd = Tensor::from_vec(&c, st.invstd).expect("one invstd per channel");
+                self.record_stats(bn, mean.clone(), var);
+                (mean, invstd)
+            }
+            (false, Some(d)) => (
+                store.get(bn.running_mean).clone(),
+                gpu::bn_eval_invstd(d, store.get(bn.running_var), BN_EPS),
+            ),
+            (false, None) => (
+                store.get(bn.running_mean).clone(),
+                Tensor::from_vec(
+                    &[geom.c],
+                    bn_act::eval_invstd(store.get(bn.running_var).data(), BN_EPS),
+                )
+                .expect("one invstd per channel"),
+            ),
         };
-        let act = Activation {
-            relu,
-            mask: mask.map(|m| self.store.get(m).data()),
+        let mask_t = mask.map(|m| store.get(m));
+        let y = match self.gpu() {
+            Some(d) => {
+                let t = gpu::BnTensors {
+                    mean: &mean,
+                    invstd: &invstd,
+                    gamma: self.value(gamma),
+                    beta: self.value(beta),
+                    mask: mask_t,
+                    relu,
+                };
+                gpu::bn_forward(d, &geom, self.value(x), residual.map(|r| self.value(r)), &t)
+            }
+            None => {
+                let act = Activation {
+                    relu,
+                    mask: mask_t.map(|m| m.data()),
+                };
+                let mut y = Tensor::zeros(&s);
+                bn_act::forward(
+                    &geom,
+                    self.data(x),
+                    mean.data(),
+                    invstd.data(),
+                    self.data(gamma),
+                    self.data(beta),
+                    residual.map(|r| self.data(r)),
+                    act,
+                    y.data_mut(),
+                );
+                y
+            }
         };
-        let mut y = Tensor::zeros(&s);
-        bn_act::forward(
-            &geom,
-            self.data(x),
-            &mean,
-            &invstd,
-            self.data(gamma),
-            self.data(beta),
-            residual.map(|r| self.data(r)),
-            act,
-            y.data_mut(),
-        );
         let mut inputs = vec![x, gamma, beta];
         inputs.extend(residual);
         let op = Op::BnAct {
@@ -275,31 +334,54 @@ impl<'s> Graph<'s> {
         self.push(op, y, &inputs)
     }
 
+    fn record_stats(&mut self, bn: BnIds, batch_mean: Tensor, batch_var_unbiased: Tensor) {
+        self.stat_updates.push(StatUpdate {
+            running_mean: bn.running_mean,
+            running_var: bn.running_var,
+            batch_mean,
+            batch_var_unbiased,
+        });
+    }
+
     /// y = x · wᵀ + b for x [n, in].
     pub fn linear(&mut self, x: Var, w: EntryId, b: EntryId) -> Var {
         let (wv, bv) = (self.param(w), self.param(b));
-        let (n, inp) = (self.value(x).dim(0), self.value(x).dim(1));
-        let out = self.value(wv).dim(0);
-        let mut y = Tensor::zeros(&[n, out]);
-        linear::forward(
-            self.data(x),
-            self.data(wv),
-            self.data(bv),
-            n,
-            inp,
-            out,
-            y.data_mut(),
-        );
+        let s = LinearShape {
+            n: self.value(x).dim(0),
+            inp: self.value(x).dim(1),
+            out: self.value(wv).dim(0),
+        };
+        let y = match self.gpu() {
+            Some(d) => gpu::linear(d, s, self.value(x), self.value(wv), self.value(bv)),
+            None => {
+                let mut y = Tensor::zeros(&[s.n, s.out]);
+                linear::forward(
+                    self.data(x),
+                    self.data(wv),
+                    self.data(bv),
+                    s.n,
+                    s.inp,
+                    s.out,
+                    y.data_mut(),
+                );
+                y
+            }
+        };
         self.push(Op::Linear { x, w: wv, b: bv }, y, &[x, wv, bv])
     }
 
     /// Global average pool [n, c, h, w] → [n, c].
     pub fn avg_pool(&mut self, x: Var) -> Var {
         let s = self.value(x).shape().to_vec();
-        let hw = s[2] * s[3];
-        let mut y = Tensor::zeros(&[s[0], s[1]]);
-        pool::forward(self.data(x), s[0] * s[1], hw, y.data_mut());
-        self.push(Op::AvgPool { x, hw }, y, &[x])
+        let y = match self.gpu() {
+            Some(d) => gpu::avg_pool(d, self.value(x)),
+            None => {
+                let mut y = Tensor::zeros(&[s[0], s[1]]);
+                pool::forward(self.data(x), s[0] * s[1], s[2] * s[3], y.data_mut());
+                y
+            }
+        };
+        self.push(Op::AvgPool { x }, y, &[x])
     }
 
     pub fn add(&mut self, a: Var, b: Var) -> Var {
@@ -308,28 +390,46 @@ impl<'s> Graph<'s> {
             self.value(b).shape(),
             "add: shapes differ"
         );
-        let mut y = self.value(a).clone();
-        elementwise::add_assign(y.data_mut(), self.data(b));
+        let y = match self.gpu() {
+            Some(d) => gpu::add(d, self.value(a), self.value(b)),
+            None => {
+                let mut y = self.value(a).clone();
+                elementwise::add_assign(y.data_mut(), self.data(b));
+                y
+            }
+        };
         self.push(Op::Add { a, b }, y, &[a, b])
     }
 
     pub fn scale(&mut self, x: Var, factor: f32) -> Var {
-        let mut y = self.value(x).clone();
-        y.data_mut().iter_mut().for_each(|v| *v *= factor);
+        let y = match self.gpu() {
+            Some(d) => gpu::scale(d, self.value(x), factor),
+            None => {
+                let mut y = self.value(x).clone();
+                y.data_mut().iter_mut().for_each(|v| *v *= factor);
+                y
+            }
+        };
         self.push(Op::Scale { x, factor }, y, &[x])
     }
 
     /// y = x * scale[c] + shift[c] (input normalisation).
     pub fn channel_affine(&mut self, x: Var, scale: &[f32], shift: &[f32]) -> Var {
         let s = self.value(x).shape().to_vec();
-        let mut y = Tensor::zeros(&s);
-        elementwise::channel_affine(
-            self.data(x),
-            scale,
-            shift,
-            s[2..].iter().product(),
-            y.data_mut(),
-        );
+        let y = match self.gpu() {
+            Some(d) => gpu::channel_affine(d, self.value(x), scale, shift),
+            None => {
+                let mut y = Tensor::zeros(&s);
+                elementwise::channel_affine(
+                    self.data(x),
+                    scale,
+                    shift,
+                    s[2..].iter().product(),
+                    y.data_mut(),
+                );
+                y
+            }
+        };
         self.push(
             Op::ChannelAffine {
                 x,
@@ -348,14 +448,28 @@ impl<'s> Graph<'s> {
             labels.len(),
             "cross_entropy: batch size"
         );
-        let (l, probs) = loss::cross_entropy(self.data(logits), labels, k, sum);
+        let (l, probs, gpu_labels) = match self.gpu() {
+            Some(d) => {
+                let lg = gpu::ok(d.upload(labels));
+                let (l, p) = gpu::cross_entropy(d, self.value(logits), &lg, sum);
+                (l, p, Some(lg))
+            }
+            None => {
+                let (l, p) = loss::cross_entropy(self.data(logits), labels, k, sum);
+                let p = Tensor::from_vec(self.value(logits).shape(), p).expect("probabilities");
+                (Tensor::scalar(l), p, None)
+            }
+        };
         let op = Op::CrossEntropy {
             logits,
-            labels: labels.to_vec(),
+            labels: Labels {
+                host: labels.to_vec(),
+                gpu: gpu_labels,
+            },
             sum,
             probs,
         };
-        self.push(op, Tensor::scalar(l), &[logits])
+        self.push(op, l, &[logits])
     }
 
     /// KL_T(student ‖ target) with T² scaling; the target logits are constants.
@@ -366,8 +480,20 @@ impl<'s> Graph<'s> {
             "kl_div: shapes differ"
         );
         let k = self.value(s).dim(1);
-        let (l, ps, pt) = loss::kl_div(self.data(s), target_logits.data(), k, temp);
-        self.push(Op::KlDiv { s, temp, ps, pt }, Tensor::scalar(l), &[s])
+        let (l, ps, pt) = match self.gpu() {
+            Some(d) => {
+                let t = gpu::ok(target_logits.to_device(self.device()));
+                gpu::kl_div(d, self.value(s), &t, temp)
+            }
+            None => {
+                let (l, ps, pt) = loss::kl_div(self.data(s), target_logits.data(), k, temp);
+                let shape = self.value(s).shape();
+                let ps = Tensor::from_vec(shape, ps).expect("student probabilities");
+                let pt = Tensor::from_vec(shape, pt).expect("target probabilities");
+                (Tensor::scalar(l), ps, pt)
+            }
+        };
+        self.push(Op::KlDiv { s, temp, ps, pt }, l, &[s])
     }
 
     /// Attention transfer against a constant target feature map of the same shape.
@@ -379,15 +505,34 @@ impl<'s> Graph<'s> {
             "attention: shapes differ"
         );
         let (n, ch, hw) = (s[0], s[1], s[2..].iter().product());
-        let (target, _) = loss::attention_map(target_features.data(), n, ch, hw);
-        let (l, a, norms) = loss::attention(self.data(fs), &target, n, ch, hw);
+        let (l, target, a, norms) = match self.gpu() {
+            Some(d) => {
+                let tf = gpu::ok(target_features.to_device(self.device()));
+                let target = gpu::attention_map(d, &tf);
+                let (l, a, norms) = gpu::attention(d, self.value(fs), &target);
+                (l, target, a, norms)
+            }
+            None => {
+                let (target, _) = loss::attention_map(target_features.data(), n, ch, hw);
+                let (l, a, norms) = loss::attention(self.data(fs), &target, n, ch, hw);
+                let map = |v: Vec<f32>, shape: &[usize]| {
+                    Tensor::from_vec(shape, v).expect("attention shapes")
+                };
+                (
+                    Tensor::scalar(l),
+                    map(target, &[n, hw]),
+                    map(a, &[n, hw]),
+                    map(norms, &[n]),
+                )
+            }
+        };
         let op = Op::Attention {
             fs,
             target,
             a,
             norms,
         };
-        self.push(op, Tensor::scalar(l), &[fs])
+        self.push(op, l, &[fs])
     }
 
     /// The BN running-statistics updates recorded by train-mode passes, in order.

@@ -2,6 +2,7 @@
 //! (buffers) and ReLU masks. Names follow the PyTorch reference's state-dict
 //! (`layer1.0.bn1.BN_c.running_mean`), so checkpoints map one-to-one onto it.
 
+use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::ops::bn_act::{update_running, BN_MOMENTUM};
 use crate::tensor::Tensor;
@@ -26,10 +27,22 @@ pub struct Entry {
     pub tensor: Tensor,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ParamStore {
     entries: Vec<Entry>,
     by_name: HashMap<String, EntryId>,
+    /// Where every entry lives (and so where graphs over this store compute).
+    device: Device,
+}
+
+impl Default for ParamStore {
+    fn default() -> Self {
+        ParamStore {
+            entries: Vec::new(),
+            by_name: HashMap::new(),
+            device: Device::Cpu,
+        }
+    }
 }
 
 /// A running-statistics update recorded by a train-mode BatchNorm pass.
@@ -37,8 +50,8 @@ pub struct ParamStore {
 pub struct StatUpdate {
     pub running_mean: EntryId,
     pub running_var: EntryId,
-    pub batch_mean: Vec<f32>,
-    pub batch_var_unbiased: Vec<f32>,
+    pub batch_mean: Tensor,
+    pub batch_var_unbiased: Tensor,
 }
 
 impl ParamStore {
@@ -60,6 +73,19 @@ impl ParamStore {
         });
         self.by_name.insert(name.to_string(), id);
         id
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Moves every entry to `device`.
+    pub fn to_device(&mut self, device: &Device) -> Result<()> {
+        for e in &mut self.entries {
+            e.tensor = e.tensor.to_device(device)?;
+        }
+        self.device = device.clone();
+        Ok(())
     }
 
     pub fn get(&self, id: EntryId) -> &Tensor {
@@ -101,8 +127,9 @@ impl ParamStore {
             .collect()
     }
 
-    /// Replaces an entry's values, checking the shape.
+    /// Replaces an entry's values (moved to the store's device), checking the shape.
     pub fn set(&mut self, id: EntryId, tensor: Tensor) -> Result<()> {
+        let tensor = tensor.to_device(&self.device)?;
         let e = &mut self.entries[id];
         if e.tensor.shape() != tensor.shape() {
             return Err(Error::shape(
@@ -118,16 +145,34 @@ impl ParamStore {
     /// Applies BN running-statistics updates in the order the passes ran.
     pub fn apply_stat_updates(&mut self, updates: &[StatUpdate]) {
         for u in updates {
-            update_running(
-                self.get_mut(u.running_mean).data_mut(),
-                &u.batch_mean,
-                BN_MOMENTUM,
-            );
-            update_running(
-                self.get_mut(u.running_var).data_mut(),
-                &u.batch_var_unbiased,
-                BN_MOMENTUM,
-            );
+            match self.device.gpu().cloned() {
+                Some(d) => {
+                    // Two entries of the same store: take one out to borrow both mutably.
+                    let mut var =
+                        std::mem::replace(self.get_mut(u.running_var), Tensor::zeros(&[0]));
+                    crate::autograd::gpu::bn_running_update(
+                        &d,
+                        self.get_mut(u.running_mean),
+                        &mut var,
+                        &u.batch_mean,
+                        &u.batch_var_unbiased,
+                        BN_MOMENTUM,
+                    );
+                    *self.get_mut(u.running_var) = var;
+                }
+                None => {
+                    update_running(
+                        self.get_mut(u.running_mean).data_mut(),
+                        u.batch_mean.data(),
+                        BN_MOMENTUM,
+                    );
+                    update_running(
+                        self.get_mut(u.running_var).data_mut(),
+                        u.batch_var_unbiased.data(),
+                        BN_MOMENTUM,
+                    );
+                }
+            }
         }
     }
 }

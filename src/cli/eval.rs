@@ -55,12 +55,13 @@ fn checkpoint_dataset(state: &serde_json::Value) -> Option<DatasetSpec> {
 }
 
 pub fn run(a: EvalArgs) -> Result<()> {
-    a.device.choose(a.quiet || a.json)?;
+    let device = a.device.choose(a.quiet || a.json)?.device;
     if a.batch == 0 {
         return Err(Error::Config("--batch must be at least 1".into()));
     }
     let ckpt = checkpoint::load(&a.checkpoint)?;
-    let model = ckpt.model()?;
+    let mut model = ckpt.model()?;
+    model.to_device(&device)?;
     let mut spec = match (a.data.dataset, checkpoint_dataset(&ckpt.meta.state)) {
         (None, Some(saved)) => saved,
         _ => a.data.spec(DatasetKind::Synthetic),

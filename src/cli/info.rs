@@ -48,7 +48,7 @@ pub fn run(a: InfoArgs) -> Result<()> {
                 "name": l.name,
                 "shape": l.shape,
                 "relus": l.count(),
-                "kept": kept_count(model.store.get(l.mask)),
+                "kept": kept_count(&model.mask(l)),
             })
         })
         .collect();
@@ -85,7 +85,7 @@ pub fn run(a: InfoArgs) -> Result<()> {
             "{i:>3}  {:<24} {shape:>16} {:>10} {:>10}",
             l.name,
             l.count(),
-            kept_count(model.store.get(l.mask))
+            kept_count(&model.mask(l))
         );
     }
     println!(

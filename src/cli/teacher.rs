@@ -161,7 +161,7 @@ pub fn run(a: TeacherArgs) -> Result<()> {
         stop_after: a.stop_after,
         stop_after_steps: a.stop_after_steps,
         show_progress: show_progress(a.quiet),
-        device_name: device.device.name().into(),
+        device: device.device.clone(),
     };
     match run_teacher(&cfg, &opts)? {
         None => println!(

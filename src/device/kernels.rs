@@ -50,6 +50,7 @@ pub const FILES: &[KernelFile] = &[
             "bn_act_bwd_reduce_final",
             "bn_act_bwd_apply",
             "bn_act_running_update",
+            "bn_act_eval_invstd",
         ],
     },
     KernelFile {

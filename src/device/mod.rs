@@ -12,12 +12,26 @@ mod probe;
 pub use probe::{probe_gpu, GpuProbe};
 
 use crate::error::{Error, Result};
+use cuda::CudaDevice;
+use std::sync::Arc;
 
 /// The compute device of a run.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Device {
     /// The reference backend: every op in Rust, parallel with rayon.
     Cpu,
+    /// One NVIDIA GPU: handwritten kernels compiled by NVRTC.
+    Cuda(Arc<CudaDevice>),
+}
+
+impl PartialEq for Device {
+    fn eq(&self, other: &Device) -> bool {
+        match (self, other) {
+            (Device::Cpu, Device::Cpu) => true,
+            (Device::Cuda(a), Device::Cuda(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
 }
 
 /// What the user asked for on the command line (`--device`).
@@ -49,9 +63,21 @@ impl Device {
             GpuProbe::Present { name, .. } => DeviceChoice {
                 device: Device::Cpu,
                 reason: format!(
-                    "CPU: found {name}, but training on the GPU is not wired into the autodiff graph yet (its kernels are tested alone)"
+                    "CPU: found {name}; GPU training is not yet verified against the CPU on real hardware, \
+                     so auto stays on the CPU (--device cuda uses the GPU)"
                 ),
             },
+        }
+    }
+
+    /// Opens the first GPU, with NVRTC to compile its kernels.
+    pub fn cuda() -> Result<Device> {
+        match probe_gpu() {
+            GpuProbe::Absent(why) => Err(Error::NoGpu { reason: why }),
+            GpuProbe::Present { .. } if !nvrtc::nvrtc_present() => Err(Error::NoGpu {
+                reason: "libnvrtc not found: the kernels are compiled at run time (set LD_LIBRARY_PATH; see tools/setup_nvrtc.sh)".into(),
+            }),
+            GpuProbe::Present { .. } => Ok(Device::Cuda(CudaDevice::open(0)?)),
         }
     }
 
@@ -64,20 +90,33 @@ impl Device {
                 device: Device::Cpu,
                 reason: "CPU: requested with --device cpu".into(),
             }),
-            DeviceRequest::Cuda => match probe_gpu() {
-                GpuProbe::Absent(why) => Err(Error::NoGpu { reason: why }),
-                GpuProbe::Present { name, .. } => Err(Error::NoGpu {
-                    reason: format!(
-                        "found {name}, but training on the GPU is not wired into the autodiff graph yet; use --device cpu or auto"
+            DeviceRequest::Cuda => {
+                let device = Device::cuda()?;
+                let reason = match &device {
+                    Device::Cuda(d) => format!(
+                        "CUDA: {} ({}), requested with --device cuda",
+                        d.name(),
+                        d.arch()
                     ),
-                }),
-            },
+                    Device::Cpu => unreachable!("Device::cuda returns a GPU"),
+                };
+                Ok(DeviceChoice { device, reason })
+            }
         }
     }
 
     pub fn name(&self) -> &'static str {
         match self {
             Device::Cpu => "cpu",
+            Device::Cuda(_) => "cuda",
+        }
+    }
+
+    /// The GPU, when this is one.
+    pub fn gpu(&self) -> Option<&Arc<CudaDevice>> {
+        match self {
+            Device::Cuda(d) => Some(d),
+            Device::Cpu => None,
         }
     }
 }

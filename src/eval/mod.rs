@@ -8,7 +8,7 @@ use crate::robust::pgd::{attack, Attack, AttackLoss, PgdConfig};
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-/// Logits of raw [0,1] images in eval mode under `domain`'s BN set.
+/// Logits (on the host) of raw [0,1] images in eval mode under `domain`'s BN set.
 pub fn logits(model: &Model, x: &Tensor, domain: Domain) -> Tensor {
     let mut g = Graph::new(&model.store, GradMode::None);
     let xv = g.input(x.clone(), false);
@@ -20,7 +20,7 @@ pub fn logits(model: &Model, x: &Tensor, domain: Domain) -> Tensor {
             train: false,
         },
     );
-    g.value(out.logits).clone()
+    crate::autograd::gpu::ok(g.value(out.logits).to_host())
 }
 
 /// Number of rows whose arg-max equals the label.

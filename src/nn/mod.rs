@@ -227,6 +227,11 @@ impl Model {
         }
     }
 
+    /// Moves every tensor of the model to `device`.
+    pub fn to_device(&mut self, device: &crate::device::Device) -> Result<()> {
+        self.store.to_device(device)
+    }
+
     /// Total ReLUs (all elements of every ReLU layer).
     pub fn total_relus(&self) -> usize {
         self.relu_layers.iter().map(|l| l.count()).sum()
@@ -236,12 +241,13 @@ impl Model {
     pub fn kept_relus(&self) -> usize {
         self.relu_layers
             .iter()
-            .map(|l| kept_count(self.store.get(l.mask)))
+            .map(|l| kept_count(&self.mask(l)))
             .sum()
     }
 
     /// Replaces one layer's mask (values must be 0 or 1).
     pub fn set_mask(&mut self, layer: usize, mask: Tensor) -> Result<()> {
+        let mask = mask.to_host()?;
         if mask.data().iter().any(|&v| v != 0.0 && v != 1.0) {
             return Err(Error::Config(format!(
                 "mask of {} must hold only 0 and 1",
@@ -258,6 +264,13 @@ impl Model {
             .iter()
             .map(|&id| self.store.get(id).numel())
             .sum()
+    }
+}
+
+impl Model {
+    /// A ReLU layer's mask on the host.
+    pub fn mask(&self, layer: &ReluLayer) -> Tensor {
+        crate::autograd::gpu::ok(self.store.get(layer.mask).to_host())
     }
 }
 

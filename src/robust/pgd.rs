@@ -2,7 +2,9 @@
 //! projection onto the eps-ball then onto [0,1]. The model runs in eval mode with the BN set of
 //! the domain under attack, and the graph asks for input gradients only.
 
+use crate::autograd::gpu::ok;
 use crate::autograd::{GradMode, Graph};
+use crate::device::launch::pgd as gpgd;
 use crate::nn::{Domain, Model, Pass};
 use crate::ops::pgd as pgd_ops;
 use crate::tensor::Tensor;
@@ -43,15 +45,27 @@ pub struct Attack<'a> {
     pub seed: u64,
 }
 
-/// Adversarial examples for raw [0,1] images `x` with labels. `key` makes the random start of
+/// Adversarial examples (on the model's device) for raw [0,1] images `x` with labels. `key` makes the random start of
 /// this call distinct from every other call of the run.
 pub fn attack(model: &Model, x: &Tensor, labels: &[u32], a: &Attack<'_>, key: u64) -> Tensor {
     let cfg = a.pgd;
-    let mut adv = x.clone();
+    let device = model.store.device();
+    let x0 = ok(x.to_device(device));
+    let mut adv = x0.clone();
     if cfg.steps == 0 {
         return adv;
     }
-    pgd_ops::random_start(x.data(), cfg.eps, a.seed, key, adv.data_mut());
+    match device.gpu() {
+        Some(d) => ok(gpgd::random_start(
+            d,
+            x0.gpu(),
+            cfg.eps,
+            a.seed,
+            key,
+            adv.gpu_mut(),
+        )),
+        None => pgd_ops::random_start(x0.data(), cfg.eps, a.seed, key, adv.data_mut()),
+    }
     let pass = Pass {
         domain: a.domain,
         train: false,
@@ -68,7 +82,17 @@ pub fn attack(model: &Model, x: &Tensor, labels: &[u32], a: &Attack<'_>, key: u6
         let gx = grads
             .input(xv)
             .expect("the attacked input carries a gradient");
-        pgd_ops::step(adv.data_mut(), x.data(), gx, cfg.alpha, cfg.eps);
+        match device.gpu() {
+            Some(d) => ok(gpgd::step(
+                d,
+                adv.gpu_mut(),
+                x0.gpu(),
+                gx.gpu(),
+                cfg.alpha,
+                cfg.eps,
+            )),
+            None => pgd_ops::step(adv.data_mut(), x0.data(), gx.data(), cfg.alpha, cfg.eps),
+        }
     }
     adv
 }

@@ -2,6 +2,7 @@
 //! second half is PGD-attacked (BN_a, attack in eval mode); the loss is the mean of the
 //! per-domain cross-entropies, then one SGD step and the BN running-statistics updates.
 
+use crate::autograd::gpu::ok;
 use crate::autograd::{GradMode, Graph, Var};
 use crate::eval::correct;
 use crate::nn::{Domain, Model, Pass};
@@ -94,7 +95,8 @@ pub fn teacher_step(
         },
     );
     terms.push(g.cross_entropy(out.logits, y_clean, false));
-    stats.clean_correct = correct(g.value(out.logits), y_clean);
+    // The logits come to the host only to count correct answers for the progress bar.
+    stats.clean_correct = correct(&ok(g.value(out.logits).to_host()), y_clean);
     stats.clean_seen = h;
 
     // AugMix slot: the natural-robustness stage adds its view here, on the same images as the
@@ -111,7 +113,7 @@ pub fn teacher_step(
             },
         );
         terms.push(g.cross_entropy(out.logits, y_adv, false));
-        stats.adv_correct = correct(g.value(out.logits), y_adv);
+        stats.adv_correct = correct(&ok(g.value(out.logits).to_host()), y_adv);
         stats.adv_seen = y_adv.len();
     }
 

@@ -5,6 +5,7 @@ use crate::checkpoint::{self, CheckpointMeta, FORMAT_VERSION};
 use crate::data::batch::{epoch_order, make_batch, CropFlip};
 use crate::data::source::DatasetSpec;
 use crate::data::{ImageSet, Split};
+use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::eval::{evaluate, Accuracy, EvalOptions};
 use crate::nn::{Domain, Model, ModelConfig};
@@ -103,7 +104,7 @@ pub struct RunOptions {
     /// Stop (checkpointed, resumable) once this many steps are done in total.
     pub stop_after_steps: Option<usize>,
     pub show_progress: bool,
-    pub device_name: String,
+    pub device: Device,
 }
 
 /// Trains (or resumes) a teacher; writes the checkpoint and report.json into `out_dir`.
@@ -112,7 +113,7 @@ pub fn run(cfg: &TeacherConfig, opts: &RunOptions) -> Result<Option<TeacherRepor
     validate(cfg)?;
     std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::io(&opts.out_dir, e))?;
     let ckpt = opts.out_dir.join(CHECKPOINT_NAME);
-    let (mut model, mut sgd, mut state) = start_or_resume(cfg, &ckpt, opts.resume)?;
+    let (mut model, mut sgd, mut state) = start_or_resume(cfg, &ckpt, opts.resume, &opts.device)?;
     let train = cfg.data.load(Split::Train)?;
     let test = cfg.data.load(Split::Test)?;
     if train.len() < 2 {
@@ -169,6 +170,7 @@ fn start_or_resume(
     cfg: &TeacherConfig,
     ckpt: &Path,
     resume: bool,
+    device: &Device,
 ) -> Result<(Model, Sgd, TeacherState)> {
     if ckpt.exists() {
         if !resume {
@@ -190,12 +192,14 @@ fn start_or_resume(
                 serde_json::to_string(&saved.config).unwrap_or_default()
             )));
         }
-        let model = c.model()?;
+        let mut model = c.model()?;
+        model.to_device(device)?;
         let mut sgd = Sgd::new(cfg.sgd.clone(), &model.store);
         c.restore_optimizer(&model, &mut sgd)?;
         return Ok((model, sgd, saved.progress));
     }
-    let model = Model::new(cfg.model.clone(), cfg.seed)?;
+    let mut model = Model::new(cfg.model.clone(), cfg.seed)?;
+    model.to_device(device)?;
     let sgd = Sgd::new(cfg.sgd.clone(), &model.store);
     Ok((model, sgd, TeacherState::default()))
 }
@@ -386,7 +390,7 @@ fn final_report(
             per_bn,
         },
         images_per_sec: (state.images_trained as f64 / state.train_secs.max(1e-9)) as f32,
-        device: opts.device_name.clone(),
+        device: opts.device.name().into(),
         train_secs: state.train_secs,
         config: cfg.clone(),
         total_relus: model.total_relus(),

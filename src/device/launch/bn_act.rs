@@ -198,3 +198,18 @@ pub fn running_update(
         .arg(&take);
     launch("bn_act_running_update", b, linear_grid(c))
 }
+
+/// invstd = 1 / sqrt(running_var + eps), for eval-mode passes.
+pub fn eval_invstd(
+    dev: &CudaDevice,
+    running_var: &CudaSlice<f32>,
+    eps: f32,
+    invstd: &mut CudaSlice<f32>,
+) -> Result<()> {
+    let c = running_var.len();
+    let ci = int(c)?;
+    let f = func(dev, "bn_act", "bn_act_eval_invstd")?;
+    let mut b = dev.stream().launch_builder(&f);
+    b.arg(running_var).arg(&ci).arg(&eps).arg(invstd);
+    launch("bn_act_eval_invstd", b, linear_grid(c))
+}
