@@ -665,3 +665,73 @@ fn teacher_steps_match_cpu() {
         );
     }
 }
+
+/// `rlnet teacher --device cuda` end to end on real CIFAR-10 images (../shared's mini set),
+/// then `rlnet eval --device cuda` on its checkpoint.
+#[test]
+fn teacher_trains_on_the_gpu_from_the_command_line() {
+    if gpu().is_none() {
+        return;
+    }
+    let Some(shared) = common::shared_dir() else {
+        println!("skipped: ../shared not present");
+        return;
+    };
+    let data = shared.join("data/cifar10-mini/cifar-10-batches-bin");
+    let out = std::env::temp_dir().join(format!("rlnet-gpu-cli-{}", std::process::id()));
+    std::fs::remove_dir_all(&out).ok();
+    let bin = std::env::var_os("RLNET_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_rlnet").into());
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(&bin)
+            .args(args)
+            .output()
+            .expect("run rlnet");
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "rlnet {args:?} failed: {err}");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let (data_s, out_s) = (data.to_str().unwrap(), out.to_str().unwrap());
+    let printed = run(&[
+        "teacher",
+        "--device",
+        "cuda",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        data_s,
+        "--width-mult",
+        "0.25",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "128",
+        "--eval-pgd-steps",
+        "10",
+        "--out",
+        out_s,
+        "--quiet",
+    ]);
+    println!("{printed}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["device"], "cuda");
+    assert!(
+        report["metrics"]["clean_acc"].as_f64().unwrap() > 0.2,
+        "two GPU epochs learn something"
+    );
+    let ckpt = out.join("teacher.safetensors");
+    println!(
+        "{}",
+        run(&[
+            "eval",
+            "--device",
+            "cuda",
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            "--pgd-steps",
+            "20",
+            "--quiet"
+        ])
+    );
+    std::fs::remove_dir_all(&out).ok();
+}

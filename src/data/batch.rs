@@ -4,9 +4,14 @@
 //! exactly the batches an uninterrupted one would.
 
 use super::ImageSet;
+use crate::device::cuda::CudaDevice;
+use crate::device::launch::augment::{self, ImageShape};
+use crate::error::Result;
 use crate::rng::{self, stream, Stream};
 use crate::tensor::Tensor;
+use cudarc::driver::CudaSlice;
 use rayon::prelude::*;
+use std::sync::Arc;
 
 /// The visiting order of one epoch.
 pub fn epoch_order(seed: u64, epoch: usize, n: usize) -> Vec<usize> {
@@ -84,6 +89,43 @@ fn crop_flip(
                 out[(ch * h + y) * w + x] = v;
             }
         }
+    }
+}
+
+/// A dataset resident on the GPU, so batches are cropped, flipped and converted there with the
+/// same draws as `make_batch` (only the batch's indices travel per step).
+pub struct GpuImages {
+    images: CudaSlice<u8>,
+    device: Arc<CudaDevice>,
+    shape: ImageShape,
+}
+
+impl GpuImages {
+    pub fn upload(set: &ImageSet, device: &Arc<CudaDevice>) -> Result<GpuImages> {
+        Ok(GpuImages {
+            images: device.upload(&set.images)?,
+            device: device.clone(),
+            shape: ImageShape {
+                c: set.channels,
+                h: set.height,
+                w: set.width,
+            },
+        })
+    }
+
+    /// The GPU counterpart of `make_batch` (pixels only; labels come from the host set).
+    pub fn batch(&self, indices: &[usize], aug: Option<CropFlip>, key: u64) -> Result<Tensor> {
+        let d = &self.device;
+        let idx: Vec<u32> = indices.iter().map(|&i| i as u32).collect();
+        let idx = d.upload(&idx)?;
+        let s = self.shape;
+        let shape = [indices.len(), s.c, s.h, s.w];
+        let mut out = d.zeros::<f32>(shape.iter().product())?;
+        match aug {
+            Some(a) => augment::crop_flip(d, &self.images, &idx, s, a.pad, a.seed, key, &mut out)?,
+            None => augment::to_float(d, &self.images, &idx, s, &mut out)?,
+        }
+        Ok(Tensor::from_gpu(&shape, out))
     }
 }
 

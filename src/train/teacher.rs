@@ -2,7 +2,7 @@
 
 use super::step::{teacher_step, StepKey};
 use crate::checkpoint::{self, CheckpointMeta, FORMAT_VERSION};
-use crate::data::batch::{epoch_order, make_batch, CropFlip};
+use crate::data::batch::{epoch_order, make_batch, CropFlip, GpuImages};
 use crate::data::source::DatasetSpec;
 use crate::data::{ImageSet, Split};
 use crate::device::Device;
@@ -12,6 +12,7 @@ use crate::nn::{Domain, Model, ModelConfig};
 use crate::optim::{Sgd, SgdConfig, StepSchedule};
 use crate::report::{write_json, Progress};
 use crate::robust::pgd::PgdConfig;
+use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -128,6 +129,16 @@ pub fn run(cfg: &TeacherConfig, opts: &RunOptions) -> Result<Option<TeacherRepor
             train.num_classes, train.height, cfg.model.num_classes, cfg.model.input_size
         )));
     }
+    // On a GPU the training set stays resident there and batches are assembled by a kernel.
+    let gpu_train = opts
+        .device
+        .gpu()
+        .map(|d| GpuImages::upload(&train, d))
+        .transpose()?;
+    let data = TrainData {
+        set: &train,
+        gpu: gpu_train.as_ref(),
+    };
     let steps_per_epoch = train.len().div_ceil(cfg.batch_size);
     let last_epoch = opts.stop_after.map_or(cfg.epochs, |s| s.min(cfg.epochs));
     let mut stopped = false;
@@ -136,7 +147,7 @@ pub fn run(cfg: &TeacherConfig, opts: &RunOptions) -> Result<Option<TeacherRepor
             cfg,
             opts,
             &ckpt,
-            &train,
+            &data,
             &test,
             &mut model,
             &mut sgd,
@@ -224,6 +235,24 @@ fn save(
     checkpoint::save(ckpt, model, Some(sgd), &meta)
 }
 
+/// The training set, and its GPU-resident copy when training on a GPU.
+struct TrainData<'a> {
+    set: &'a ImageSet,
+    gpu: Option<&'a GpuImages>,
+}
+
+impl TrainData<'_> {
+    fn batch(&self, indices: &[usize], crop: CropFlip, key: u64) -> Result<(Tensor, Vec<u32>)> {
+        match self.gpu {
+            Some(g) => Ok((
+                g.batch(indices, Some(crop), key)?,
+                indices.iter().map(|&i| self.set.labels[i]).collect(),
+            )),
+            None => Ok(make_batch(self.set, indices, Some(crop), key)),
+        }
+    }
+}
+
 /// Trains the rest of the current epoch; returns true when `stop_after_steps` ended it early
 /// (after a mid-epoch checkpoint).
 #[allow(clippy::too_many_arguments)]
@@ -231,7 +260,7 @@ fn train_epoch(
     cfg: &TeacherConfig,
     opts: &RunOptions,
     ckpt: &Path,
-    train: &ImageSet,
+    data: &TrainData<'_>,
     test: &ImageSet,
     model: &mut Model,
     sgd: &mut Sgd,
@@ -240,6 +269,7 @@ fn train_epoch(
 ) -> Result<bool> {
     let epoch = state.epoch;
     let lr = cfg.schedule.lr(epoch);
+    let train = data.set;
     let order = epoch_order(cfg.seed, epoch, train.len());
     let crop = CropFlip {
         pad: cfg.crop_pad,
@@ -261,7 +291,7 @@ fn train_epoch(
             continue; // a last batch of one image cannot be split into clean and adversarial halves
         }
         let draw_key = (epoch * train.len() + step * cfg.batch_size) as u64;
-        let (x, y) = make_batch(train, idx, Some(crop), draw_key);
+        let (x, y) = data.batch(idx, crop, draw_key)?;
         let key = StepKey {
             seed: cfg.seed,
             step: (epoch * steps + step) as u64,
