@@ -33,6 +33,31 @@ fn driver_err(what: &str, e: impl std::fmt::Display) -> Error {
     }
 }
 
+/// The memory pool: cudarc allocates with cuMemAllocAsync from the device's default pool,
+/// which already reuses freed blocks in stream order; raising its release threshold stops it
+/// from handing memory back to the driver at every synchronisation, so the buffers of one
+/// training step are reused by the next without new allocations from the driver.
+fn keep_pool_memory(ctx: &CudaContext) {
+    use cudarc::driver::sys;
+    if !ctx.has_async_alloc() {
+        return;
+    }
+    let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+    let mut threshold: u64 = u64::MAX;
+    // SAFETY: queries the default pool of this context's device into a local handle, then sets
+    // one attribute from a live u64, as the driver API documents. Failure only loses caching.
+    unsafe {
+        if sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()) == sys::CUresult::CUDA_SUCCESS
+        {
+            sys::cuMemPoolSetAttribute(
+                pool,
+                sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                &mut threshold as *mut u64 as *mut std::ffi::c_void,
+            );
+        }
+    }
+}
+
 impl CudaDevice {
     /// Opens GPU `ordinal`. Callers go through `probe_gpu` first: cudarc panics when libcuda
     /// is absent, and this must never be reached then.
@@ -47,6 +72,7 @@ impl CudaDevice {
                 cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
             )
             .map_err(|e| driver_err("multiprocessor count", e))? as usize;
+        keep_pool_memory(&ctx);
         let stream = ctx.default_stream();
         Ok(Arc::new(CudaDevice {
             ctx,
@@ -120,6 +146,24 @@ impl CudaDevice {
         self.stream
             .alloc_zeros(n.max(1))
             .map_err(|e| driver_err("allocation", e))
+    }
+
+    /// Milliseconds of GPU time that `work` enqueues, measured with CUDA events.
+    pub fn time_ms(&self, work: impl FnOnce() -> Result<()>) -> Result<f32> {
+        use cudarc::driver::sys::CUevent_flags;
+        let start = self
+            .stream
+            .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+            .map_err(|e| driver_err("event", e))?;
+        work()?;
+        let end = self
+            .stream
+            .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+            .map_err(|e| driver_err("event", e))?;
+        end.synchronize().map_err(|e| driver_err("event", e))?;
+        start
+            .elapsed_ms(&end)
+            .map_err(|e| driver_err("event timing", e))
     }
 
     pub fn synchronize(&self) -> Result<()> {

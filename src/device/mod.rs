@@ -52,19 +52,22 @@ pub struct DeviceChoice {
 }
 
 impl Device {
-    /// The best device present: a usable GPU when the CUDA backend can drive it, else the CPU,
+    /// The best device present: a usable GPU (with NVRTC to compile its kernels), else the CPU,
     /// with the reason recorded.
     pub fn auto() -> DeviceChoice {
-        match probe_gpu() {
-            GpuProbe::Absent(why) => DeviceChoice {
-                device: Device::Cpu,
-                reason: format!("CPU: {why}"),
-            },
-            GpuProbe::Present { name, .. } => DeviceChoice {
+        match Device::cuda() {
+            Ok(device) => {
+                let reason = match &device {
+                    Device::Cuda(d) => format!("CUDA: {} ({})", d.name(), d.arch()),
+                    Device::Cpu => unreachable!("Device::cuda returns a GPU"),
+                };
+                DeviceChoice { device, reason }
+            }
+            Err(e) => DeviceChoice {
                 device: Device::Cpu,
                 reason: format!(
-                    "CPU: found {name}; GPU training is not yet verified against the CPU on real hardware, \
-                     so auto stays on the CPU (--device cuda uses the GPU)"
+                    "CPU: {}",
+                    e.to_string().trim_start_matches("no usable CUDA GPU: ")
                 ),
             },
         }
