@@ -3,7 +3,7 @@
 //! Storage is an enum with one variant per device: a plain `Vec<f32>` that the CPU reference
 //! ops read and write directly, or GPU memory that the CUDA launchers use.
 
-use crate::device::Device;
+use crate::device::{cuda, Device};
 use crate::error::{Error, Result};
 use cudarc::driver::CudaSlice;
 
@@ -26,12 +26,6 @@ impl PartialEq for Tensor {
             (Storage::Cpu(a), Storage::Cpu(b)) => self.shape == other.shape && a == b,
             _ => false,
         }
-    }
-}
-
-fn gpu_err(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::NoGpu {
-        reason: format!("{what}: {e}"),
     }
 }
 
@@ -151,15 +145,20 @@ impl Tensor {
         }
     }
 
+    /// This tensor on `device`, moved without a copy when it is already there.
+    pub fn into_device(self, device: &Device) -> Result<Tensor> {
+        match (device, &self.storage) {
+            (Device::Cpu, Storage::Cpu(_)) | (Device::Cuda(_), Storage::Cuda(_)) => Ok(self),
+            _ => self.to_device(device),
+        }
+    }
+
     /// A CPU copy (a download for a GPU tensor: it waits for the stream).
     pub fn to_host(&self) -> Result<Tensor> {
         match &self.storage {
             Storage::Cpu(_) => Ok(self.clone()),
             Storage::Cuda(s) => {
-                let mut v = s
-                    .stream()
-                    .clone_dtoh(s)
-                    .map_err(|e| gpu_err("download", e))?;
+                let mut v = cuda::download_slice(s)?;
                 v.truncate(self.numel());
                 Tensor::from_vec(&self.shape, v)
             }
@@ -204,9 +203,7 @@ impl Tensor {
         let storage = match &self.storage {
             Storage::Cpu(v) => Storage::Cpu(v[start * row..end * row].to_vec()),
             Storage::Cuda(s) => Storage::Cuda(
-                s.stream()
-                    .clone_dtod(&s.slice(start * row..end * row))
-                    .expect("device-to-device copy"),
+                cuda::copy_range(s, start * row..end * row).expect("device-to-device copy"),
             ),
         };
         Tensor { shape, storage }

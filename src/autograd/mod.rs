@@ -190,7 +190,7 @@ impl<'s> Graph<'s> {
     /// A data input, moved to the graph's device; `requires_grad` asks for d(loss)/d(input)
     /// (honoured unless mode is None).
     pub fn input(&mut self, t: Tensor, requires_grad: bool) -> Var {
-        let t = gpu::ok(t.to_device(self.device()));
+        let t = gpu::ok(t.into_device(self.device()));
         let needs = requires_grad && self.mode != GradMode::None;
         self.push_node(Op::Input, Value::Owned(t), needs)
     }

@@ -82,7 +82,7 @@ impl ParamStore {
     /// Moves every entry to `device`.
     pub fn to_device(&mut self, device: &Device) -> Result<()> {
         for e in &mut self.entries {
-            e.tensor = e.tensor.to_device(device)?;
+            e.tensor = std::mem::replace(&mut e.tensor, Tensor::zeros(&[0])).into_device(device)?;
         }
         self.device = device.clone();
         Ok(())
@@ -129,7 +129,7 @@ impl ParamStore {
 
     /// Replaces an entry's values (moved to the store's device), checking the shape.
     pub fn set(&mut self, id: EntryId, tensor: Tensor) -> Result<()> {
-        let tensor = tensor.to_device(&self.device)?;
+        let tensor = tensor.into_device(&self.device)?;
         let e = &mut self.entries[id];
         if e.tensor.shape() != tensor.shape() {
             return Err(Error::shape(

@@ -172,3 +172,20 @@ impl CudaDevice {
             .map_err(|e| driver_err("synchronize", e))
     }
 }
+
+/// A GPU buffer's values on the host (waits for its stream).
+pub fn download_slice<T: DeviceRepr + Default + Clone>(s: &CudaSlice<T>) -> Result<Vec<T>> {
+    s.stream()
+        .clone_dtoh(s)
+        .map_err(|e| driver_err("download", e))
+}
+
+/// A new GPU buffer holding `range` of `s`.
+pub fn copy_range<T: DeviceRepr>(
+    s: &CudaSlice<T>,
+    range: std::ops::Range<usize>,
+) -> Result<CudaSlice<T>> {
+    s.stream()
+        .clone_dtod(&s.slice(range))
+        .map_err(|e| driver_err("device copy", e))
+}

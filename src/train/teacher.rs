@@ -113,7 +113,9 @@ pub struct RunOptions {
 pub fn run(cfg: &TeacherConfig, opts: &RunOptions) -> Result<Option<TeacherReport>> {
     validate(cfg)?;
     if opts.stop_after == Some(0) || opts.stop_after_steps == Some(0) {
-        return Err(Error::Config("--stop-after / --stop-after-steps must be at least 1".into()));
+        return Err(Error::Config(
+            "--stop-after / --stop-after-steps must be at least 1".into(),
+        ));
     }
     std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::io(&opts.out_dir, e))?;
     let ckpt = opts.out_dir.join(CHECKPOINT_NAME);
