@@ -7,6 +7,7 @@
 
 pub mod batch;
 pub mod cifar;
+pub mod numpy;
 pub mod pickle;
 pub mod source;
 pub mod synthetic;

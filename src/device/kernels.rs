@@ -34,6 +34,12 @@ pub const FILES: &[KernelFile] = &[
             "conv2d_bwd_data",
             "conv2d_bwd_weight",
             "conv2d_bwd_weight_reduce",
+        ],
+    },
+    KernelFile {
+        name: "conv2d_tc",
+        source: include_str!("../../kernels/conv2d_tc.cu"),
+        kernels: &[
             "conv2d_fwd_v2",
             "conv2d_bwd_data_v2",
             "conv2d_bwd_weight_v2",
@@ -249,9 +255,11 @@ mod tests {
     #[test]
     fn kernel_names_carry_their_family_prefix() {
         for f in FILES {
+            // A file of faster variants (conv2d_tc: tensor cores) belongs to its family.
+            let family = f.name.strip_suffix("_tc").unwrap_or(f.name);
             for k in f.kernels {
                 assert!(
-                    k.starts_with(&format!("{}_", f.name)),
+                    k.starts_with(&format!("{family}_")),
                     "{k} in {}.cu",
                     f.name
                 );

@@ -15,6 +15,14 @@ pub enum ConvVersion {
 }
 
 impl ConvVersion {
+    /// The kernel file: v2 lives in kernels/conv2d_tc.cu.
+    fn file(self) -> &'static str {
+        match self {
+            ConvVersion::V1 => "conv2d",
+            ConvVersion::V2 => "conv2d_tc",
+        }
+    }
+
     fn suffix(self) -> &'static str {
         match self {
             ConvVersion::V1 => "",
@@ -53,7 +61,7 @@ pub fn forward(
     y: &mut CudaSlice<f32>,
     v: ConvVersion,
 ) -> Result<()> {
-    let f = func(dev, "conv2d", &format!("conv2d_fwd{}", v.suffix()))?;
+    let f = func(dev, v.file(), &format!("conv2d_fwd{}", v.suffix()))?;
     let geo = geometry(g)?;
     let mut b = dev.stream().launch_builder(&f);
     b.arg(x).arg(w).arg(y);
@@ -78,7 +86,7 @@ pub fn backward_data(
     dx: &mut CudaSlice<f32>,
     v: ConvVersion,
 ) -> Result<()> {
-    let f = func(dev, "conv2d", &format!("conv2d_bwd_data{}", v.suffix()))?;
+    let f = func(dev, v.file(), &format!("conv2d_bwd_data{}", v.suffix()))?;
     let geo = geometry(g)?;
     let mut b = dev.stream().launch_builder(&f);
     b.arg(w).arg(dy).arg(dx);
@@ -114,7 +122,7 @@ pub fn backward_weight(
     v: ConvVersion,
 ) -> Result<()> {
     let splits = weight_splits(dev, g, v);
-    let f = func(dev, "conv2d", &format!("conv2d_bwd_weight{}", v.suffix()))?;
+    let f = func(dev, v.file(), &format!("conv2d_bwd_weight{}", v.suffix()))?;
     let geo = geometry(g)?;
     let splits_i = int(splits)?;
     let cfg = grid(
