@@ -258,11 +258,7 @@ mod tests {
             // A file of faster variants (conv2d_tc: tensor cores) belongs to its family.
             let family = f.name.strip_suffix("_tc").unwrap_or(f.name);
             for k in f.kernels {
-                assert!(
-                    k.starts_with(&format!("{family}_")),
-                    "{k} in {}.cu",
-                    f.name
-                );
+                assert!(k.starts_with(&format!("{family}_")), "{k} in {}.cu", f.name);
             }
         }
     }
