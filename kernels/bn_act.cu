@@ -89,6 +89,20 @@ __device__ __forceinline__ bool bn_passes(const float* mask, int relu, int ci, f
     return !keeps_relu || yv > 0.0f;
 }
 
+// Block-reduces a thread's two partial sums and writes them as channel `ch`'s slice `s` of
+// `partial` [c, splits, 2] (both reductions share this tail).
+__device__ __forceinline__ void bn_store_partial_pair(double a, double b, double* scratch,
+                                                      double* __restrict__ partial, int ch,
+                                                      int splits, int s) {
+    a = rl_block_sum(a, scratch);
+    b = rl_block_sum(b, scratch);
+    if (threadIdx.x == 0) {
+        double* out = partial + ((long long)ch * splits + s) * 2;
+        out[0] = a;
+        out[1] = b;
+    }
+}
+
 extern "C" __global__ void __launch_bounds__(BN_THREADS)
 bn_act_stats(const float* __restrict__ x, int n, int c, int hw, int splits,
              double* __restrict__ partial) {
@@ -109,13 +123,7 @@ bn_act_stats(const float* __restrict__ x, int n, int c, int hw, int splits,
         px += r;
         if (px >= hw) { px -= hw; ++smp; }
     }
-    sum = rl_block_sum(sum, scratch);
-    sq = rl_block_sum(sq, scratch);
-    if (threadIdx.x == 0) {
-        double* out = partial + ((long long)ch * splits + s) * 2;
-        out[0] = sum;
-        out[1] = sq;
-    }
+    bn_store_partial_pair(sum, sq, scratch, partial, ch, splits, s);
 }
 
 extern "C" __global__ void __launch_bounds__(BN_THREADS)
@@ -182,13 +190,7 @@ bn_act_bwd_reduce(const float* __restrict__ x, const float* __restrict__ y,
         px += r;
         if (px >= hw) { px -= hw; ++smp; }
     }
-    sd = rl_block_sum(sd, scratch);
-    sdx = rl_block_sum(sdx, scratch);
-    if (threadIdx.x == 0) {
-        double* out = partial + ((long long)ch * splits + s) * 2;
-        out[0] = sd;
-        out[1] = sdx;
-    }
+    bn_store_partial_pair(sd, sdx, scratch, partial, ch, splits, s);
 }
 
 extern "C" __global__ void __launch_bounds__(BN_THREADS)

@@ -128,14 +128,6 @@ impl Tensor {
         }
     }
 
-    /// Zeros of `shape` on `device`.
-    pub fn zeros_on(shape: &[usize], device: &Device) -> Result<Tensor> {
-        match device {
-            Device::Cpu => Ok(Tensor::zeros(shape)),
-            Device::Cuda(d) => Ok(Tensor::from_gpu(shape, d.zeros(shape.iter().product())?)),
-        }
-    }
-
     /// A copy on `device` (the same tensor when it is already there).
     pub fn to_device(&self, device: &Device) -> Result<Tensor> {
         match (device, &self.storage) {
@@ -207,28 +199,5 @@ impl Tensor {
             ),
         };
         Tensor { shape, storage }
-    }
-
-    /// Concatenation along the leading dimension.
-    pub fn cat_rows(parts: &[&Tensor]) -> Result<Tensor> {
-        let first = parts
-            .first()
-            .ok_or_else(|| Error::shape("Tensor::cat_rows", "at least one tensor", "none"))?;
-        let mut data = Vec::new();
-        let mut rows = 0;
-        for p in parts {
-            if p.shape[1..] != first.shape[1..] {
-                return Err(Error::shape(
-                    "Tensor::cat_rows",
-                    format!("[*, {:?}]", &first.shape[1..]),
-                    format!("{:?}", p.shape),
-                ));
-            }
-            rows += p.shape[0];
-            data.extend_from_slice(p.data());
-        }
-        let mut shape = first.shape.clone();
-        shape[0] = rows;
-        Tensor::from_vec(&shape, data)
     }
 }

@@ -91,6 +91,8 @@ pub fn evaluate(
     let indices: Vec<usize> = (0..set.len()).collect();
     for (bi, chunk) in indices.chunks(batch.max(1)).enumerate() {
         let (x, y) = make_batch(set, chunk, None, 0);
+        // One upload serves both the clean pass and the attack.
+        let x = crate::autograd::gpu::ok(x.into_device(model.store.device()));
         let z = logits(model, &x, domain);
         clean += correct(&z, &y);
         if let Some(all) = all_logits.as_mut() {
