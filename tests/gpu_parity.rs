@@ -14,10 +14,10 @@ use rlnet::device::launch::bn_act::{self as gbn, BnGradsGpu, BnParams};
 use rlnet::device::launch::conv2d::{self as gconv, ConvVersion};
 use rlnet::device::launch::linear::{self as glin, LinearShape};
 use rlnet::device::launch::loss::{self as gloss, AtShape};
-use rlnet::device::launch::{elementwise as gel, optim as gopt, pgd as gpgd};
+use rlnet::device::launch::{elementwise as gel, optim as gopt, pgd as gpgd, soft_relu as gsr};
 use rlnet::geom::{BnGeom, ConvGeom};
 use rlnet::ops::bn_act::{self, Activation, BnGrads, BN_EPS, BN_MOMENTUM};
-use rlnet::ops::{conv, elementwise, linear, loss, pgd, pool};
+use rlnet::ops::{conv, elementwise, linear, loss, pgd, pool, soft_relu};
 use rlnet::optim::SgdConfig;
 use rlnet::rng::Stream;
 
@@ -513,6 +513,125 @@ fn jsd_matches_cpu() {
             &dc[i],
             1e-6 * max_abs(&dc[i]),
             1e-4,
+        );
+    }
+}
+
+/// SNL's soft ReLU kernels against the CPU, bit for bit (same operations, same order, the α
+/// sum over the batch in sample order): z with exact zeros, α of every kind (0, 1, inside,
+/// negative, above 1), one sample shorter than a block and one spanning several.
+#[test]
+fn soft_relu_matches_cpu_exactly() {
+    let Some(d) = gpu() else { return };
+    for (n, len) in [(5, 37), (3, 1000)] {
+        let mut z = randn(n * len, 30);
+        z.iter_mut().step_by(7).for_each(|v| *v = 0.0);
+        let mut alpha: Vec<f32> = randn(len, 31).iter().map(|v| 0.5 + v).collect();
+        alpha[0] = 0.0;
+        alpha[1] = 1.0;
+        let dy = randn(n * len, 32);
+        let mut y = vec![0f32; n * len];
+        soft_relu::forward(&z, &alpha, &mut y);
+        let mut dz = vec![0f32; n * len];
+        soft_relu::backward_input(&z, &alpha, &dy, &mut dz);
+        let mut da = vec![0f32; len];
+        soft_relu::backward_alpha(&z, &dy, &mut da);
+        let (zg, ag, dyg) = (up(&d, &z), up(&d, &alpha), up(&d, &dy));
+        let mut yg = d.zeros::<f32>(n * len).unwrap();
+        gsr::forward(&d, &zg, &ag, &mut yg).unwrap();
+        assert_close(
+            &format!("soft_relu y {n}x{len}"),
+            &down(&d, &yg),
+            &y,
+            0.0,
+            0.0,
+        );
+        let mut dzg = d.zeros::<f32>(n * len).unwrap();
+        gsr::backward_input(&d, &zg, &ag, &dyg, &mut dzg).unwrap();
+        assert_close(
+            &format!("soft_relu dz {n}x{len}"),
+            &down(&d, &dzg),
+            &dz,
+            0.0,
+            0.0,
+        );
+        let mut dag = d.zeros::<f32>(len).unwrap();
+        gsr::backward_alpha(&d, &zg, &dyg, &mut dag).unwrap();
+        assert_close(
+            &format!("soft_relu dalpha {n}x{len}"),
+            &down(&d, &dag),
+            &da,
+            0.0,
+            0.0,
+        );
+    }
+    // A length mismatch is an error, not an out-of-bounds launch.
+    let (zg, ag) = (up(&d, &randn(10, 1)), up(&d, &randn(3, 2)));
+    let mut yg = d.zeros::<f32>(10).unwrap();
+    assert!(gsr::forward(&d, &zg, &ag, &mut yg).is_err());
+}
+
+/// A ResNet18 (width 0.0625) in SNL's soft-mask mode with real-valued α on the GPU against the
+/// CPU: logits and every mask's α gradient.
+#[test]
+fn soft_mask_model_matches_cpu() {
+    use rlnet::autograd::{GradMode, Graph};
+    use rlnet::nn::{Arch, Domain, Model, ModelConfig, Pass};
+    use rlnet::tensor::Tensor;
+    let Some(device) = gpu_device() else { return };
+    let mut cpu = Model::new(ModelConfig::new(Arch::ResNet18, 0.0625), 4).unwrap();
+    for (i, l) in cpu.relu_layers.clone().iter().enumerate() {
+        let a: Vec<f32> = randn(l.count(), 40 + i as u64)
+            .iter()
+            .map(|v| 0.5 + 0.5 * v)
+            .collect();
+        cpu.store
+            .set(l.mask, Tensor::from_vec(&l.shape, a).unwrap())
+            .unwrap();
+    }
+    cpu.soft_masks = true;
+    let mut gpu_model = Model::new(cpu.config.clone(), 4).unwrap();
+    for id in 0..cpu.store.len() {
+        gpu_model.store.set(id, cpu.store.get(id).clone()).unwrap();
+    }
+    gpu_model.soft_masks = true;
+    gpu_model.to_device(&device).unwrap();
+    let x = Tensor::from_vec(
+        &[3, 3, 32, 32],
+        randn(3 * 3072, 41)
+            .iter()
+            .map(|v| (0.5 + 0.2 * v).clamp(0.0, 1.0))
+            .collect(),
+    )
+    .unwrap();
+    let run = |m: &Model| {
+        let mut g = Graph::new(&m.store, GradMode::All);
+        let xv = g.input(x.clone(), false);
+        let pass = Pass {
+            domain: Domain::Clean,
+            train: true,
+        };
+        let out = m.forward(&mut g, xv, pass);
+        let l = g.cross_entropy(out.logits, &[2, 5, 9], false);
+        let logits = g.value(out.logits).to_host().unwrap().into_vec();
+        let grads = g.backward(l);
+        let dalpha: Vec<Vec<f32>> = m
+            .relu_layers
+            .iter()
+            .map(|r| grads.param(r.mask).unwrap().to_host().unwrap().into_vec())
+            .collect();
+        (logits, dalpha)
+    };
+    let (zc, dc) = run(&cpu);
+    let (zg, dg) = run(&gpu_model);
+    assert_close("soft logits", &zg, &zc, 1e-4, 1e-3);
+    for (i, (g, c)) in dg.iter().zip(&dc).enumerate() {
+        assert_close(
+            &format!("dalpha of ReLU layer {i}"),
+            g,
+            c,
+            1e-4 * max_abs(c).max(1e-3),
+            2e-3,
         );
     }
 }

@@ -7,7 +7,7 @@ mod common;
 use common::assert_close;
 use rlnet::ops::bn_act::{self, Activation, BnGeom, BnGrads, BN_EPS};
 use rlnet::ops::conv::{self, ConvGeom};
-use rlnet::ops::{elementwise, linear, loss, pool};
+use rlnet::ops::{elementwise, linear, loss, pool, soft_relu};
 use rlnet::rng::Stream;
 
 const H: f64 = 1e-6;
@@ -314,4 +314,27 @@ fn jsd_gradients() {
     loss::jsd_backward([&z[0][..], &z[1], &z[2]], k, 2.5, [a, b, c]);
     let scaled: Vec<f64> = d[0].iter().map(|v| 2.5 * v).collect();
     check("jsd g=2.5", &d2x[0], &scaled);
+}
+
+#[test]
+fn soft_relu_gradients() {
+    let (n, len) = (3, 10);
+    let z = randn(n * len, 51);
+    // α over [-1, 2]: negative, inside (0, 1) and above 1 (SNL does not clamp it).
+    let alpha: Vec<f64> = randn(len, 52).iter().map(|v| 0.5 + v).collect();
+    assert!(alpha.iter().any(|&a| a < 0.0) && alpha.iter().any(|&a| a > 1.0));
+    // Central differences straddle the kink only for |z| < H; none is that close.
+    assert!(z.iter().all(|v| v.abs() > 1e3 * H));
+    let dy = randn(n * len, 53);
+    let f = |z: &[f64], a: &[f64]| {
+        let mut y = vec![0.0; n * len];
+        soft_relu::forward(z, a, &mut y);
+        dot(&y, &dy)
+    };
+    let mut dz = vec![0.0; n * len];
+    soft_relu::backward_input(&z, &alpha, &dy, &mut dz);
+    check("soft_relu dz", &dz, &numeric(&z, |z| f(z, &alpha)));
+    let mut da = vec![0.0; len];
+    soft_relu::backward_alpha(&z, &dy, &mut da);
+    check("soft_relu dalpha", &da, &numeric(&alpha, |a| f(&z, a)));
 }

@@ -65,6 +65,13 @@ jsd
     the others in all three, so M is clamped at 1e-7 there (the clamp branch of the gradient).
     Files: zc, z1, z2, loss[1], dzc, dz1, dz2.
 
+soft_relu
+    SNL's soft ReLU (Cho et al. 2022): z[4,3,4,5], alpha[3,4,5] shared by the batch,
+        y = alpha * relu(z) + (1 - alpha) * z
+    (torch's relu'(0) = 0, so dz = dy * (1 - alpha) where z == 0).  Every 7th z is exactly
+    0; alpha holds 0s, 1s, values in (0,1), negatives and values above 1.  Gradients of
+    sum(y * dy): dz and dalpha (summed over the batch).  Files: z, alpha, y, dy, dz, dalpha.
+
 resnet18_w0125
     CIFAR ResNet18 at width 0.125 (stem 3->8; stages 8,16,32,64), dual BN everywhere
     (BN_c / BN_a, the 1x1-shortcut BN too), 17 masked ReLUs (Bernoulli(0.5) masks,
@@ -354,6 +361,29 @@ def case_jsd(root):
                     f"loss={loss.item():.6e}")
 
 
+def case_soft_relu(root):
+    c = Case(root, "soft_relu")
+    N, C, H, W = 4, 3, 4, 5
+    z = randn(N, C, H, W)
+    z.view(-1)[::7] = 0.0
+    alpha = rand(C, H, W, lo=-0.7, hi=1.7)  # negatives, (0, 1) and above 1
+    alpha.view(-1)[0:6] = 0.0
+    alpha.view(-1)[6:12] = 1.0
+    z, alpha = z.requires_grad_(), alpha.requires_grad_()
+    y = alpha * F.relu(z) + (1.0 - alpha) * z
+    dy = randn(*y.shape)
+    dz, dalpha = torch.autograd.grad((y * dy).sum(), (z, alpha))
+    zero = z.detach() == 0
+    assert zero.any() and ((alpha < 0).any() and (alpha > 1).any())
+    assert torch.equal(dz[zero], (dy * (1.0 - alpha.detach()).expand_as(dy))[zero]), \
+        "relu'(0) is not 0 here"
+    for k, v in dict(z=z, alpha=alpha, y=y, dy=dy, dz=dz, dalpha=dalpha).items():
+        c.save(k, v)
+    return c.finish(dict(op="soft_relu", formula="alpha*relu(z)+(1-alpha)*z",
+                         alpha_shared_over_batch=True, relu_grad_at_0=0, grad_of="sum(y*dy)"),
+                    f"z{[N, C, H, W]} alpha{[C, H, W]}, {int(zero.sum())} exact zeros")
+
+
 def randomise_model(model):
     """Random BN state, float32-exact parameters, Bernoulli(0.5) masks."""
     with torch.no_grad():
@@ -562,6 +592,7 @@ def main():
         "kl_t4": case_kl,
         "attention": case_attention,
         "jsd": case_jsd,
+        "soft_relu": case_soft_relu,
         "resnet18_w0125": lambda r: case_network(r, "resnet18_w0125",
                                                  lambda: tm.ResNet18(0.125), 4,
                                                  "ResNet18 w0.125 x[2,3,32,32]"),

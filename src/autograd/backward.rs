@@ -5,7 +5,7 @@
 
 use super::{gpu, EntryId, Graph, Op, Var};
 use crate::ops::bn_act::{self, Activation, BnGrads};
-use crate::ops::{conv, elementwise, linear, loss, pool};
+use crate::ops::{conv, elementwise, linear, loss, pool, soft_relu};
 use crate::tensor::Tensor;
 use std::collections::HashMap;
 
@@ -371,6 +371,36 @@ impl Graph<'_> {
                     if self.needs(*v) {
                         self.accumulate(grads, *v, d);
                     }
+                }
+            }
+            Op::SoftRelu { z, alpha } => {
+                let (zv, av) = (self.value(*z), self.value(*alpha));
+                if self.needs(*z) {
+                    let dz = match dev {
+                        Some(d) => gpu::soft_relu_backward_input(d, zv, av, g),
+                        None => {
+                            let mut dz = self.zeros_like(*z);
+                            soft_relu::backward_input(
+                                zv.data(),
+                                av.data(),
+                                g.data(),
+                                dz.data_mut(),
+                            );
+                            dz
+                        }
+                    };
+                    self.accumulate(grads, *z, dz);
+                }
+                if self.needs(*alpha) {
+                    let da = match dev {
+                        Some(d) => gpu::soft_relu_backward_alpha(d, zv, av.shape(), g),
+                        None => {
+                            let mut da = self.zeros_like(*alpha);
+                            soft_relu::backward_alpha(zv.data(), g.data(), da.data_mut());
+                            da
+                        }
+                    };
+                    self.accumulate(grads, *alpha, da);
                 }
             }
         }

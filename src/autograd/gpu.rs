@@ -7,7 +7,7 @@ use crate::device::launch::bn_act::{self as gbn, BnGradsGpu, BnParams};
 use crate::device::launch::conv2d::{self as gconv, ConvVersion};
 use crate::device::launch::linear::{self as glin, LinearShape};
 use crate::device::launch::loss::{self as gloss, AtShape};
-use crate::device::launch::{elementwise as gel, optim as gopt};
+use crate::device::launch::{elementwise as gel, optim as gopt, soft_relu as gsr};
 use crate::error::Result;
 use crate::geom::{BnGeom, ConvGeom};
 use crate::optim::SgdConfig;
@@ -485,6 +485,41 @@ pub(crate) fn jsd_backward(d: &CudaDevice, z: [&Tensor; 3], g: f32) -> [Tensor; 
         [d0.gpu_mut(), d1.gpu_mut(), d2.gpu_mut()],
     ));
     dz
+}
+
+/// SNL's soft ReLU of z [n, ...] with α of one sample's shape.
+pub(crate) fn soft_relu(d: &CudaDevice, z: &Tensor, alpha: &Tensor) -> Tensor {
+    let mut y = zeros(d, z.shape());
+    ok(gsr::forward(d, z.gpu(), alpha.gpu(), y.gpu_mut()));
+    y
+}
+
+pub(crate) fn soft_relu_backward_input(
+    d: &CudaDevice,
+    z: &Tensor,
+    alpha: &Tensor,
+    dy: &Tensor,
+) -> Tensor {
+    let mut dz = zeros(d, z.shape());
+    ok(gsr::backward_input(
+        d,
+        z.gpu(),
+        alpha.gpu(),
+        dy.gpu(),
+        dz.gpu_mut(),
+    ));
+    dz
+}
+
+pub(crate) fn soft_relu_backward_alpha(
+    d: &CudaDevice,
+    z: &Tensor,
+    alpha_shape: &[usize],
+    dy: &Tensor,
+) -> Tensor {
+    let mut da = zeros(d, alpha_shape);
+    ok(gsr::backward_alpha(d, z.gpu(), dy.gpu(), da.gpu_mut()));
+    da
 }
 
 pub(crate) fn sgd_update(

@@ -13,7 +13,7 @@ use crate::device::launch::linear::LinearShape;
 use crate::device::Device;
 use crate::ops::bn_act::{self, Activation, BnGeom, BN_EPS};
 use crate::ops::conv::{self, ConvGeom};
-use crate::ops::{elementwise, linear, loss, pool};
+use crate::ops::{elementwise, linear, loss, pool, soft_relu};
 use crate::tensor::Tensor;
 use cudarc::driver::CudaSlice;
 use std::collections::HashMap;
@@ -107,6 +107,11 @@ pub(crate) enum Op {
     Jsd {
         z: [Var; 3],
     },
+    /// SNL's soft ReLU of z [n, ...] with α of one sample's shape (ops::soft_relu).
+    SoftRelu {
+        z: Var,
+        alpha: Var,
+    },
 }
 
 /// Class labels, with their GPU copy when the graph runs there.
@@ -133,6 +138,8 @@ pub struct Graph<'s> {
     nodes: Vec<Node>,
     param_nodes: HashMap<EntryId, Var>,
     stat_updates: Vec<StatUpdate>,
+    /// SNL's linearisation mode (see `set_soft_masks`).
+    soft_masks: bool,
 }
 
 impl<'s> Graph<'s> {
@@ -143,7 +150,22 @@ impl<'s> Graph<'s> {
             nodes: Vec::new(),
             param_nodes: HashMap::new(),
             stat_updates: Vec::new(),
+            soft_masks: false,
         }
+    }
+
+    /// SNL's linearisation mode (baselines.md §2.1): while on, every masked ReLU of `bn_act`
+    /// (relu with a mask) becomes the soft ReLU `α ⊙ relu(z) + (1 − α) ⊙ z` with α the mask
+    /// entry itself, read as real values, and mask entries used from then on are leaves that
+    /// get gradients under GradMode::All (`Gradients::param(mask_id)` is dα). Plain ReLUs (no
+    /// mask) stay hard. Off (the default) changes nothing. Set it before the forward pass:
+    /// a mask entry's leaf is created on first use and keeps its gradient setting.
+    pub fn set_soft_masks(&mut self, on: bool) {
+        self.soft_masks = on;
+    }
+
+    pub fn soft_masks(&self) -> bool {
+        self.soft_masks
     }
 
     pub fn store(&self) -> &'s ParamStore {
@@ -201,11 +223,18 @@ impl<'s> Graph<'s> {
     }
 
     /// A store entry as a leaf; one node per entry, so repeated use accumulates its gradient.
+    /// Parameters get gradients under GradMode::All, and so do masks in soft-mask mode (SNL's
+    /// α); buffers never do.
     pub fn param(&mut self, id: EntryId) -> Var {
         if let Some(&v) = self.param_nodes.get(&id) {
             return v;
         }
-        let needs = self.mode == GradMode::All && self.store.entry(id).kind == EntryKind::Param;
+        let trainable = match self.store.entry(id).kind {
+            EntryKind::Param => true,
+            EntryKind::Mask => self.soft_masks,
+            EntryKind::Buffer => false,
+        };
+        let needs = self.mode == GradMode::All && trainable;
         let v = self.push_node(Op::Param(id), Value::Stored(id), needs);
         self.param_nodes.insert(id, v);
         v
@@ -243,6 +272,8 @@ impl<'s> Graph<'s> {
 
     /// Fused BatchNorm (+ residual) (+ masked ReLU) with the parameter set `bn`.
     /// In train mode the batch statistics are used and a running-stat update is recorded.
+    /// In soft-mask mode a masked ReLU is the BN (+ residual) followed by `soft_relu` with the
+    /// mask entry as α.
     pub fn bn_act(
         &mut self,
         x: Var,
@@ -252,6 +283,11 @@ impl<'s> Graph<'s> {
         mask: Option<EntryId>,
         train: bool,
     ) -> Var {
+        if let (true, true, Some(m)) = (self.soft_masks, relu, mask) {
+            let z = self.bn_act(x, bn, residual, false, None, train);
+            let alpha = self.param(m);
+            return self.soft_relu(z, alpha);
+        }
         let gamma = self.param(bn.weight);
         let beta = self.param(bn.bias);
         let s = self.value(x).shape().to_vec();
@@ -558,6 +594,26 @@ impl<'s> Graph<'s> {
             None => Tensor::scalar(loss::jsd(z.map(|v| self.data(v)), shape[1])),
         };
         self.push(Op::Jsd { z }, l, &z)
+    }
+
+    /// SNL's soft ReLU (ops::soft_relu): y = z where z ≥ 0, (1 − α)·z where z < 0, for z
+    /// [n, ...] and α of one sample's shape (shared by the batch). Both get gradients.
+    pub fn soft_relu(&mut self, z: Var, alpha: Var) -> Var {
+        let zs = self.value(z).shape().to_vec();
+        assert!(
+            !zs.is_empty() && self.value(alpha).shape() == &zs[1..],
+            "soft_relu: α has shape {:?}, the input {zs:?} needs one sample's shape",
+            self.value(alpha).shape()
+        );
+        let y = match self.gpu() {
+            Some(d) => gpu::soft_relu(d, self.value(z), self.value(alpha)),
+            None => {
+                let mut y = Tensor::zeros(&zs);
+                soft_relu::forward(self.data(z), self.data(alpha), y.data_mut());
+                y
+            }
+        };
+        self.push(Op::SoftRelu { z, alpha }, y, &[z, alpha])
     }
 
     /// The BN running-statistics updates recorded by train-mode passes, in order.

@@ -153,6 +153,15 @@ pub const FILES: &[KernelFile] = &[
         ],
     },
     KernelFile {
+        name: "soft_relu",
+        source: include_str!("../../kernels/soft_relu.cu"),
+        kernels: &[
+            "soft_relu_fwd",
+            "soft_relu_bwd_input",
+            "soft_relu_bwd_alpha",
+        ],
+    },
+    KernelFile {
         name: "augmix",
         source: include_str!("../../kernels/augmix.cu"),
         kernels: &["augmix_batch"],

@@ -191,6 +191,11 @@ pub struct Model {
     pub config: ModelConfig,
     pub store: ParamStore,
     pub relu_layers: Vec<ReluLayer>,
+    /// SNL's linearisation mode (baselines.md §2.1): when true, `forward` runs every masked
+    /// ReLU as the soft ReLU α ⊙ relu(z) + (1 − α) ⊙ z with the mask entries as real α, which
+    /// get gradients under GradMode::All (`Graph::set_soft_masks`). False (the default) is the
+    /// hard 0/1 mask. A run-time switch only: never saved in checkpoints.
+    pub soft_masks: bool,
     layout: Layout,
     norm_scale: [f32; 3],
     norm_shift: [f32; 3],
@@ -212,14 +217,17 @@ impl Model {
             config,
             store,
             relu_layers,
+            soft_masks: false,
             layout,
             norm_scale,
             norm_shift,
         })
     }
 
-    /// Forward pass of raw [0,1] pixels x [n, 3, s, s]; normalisation happens inside.
+    /// Forward pass of raw [0,1] pixels x [n, 3, s, s]; normalisation happens inside. The
+    /// graph takes the model's `soft_masks` mode.
     pub fn forward(&self, g: &mut Graph<'_>, x: Var, pass: Pass) -> ModelOutput {
+        g.set_soft_masks(self.soft_masks);
         let xn = g.channel_affine(x, &self.norm_scale, &self.norm_shift);
         match &self.layout {
             Layout::ResNet(m) => m.forward(g, xn, pass),

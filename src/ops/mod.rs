@@ -9,6 +9,7 @@ pub mod loss;
 pub mod matmul;
 pub mod pgd;
 pub mod pool;
+pub mod soft_relu;
 
 /// The float types the CPU reference runs in: f32 for training, f64 for gradient checks.
 pub trait Real:

@@ -15,6 +15,7 @@ pub mod linear;
 pub mod loss;
 pub mod optim;
 pub mod pgd;
+pub mod soft_relu;
 
 use super::cuda::CudaDevice;
 use crate::error::{Error, Result};
