@@ -135,32 +135,27 @@ impl Adam {
         l1: Option<(&[EntryId], f32)>,
     ) {
         let gpu = store.device().gpu().cloned();
+        let zeros = |shape: &[usize]| match &gpu {
+            Some(d) => gpu::zeros(d, shape),
+            None => Tensor::zeros(shape),
+        };
         for (id, state) in &mut self.states {
             let lambda = l1.and_then(|(ids, lambda)| ids.contains(id).then_some(lambda));
             let zero_grad;
             let g = match (grads.param(*id), lambda) {
                 (Some(g), _) => g,
                 (None, Some(_)) => {
-                    let shape = store.get(*id).shape();
-                    zero_grad = match &gpu {
-                        Some(d) => gpu::zeros(d, shape),
-                        None => Tensor::zeros(shape),
-                    };
+                    zero_grad = zeros(store.get(*id).shape());
                     &zero_grad
                 }
                 (None, None) => continue,
             };
             let p = store.get_mut(*id);
+            // PyTorch starts both moments at zero on a tensor's first step.
             let s = state.get_or_insert_with(|| Moments {
                 step: 0,
-                exp_avg: match &gpu {
-                    Some(d) => gpu::zeros(d, p.shape()),
-                    None => Tensor::zeros(p.shape()),
-                },
-                exp_avg_sq: match &gpu {
-                    Some(d) => gpu::zeros(d, p.shape()),
-                    None => Tensor::zeros(p.shape()),
-                },
+                exp_avg: zeros(p.shape()),
+                exp_avg_sq: zeros(p.shape()),
             });
             s.step += 1;
             let k = AdamStep::new(&self.config, lr, s.step, lambda.unwrap_or(0.0));
