@@ -72,6 +72,19 @@ soft_relu
     0; alpha holds 0s, 1s, values in (0,1), negatives and values above 1.  Gradients of
     sum(y * dy): dz and dalpha (summed over the batch).  Files: z, alpha, y, dy, dz, dalpha.
 
+adam
+    torch.optim.Adam (lr 0.01, betas (0.9, 0.999), eps 1e-8, foreach=False), computed in
+    FLOAT32 (unlike the other cases: the optimiser's own f32 rounding is what is tested) for
+    4 steps on three float32 tensors w[3,4], alpha[2,5], b[5] with given loss gradients, in
+    two runs: "snl" (no weight decay; SNL's L1 penalty 0.3*sum|alpha| differentiated by
+    autograd, so alpha.grad = g + 0.3*sign(alpha), alpha[0,0] = 0 with sign 0; alpha starts
+    small so some elements cross zero) and "wd" (weight_decay 0.01, no L1).  b has no loss
+    gradient at step 1 (skipped, its step count does not advance) and alpha none at step 2
+    (in "snl" the penalty alone is its gradient; in "wd" it is skipped).  Files per run
+    (snl, wd) and tensor n: <run>_init__n, <run>_grad<k>__n (absent = no loss gradient at
+    step k), <run>_step<k>__n (after step k), <run>_exp_avg<k>__n, <run>_exp_avg_sq<k>__n
+    (the moments after step k, once the tensor has stepped), k = 0..3.
+
 resnet18_w0125
     CIFAR ResNet18 at width 0.125 (stem 3->8; stages 8,16,32,64), dual BN everywhere
     (BN_c / BN_a, the 1x1-shortcut BN too), 17 masked ReLUs (Bernoulli(0.5) masks,
@@ -182,10 +195,10 @@ class Case:
         np.save(os.path.join(self.dir, fname + ".npy"), a)
         self.shapes[fname] = list(a.shape)
 
-    def finish(self, meta, summary=""):
+    def finish(self, meta, summary="", compute_dtype="float64"):
         meta = dict(meta)
         meta.update(case=self.name, seed=self.seed, torch_version=torch.__version__,
-                    compute_dtype="float64", store_dtype="float32 (labels int64)",
+                    compute_dtype=compute_dtype, store_dtype="float32 (labels int64)",
                     files=self.shapes)
         with open(os.path.join(self.dir, "meta.json"), "w") as f:
             json.dump(meta, f, indent=1, sort_keys=True)
@@ -382,6 +395,56 @@ def case_soft_relu(root):
     return c.finish(dict(op="soft_relu", formula="alpha*relu(z)+(1-alpha)*z",
                          alpha_shared_over_batch=True, relu_grad_at_0=0, grad_of="sum(y*dy)"),
                     f"z{[N, C, H, W]} alpha{[C, H, W]}, {int(zero.sum())} exact zeros")
+
+
+ADAM_RUNS = {  # run name -> (weight_decay, L1 lambda on "alpha")
+    "snl": (0.0, 0.3),
+    "wd": (0.01, 0.0),
+}
+ADAM_SHAPES = {"w": (3, 4), "alpha": (2, 5), "b": (5,)}
+ADAM_MISSING = {("b", 1), ("alpha", 2)}  # (tensor, step) pairs with no loss gradient
+ADAM_STEPS, ADAM_LR = 4, 0.01
+
+
+def case_adam(root):
+    c = Case(root, "adam")
+    init = {n: randn(*s).float() for n, s in ADAM_SHAPES.items()}
+    init["alpha"] = (init["alpha"] * 0.01).float()  # small: the first steps push some past 0
+    init["alpha"][0, 0] = 0.0  # sign(0) = 0: the L1 term leaves this element alone
+    grads = {(n, k): randn(*s).float() for k in range(ADAM_STEPS) for n, s in ADAM_SHAPES.items()
+             if (n, k) not in ADAM_MISSING}
+    crossed = 0
+    for run, (wd, lam) in ADAM_RUNS.items():
+        ps = {n: t.clone().requires_grad_() for n, t in init.items()}
+        opt = torch.optim.Adam(list(ps.values()), lr=ADAM_LR, betas=(0.9, 0.999), eps=1e-8,
+                               weight_decay=wd, foreach=False)
+        for n, t in init.items():
+            c.save(f"{run}_init__{n}", t)
+        for k in range(ADAM_STEPS):
+            opt.zero_grad(set_to_none=True)
+            for n, p in ps.items():
+                if (n, k) in grads:
+                    p.grad = grads[(n, k)].clone()
+                    c.save(f"{run}_grad{k}__{n}", grads[(n, k)])
+            if lam:  # SNL's penalty through autograd: alpha.grad += lam * sign(alpha)
+                (lam * ps["alpha"].abs().sum()).backward()
+            before = ps["alpha"].detach().clone()
+            opt.step()
+            crossed += int(((before * ps["alpha"].detach()) < 0).sum())
+            for n, p in ps.items():
+                c.save(f"{run}_step{k}__{n}", p)
+                if p in opt.state:
+                    c.save(f"{run}_exp_avg{k}__{n}", opt.state[p]["exp_avg"])
+                    c.save(f"{run}_exp_avg_sq{k}__{n}", opt.state[p]["exp_avg_sq"])
+    assert crossed > 0, "no alpha element crossed zero"
+    return c.finish(dict(op="adam", lr=ADAM_LR, betas=[0.9, 0.999], eps=1e-8, steps=ADAM_STEPS,
+                         runs={r: dict(weight_decay=wd, l1_lambda=lam, l1_tensor="alpha")
+                               for r, (wd, lam) in ADAM_RUNS.items()},
+                         missing_grads=sorted([n, k] for n, k in ADAM_MISSING),
+                         note="torch.optim.Adam (foreach=False) in float32; a missing "
+                              "grad<k> file means no loss gradient at step k"),
+                    f"{crossed} alpha sign changes", compute_dtype="float32")
+
 
 
 def randomise_model(model):
@@ -593,6 +656,7 @@ def main():
         "attention": case_attention,
         "jsd": case_jsd,
         "soft_relu": case_soft_relu,
+        "adam": case_adam,
         "resnet18_w0125": lambda r: case_network(r, "resnet18_w0125",
                                                  lambda: tm.ResNet18(0.125), 4,
                                                  "ResNet18 w0.125 x[2,3,32,32]"),

@@ -17,6 +17,15 @@ pub struct Gradients {
 }
 
 impl Gradients {
+    /// Parameter gradients given directly rather than by a backward pass (optimiser tests
+    /// replaying PyTorch's gradients).
+    pub fn from_params(params: impl IntoIterator<Item = (EntryId, Tensor)>) -> Gradients {
+        Gradients {
+            params: params.into_iter().collect(),
+            inputs: HashMap::new(),
+        }
+    }
+
     /// The gradient of a store parameter (None if the loss does not depend on it).
     pub fn param(&self, id: EntryId) -> Option<&Tensor> {
         self.params.get(&id)

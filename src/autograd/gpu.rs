@@ -10,7 +10,7 @@ use crate::device::launch::loss::{self as gloss, AtShape};
 use crate::device::launch::{elementwise as gel, optim as gopt, soft_relu as gsr};
 use crate::error::Result;
 use crate::geom::{BnGeom, ConvGeom};
-use crate::optim::SgdConfig;
+use crate::optim::{AdamStep, SgdConfig};
 use crate::tensor::Tensor;
 use cudarc::driver::CudaSlice;
 
@@ -539,5 +539,23 @@ pub(crate) fn sgd_update(
         lr,
         cfg,
         first,
+    ));
+}
+
+pub(crate) fn adam_update(
+    d: &CudaDevice,
+    p: &mut Tensor,
+    m: &mut Tensor,
+    v: &mut Tensor,
+    g: &Tensor,
+    k: &AdamStep,
+) {
+    ok(gopt::adam_update(
+        d,
+        p.gpu_mut(),
+        m.gpu_mut(),
+        v.gpu_mut(),
+        g.gpu(),
+        k,
     ));
 }

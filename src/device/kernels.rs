@@ -102,7 +102,7 @@ pub const FILES: &[KernelFile] = &[
     KernelFile {
         name: "optim",
         source: include_str!("../../kernels/optim.cu"),
-        kernels: &["optim_sgd_momentum_update"],
+        kernels: &["optim_sgd_momentum_update", "optim_adam_update"],
     },
     KernelFile {
         name: "pgd",

@@ -1,4 +1,4 @@
-//! SGD with momentum and weight decay (PyTorch semantics) and the step learning-rate schedule.
+//! SGD with momentum and weight decay (PyTorch semantics).
 
 use crate::autograd::{gpu, EntryId, Gradients, ParamStore};
 use crate::tensor::Tensor;
@@ -76,21 +76,5 @@ impl Sgd {
         if let Some(slot) = self.momentum.iter_mut().find(|(i, _)| *i == id) {
             slot.1 = Some(values);
         }
-    }
-}
-
-/// lr(epoch) = base · factor^(number of milestones ≤ epoch), epochs counted from 0
-/// (PyTorch MultiStepLR stepped once per epoch).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StepSchedule {
-    pub base_lr: f32,
-    pub milestones: Vec<usize>,
-    pub factor: f32,
-}
-
-impl StepSchedule {
-    pub fn lr(&self, epoch: usize) -> f32 {
-        let k = self.milestones.iter().filter(|&&m| m <= epoch).count();
-        self.base_lr * self.factor.powi(k as i32)
     }
 }
