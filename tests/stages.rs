@@ -11,7 +11,7 @@ use rlnet::robust::pgd::PgdConfig;
 use rlnet::train::distill;
 use rlnet::train::distill_step::DistillWeights;
 use rlnet::train::search::{self, layer_counts, layer_sizes, student_config, Fractions};
-use rlnet::train::student::{MaskPlan, StudentConfig};
+use rlnet::train::student::{load_teacher, MaskPlan, StudentConfig};
 use rlnet::train::teacher::RunOptions;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -78,9 +78,10 @@ fn config(teacher: &Path, masks: MaskPlan, model: ModelConfig, loss: &str) -> St
 }
 
 fn search_config(teacher_path: &Path, budget: usize, fractions: Fractions) -> StudentConfig {
-    let model = student_config(&checkpoint::load(teacher_path).unwrap().meta.model);
+    let teacher = load_teacher(teacher_path, &Device::Cpu).unwrap();
+    let model = student_config(&teacher.config);
     let sizes = layer_sizes(&model).unwrap();
-    let (ks, how) = layer_counts(model.arch, 32, &sizes, budget, &fractions).unwrap();
+    let (ks, how) = layer_counts(model.arch, 32, &sizes, budget, &fractions, &teacher).unwrap();
     assert_eq!(ks.iter().sum::<usize>(), budget);
     let masks = MaskPlan::Search {
         budget,
