@@ -97,10 +97,8 @@ fn sensitivity_counts_sum_exactly_to_any_budget() {
         let sizes = student_sizes(&t);
         let total: usize = sizes.iter().sum();
         for budget in [1, 17, 999, 5_000, 12_345, total / 3, total - 1, total] {
-            for fr in [
-                Fractions::Sensitivity { density: 0.1 },
-                Fractions::Sensitivity { density: 0.37 },
-            ] {
+            for density in [0.1, 0.07] {
+                let fr = Fractions::Sensitivity { density };
                 let (ks, how) = layer_counts(arch, 32, &sizes, budget, &fr, &t).unwrap();
                 assert_eq!(ks.iter().sum::<usize>(), budget, "{arch:?} {budget}");
                 assert!(ks.iter().zip(&sizes).all(|(k, n)| k <= n));
@@ -111,6 +109,11 @@ fn sensitivity_counts_sum_exactly_to_any_budget() {
                     "{how}"
                 );
                 assert!(how.contains("d_l = ["), "{how}");
+                let pct = if density == 0.1 { "10%" } else { "7%" };
+                assert!(
+                    how.contains(&format!("teacher to {pct} of conv weights")),
+                    "{how}"
+                );
             }
         }
         assert!(layer_counts(arch, 32, &sizes, total + 1, &Fractions::Auto, &t).is_err());

@@ -155,7 +155,15 @@ fn search_keeps_exactly_the_budget() {
         assert!(r.history.iter().all(|h| h.kept_relus == budget));
         assert_eq!(kept(&out.join("search.safetensors")), budget);
         assert_eq!(kept(&out.join("search_best.safetensors")), budget);
-        assert!(out.join("report.json").is_file());
+        let report = std::fs::read_to_string(out.join("report.json")).unwrap();
+        // The report says how the budget was spread: auto at a budget no list totals falls
+        // back to the teacher's pruning sensitivity.
+        let how = [
+            "sensitivity: one-shot global magnitude pruning",
+            "uniform",
+            "list relu82k",
+        ];
+        assert!(report.contains(how[i]), "{}", how[i]);
     }
 }
 
@@ -267,6 +275,18 @@ fn cli_errors_are_clear() {
             "relu7k",
         ]),
         "no ReLU budget list 'relu7k'",
+    );
+    assert_clean_error(
+        &run(&[
+            "search",
+            "--teacher",
+            t,
+            "--budget",
+            "1k",
+            "--fractions",
+            "sensitivity:1.5",
+        ]),
+        "--fractions 'sensitivity:1.5'",
     );
     assert_clean_error(
         &run(&["search", "--teacher", t, "--budget", "lots"]),

@@ -149,7 +149,8 @@ fn by_sensitivity(
             "sensitivity: one-shot global magnitude pruning of the teacher to {}% of conv \
              weights ({} of {}); per-layer weight densities d_l = [{}]; ReLUs in proportion \
              to 1 - d_l (floored at {}% of the largest)",
-            s.density * 100.0,
+            // Percent to 4 decimals, free of binary noise (0.07 shows as 7, not 7.000000000000001).
+            (s.density * 1e6).round() / 1e4,
             s.kept,
             s.total,
             d.join(", "),
