@@ -11,7 +11,7 @@ use rlnet::robust::pgd::PgdConfig;
 use rlnet::train::distill;
 use rlnet::train::distill_step::DistillWeights;
 use rlnet::train::search::{self, layer_counts, layer_sizes, student_config, Fractions};
-use rlnet::train::student::{MaskPlan, StudentConfig};
+use rlnet::train::student::{load_teacher, MaskPlan, StudentConfig};
 use rlnet::train::teacher::RunOptions;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -78,9 +78,10 @@ fn config(teacher: &Path, masks: MaskPlan, model: ModelConfig, loss: &str) -> St
 }
 
 fn search_config(teacher_path: &Path, budget: usize, fractions: Fractions) -> StudentConfig {
-    let model = student_config(&checkpoint::load(teacher_path).unwrap().meta.model);
+    let teacher = load_teacher(teacher_path, &Device::Cpu).unwrap();
+    let model = student_config(&teacher.config);
     let sizes = layer_sizes(&model).unwrap();
-    let (ks, how) = layer_counts(model.arch, 32, &sizes, budget, &fractions).unwrap();
+    let (ks, how) = layer_counts(model.arch, 32, &sizes, budget, &fractions, &teacher).unwrap();
     assert_eq!(ks.iter().sum::<usize>(), budget);
     let masks = MaskPlan::Search {
         budget,
@@ -154,7 +155,15 @@ fn search_keeps_exactly_the_budget() {
         assert!(r.history.iter().all(|h| h.kept_relus == budget));
         assert_eq!(kept(&out.join("search.safetensors")), budget);
         assert_eq!(kept(&out.join("search_best.safetensors")), budget);
-        assert!(out.join("report.json").is_file());
+        let report = std::fs::read_to_string(out.join("report.json")).unwrap();
+        // The report says how the budget was spread: auto at a budget no list totals falls
+        // back to the teacher's pruning sensitivity.
+        let how = [
+            "sensitivity: one-shot global magnitude pruning",
+            "uniform",
+            "list relu82k",
+        ];
+        assert!(report.contains(how[i]), "{}", how[i]);
     }
 }
 
@@ -266,6 +275,18 @@ fn cli_errors_are_clear() {
             "relu7k",
         ]),
         "no ReLU budget list 'relu7k'",
+    );
+    assert_clean_error(
+        &run(&[
+            "search",
+            "--teacher",
+            t,
+            "--budget",
+            "1k",
+            "--fractions",
+            "sensitivity:1.5",
+        ]),
+        "--fractions 'sensitivity:1.5'",
     );
     assert_clean_error(
         &run(&["search", "--teacher", t, "--budget", "lots"]),

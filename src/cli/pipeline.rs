@@ -292,8 +292,9 @@ fn claim_folder(a: &PipelineArgs) -> Result<()> {
 }
 
 pub fn run(a: PipelineArgs) -> Result<()> {
-    // A malformed budget fails now, not after the teacher has trained.
+    // A malformed budget or --fractions fails now, not after the teacher has trained.
     crate::search::parse_budget(&a.budget)?;
+    crate::train::search::Fractions::parse(&a.fractions)?;
     std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
     claim_folder(&a)?;
     for stage in a.stages() {

@@ -1,13 +1,14 @@
 //! `rlnet search`: stage 2, the ReLU mask search, from the command line.
 
 use super::student::{print_outcome, StageDefaults, StudentArgs};
+use crate::device::Device;
 use crate::error::Result;
 use crate::search::parse_budget;
 use crate::train::distill_step::LossMode;
 use crate::train::search::{
     layer_counts, layer_sizes, run as run_search, student_config, Fractions,
 };
-use crate::train::student::MaskPlan;
+use crate::train::student::{load_teacher, MaskPlan};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -18,9 +19,12 @@ pub struct SearchArgs {
     /// ReLUs to keep, exactly: a number (49971) or with a k/m suffix (50k).
     #[arg(long)]
     budget: String,
-    /// How the budget is spread over the layers: auto (the reference list with that total,
-    /// else the closest one rescaled), uniform, or a reference list's name (relu25k, relu50k,
-    /// relu82k, relu100k, relu120k, relu150k, relu300k, relu240k) rescaled to the budget.
+    /// How the budget is spread over the layers: auto (the reference list whose total is the
+    /// budget, else sensitivity), sensitivity[:D] (SENet-style: ReLUs in proportion to
+    /// 1 - d_l, d_l = the weight density of the conv feeding layer l after one-shot global
+    /// magnitude pruning of the teacher's conv weights to density D, default 0.1), uniform, or
+    /// a reference list's name (relu25k, relu50k, relu82k, relu100k, relu120k, relu150k,
+    /// relu300k, relu240k) rescaled to the budget. report.json records which was used.
     #[arg(long, default_value = "auto")]
     fractions: String,
     /// The loss of the search (spec §5: rslad+ce).
@@ -34,15 +38,20 @@ pub struct SearchArgs {
 pub fn run(a: SearchArgs) -> Result<()> {
     let budget = parse_budget(&a.budget)?;
     let mode = LossMode::parse(&a.mode)?;
+    let fractions = Fractions::parse(&a.fractions)?;
     let model = student_config(&a.common.teacher_model()?);
+    // On the host: the sensitivity rule reads the teacher's conv weights once.
+    let teacher = load_teacher(&a.common.teacher, &Device::Cpu)?;
     let sizes = layer_sizes(&model)?;
     let (ks, fractions) = layer_counts(
         model.arch,
         model.input_size,
         &sizes,
         budget,
-        &Fractions::parse(&a.fractions),
+        &fractions,
+        &teacher,
     )?;
+    drop(teacher);
     let masks = MaskPlan::Search {
         budget,
         fractions,

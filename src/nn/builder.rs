@@ -105,8 +105,16 @@ impl<'c> Builder<'c> {
         DomainBn { clean, aug, adv }
     }
 
-    /// A masked-ReLU layer of shape [c, h, w], every ReLU kept; returns its index.
-    pub fn relu(&mut self, name: &str, c: usize, h: usize, w: usize) -> usize {
+    /// A masked-ReLU layer of shape [c, h, w] fed by the conv weight `source_conv`, every ReLU
+    /// kept; returns its index.
+    pub fn relu(
+        &mut self,
+        name: &str,
+        c: usize,
+        h: usize,
+        w: usize,
+        source_conv: EntryId,
+    ) -> usize {
         let mask = self.store.add(
             &format!("{name}.mask"),
             EntryKind::Mask,
@@ -116,6 +124,7 @@ impl<'c> Builder<'c> {
             name: name.to_string(),
             shape: [c, h, w],
             mask,
+            source_conv,
         });
         self.relus.len() - 1
     }

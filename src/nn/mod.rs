@@ -158,6 +158,10 @@ pub struct ReluLayer {
     /// [C, H, W]
     pub shape: [usize; 3],
     pub mask: EntryId,
+    /// The conv weight whose output (after BN, plus any residual) reaches this site: the layer
+    /// that SENet-style sensitivity reads this site's weight density from. Its out-channels
+    /// are the site's C.
+    pub source_conv: EntryId,
 }
 
 impl ReluLayer {

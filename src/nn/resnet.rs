@@ -38,7 +38,7 @@ impl ResNet {
         let stem = cfg.width(64);
         let conv1 = b.conv("conv1", stem, 3, 3);
         let bn1 = b.bn("bn1", stem, false);
-        let r = b.relu("relu", stem, size, size);
+        let r = b.relu("relu", stem, size, size, conv1);
         let mask0 = b.mask_id(r);
         let mut c_in = stem;
         let mut blocks = Vec::new();
@@ -51,14 +51,16 @@ impl ResNet {
                 let p = format!("layer{}.{i}", stage + 1);
                 let conv1 = b.conv(&format!("{p}.conv1"), planes, c_in, 3);
                 let bn1 = b.bn(&format!("{p}.bn1"), planes, false);
-                let r1 = b.relu(&format!("{p}.relu1"), planes, size, size);
+                let r1 = b.relu(&format!("{p}.relu1"), planes, size, size, conv1);
                 let conv2 = b.conv(&format!("{p}.conv2"), planes, planes, 3);
                 let bn2 = b.bn(&format!("{p}.bn2"), planes, false);
                 let shortcut = (stride != 1 || c_in != planes).then(|| Shortcut {
                     conv: b.conv(&format!("{p}.shortcut.0"), planes, c_in, 1),
                     bn: b.bn(&format!("{p}.shortcut.1"), planes, cfg.shared_shortcut_bn),
                 });
-                let r2 = b.relu(&format!("{p}.relu2"), planes, size, size);
+                // conv2 feeds relu2 (through bn2 and the residual sum); the shortcut conv only
+                // carries the block input along.
+                let r2 = b.relu(&format!("{p}.relu2"), planes, size, size, conv2);
                 stage_blocks.push(Block {
                     stride,
                     conv1,

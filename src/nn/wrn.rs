@@ -36,6 +36,10 @@ impl Wrn {
         let mut size = cfg.input_size;
         let conv1 = b.conv("conv1", widths[0], 3, 3);
         let mut c_in = widths[0];
+        // The conv whose output the residual stream last received: it feeds the next BN-ReLU
+        // on that stream (the stem for the first block; then each block's conv2, since the
+        // shortcut only carries the block input along).
+        let mut stream_conv = conv1;
         let mut groups = Vec::new();
         for (gi, stride0) in [1, 2, 2].into_iter().enumerate() {
             let out = widths[gi + 1];
@@ -45,11 +49,11 @@ impl Wrn {
                 let p = format!("block{}.layer.{i}", gi + 1);
                 let bn1 = b.bn(&format!("{p}.bn1"), c_in, false);
                 // ReLU1 acts on the block input, before any stride.
-                let r1 = b.relu(&format!("{p}.relu1"), c_in, size, size);
+                let r1 = b.relu(&format!("{p}.relu1"), c_in, size, size, stream_conv);
                 let conv1 = b.conv(&format!("{p}.conv1"), out, c_in, 3);
                 size /= stride;
                 let bn2 = b.bn(&format!("{p}.bn2"), out, false);
-                let r2 = b.relu(&format!("{p}.relu2"), out, size, size);
+                let r2 = b.relu(&format!("{p}.relu2"), out, size, size, conv1);
                 let conv2 = b.conv(&format!("{p}.conv2"), out, out, 3);
                 let shortcut =
                     (c_in != out).then(|| b.conv(&format!("{p}.convShortcut"), out, c_in, 1));
@@ -64,11 +68,12 @@ impl Wrn {
                     shortcut,
                 });
                 c_in = out;
+                stream_conv = conv2;
             }
             groups.push(blocks);
         }
         let bn = b.bn("bn1", c_in, false);
-        let r = b.relu("relu", c_in, size, size);
+        let r = b.relu("relu", c_in, size, size, stream_conv);
         let mask = b.mask_id(r);
         let fc = b.linear("fc", cfg.num_classes, c_in, true);
         Wrn {

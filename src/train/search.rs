@@ -8,27 +8,54 @@ use super::teacher::RunOptions;
 use crate::error::{Error, Result};
 use crate::nn::{Arch, Model, ModelConfig};
 use crate::rng::{self, stream};
+use crate::search::sensitivity::{check_density, sensitivity, DEFAULT_DENSITY, FLOOR};
 use crate::search::{allocate, set_model_masks, uniform_weights, Preset, PRESETS};
 
 /// How the budget is spread over the layers.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Fractions {
-    /// The reference list whose total is the budget, else the closest one rescaled; uniform
-    /// when the architecture and input size have no list.
+    /// The reference list whose total is the budget; otherwise SENet-style sensitivity from
+    /// the teacher at the default density.
     Auto,
     /// Every layer keeps the same fraction.
     Uniform,
     /// A named reference list (`relu50k`, ...) rescaled to the budget.
     Named(String),
+    /// SENet-style sensitivity: layer l gets ReLUs in proportion to 1 − d_l, where d_l is the
+    /// weight density of the conv feeding it after global magnitude pruning of the teacher's
+    /// conv weights to `density` (`search::sensitivity`).
+    Sensitivity { density: f64 },
 }
 
 impl Fractions {
-    pub fn parse(text: &str) -> Fractions {
-        match text.trim().to_ascii_lowercase().as_str() {
+    /// `auto`, `uniform`, `sensitivity`, `sensitivity:<density>` (0 < density < 1) or a
+    /// reference list's name (checked against the model later, by [`layer_counts`]).
+    pub fn parse(text: &str) -> Result<Fractions> {
+        let t = text.trim().to_ascii_lowercase();
+        let bad = |why: String| {
+            Error::Config(format!(
+                "--fractions '{text}': {why} (expected auto, uniform, sensitivity, \
+                 sensitivity:<density> with 0 < density < 1, or a list name such as relu50k)"
+            ))
+        };
+        if let Some(rest) = t.strip_prefix("sensitivity") {
+            let density = match rest.strip_prefix(':') {
+                None if rest.is_empty() => DEFAULT_DENSITY,
+                None => return Err(bad("unknown setting".into())),
+                Some(d) => d
+                    .trim()
+                    .parse::<f64>()
+                    .map_err(|_| bad(format!("density '{}' is not a number", d.trim())))?,
+            };
+            check_density(density).map_err(|e| bad(e.to_string()))?;
+            return Ok(Fractions::Sensitivity { density });
+        }
+        Ok(match t.as_str() {
+            "" => return Err(bad("empty".into())),
             "auto" => Fractions::Auto,
             "uniform" => Fractions::Uniform,
             name => Fractions::Named(name.to_string()),
-        }
+        })
     }
 }
 
@@ -50,13 +77,16 @@ pub fn layer_sizes(cfg: &ModelConfig) -> Result<Vec<usize>> {
         .collect())
 }
 
-/// Per-layer counts summing exactly to `budget`, and a sentence saying how they were chosen.
+/// Per-layer counts summing exactly to `budget` over the student's layer `sizes`, and a
+/// sentence saying how they were chosen. `teacher` (the trained stage-1 model, same ReLU sites)
+/// is read by the sensitivity rule.
 pub fn layer_counts(
     arch: Arch,
     input_size: usize,
     sizes: &[usize],
     budget: usize,
     fractions: &Fractions,
+    teacher: &Model,
 ) -> Result<(Vec<usize>, String)> {
     let total: usize = sizes.iter().sum();
     if budget > total {
@@ -76,36 +106,57 @@ pub fn layer_counts(
                 format!("list {} scaled to {budget}", p.name),
             ))
         }
+        Fractions::Sensitivity { density } => by_sensitivity(budget, sizes, teacher, *density),
         Fractions::Auto => {
-            let mut best: Option<(usize, Preset)> = None;
             for p in PRESETS
                 .iter()
                 .filter(|p| p.arch == arch && p.input_size == input_size)
             {
-                let nominal = p.nominal_total(sizes)?;
-                if best.is_none_or(|(d, _)| nominal.abs_diff(budget) < d) {
-                    best = Some((nominal.abs_diff(budget), *p));
+                if p.nominal_total(sizes)? == budget {
+                    return Ok((
+                        p.allocate(budget, sizes)?,
+                        format!("list {} (its total is the budget)", p.name),
+                    ));
                 }
             }
-            match best {
-                Some((0, p)) => Ok((
-                    p.allocate(budget, sizes)?,
-                    format!("list {} (its total is the budget)", p.name),
-                )),
-                Some((_, p)) => Ok((
-                    p.allocate(budget, sizes)?,
-                    format!("list {} (the closest total) scaled to {budget}", p.name),
-                )),
-                None => Ok((
-                    allocate(budget, sizes, &uniform_weights(sizes))?,
-                    format!(
-                        "uniform: no reference list for {} at {input_size}px",
-                        arch.name()
-                    ),
-                )),
-            }
+            let (ks, how) = by_sensitivity(budget, sizes, teacher, DEFAULT_DENSITY)?;
+            Ok((ks, format!("{how} (no reference list totals {budget})")))
         }
     }
+}
+
+/// Counts in proportion to the teacher's per-site sensitivity (`search::sensitivity`).
+fn by_sensitivity(
+    budget: usize,
+    sizes: &[usize],
+    teacher: &Model,
+    density: f64,
+) -> Result<(Vec<usize>, String)> {
+    let teacher_sizes: Vec<usize> = teacher.relu_layers.iter().map(|l| l.count()).collect();
+    if teacher_sizes != sizes {
+        return Err(Error::Config(format!(
+            "the teacher's ReLU layers ({} layers, sizes {teacher_sizes:?}) differ from the \
+             student's ({} layers, sizes {sizes:?}): expected the same network",
+            teacher_sizes.len(),
+            sizes.len()
+        )));
+    }
+    let s = sensitivity(teacher, density)?;
+    let d: Vec<String> = s.densities.iter().map(|d| format!("{d:.4}")).collect();
+    Ok((
+        allocate(budget, sizes, &s.weights)?,
+        format!(
+            "sensitivity: one-shot global magnitude pruning of the teacher to {}% of conv \
+             weights ({} of {}); per-layer weight densities d_l = [{}]; ReLUs in proportion \
+             to 1 - d_l (floored at {}% of the largest)",
+            // Percent to 4 decimals, free of binary noise (0.07 shows as 7, not 7.000000000000001).
+            (s.density * 1e6).round() / 1e4,
+            s.kept,
+            s.total,
+            d.join(", "),
+            FLOOR * 100.0
+        ),
+    ))
 }
 
 /// The initial mask (spec §5.1 step 1): per layer, u ~ U(0,1) over H×W, kept where
