@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The binary under test: RLNET_BIN when set (the GPU suite's copy), else cargo's build.
@@ -588,5 +588,52 @@ fn pipeline_runs_end_to_end_and_resumes_to_the_same_result() {
             .unwrap();
     assert_eq!(teacher["config"]["robust"], false);
     assert!(teacher["config"]["augment"]["augmix"].is_null());
+
+    // SNL at the same budget, reusing that clean teacher (a finished stage is never retrained);
+    // its linearisation runs until at most 1,500 α remain, then keeps exactly 1,500.
+    let snl = tmp("pipeline-snl");
+    copy_dir(&senet.join("teacher"), &snl.join("teacher"));
+    let mut args = tiny.to_vec();
+    args.extend([snl.to_str().unwrap(), "--method", "snl"]);
+    let o = rlnet(&args);
+    assert!(o.status.success(), "snl pipeline failed: {}", stderr(&o));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(snl.join("report.json")).unwrap()).unwrap();
+    assert_eq!(r["method"], "snl");
+    assert_eq!(r["kept_relus"], 1500);
+    assert_eq!(r["metrics"]["per_bn"].as_array().unwrap().len(), 1);
+    let stage: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(snl.join("snl/report.json")).unwrap())
+            .unwrap();
+    assert!(stage["snl"]["binarised_after"].is_u64());
+    assert_eq!(stage["kept_relus"], 1500);
+    let finetune: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(snl.join("distill/report.json")).unwrap())
+            .unwrap();
+    assert_eq!(finetune["config"]["schedule"]["cosine_epochs"], 1);
+    assert_clean_error(
+        &rlnet(&[
+            "pipeline",
+            "--method",
+            "snl",
+            "--fractions",
+            "uniform",
+            "--budget",
+            "1500",
+            "--quiet",
+            "--out",
+            snl.join("other").to_str().unwrap(),
+        ]),
+        "--fractions",
+    );
     std::fs::remove_dir_all(&senet).ok();
+    std::fs::remove_dir_all(&snl).ok();
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
 }

@@ -11,6 +11,7 @@ use rlnet::robust::pgd::PgdConfig;
 use rlnet::train::distill;
 use rlnet::train::distill_step::DistillWeights;
 use rlnet::train::search::{self, layer_counts, layer_sizes, student_config, Fractions};
+use rlnet::train::snl::{self, SnlConfig};
 use rlnet::train::student::{load_teacher, MaskPlan, StudentConfig};
 use rlnet::train::teacher::RunOptions;
 use std::path::{Path, PathBuf};
@@ -58,11 +59,7 @@ fn config(teacher: &Path, masks: MaskPlan, model: ModelConfig, loss: &str) -> St
         data: data(),
         epochs: 2,
         batch_size: 16,
-        schedule: StepSchedule {
-            base_lr: 0.05,
-            milestones: vec![1],
-            factor: 0.1,
-        },
+        schedule: StepSchedule::steps(0.05, vec![1], 0.1),
         sgd: SgdConfig::default(),
         loss: loss.into(),
         weights: DistillWeights::default(),
@@ -230,6 +227,113 @@ fn distill_keeps_the_mask_and_both_stages_resume_bit_identically() {
     );
 }
 
+/// An SNL linearisation of the teacher, strong enough (λ, lr) to reach `budget` within a few
+/// epochs of 2 steps on this tiny model.
+fn snl_config(t: &Path, budget: usize, epochs: usize) -> StudentConfig {
+    let model = checkpoint::load(t).unwrap().meta.model;
+    let snl = SnlConfig {
+        lambda: 1e-2,
+        growth: 2.0,
+        patience_from: 0,
+        ..SnlConfig::new(budget)
+    };
+    StudentConfig {
+        epochs,
+        schedule: StepSchedule::steps(0.2, Vec::new(), 0.1),
+        weights: DistillWeights {
+            gamma: 1.0,
+            alpha: 1.0,
+            beta: 0.0,
+            temperature: 4.0,
+        },
+        ..config(t, MaskPlan::Linearize(snl), model, "natural")
+    }
+}
+
+#[test]
+fn snl_linearises_to_exactly_the_budget_and_resumes_bit_identically() {
+    let root = tmp("snl");
+    let t = teacher(&root);
+    let total = checkpoint::load(&t).unwrap().model().unwrap().total_relus();
+    let budget = total / 4;
+    let cfg = snl_config(&t, budget, 12);
+    let a = root.join("snl_a");
+    let r = snl::run(&cfg, &opts(&a, false, None))
+        .unwrap()
+        .expect("finished");
+    let p = r.snl.as_ref().expect("an SNL report says how it ended");
+    assert!(p.reached, "count {} never reached {budget}", p.count);
+    let last = p.binarised_after.expect("binarised");
+    assert!(last + 1 < cfg.epochs, "ended early, at the budget");
+    assert_eq!(r.history.len(), last + 1);
+    assert!(p.count <= budget);
+    // The count falls from the all-ReLU network; the last epoch's is binarised to the budget.
+    let counts: Vec<usize> = r.history.iter().map(|e| e.kept_relus).collect();
+    assert!(counts.windows(2).all(|w| w[1] <= w[0]), "{counts:?}");
+    assert!(counts[counts.len() - 2] > budget, "{counts:?}");
+    assert_eq!(r.kept_relus, budget, "exactly the budget, not under it");
+    assert_eq!(kept(&a.join("snl_best.safetensors")), budget);
+    assert!(r.history.iter().all(|e| e.lambda.is_some()));
+
+    // Stopped mid-epoch twice (Adam's moments and the real α in the checkpoint), resumed:
+    // the same network bit for bit.
+    let b = root.join("snl_b");
+    assert!(snl::run(&cfg, &opts(&b, false, Some(1))).unwrap().is_none());
+    assert!(snl::run(&cfg, &opts(&b, true, Some(4))).unwrap().is_none());
+    let rb = snl::run(&cfg, &opts(&b, true, None))
+        .unwrap()
+        .expect("finished");
+    assert_eq!(rb.snl, r.snl);
+    for name in ["snl.safetensors", "snl_best.safetensors"] {
+        assert_eq!(tensors(&a.join(name)), tensors(&b.join(name)), "{name}");
+    }
+
+    // Its binarised network fine-tunes like a searched one; the mask stays.
+    let student = a.join("snl_best.safetensors");
+    let model = checkpoint::load(&student).unwrap().model().unwrap().config;
+    let dcfg = config(
+        &t,
+        MaskPlan::Frozen {
+            from: student.clone(),
+        },
+        model,
+        "natural",
+    );
+    let f = root.join("finetune");
+    let r = distill::run(&dcfg, &opts(&f, false, None))
+        .unwrap()
+        .expect("finished");
+    assert_eq!(r.kept_relus, budget);
+    assert_eq!(masks(&f.join("distill.safetensors")), masks(&student));
+    // A checkpoint still learning α is refused as a student.
+    let c = root.join("snl_c");
+    assert!(snl::run(&cfg, &opts(&c, false, Some(1))).unwrap().is_none());
+    let early = config(
+        &t,
+        MaskPlan::Frozen {
+            from: c.join("snl.safetensors"),
+        },
+        checkpoint::load(&t).unwrap().meta.model,
+        "natural",
+    );
+    let e = distill::run(&early, &opts(&root.join("early"), false, None)).unwrap_err();
+    assert!(e.to_string().contains("binarised"), "{e}");
+}
+
+#[test]
+fn snl_hits_its_epoch_cap_and_still_keeps_exactly_the_budget() {
+    let root = tmp("snl-cap");
+    let t = teacher(&root);
+    // A budget of 10 sites cannot be reached in 1 epoch.
+    let r = snl::run(&snl_config(&t, 10, 1), &opts(&root.join("s"), false, None))
+        .unwrap()
+        .expect("finished");
+    let p = r.snl.unwrap();
+    assert!(!p.reached);
+    assert_eq!(p.binarised_after, Some(0));
+    assert_eq!(r.kept_relus, 10);
+}
+
 fn rlnet(args: &[&str]) -> std::process::Output {
     let bin = std::env::var_os("RLNET_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_rlnet").into());
     Command::new(bin).args(args).output().expect("run rlnet")
@@ -310,6 +414,35 @@ fn cli_errors_are_clear() {
     );
     assert_clean_error(
         &run(&["distill", "--teacher", t, "--student", t]),
-        "expects a stage-2 search checkpoint",
+        "expects a stage-2 search or an snl checkpoint",
+    );
+    assert_clean_error(
+        &run(&["snl", "--teacher", t, "--budget", "40k"]),
+        "expected 1 to the model's 34816 ReLUs",
+    );
+    assert_clean_error(
+        &run(&[
+            "snl",
+            "--teacher",
+            t,
+            "--budget",
+            "1k",
+            "--lambda-growth",
+            "0.5",
+        ]),
+        "--lambda-growth 0.5",
+    );
+    assert_clean_error(
+        &run(&[
+            "distill",
+            "--teacher",
+            t,
+            "--student",
+            t,
+            "--cosine",
+            "--milestones",
+            "3",
+        ]),
+        "cannot be used with",
     );
 }

@@ -105,11 +105,7 @@ fn sgd_follows_pytorch_momentum_and_weight_decay() {
         let p2 = p1 - 0.1 * b2;
         assert!((m.store.get(id).data()[i] - p2).abs() < 1e-6);
     }
-    let s = StepSchedule {
-        base_lr: 0.05,
-        milestones: vec![150, 180, 210],
-        factor: 0.1,
-    };
+    let s = StepSchedule::steps(0.05, vec![150, 180, 210], 0.1);
     assert_eq!(s.lr(0), 0.05);
     assert!((s.lr(150) - 0.005).abs() < 1e-9 && (s.lr(239) - 0.00005).abs() < 1e-9);
 }
@@ -123,11 +119,7 @@ fn tiny_teacher(epochs: usize) -> TeacherConfig {
         data,
         epochs,
         batch_size: 16,
-        schedule: StepSchedule {
-            base_lr: 0.05,
-            milestones: vec![1],
-            factor: 0.1,
-        },
+        schedule: StepSchedule::steps(0.05, vec![1], 0.1),
         sgd: SgdConfig::default(),
         pgd: PgdConfig::linf(1),
         eval_pgd_steps: 1,

@@ -28,11 +28,7 @@ pub fn run(a: DistillArgs) -> Result<()> {
     let mode = LossMode::parse(&a.mode)?;
     let model = load_search_student(&a.student)?.config;
     // Spec §6: 240 epochs, lr 0.01, x0.1 at 150/180/210.
-    let defaults = StageDefaults {
-        epochs: 240,
-        lr: 0.01,
-        milestones: vec![150, 180, 210],
-    };
+    let defaults = StageDefaults::rlnet(240, 0.01, vec![150, 180, 210]);
     let masks = MaskPlan::Frozen {
         from: a.student.clone(),
     };

@@ -9,6 +9,7 @@ mod info;
 mod pipeline;
 mod report;
 mod search;
+mod snl;
 mod student;
 mod teacher;
 
@@ -36,6 +37,9 @@ enum Command {
     /// Stage 3: distill the searched student from the teacher with its mask frozen
     /// (rslad+attn+augattn+ce).
     Distill(distill::DistillArgs),
+    /// The SNL baseline: learn a real α per ReLU site (Adam, CE + KD + λ·L1, λ growing) until
+    /// at most --budget remain, then keep exactly --budget; fine-tune with `distill`.
+    Snl(snl::SnlArgs),
     /// The whole method in one resumable run folder: teacher, search, distill, and a final
     /// evaluation (CA, NPA, AdvA under both BN sets, ReLUs, PI cost).
     Pipeline(pipeline::PipelineArgs),
@@ -66,6 +70,7 @@ fn dispatch(command: Command) -> crate::error::Result<()> {
         Command::Teacher(a) => teacher::run(a),
         Command::Search(a) => search::run(a),
         Command::Distill(a) => distill::run(a),
+        Command::Snl(a) => snl::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Corrupt(a) => corrupt::run(a),
         Command::Pipeline(a) => pipeline::run(a),

@@ -1,7 +1,9 @@
 //! `rlnet pipeline`: the whole RLNet method in one run folder: stage 1 (`teacher/`), stage 2
 //! (`search/`), stage 3 (`distill/`), then a final evaluation of the distilled student (CA and
 //! PGD accuracy under BN_c and BN_a, NPA over the standard corruptions, ReLU counts, the
-//! Delphi PI cost) into `report.json`.
+//! Delphi PI cost) into `report.json`. `--method senet` runs SENet's non-robust recipe through
+//! the same stages; `--method snl` replaces the search by SNL's linearisation (`snl/`) and
+//! stage 3 by SNL's fine-tune, so the three methods compare at the same exact ReLU budget.
 //!
 //! Each stage runs as its own command would, with the same flags, in this process. The folder
 //! is the state: a stage whose `report.json` exists is finished and reused (so an existing
@@ -58,6 +60,9 @@ pub enum Method {
     /// SENet's non-robust recipe in the same code (spec §6 end): a clean-only teacher, search
     /// with 0.5 CE + 0.5 KL, distillation with 0.1 CE + 0.5 KL + 1000 AT, all through BN_c.
     Senet,
+    /// The SNL baseline (baselines.md §2): a clean-only teacher, linearised with learnable α
+    /// (`rlnet snl`) to exactly the budget, then fine-tuned with CE + KD at lr 1e-3, cosine.
+    Snl,
 }
 
 impl Method {
@@ -65,7 +70,13 @@ impl Method {
         match self {
             Method::Rlnet => "rlnet",
             Method::Senet => "senet",
+            Method::Snl => "snl",
         }
+    }
+
+    /// Whether the method trains for robustness (the baselines use BN_c only).
+    fn robust(self) -> bool {
+        self == Method::Rlnet
     }
 }
 
@@ -80,7 +91,8 @@ pub struct PipelineArgs {
     /// ReLUs the final network keeps, exactly (e.g. 50k).
     #[arg(long)]
     budget: String,
-    /// How stage 2 spreads the budget over layers (see `rlnet search --help`).
+    /// How stage 2 spreads the budget over layers (see `rlnet search --help`; not with
+    /// --method snl, which places ReLUs over the whole network itself).
     #[arg(long, default_value = "auto")]
     fractions: String,
     /// Stage 3's loss mode (see `rlnet distill --help`; default rslad+attn+augattn+ce, and
@@ -101,7 +113,8 @@ pub struct PipelineArgs {
     model: Option<String>,
     #[arg(long)]
     width_mult: Option<f32>,
-    /// Epochs of every stage (default: each stage's preset).
+    /// Epochs of every stage (default: each stage's preset); SNL's linearisation is the
+    /// exception: it runs until its count is within the budget.
     #[arg(long)]
     epochs: Option<usize>,
     /// PGD steps of the final evaluation (default: 20, or 10 with the smoke preset).
@@ -167,7 +180,7 @@ impl PipelineArgs {
         match (&self.mode, self.method) {
             (Some(m), _) => m,
             (None, Method::Rlnet) => "rslad+attn+augattn+ce",
-            (None, Method::Senet) => "natural",
+            (None, Method::Senet | Method::Snl) => "natural",
         }
     }
 
@@ -192,9 +205,8 @@ impl PipelineArgs {
         let dir = |s: &str| self.out.join(s);
         let path = |p: PathBuf| p.display().to_string();
         let teacher_ckpt = path(dir("teacher").join("teacher.safetensors"));
-        let senet = self.method == Method::Senet;
         let mut teacher = vec!["teacher".to_string()];
-        if senet {
+        if !self.method.robust() {
             teacher.push("--non-robust".into());
         }
         if let Some(m) = &self.model {
@@ -203,36 +215,60 @@ impl PipelineArgs {
         if let Some(w) = self.width_mult {
             teacher.extend(["--width-mult".into(), w.to_string()]);
         }
+        // Stage 2: the mask search, or SNL's linearisation.
+        let (second, second_ckpt) = match self.method {
+            Method::Snl => ("snl", "snl.safetensors"),
+            _ => ("search", "search.safetensors"),
+        };
         let mut search = vec![
-            "search".into(),
+            second.into(),
             "--teacher".into(),
             teacher_ckpt.clone(),
             "--budget".into(),
             self.budget.clone(),
-            "--fractions".into(),
-            self.fractions.clone(),
         ];
         let mut distill = vec![
             "distill".into(),
             "--teacher".into(),
             teacher_ckpt,
             "--student".into(),
-            path(dir("search").join("search_best.safetensors")),
+            path(dir(second).join(format!("{second}_best.safetensors"))),
             "--mode".into(),
             self.distill_mode().into(),
         ];
-        if senet {
-            search.extend(["--mode", "natural", "--beta", "0"].map(String::from));
-            distill.extend(["--gamma", "0.1"].map(String::from));
+        match self.method {
+            Method::Rlnet => search.extend(["--fractions".into(), self.fractions.clone()]),
+            Method::Senet => {
+                search.extend(["--fractions".into(), self.fractions.clone()]);
+                search.extend(["--mode", "natural", "--beta", "0"].map(String::from));
+                distill.extend(["--gamma", "0.1"].map(String::from));
+            }
+            Method::Snl => {
+                // SNL's fine-tune: CE + KD (weights 1, 1), SGD lr 1e-3 cosine over 100 epochs.
+                distill.extend(
+                    [
+                        "--gamma", "1", "--alpha", "1", "--beta", "0", "--lr", "0.001", "--cosine",
+                    ]
+                    .map(String::from),
+                );
+                if self.epochs.is_none() && self.preset == Preset::Paper {
+                    distill.extend(["--epochs", "100"].map(String::from));
+                }
+            }
         }
         [
             ("teacher", "teacher.safetensors", teacher),
-            ("search", "search.safetensors", search),
+            (second, second_ckpt, search),
             ("distill", "distill.safetensors", distill),
         ]
         .into_iter()
         .map(|(name, checkpoint, mut args)| {
             args.extend(self.common());
+            if name == "snl" {
+                // --epochs sets training lengths; SNL's linearisation runs until its count
+                // is within the budget (its preset's cap bounds it), so it is left out.
+                args = drop_flag(args, "--epochs");
+            }
             args.extend(["--out".into(), path(dir(name))]);
             Stage {
                 name,
@@ -295,6 +331,13 @@ pub fn run(a: PipelineArgs) -> Result<()> {
     // A malformed budget or --fractions fails now, not after the teacher has trained.
     crate::search::parse_budget(&a.budget)?;
     crate::train::search::Fractions::parse(&a.fractions)?;
+    if a.method == Method::Snl && a.fractions != "auto" {
+        return Err(Error::Config(format!(
+            "--fractions {}: SNL places its ReLUs over the whole network itself; leave \
+             --fractions out with --method snl",
+            a.fractions
+        )));
+    }
     std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
     claim_folder(&a)?;
     for stage in a.stages() {
@@ -363,9 +406,9 @@ fn final_evaluation(a: &PipelineArgs) -> Result<()> {
         keep_logits: false,
     };
     // The non-robust recipe trains BN_c only: BN_a is never used, so it is not reported.
-    let domains: &[Domain] = match a.method {
-        Method::Rlnet => &[Domain::Clean, Domain::Adv],
-        Method::Senet => &[Domain::Clean],
+    let domains: &[Domain] = match a.method.robust() {
+        true => &[Domain::Clean, Domain::Adv],
+        false => &[Domain::Clean],
     };
     let mut per_bn: Vec<Accuracy> = Vec::new();
     for &d in domains {
@@ -470,6 +513,20 @@ fn final_evaluation(a: &PipelineArgs) -> Result<()> {
         println!("wrote {}", p.display());
     }
     Ok(())
+}
+
+/// `args` without `flag` and its value.
+fn drop_flag(args: Vec<String>, flag: &str) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        if a == flag {
+            it.next();
+        } else {
+            out.push(a);
+        }
+    }
+    out
 }
 
 /// The --device value that asks for `d`.

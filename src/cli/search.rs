@@ -58,11 +58,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
         ks,
     };
     // Spec §5: 150 epochs whose milestones (150/180/210) are never reached: a constant lr.
-    let defaults = StageDefaults {
-        epochs: 150,
-        lr: 0.05,
-        milestones: Vec::new(),
-    };
+    let defaults = StageDefaults::rlnet(150, 0.05, Vec::new());
     let cfg = a.common.config(defaults, masks, model, mode)?;
     let opts = a.common.options(&a.out)?;
     print_outcome(run_search(&cfg, &opts)?, &a.out);

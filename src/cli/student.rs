@@ -52,16 +52,36 @@ pub struct StudentArgs {
     /// Distillation temperature.
     #[arg(long)]
     temperature: Option<f32>,
+    /// Cosine-anneal the learning rate to 0 over the run's epochs instead of stepping it at
+    /// milestones (the SNL baseline's fine-tune).
+    #[arg(long, conflicts_with = "milestones")]
+    cosine: bool,
     /// No progress bars and no device line.
     #[arg(long)]
     quiet: bool,
 }
 
-/// What differs between the two stages' defaults.
+/// What differs between the stages' defaults.
 pub struct StageDefaults {
     pub epochs: usize,
+    /// Epochs under the smoke preset.
+    pub smoke_epochs: usize,
     pub lr: f32,
     pub milestones: Vec<usize>,
+    pub weights: DistillWeights,
+}
+
+impl StageDefaults {
+    /// Stages 2 and 3: 3 smoke epochs, the spec's loss weights.
+    pub fn rlnet(epochs: usize, lr: f32, milestones: Vec<usize>) -> StageDefaults {
+        StageDefaults {
+            epochs,
+            smoke_epochs: 3,
+            lr,
+            milestones,
+            weights: DistillWeights::default(),
+        }
+    }
 }
 
 /// The teacher's model config and the dataset settings it was trained with.
@@ -93,10 +113,11 @@ impl StudentArgs {
     ) -> Result<StudentConfig> {
         let smoke = self.preset == Preset::Smoke;
         let data = self.data_spec()?;
-        let epochs = self
-            .run
-            .epochs
-            .unwrap_or(if smoke { 3 } else { defaults.epochs });
+        let epochs = self.run.epochs.unwrap_or(if smoke {
+            defaults.smoke_epochs
+        } else {
+            defaults.epochs
+        });
         let milestones = match &self.run.milestones {
             Some(m) => m.clone(),
             // Keep the reference's milestones at the same fractions of the run.
@@ -112,7 +133,7 @@ impl StudentArgs {
                 "--lr {lr}: expected a positive number"
             )));
         }
-        let d = DistillWeights::default();
+        let d = defaults.weights;
         let weights = DistillWeights {
             gamma: self.gamma.unwrap_or(d.gamma),
             alpha: self.alpha.unwrap_or(d.alpha),
@@ -142,9 +163,8 @@ impl StudentArgs {
             epochs,
             batch_size: self.run.batch_size.unwrap_or(if smoke { 64 } else { 128 }),
             schedule: StepSchedule {
-                base_lr: lr,
-                milestones,
-                factor: 0.1,
+                cosine_epochs: self.cosine.then_some(epochs),
+                ..StepSchedule::steps(lr, milestones, 0.1)
             },
             sgd: SgdConfig::default(),
             loss: loss.name().into(),
@@ -162,6 +182,10 @@ impl StudentArgs {
             eval_every: self.run.eval_every.unwrap_or(0),
             checkpoint_every: self.run.checkpoint_every.unwrap_or(0),
         })
+    }
+
+    pub fn smoke(&self) -> bool {
+        self.preset == Preset::Smoke
     }
 
     /// The teacher's model config (the student's starting point in stage 2).

@@ -96,11 +96,7 @@ fn preset_config(a: &TeacherArgs) -> TeacherConfig {
         data,
         epochs,
         batch_size: batch,
-        schedule: StepSchedule {
-            base_lr: 0.05,
-            milestones,
-            factor: 0.1,
-        },
+        schedule: StepSchedule::steps(0.05, milestones, 0.1),
         sgd: SgdConfig::default(),
         pgd: PgdConfig::linf(if smoke { 3 } else { 7 }),
         eval_pgd_steps: if smoke { 10 } else { 20 },

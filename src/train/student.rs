@@ -3,15 +3,21 @@
 //! resumable mid-epoch from atomic checkpoints, the best-BN_c-clean-accuracy checkpoint kept
 //! (spec §5.1 step 4, §6 step 6), and a final evaluation under BN_c and BN_a.
 //!
-//! The two stages differ only in the mask: stage 2 accumulates the teacher-student activation
+//! The stages differ in the mask: stage 2 accumulates the teacher-student activation
 //! discrepancy over each epoch and re-selects the exact per-layer top-k at its end
-//! ([`MaskPlan::Search`]); stage 3 never touches the mask ([`MaskPlan::Frozen`]).
+//! ([`MaskPlan::Search`]); stage 3 never touches the mask ([`MaskPlan::Frozen`]); the SNL
+//! baseline learns a real α per site with Adam and an L1 penalty until few enough remain, then
+//! binarises to the exact budget ([`MaskPlan::Linearize`], rules in `snl`).
 
-use super::distill_step::{distill_step, DistillBatch, DistillWeights, LossMode};
+use super::distill_step::{
+    distill_gradients, distill_step, Adversary, DistillBatch, DistillWeights, LossMode,
+};
+use super::snl::{binarise_top, count_alive, SnlConfig, SnlProgress};
 use super::step::StepKey;
 use super::tally::{after_step, AfterStep, EpochTally};
 use super::teacher::{validate_domains, Datasets, Metrics, RunOptions, TrainData};
 use crate::augmix::AugMixConfig;
+use crate::autograd::EntryId;
 use crate::checkpoint::{self, CheckpointMeta, FORMAT_VERSION};
 use crate::data::batch::{epoch_order, CropFlip};
 use crate::data::source::DatasetSpec;
@@ -19,8 +25,8 @@ use crate::data::ImageSet;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::eval::Accuracy;
-use crate::nn::{Model, ModelConfig};
-use crate::optim::{Sgd, SgdConfig, StepSchedule};
+use crate::nn::{kept_count, Model, ModelConfig};
+use crate::optim::{Adam, Sgd, SgdConfig, StepSchedule};
 use crate::report::pi_cost::{estimate_model, CostModel, LayerCost};
 use crate::report::{write_json, Progress};
 use crate::robust::pgd::PgdConfig;
@@ -32,6 +38,8 @@ use std::time::Instant;
 
 /// Prefix of the search's score accumulators inside a mid-epoch checkpoint.
 const SCORES_PREFIX: &str = "search.scores.";
+/// Prefix of SNL's real-valued α inside a checkpoint (the mask entries hold only 0/1).
+const ALPHA_PREFIX: &str = "snl.alpha.";
 
 /// What happens to the student's ReLU masks.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -45,6 +53,9 @@ pub enum MaskPlan {
     },
     /// Stage 3: the mask of the stage-2 checkpoint `from`, never changed.
     Frozen { from: PathBuf },
+    /// The SNL baseline: learnable α per site until at most `budget` remain, then exactly
+    /// `budget` binary sites. `epochs` is a cap; the run usually ends earlier.
+    Linearize(SnlConfig),
 }
 
 impl MaskPlan {
@@ -53,6 +64,7 @@ impl MaskPlan {
         match self {
             MaskPlan::Search { .. } => "search",
             MaskPlan::Frozen { .. } => "distill",
+            MaskPlan::Linearize(_) => "snl",
         }
     }
 }
@@ -128,6 +140,20 @@ pub struct StudentState {
     pub train_secs: f64,
     pub images_trained: usize,
     pub best: Option<Best>,
+    /// SNL runs: λ, counts and Adam's step counts.
+    #[serde(default)]
+    pub snl: Option<SnlProgress>,
+}
+
+impl StudentState {
+    /// Whether training is over: every epoch ran, or SNL binarised its α.
+    fn finished(&self, epochs: usize) -> bool {
+        self.epoch >= epochs
+            || self
+                .snl
+                .as_ref()
+                .is_some_and(|p| p.binarised_after.is_some())
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -138,8 +164,12 @@ pub struct EpochLog {
     pub clean_train_acc: f32,
     pub adv_train_acc: f32,
     pub images_per_sec: f32,
-    /// ReLUs the mask keeps after this epoch (stage 2: after the top-k update).
+    /// ReLUs the mask keeps after this epoch (stage 2: after the top-k update; SNL: sites
+    /// with α above the threshold until binarised).
     pub kept_relus: usize,
+    /// SNL: the λ this epoch trained with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lambda: Option<f32>,
     /// BN_c clean test accuracy (picks the best checkpoint).
     pub val_clean_acc: f32,
     /// Clean + PGD accuracy under both BNs, on `eval_every` epochs.
@@ -178,6 +208,9 @@ pub struct StudentReport {
     pub train_secs: f64,
     pub device: String,
     pub config: StudentConfig,
+    /// SNL runs: how the linearisation ended (count reached, λ, epoch of binarisation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snl: Option<SnlProgress>,
     pub history: Vec<EpochLog>,
 }
 
@@ -232,10 +265,10 @@ pub fn run(
     };
     let last_epoch = opts.stop_after.map_or(cfg.epochs, |s| s.min(cfg.epochs));
     let mut stopped = false;
-    while run.state.epoch < last_epoch && !stopped {
+    while run.state.epoch < last_epoch && !stopped && !run.state.finished(cfg.epochs) {
         stopped = ctx.train_epoch(&mut run)?;
     }
-    if run.state.epoch < cfg.epochs {
+    if !run.state.finished(cfg.epochs) {
         return Ok(None);
     }
     let report = final_report(&ctx, &run.state)?;
@@ -263,10 +296,41 @@ fn check_pair(teacher: &ModelConfig, student: &ModelConfig) -> Result<()> {
     Ok(())
 }
 
+/// The student's optimiser: SGD (stages 2 and 3), or Adam over the weights and every α with
+/// SNL's L1 penalty on the α (`alphas`: the mask entries).
+enum Optim {
+    Sgd(Sgd),
+    Adam { adam: Adam, alphas: Vec<EntryId> },
+}
+
+impl Optim {
+    fn for_plan(cfg: &StudentConfig, model: &Model) -> Optim {
+        match &cfg.masks {
+            MaskPlan::Linearize(snl) => {
+                let alphas: Vec<EntryId> = model.relu_layers.iter().map(|l| l.mask).collect();
+                let mut ids = model.store.param_ids();
+                ids.extend(&alphas);
+                Optim::Adam {
+                    adam: Adam::new(snl.adam.clone(), ids),
+                    alphas,
+                }
+            }
+            _ => Optim::Sgd(Sgd::new(cfg.sgd.clone(), &model.store)),
+        }
+    }
+
+    fn sgd(&self) -> Option<&Sgd> {
+        match self {
+            Optim::Sgd(s) => Some(s),
+            Optim::Adam { .. } => None,
+        }
+    }
+}
+
 /// The student being trained and everything a checkpoint restores.
 struct Run {
     model: Model,
-    sgd: Sgd,
+    optim: Optim,
     state: StudentState,
     /// Stage 2: this epoch's accumulated discrepancy per ReLU layer ([C,H,W], model device).
     scores: Option<Vec<Tensor>>,
@@ -308,9 +372,28 @@ fn start_or_resume(
             )));
         }
         let mut model = c.model()?;
+        let learning_alpha = saved
+            .progress
+            .snl
+            .as_ref()
+            .is_some_and(|p| p.binarised_after.is_none());
+        if learning_alpha {
+            restore_alphas(&c, &mut model, ckpt)?;
+        }
         model.to_device(&opts.device)?;
-        let mut sgd = Sgd::new(cfg.sgd.clone(), &model.store);
-        c.restore_optimizer(&model, &mut sgd)?;
+        let mut optim = Optim::for_plan(cfg, &model);
+        match (&mut optim, &saved.progress.snl) {
+            (Optim::Sgd(sgd), _) => c.restore_optimizer(&model, sgd)?,
+            (Optim::Adam { adam, .. }, Some(p)) => {
+                adam.restore(&model.store, &p.adam_steps, |n| c.tensor(n).cloned())?
+            }
+            (Optim::Adam { .. }, None) => {
+                return Err(Error::Checkpoint {
+                    path: ckpt.to_path_buf(),
+                    msg: "an SNL checkpoint without its progress".into(),
+                })
+            }
+        }
         let scores = if searching {
             let mut s = zero_scores(&model)?;
             if saved.progress.step_in_epoch > 0 {
@@ -329,7 +412,7 @@ fn start_or_resume(
         };
         return Ok(Run {
             model,
-            sgd,
+            optim,
             state: saved.progress,
             scores,
         });
@@ -341,14 +424,43 @@ fn start_or_resume(
         ));
     }
     model.to_device(&opts.device)?;
-    let sgd = Sgd::new(cfg.sgd.clone(), &model.store);
+    let mut state = StudentState::default();
+    if let MaskPlan::Linearize(snl) = &cfg.masks {
+        snl.validate(model.total_relus())?;
+        // SNL starts from the all-ReLU network: every α = 1.
+        for l in &model.relu_layers {
+            if kept_count(&model.mask(l)) != l.count() {
+                return Err(Error::Config(
+                    "SNL starts from an all-ReLU network; the starting model has linear sites"
+                        .into(),
+                ));
+            }
+        }
+        model.soft_masks = true;
+        state.snl = Some(SnlProgress::start(snl, model.total_relus()));
+    }
+    let optim = Optim::for_plan(cfg, &model);
     let scores = searching.then(|| zero_scores(&model)).transpose()?;
     Ok(Run {
         model,
-        sgd,
-        state: StudentState::default(),
+        optim,
+        state,
         scores,
     })
+}
+
+/// Puts the α saved in an SNL checkpoint back into the mask entries (host side).
+fn restore_alphas(c: &checkpoint::Checkpoint, model: &mut Model, ckpt: &Path) -> Result<()> {
+    for l in model.relu_layers.clone() {
+        let name = format!("{ALPHA_PREFIX}{}", l.name);
+        let a = c.tensor(&name).ok_or_else(|| Error::Checkpoint {
+            path: ckpt.to_path_buf(),
+            msg: format!("SNL checkpoint without {name}"),
+        })?;
+        model.store.set(l.mask, a.clone())?;
+    }
+    model.soft_masks = true;
+    Ok(())
 }
 
 fn meta(cfg: &StudentConfig, state: &StudentState) -> Result<CheckpointMeta> {
@@ -364,10 +476,10 @@ fn meta(cfg: &StudentConfig, state: &StudentState) -> Result<CheckpointMeta> {
     })
 }
 
-/// The resumable checkpoint: weights, masks, momentum, progress and (mid-epoch search) the
-/// scores accumulated so far, in one atomically written file.
-fn save(ckpt: &Path, cfg: &StudentConfig, run: &Run) -> Result<()> {
-    let extra: Vec<(String, &Tensor)> = match (&run.scores, run.state.step_in_epoch > 0) {
+/// The resumable checkpoint: weights, masks, the optimiser's state, progress, (mid-epoch
+/// search) the scores accumulated so far and (SNL) the α, in one atomically written file.
+fn save(ckpt: &Path, cfg: &StudentConfig, run: &mut Run) -> Result<()> {
+    let mut extra: Vec<(String, &Tensor)> = match (&run.scores, run.state.step_in_epoch > 0) {
         (Some(s), true) => run
             .model
             .relu_layers
@@ -377,10 +489,24 @@ fn save(ckpt: &Path, cfg: &StudentConfig, run: &Run) -> Result<()> {
             .collect(),
         _ => Vec::new(),
     };
+    if let Optim::Adam { adam, .. } = &run.optim {
+        if let Some(p) = run.state.snl.as_mut() {
+            p.adam_steps = adam.step_counts(&run.model.store);
+        }
+        extra.extend(adam.state_tensors(&run.model.store));
+        if run.model.soft_masks {
+            for l in &run.model.relu_layers {
+                extra.push((
+                    format!("{ALPHA_PREFIX}{}", l.name),
+                    run.model.store.get(l.mask),
+                ));
+            }
+        }
+    }
     checkpoint::save_with(
         ckpt,
         &run.model,
-        Some(&run.sgd),
+        run.optim.sgd(),
         &extra,
         &meta(cfg, &run.state)?,
     )
@@ -449,18 +575,45 @@ impl Ctx<'_> {
                 aug: aug.as_ref(),
                 labels: &y,
             };
-            let s = distill_step(
-                &mut run.model,
-                self.teacher,
-                &mut run.sgd,
-                &batch,
-                self.mode,
-                &cfg.weights,
-                &cfg.pgd,
-                lr,
-                key,
-                run.scores.as_deref_mut(),
-            )?;
+            let s = match &mut run.optim {
+                Optim::Sgd(sgd) => distill_step(
+                    &mut run.model,
+                    self.teacher,
+                    sgd,
+                    &batch,
+                    self.mode,
+                    &cfg.weights,
+                    &cfg.pgd,
+                    lr,
+                    key,
+                    run.scores.as_deref_mut(),
+                )?,
+                Optim::Adam { adam, alphas } => {
+                    let lambda = run.state.snl.as_ref().map_or(0.0, |p| p.lambda);
+                    let adversary = Adversary::Pgd {
+                        config: &cfg.pgd,
+                        key,
+                    };
+                    let out = distill_gradients(
+                        &run.model,
+                        self.teacher,
+                        &batch,
+                        self.mode,
+                        &cfg.weights,
+                        &adversary,
+                        None,
+                    )?;
+                    // SNL's λ·Σ|α| enters as its subgradient λ·sign(α) on the α.
+                    adam.step(
+                        &mut run.model.store,
+                        &out.grads,
+                        lr,
+                        Some((alphas.as_slice(), lambda)),
+                    );
+                    run.model.store.apply_stat_updates(&out.updates);
+                    out.stats
+                }
+            };
             tally.add(&s, idx.len());
             bar.update(step + 1, &tally.progress(started.elapsed().as_secs_f64()));
             let next = after_step(
@@ -490,9 +643,16 @@ impl Ctx<'_> {
         bar.finish();
         run.state.train_secs += secs;
         run.state.images_trained += tally.images;
-        self.end_masks(run)?;
+        let lambda = run.state.snl.as_ref().map(|p| p.lambda);
+        self.end_masks(run, epoch)?;
         let (val_clean_acc, val) = self.validate(&run.model, epoch)?;
-        let better = run.state.best.is_none_or(|b| val_clean_acc > b.clean_acc);
+        // SNL: only the binarised network is a candidate (before that it is not at budget).
+        let candidate = run
+            .state
+            .snl
+            .as_ref()
+            .is_none_or(|p| p.binarised_after.is_some());
+        let better = candidate && run.state.best.is_none_or(|b| val_clean_acc > b.clean_acc);
         if better {
             run.state.best = Some(Best {
                 epoch,
@@ -506,7 +666,11 @@ impl Ctx<'_> {
             clean_train_acc: tally.clean_acc(),
             adv_train_acc: tally.adv_acc(),
             images_per_sec: tally.images_per_sec(secs),
-            kept_relus: run.model.kept_relus(),
+            kept_relus: match &run.state.snl {
+                Some(p) if p.binarised_after.is_none() => p.count,
+                _ => run.model.kept_relus(),
+            },
+            lambda,
             val_clean_acc,
             val,
         });
@@ -524,9 +688,24 @@ impl Ctx<'_> {
 
     /// Stage 2's epoch end (spec §5.1 step 2.3): the new mask keeps exactly k_l ReLUs per
     /// layer where the teacher and student differed most; the accumulators start again at 0.
-    /// Stage 3: the mask must be what it was.
-    fn end_masks(&self, run: &mut Run) -> Result<()> {
+    /// Stage 3: the mask must be what it was. SNL: count, adjust λ, and binarise once the
+    /// count is within the budget or the epoch cap is reached.
+    fn end_masks(&self, run: &mut Run, epoch: usize) -> Result<()> {
         match (&self.cfg.masks, &mut run.scores) {
+            (MaskPlan::Linearize(snl), _) => {
+                let count = count_alive(&run.model, snl.threshold)?;
+                let p = run
+                    .state
+                    .snl
+                    .as_mut()
+                    .expect("an SNL run carries its progress");
+                p.end_epoch(snl, epoch, count);
+                if p.reached || epoch + 1 == self.cfg.epochs {
+                    binarise_top(&mut run.model, snl.budget)?;
+                    p.binarised_after = Some(epoch);
+                    assert_eq!(run.model.kept_relus(), snl.budget);
+                }
+            }
             (MaskPlan::Search { budget, ks, .. }, Some(scores)) => {
                 let kept = apply_top_k(&mut run.model, scores, ks)?;
                 assert_eq!(kept, *budget, "the per-layer counts sum to the budget");
@@ -609,6 +788,7 @@ fn final_report(ctx: &Ctx<'_>, state: &StudentState) -> Result<StudentReport> {
         train_secs: state.train_secs,
         device: opts.device.name().into(),
         config: cfg.clone(),
+        snl: state.snl.clone(),
         history: state.history.clone(),
     })
 }
