@@ -172,7 +172,6 @@ impl PipelineArgs {
         );
         push("--train-limit", self.train_limit.map(|n| n.to_string()));
         push("--test-limit", self.test_limit.map(|n| n.to_string()));
-        push("--epochs", self.epochs.map(|n| n.to_string()));
         v
     }
 
@@ -264,10 +263,10 @@ impl PipelineArgs {
         .into_iter()
         .map(|(name, checkpoint, mut args)| {
             args.extend(self.common());
-            if name == "snl" {
-                // --epochs sets training lengths; SNL's linearisation runs until its count
-                // is within the budget (its preset's cap bounds it), so it is left out.
-                args = drop_flag(args, "--epochs");
+            // --epochs sets training lengths; SNL's linearisation runs until its count is
+            // within the budget (its preset's cap bounds it), so it does not get it.
+            if let Some(n) = self.epochs.filter(|_| name != "snl") {
+                args.extend(["--epochs".into(), n.to_string()]);
             }
             args.extend(["--out".into(), path(dir(name))]);
             Stage {
@@ -513,20 +512,6 @@ fn final_evaluation(a: &PipelineArgs) -> Result<()> {
         println!("wrote {}", p.display());
     }
     Ok(())
-}
-
-/// `args` without `flag` and its value.
-fn drop_flag(args: Vec<String>, flag: &str) -> Vec<String> {
-    let mut out = Vec::with_capacity(args.len());
-    let mut it = args.into_iter();
-    while let Some(a) = it.next() {
-        if a == flag {
-            it.next();
-        } else {
-            out.push(a);
-        }
-    }
-    out
 }
 
 /// The --device value that asks for `d`.

@@ -10,5 +10,6 @@ pub mod search;
 pub mod snl;
 pub mod step;
 pub mod student;
+mod student_optim;
 pub mod tally;
 pub mod teacher;

@@ -19,12 +19,18 @@
 
 use super::student::{self, load_teacher, MaskPlan, StudentConfig, StudentReport};
 use super::teacher::RunOptions;
+use crate::checkpoint::Checkpoint;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::nn::Model;
 use crate::optim::AdamConfig;
 use crate::search::{set_model_masks, top_k_indices};
+use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Prefix of the real-valued α inside a checkpoint (its mask entries hold only 0/1).
+const ALPHA_PREFIX: &str = "snl.alpha.";
 
 /// SNL's settings (baselines.md §2.3; the defaults are the paper's scripts).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -61,19 +67,14 @@ impl SnlConfig {
                 self.budget
             )));
         }
-        for (flag, v, ok) in [
-            ("--lambda", self.lambda, self.lambda > 0.0),
-            ("--lambda-growth", self.growth, self.growth >= 1.0),
-            ("--threshold", self.threshold, self.threshold >= 0.0),
+        for (flag, v, ok, want) in [
+            ("--lambda", self.lambda, self.lambda > 0.0, "> 0"),
+            ("--lambda-growth", self.growth, self.growth >= 1.0, ">= 1"),
+            ("--threshold", self.threshold, self.threshold >= 0.0, ">= 0"),
         ] {
             if !(ok && v.is_finite()) {
                 return Err(Error::Config(format!(
-                    "{flag} {v}: expected a finite number ({})",
-                    match flag {
-                        "--lambda" => "> 0",
-                        "--lambda-growth" => ">= 1",
-                        _ => ">= 0",
-                    }
+                    "{flag} {v}: expected a finite number ({want})"
                 )));
             }
         }
@@ -131,6 +132,30 @@ pub fn count_alive(model: &Model, threshold: f32) -> Result<usize> {
         n += a.data().iter().filter(|&&v| v > threshold).count();
     }
     Ok(n)
+}
+
+/// Every layer's α, named for a checkpoint.
+pub fn alpha_tensors(model: &Model) -> Vec<(String, &Tensor)> {
+    model
+        .relu_layers
+        .iter()
+        .map(|l| (format!("{ALPHA_PREFIX}{}", l.name), model.store.get(l.mask)))
+        .collect()
+}
+
+/// Puts the α saved in checkpoint `c` (read from `path`) back into the mask entries and
+/// returns the model to soft mode.
+pub fn restore_alphas(c: &Checkpoint, model: &mut Model, path: &Path) -> Result<()> {
+    for l in &model.relu_layers {
+        let name = format!("{ALPHA_PREFIX}{}", l.name);
+        let a = c.tensor(&name).ok_or_else(|| Error::Checkpoint {
+            path: path.to_path_buf(),
+            msg: format!("SNL checkpoint without {name}"),
+        })?;
+        model.store.set(l.mask, a.clone())?;
+    }
+    model.soft_masks = true;
+    Ok(())
 }
 
 /// Replaces every α by a 0/1 mask keeping exactly `budget` sites: those with the largest α

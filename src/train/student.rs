@@ -9,15 +9,13 @@
 //! baseline learns a real α per site with Adam and an L1 penalty until few enough remain, then
 //! binarises to the exact budget ([`MaskPlan::Linearize`], rules in `snl`).
 
-use super::distill_step::{
-    distill_gradients, distill_step, Adversary, DistillBatch, DistillWeights, LossMode,
-};
-use super::snl::{binarise_top, count_alive, SnlConfig, SnlProgress};
+use super::distill_step::{DistillBatch, DistillWeights, LossMode};
+use super::snl::{binarise_top, count_alive, restore_alphas, SnlConfig, SnlProgress};
 use super::step::StepKey;
+use super::student_optim::{Optim, StepSettings};
 use super::tally::{after_step, AfterStep, EpochTally};
 use super::teacher::{validate_domains, Datasets, Metrics, RunOptions, TrainData};
 use crate::augmix::AugMixConfig;
-use crate::autograd::EntryId;
 use crate::checkpoint::{self, CheckpointMeta, FORMAT_VERSION};
 use crate::data::batch::{epoch_order, CropFlip};
 use crate::data::source::DatasetSpec;
@@ -26,7 +24,7 @@ use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::eval::Accuracy;
 use crate::nn::{kept_count, Model, ModelConfig};
-use crate::optim::{Adam, Sgd, SgdConfig, StepSchedule};
+use crate::optim::{SgdConfig, StepSchedule};
 use crate::report::pi_cost::{estimate_model, CostModel, LayerCost};
 use crate::report::{write_json, Progress};
 use crate::robust::pgd::PgdConfig;
@@ -38,8 +36,6 @@ use std::time::Instant;
 
 /// Prefix of the search's score accumulators inside a mid-epoch checkpoint.
 const SCORES_PREFIX: &str = "search.scores.";
-/// Prefix of SNL's real-valued α inside a checkpoint (the mask entries hold only 0/1).
-const ALPHA_PREFIX: &str = "snl.alpha.";
 
 /// What happens to the student's ReLU masks.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -296,37 +292,6 @@ fn check_pair(teacher: &ModelConfig, student: &ModelConfig) -> Result<()> {
     Ok(())
 }
 
-/// The student's optimiser: SGD (stages 2 and 3), or Adam over the weights and every α with
-/// SNL's L1 penalty on the α (`alphas`: the mask entries).
-enum Optim {
-    Sgd(Sgd),
-    Adam { adam: Adam, alphas: Vec<EntryId> },
-}
-
-impl Optim {
-    fn for_plan(cfg: &StudentConfig, model: &Model) -> Optim {
-        match &cfg.masks {
-            MaskPlan::Linearize(snl) => {
-                let alphas: Vec<EntryId> = model.relu_layers.iter().map(|l| l.mask).collect();
-                let mut ids = model.store.param_ids();
-                ids.extend(&alphas);
-                Optim::Adam {
-                    adam: Adam::new(snl.adam.clone(), ids),
-                    alphas,
-                }
-            }
-            _ => Optim::Sgd(Sgd::new(cfg.sgd.clone(), &model.store)),
-        }
-    }
-
-    fn sgd(&self) -> Option<&Sgd> {
-        match self {
-            Optim::Sgd(s) => Some(s),
-            Optim::Adam { .. } => None,
-        }
-    }
-}
-
 /// The student being trained and everything a checkpoint restores.
 struct Run {
     model: Model,
@@ -382,18 +347,7 @@ fn start_or_resume(
         }
         model.to_device(&opts.device)?;
         let mut optim = Optim::for_plan(cfg, &model);
-        match (&mut optim, &saved.progress.snl) {
-            (Optim::Sgd(sgd), _) => c.restore_optimizer(&model, sgd)?,
-            (Optim::Adam { adam, .. }, Some(p)) => {
-                adam.restore(&model.store, &p.adam_steps, |n| c.tensor(n).cloned())?
-            }
-            (Optim::Adam { .. }, None) => {
-                return Err(Error::Checkpoint {
-                    path: ckpt.to_path_buf(),
-                    msg: "an SNL checkpoint without its progress".into(),
-                })
-            }
-        }
+        optim.restore(&c, &model, saved.progress.snl.as_ref(), ckpt)?;
         let scores = if searching {
             let mut s = zero_scores(&model)?;
             if saved.progress.step_in_epoch > 0 {
@@ -449,20 +403,6 @@ fn start_or_resume(
     })
 }
 
-/// Puts the α saved in an SNL checkpoint back into the mask entries (host side).
-fn restore_alphas(c: &checkpoint::Checkpoint, model: &mut Model, ckpt: &Path) -> Result<()> {
-    for l in model.relu_layers.clone() {
-        let name = format!("{ALPHA_PREFIX}{}", l.name);
-        let a = c.tensor(&name).ok_or_else(|| Error::Checkpoint {
-            path: ckpt.to_path_buf(),
-            msg: format!("SNL checkpoint without {name}"),
-        })?;
-        model.store.set(l.mask, a.clone())?;
-    }
-    model.soft_masks = true;
-    Ok(())
-}
-
 fn meta(cfg: &StudentConfig, state: &StudentState) -> Result<CheckpointMeta> {
     let saved = SavedState {
         config: cfg.clone(),
@@ -489,20 +429,7 @@ fn save(ckpt: &Path, cfg: &StudentConfig, run: &mut Run) -> Result<()> {
             .collect(),
         _ => Vec::new(),
     };
-    if let Optim::Adam { adam, .. } = &run.optim {
-        if let Some(p) = run.state.snl.as_mut() {
-            p.adam_steps = adam.step_counts(&run.model.store);
-        }
-        extra.extend(adam.state_tensors(&run.model.store));
-        if run.model.soft_masks {
-            for l in &run.model.relu_layers {
-                extra.push((
-                    format!("{ALPHA_PREFIX}{}", l.name),
-                    run.model.store.get(l.mask),
-                ));
-            }
-        }
-    }
+    extra.extend(run.optim.extra_tensors(&run.model, run.state.snl.as_mut()));
     checkpoint::save_with(
         ckpt,
         &run.model,
@@ -575,45 +502,21 @@ impl Ctx<'_> {
                 aug: aug.as_ref(),
                 labels: &y,
             };
-            let s = match &mut run.optim {
-                Optim::Sgd(sgd) => distill_step(
-                    &mut run.model,
-                    self.teacher,
-                    sgd,
-                    &batch,
-                    self.mode,
-                    &cfg.weights,
-                    &cfg.pgd,
-                    lr,
-                    key,
-                    run.scores.as_deref_mut(),
-                )?,
-                Optim::Adam { adam, alphas } => {
-                    let lambda = run.state.snl.as_ref().map_or(0.0, |p| p.lambda);
-                    let adversary = Adversary::Pgd {
-                        config: &cfg.pgd,
-                        key,
-                    };
-                    let out = distill_gradients(
-                        &run.model,
-                        self.teacher,
-                        &batch,
-                        self.mode,
-                        &cfg.weights,
-                        &adversary,
-                        None,
-                    )?;
-                    // SNL's λ·Σ|α| enters as its subgradient λ·sign(α) on the α.
-                    adam.step(
-                        &mut run.model.store,
-                        &out.grads,
-                        lr,
-                        Some((alphas.as_slice(), lambda)),
-                    );
-                    run.model.store.apply_stat_updates(&out.updates);
-                    out.stats
-                }
+            let settings = StepSettings {
+                mode: self.mode,
+                weights: &cfg.weights,
+                pgd: &cfg.pgd,
+                lr,
+                key,
+                lambda: run.state.snl.as_ref().map_or(0.0, |p| p.lambda),
             };
+            let s = run.optim.step(
+                &mut run.model,
+                self.teacher,
+                &batch,
+                &settings,
+                run.scores.as_deref_mut(),
+            )?;
             tally.add(&s, idx.len());
             bar.update(step + 1, &tally.progress(started.elapsed().as_secs_f64()));
             let next = after_step(
