@@ -6,6 +6,7 @@
 
 pub mod augmix;
 pub mod autograd;
+pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod corrupt;

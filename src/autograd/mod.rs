@@ -214,6 +214,18 @@ impl<'s> Graph<'s> {
         Var(self.nodes.len() - 1)
     }
 
+    /// Every convolution this graph has run, in order (benchmarks read a model's layer shapes
+    /// from one forward pass).
+    pub fn conv_geoms(&self) -> Vec<ConvGeom> {
+        self.nodes
+            .iter()
+            .filter_map(|n| match n.op {
+                Op::Conv { geom, .. } => Some(geom),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// A data input, moved to the graph's device; `requires_grad` asks for d(loss)/d(input)
     /// (honoured unless mode is None).
     pub fn input(&mut self, t: Tensor, requires_grad: bool) -> Var {

@@ -1,6 +1,7 @@
 //! clap commands. Each subcommand lives in its own file; `main` maps library errors to a
 //! one-line message and exit code 1 (clap's own usage errors exit with 2).
 
+mod bench;
 mod common;
 mod corrupt;
 mod distill;
@@ -52,6 +53,10 @@ enum Command {
     Info(info::InfoArgs),
     /// report.md and SVG charts for run folders; comparison.md/.svg across several runs.
     Report(report::ReportArgs),
+    /// Time the hot path (every ResNet18/WRN-22-8 conv shape in three directions, dual-BN +
+    /// masked ReLU, PGD, AugMix, corruptions, a whole stage-1 step) against its floor, and
+    /// against PyTorch with --compare-torch.
+    Bench(bench::BenchArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -76,5 +81,6 @@ fn dispatch(command: Command) -> crate::error::Result<()> {
         Command::Pipeline(a) => pipeline::run(a),
         Command::Info(a) => info::run(a),
         Command::Report(a) => report::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }
