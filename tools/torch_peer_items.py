@@ -194,7 +194,10 @@ def bench_conv(item, var, dev, timer):
 
 
 class DualBNReLU(nn.Module):
-    """[clean half | adversarial half] -> BN_c / BN_a (train) -> masked ReLU."""
+    """(clean half, adversarial half) -> BN_c / BN_a (train) -> masked ReLU, per half.
+
+    The halves stay separate tensors (views of one batch in forward), so no concatenation
+    or slice-backward copy is timed that a one-buffer implementation would not do."""
 
     def __init__(self, c, h, w):
         super().__init__()
@@ -203,11 +206,13 @@ class DualBNReLU(nn.Module):
         # Alternating pattern: half of the [c,h,w] elements keep their ReLU.
         self.register_buffer("mask", (torch.arange(c * h * w) % 2).float().view(c, h, w))
 
-    def forward(self, x):
-        half = x.shape[0] // 2
-        z = torch.cat([self.bn_c(x[:half]), self.bn_a(x[half:])], 0)
-        m = self.mask.to(z.dtype)
-        return F.relu(m * z) + (1.0 - m) * z
+    def forward(self, xc, xa):
+        out = []
+        for bn, x in ((self.bn_c, xc), (self.bn_a, xa)):
+            z = bn(x)
+            m = self.mask.to(z.dtype)
+            out.append(F.relu(m * z) + (1.0 - m) * z)
+        return out
 
 
 def bench_bn_relu(item, var, dev, timer):
@@ -215,38 +220,42 @@ def bench_bn_relu(item, var, dev, timer):
     if n < 2:
         raise ValueError("n must be >= 2 (two halves)")
     kind = item["kind"]
+    half = n // 2
     mod = DualBNReLU(c, h, w).to(dev).train()
     dt = torch.bfloat16 if var.bf16 else torch.float32
     note = "bf16: bf16 input (the conv output under autocast), BN as autocast leaves it" if var.bf16 else None
     x = var.fmt(torch.randn(n, c, h, w, device=dev, dtype=dt))
     amp = var.amp(dev)
 
-    def fwd(x):
+    def fwd(xc, xa):
         with amp():
-            return mod(x)
+            return mod(xc, xa)
 
     f = var.maybe_compile(fwd)
     if kind == "dual_bn_relu_fwd":
         with torch.no_grad():
-            ms, reps, calls = timer.measure(lambda: f(x), var.compile)
+            ms, reps, calls = timer.measure(lambda: f(x[:half], x[half:]), var.compile)
         return ms, reps, calls, note
 
-    x.requires_grad_(True)
-    params = [mod.bn_c.weight, mod.bn_c.bias, mod.bn_a.weight, mod.bn_a.bias]
+    # dx of both halves (separate leaves, views of one batch buffer) + dgamma/dbeta of both sets.
+    xc = x[:half].detach().requires_grad_(True)
+    xa = x[half:].detach().requires_grad_(True)
     dy = var.fmt(torch.randn(n, c, h, w, device=dev, dtype=dt))
-    inputs = [x] + params
+    dys = [dy[:half], dy[half:]]
+    inputs = [xc, xa, mod.bn_c.weight, mod.bn_c.bias, mod.bn_a.weight, mod.bn_a.bias]
     if not var.compile:
-        y = f(x)
+        ys = f(xc, xa)
+        dys = [d.to(yy.dtype) for d, yy in zip(dys, ys)]
         ms, reps, calls = timer.measure(
-            lambda: torch.autograd.grad(y, inputs, dy.to(y.dtype), retain_graph=True))
+            lambda: torch.autograd.grad(ys, inputs, dys, retain_graph=True))
         return ms, reps, calls, note
 
     def fwd_grad():
-        y = f(x)
-        return torch.autograd.grad(y, inputs, dy.to(y.dtype))
+        ys = f(xc, xa)
+        return torch.autograd.grad(ys, inputs, [d.to(yy.dtype) for d, yy in zip(dys, ys)])
 
     ms_fg, reps, calls = timer.measure(fwd_grad, True)
-    ms_f, _, _ = timer.measure(lambda: f(x), True)
+    ms_f, _, _ = timer.measure(lambda: f(xc, xa), True)
     extra = (f"compiled: time(forward+grad) {ms_fg:.4f} ms - time(forward) {ms_f:.4f} ms "
              "(forward with autograd recording)")
     return ms_fg - ms_f, reps, calls, (note + "; " + extra) if note else extra
