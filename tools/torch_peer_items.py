@@ -16,8 +16,8 @@ Kinds (the same work rlnet times):
   conv_fwd         y = conv2d(x, w, stride, pad), no bias.
   conv_bwd_data    dx = aten.convolution_backward(dy, x, w, output_mask=[T, F, F]).
   conv_bwd_weight  dw = aten.convolution_backward(dy, x, w, output_mask=[F, T, F]).
-                   bf16: convolution_backward is not an autocast op, so x, w, dy are handed
-                   over in bf16 (what an autocast conv forward saves and its output grad is).
+                   bf16: x, w (and dy) are handed over in bf16, as inside an autocast network
+                   (convolution_backward is not an autocast op; autocast's casts not timed).
   dual_bn_relu_fwd [clean half | adversarial half], each half through its own BatchNorm2d
                    (train mode, momentum 0.1, eps 1e-5), then y = relu(m*z) + (1-m)*z with
                    an alternating {0,1} mask [c,h,w]. bf16: the input is bf16 (as the conv
@@ -164,10 +164,12 @@ def bench_conv(item, var, dev, timer):
         raise ValueError(f"empty conv output {ho}x{wo}")
     kind = item["kind"]
     note = None
-    # Backward ops are not autocast ops: bf16 variants hand them bf16 tensors instead.
-    dt = torch.bfloat16 if (var.bf16 and kind != "conv_fwd") else torch.float32
-    if dt == torch.bfloat16:
-        note = "bf16: x, w, dy given in bf16 (convolution_backward is not an autocast op)"
+    # bf16: the tensors are handed over in bf16, as inside an autocast network (activations
+    # are bf16 op outputs); convolution_backward is not an autocast op, so it needs them so.
+    dt = torch.bfloat16 if var.bf16 else torch.float32
+    if var.bf16:
+        note = ("bf16: x, w given in bf16 (autocast's casts not timed)" if kind == "conv_fwd" else
+                "bf16: x, w, dy given in bf16 (convolution_backward is not an autocast op)")
     x = var.fmt(torch.randn(n, c_in, h, w, device=dev, dtype=dt))
     wt = var.fmt(torch.randn(c_out, c_in, k, k, device=dev, dtype=dt) * (2.0 / (c_in * k * k)) ** 0.5)
     dy = var.fmt(torch.randn(n, c_out, ho, wo, device=dev, dtype=dt))
