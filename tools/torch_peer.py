@@ -4,6 +4,12 @@
     python3 tools/torch_peer.py --device cpu|cuda --model resnet18|wrn22-8 \
         --width-mult 1.0 --batch 64 --mode plain|teacher --iters 20 --warmup 3 \
         [--threads N] [--bf16] [--channels-last] [--compile] [--json]
+    python3 tools/torch_peer.py --items FILE|-
+
+--items: per-kernel and per-step items from a JSON spec written by `rlnet bench
+--compare-torch` (conv fwd / dgrad / wgrad, dual BN + masked ReLU fwd/bwd, the PGD update,
+the stage-1 step), each in eager/compiled, f32/bf16, NCHW/channels_last variants; one JSON
+object on stdout. See tools/torch_peer_items.py for the format and semantics.
 
 Models come from tools/torch_models.py (the same code make_golden.py uses): CIFAR
 ResNet18 / WRN-22-8 with dual BN and masked ReLUs (all-ones masks, so the mask
@@ -50,6 +56,56 @@ def set_trainable(model, flag):
         p.requires_grad_(flag)
 
 
+def make_stage1_step(model, net, opt, amp, x, y, pgd_steps=PGD_ITERS, x_aug=None):
+    """The RLNet stage-1 step as a closure (teacher mode here, stage1_step in items mode).
+
+    x, y: the batch; its first half is clean, its second half is attacked with PGD-pgd_steps
+    (eps 8/255, step 2/255, one uniform random start, summed CE, eval mode with BN_a,
+    parameters frozen). x_aug (optional): the AugMix view of the clean half, one more
+    BN_c (train) forward pass. loss = mean of the 2 (or 3) CEs; backward; SGD step.
+    `net` is what is called (the model or its torch.compile wrapper); `amp` a context factory.
+    """
+    half = x.shape[0] // 2
+
+    def pgd(x0, yt):
+        model.eval()
+        model.set_domain("adv")
+        set_trainable(model, False)
+        xa = (x0 + torch.empty_like(x0).uniform_(-EPS, EPS)).clamp_(0.0, 1.0)
+        for _ in range(pgd_steps):
+            xa.requires_grad_(True)
+            with amp():
+                loss = F.cross_entropy(net(xa), yt, reduction="sum")
+            (g,) = torch.autograd.grad(loss, xa)
+            with torch.no_grad():
+                xa = xa + STEP * g.sign()
+                xa = torch.min(torch.max(xa, x0 - EPS), x0 + EPS).clamp_(0.0, 1.0)
+        set_trainable(model, True)
+        return xa.detach()
+
+    def stage1_step():
+        xc, yc = x[:half], y[:half]
+        x0, ya = x[half:], y[half:]
+        xa = pgd(x0, ya)
+        model.train()
+        model.set_domain("clean")
+        with amp():
+            losses = [F.cross_entropy(net(xc), yc)]
+            if x_aug is not None:
+                losses.append(F.cross_entropy(net(x_aug), yc))
+        model.set_domain("adv")
+        with amp():
+            losses.append(F.cross_entropy(net(xa), ya))
+        loss = sum(losses) / len(losses)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        model.set_domain("clean")
+        return loss
+
+    return stage1_step
+
+
 def main():
     ap = argparse.ArgumentParser(description="PyTorch throughput peer for rlnet")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -65,7 +121,14 @@ def main():
     ap.add_argument("--compile", action="store_true", help="torch.compile the model")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    ap.add_argument("--items", metavar="FILE",
+                    help="items mode (rlnet bench --compare-torch): JSON spec file or '-'")
     args = ap.parse_args()
+
+    if args.items is not None:
+        import torch_peer_items  # noqa: PLC0415 -- imports this module back
+
+        sys.exit(torch_peer_items.run(args.items))
 
     if args.mode == "teacher" and args.batch < 2:
         ap.error("--mode teacher needs --batch >= 2")
@@ -113,41 +176,7 @@ def main():
         opt.step()
         return loss
 
-    def pgd(x0, yt):
-        model.eval()
-        model.set_domain("adv")
-        set_trainable(model, False)
-        xa = (x0 + torch.empty_like(x0).uniform_(-EPS, EPS)).clamp_(0.0, 1.0)
-        for _ in range(PGD_ITERS):
-            xa.requires_grad_(True)
-            with amp():
-                loss = F.cross_entropy(net(xa), yt, reduction="sum")
-            (g,) = torch.autograd.grad(loss, xa)
-            with torch.no_grad():
-                xa = xa + STEP * g.sign()
-                xa = torch.min(torch.max(xa, x0 - EPS), x0 + EPS).clamp_(0.0, 1.0)
-        set_trainable(model, True)
-        return xa.detach()
-
-    def teacher_step():
-        xc, yc = x[:half], y[:half]
-        x0, ya = x[half:], y[half:]
-        xa = pgd(x0, ya)
-        model.train()
-        model.set_domain("clean")
-        with amp():
-            lc = F.cross_entropy(net(xc), yc)
-        model.set_domain("adv")
-        with amp():
-            la = F.cross_entropy(net(xa), ya)
-        loss = 0.5 * (lc + la)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        model.set_domain("clean")
-        return loss
-
-    step = plain_step if args.mode == "plain" else teacher_step
+    step = plain_step if args.mode == "plain" else make_stage1_step(model, net, opt, amp, x, y)
 
     def sync():
         if dev.type == "cuda":
