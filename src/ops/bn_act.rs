@@ -30,24 +30,64 @@ impl<T: Real> Activation<'_, T> {
         mask: None,
     };
 
-    /// Does element `i` (within one sample's c*hw) pass its gradient given output value y?
-    #[inline]
-    fn passes(&self, i: usize, y: T) -> bool {
-        if !self.relu {
-            return true;
-        }
-        let keeps_relu = self.mask.is_none_or(|m| m[i] != T::zero());
-        !keeps_relu || y > T::zero()
+    /// The mask entries of channel `ch` ([hw]), or None when every site keeps its ReLU.
+    fn channel_mask(&self, ch: usize, hw: usize) -> Option<&[T]> {
+        self.mask.map(|m| &m[ch * hw..(ch + 1) * hw])
     }
+}
 
-    #[inline]
-    fn apply(&self, i: usize, z: T) -> T {
-        if self.relu && z < T::zero() && self.mask.is_none_or(|m| m[i] != T::zero()) {
-            T::zero()
-        } else {
-            z
+/// A ReLU site with mask entry `m` (1: keeps its ReLU) zeroes a negative z. Written as a
+/// select over whole planes so the loops vectorise.
+#[inline(always)]
+fn gate<T: Real>(z: T, m: T) -> T {
+    if (z < T::zero()) & (m != T::zero()) {
+        T::zero()
+    } else {
+        z
+    }
+}
+
+/// Does the gradient pass a site whose forward output is y? Only a kept ReLU that output 0
+/// blocks it (y ≤ 0 there means the ReLU clipped).
+#[inline(always)]
+fn passes<T: Real>(y: T, m: T) -> bool {
+    // `|`, not `||`: no branch, so the plane loops vectorise (the signs of y are random).
+    (m == T::zero()) | (y > T::zero())
+}
+
+/// Σ a·(b − shift) in 8 interleaved partial sums (see `lane_sum`).
+#[inline(always)]
+fn lane_dot<T: Real>(a: &[T], b: &[T], shift: T) -> T {
+    let mut acc = [T::zero(); 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ta, tb) = (ca.remainder(), cb.remainder());
+    for (u, v) in ca.zip(cb) {
+        for j in 0..8 {
+            acc[j] += u[j] * (v[j] - shift);
         }
     }
+    let s = acc.iter().fold(T::zero(), |x, &y| x + y);
+    ta.iter().zip(tb).fold(s, |s, (&u, &v)| s + u * (v - shift))
+}
+
+/// Σ f(v) over `v`, in 8 interleaved partial sums so the loop vectorises (the order of the
+/// additions differs from a left-to-right sum by rounding only).
+#[inline(always)]
+fn lane_sum<T: Real>(v: &[T], f: impl Fn(usize, T) -> T) -> T {
+    let mut acc = [T::zero(); 8];
+    let chunks = v.chunks_exact(8);
+    let tail = chunks.remainder();
+    for (k, c) in chunks.enumerate() {
+        for j in 0..8 {
+            acc[j] += f(8 * k + j, c[j]);
+        }
+    }
+    let mut s = acc.iter().fold(T::zero(), |a, &b| a + b);
+    let start = v.len() - tail.len();
+    for (j, &t) in tail.iter().enumerate() {
+        s += f(start + j, t);
+    }
+    s
 }
 
 /// Per-channel statistics of a train-mode pass.
@@ -59,15 +99,14 @@ pub struct BatchStats<T> {
     pub var_unbiased: Vec<T>,
 }
 
-fn channel_sum<T: Real>(g: &BnGeom, x: &[T], ch: usize, f: impl Fn(usize, T) -> T) -> T {
-    let mut s = T::zero();
-    for n in 0..g.n {
-        let base = (n * g.c + ch) * g.hw;
-        for i in 0..g.hw {
-            s += f(ch * g.hw + i, x[base + i]);
-        }
-    }
-    s
+/// Σ over the batch of channel `ch`'s plane sums of f.
+fn channel_sum<T: Real>(g: &BnGeom, x: &[T], ch: usize, f: impl Fn(T) -> T + Copy) -> T {
+    (0..g.n)
+        .map(|n| {
+            let base = (n * g.c + ch) * g.hw;
+            lane_sum(&x[base..base + g.hw], |_, v| f(v))
+        })
+        .fold(T::zero(), |a, b| a + b)
 }
 
 /// Batch mean and variance per channel (two passes, so large means do not cancel).
@@ -76,8 +115,8 @@ pub fn batch_stats<T: Real>(g: &BnGeom, x: &[T], eps: f64) -> BatchStats<T> {
     let per: Vec<(T, T, T)> = (0..g.c)
         .into_par_iter()
         .map(|ch| {
-            let mean = channel_sum(g, x, ch, |_, v| v) / c(m);
-            let ss = channel_sum(g, x, ch, |_, v| (v - mean) * (v - mean));
+            let mean = channel_sum(g, x, ch, |v| v) / c(m);
+            let ss = channel_sum(g, x, ch, |v| (v - mean) * (v - mean));
             let var = ss / c(m);
             let unbiased = if m > 1.0 { ss / c(m - 1.0) } else { var };
             (mean, T::one() / (var + c(eps)).sqrt(), unbiased)
@@ -117,13 +156,20 @@ pub fn forward<T: Real>(
         let ch = plane % g.c;
         let scale = gamma[ch] * invstd[ch];
         let shift = beta[ch] - mean[ch] * scale;
-        let base = plane * g.hw;
-        for (i, yv) in yp.iter_mut().enumerate() {
-            let mut z = x[base + i] * scale + shift;
-            if let Some(r) = residual {
-                z += r[base + i];
+        let xp = &x[plane * g.hw..(plane + 1) * g.hw];
+        for (yv, &xv) in yp.iter_mut().zip(xp) {
+            *yv = xv * scale + shift;
+        }
+        if let Some(r) = residual {
+            for (yv, &rv) in yp.iter_mut().zip(&r[plane * g.hw..(plane + 1) * g.hw]) {
+                *yv += rv;
             }
-            *yv = act.apply(ch * g.hw + i, z);
+        }
+        if act.relu {
+            match act.channel_mask(ch, g.hw) {
+                Some(m) => yp.iter_mut().zip(m).for_each(|(yv, &mv)| *yv = gate(*yv, mv)),
+                None => yp.iter_mut().for_each(|yv| *yv = gate(*yv, T::one())),
+            }
         }
     });
 }
@@ -151,35 +197,37 @@ pub fn backward<T: Real>(
     dy: &[T],
     out: BnGrads<'_, T>,
 ) {
-    // dz = dy gated by the ReLU that fired.
-    let mut dz = vec![T::zero(); g.len()];
-    dz.par_chunks_mut(g.hw).enumerate().for_each(|(plane, dp)| {
-        let ch = plane % g.c;
-        let base = plane * g.hw;
-        for (i, d) in dp.iter_mut().enumerate() {
-            let k = base + i;
-            *d = if act.passes(ch * g.hw + i, y[k]) {
-                dy[k]
-            } else {
-                T::zero()
-            };
+    // dz = dy gated by the ReLU that fired, one plane at a time (never the whole tensor).
+    let gate_plane = |plane: usize, dzp: &mut [T]| {
+        let k = plane * g.hw..(plane + 1) * g.hw;
+        let (dyp, yp) = (&dy[k.clone()], &y[k]);
+        dzp.copy_from_slice(dyp);
+        if act.relu {
+            let ch = plane % g.c;
+            match act.channel_mask(ch, g.hw) {
+                Some(m) => dzp.iter_mut().zip(yp).zip(m).for_each(|((d, &yv), &mv)| {
+                    *d = if passes(yv, mv) { *d } else { T::zero() }
+                }),
+                None => dzp.iter_mut().zip(yp).for_each(|(d, &yv)| {
+                    *d = if passes(yv, T::one()) { *d } else { T::zero() }
+                }),
+            }
         }
-    });
-    // Per channel: sum(dz) and sum(dz * xhat).
+    };
+    // Per channel: Σ dz and Σ dz·x̂.
     let sums: Vec<(T, T)> = (0..g.c)
         .into_par_iter()
         .map(|ch| {
-            let mut s = T::zero();
-            let mut sx = T::zero();
+            let mut dzp = vec![T::zero(); g.hw];
+            let (mut s, mut sx) = (T::zero(), T::zero());
             for n in 0..g.n {
-                let base = (n * g.c + ch) * g.hw;
-                for i in 0..g.hw {
-                    let d = dz[base + i];
-                    s += d;
-                    sx += d * (x[base + i] - mean[ch]) * invstd[ch];
-                }
+                let plane = n * g.c + ch;
+                gate_plane(plane, &mut dzp);
+                let xp = &x[plane * g.hw..(plane + 1) * g.hw];
+                s += lane_sum(&dzp, |_, d| d);
+                sx += lane_dot(&dzp, xp, mean[ch]);
             }
-            (s, sx)
+            (s, sx * invstd[ch])
         })
         .collect();
     if let Some(dgamma) = out.dgamma {
@@ -192,23 +240,24 @@ pub fn backward<T: Real>(
         let m: T = c((g.n * g.hw) as f64);
         dx.par_chunks_mut(g.hw).enumerate().for_each(|(plane, dp)| {
             let ch = plane % g.c;
-            let base = plane * g.hw;
+            gate_plane(plane, dp);
             let k = gamma[ch] * invstd[ch];
             if train {
+                let xp = &x[plane * g.hw..(plane + 1) * g.hw];
                 let (s, sx) = sums[ch];
-                for (i, d) in dp.iter_mut().enumerate() {
-                    let xhat = (x[base + i] - mean[ch]) * invstd[ch];
-                    *d = k * (dz[base + i] - s / m - xhat * sx / m);
+                let (a, b) = (s / m, sx / m * invstd[ch]);
+                for (d, &xv) in dp.iter_mut().zip(xp) {
+                    *d = k * (*d - a - (xv - mean[ch]) * b);
                 }
             } else {
-                for (i, d) in dp.iter_mut().enumerate() {
-                    *d = k * dz[base + i];
-                }
+                dp.iter_mut().for_each(|d| *d = k * *d);
             }
         });
     }
     if let Some(dr) = out.dr {
-        dr.copy_from_slice(&dz);
+        dr.par_chunks_mut(g.hw)
+            .enumerate()
+            .for_each(|(plane, dp)| gate_plane(plane, dp));
     }
 }
 
