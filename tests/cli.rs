@@ -637,3 +637,138 @@ fn copy_dir(from: &Path, to: &Path) {
         std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
     }
 }
+
+/// Is PyTorch importable by `python3` here (the peer's requirement)?
+fn torch_available() -> bool {
+    Command::new("python3")
+        .args(["-c", "import torch"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn bench_times_items_against_their_floor_and_pytorch() {
+    let items = "pgd/,bn_relu/resnet18/512x4x4/bwd,corrupt/contrast,512x4x4-512-k3s1/wgrad,stage1";
+    let base = [
+        "bench",
+        "--device",
+        "cpu",
+        "--batch",
+        "4",
+        "--step-width",
+        "0.0625",
+        "--only",
+        items,
+        "--min-samples",
+        "2",
+        "--min-time",
+        "0",
+        "--warmup",
+        "1",
+    ];
+    let listed = rlnet(&["bench", "--list"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    // 21 distinct conv shapes x 3 directions, 8 BN-ReLU shapes x 2, PGD, AugMix, 19
+    // corruptions, the stage-1 step.
+    assert_eq!(stdout(&listed).lines().count(), 63 + 16 + 1 + 1 + 19 + 1);
+
+    let mut args = base.to_vec();
+    args.push("--json");
+    let compare = torch_available();
+    if compare {
+        args.extend(["--compare-torch", "--torch-variants", "eager-f32"]);
+    } else {
+        eprintln!("python3 has no torch: --compare-torch left out");
+    }
+    let root = std::env::var("RLNET_ROOT").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
+    let peer = format!("{root}/tools/torch_peer.py");
+    if compare {
+        args.extend(["--torch-peer", &peer]);
+    }
+    let report = json(&rlnet(&args));
+    let rows = report["rows"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "conv/resnet18/512x4x4-512-k3s1/wgrad",
+            "bn_relu/resnet18/512x4x4/bwd",
+            "pgd/update/2x3x32x32",
+            "corrupt/contrast",
+            "stage1_step/resnet18x0.0625/b4"
+        ]
+    );
+    assert!(report["peaks"]["bandwidth"].as_f64().unwrap() > 1e8);
+    for r in rows {
+        let ms = r["measurement"]["median_s"].as_f64().unwrap();
+        let frac = r["floor_fraction"].as_f64().unwrap();
+        assert!(ms > 0.0 && frac > 0.0 && frac.is_finite(), "{r}");
+        assert_eq!(r["measurement"]["samples"].as_u64(), Some(2), "{r}");
+    }
+    assert_eq!(rows[0]["bound"], "compute");
+    assert_eq!(rows[1]["bound"], "memory");
+    if compare {
+        assert!(report["torch_version"].is_string());
+        for r in [&rows[0], &rows[1], &rows[2], &rows[4]] {
+            assert!(r["torch_ms"]["eager-f32"].as_f64().unwrap() > 0.0, "{r}");
+        }
+        // Corruptions have no PyTorch counterpart: a note, no time.
+        assert!(rows[3]["torch_ms"].as_object().unwrap().is_empty());
+        assert!(rows[3]["torch_notes"]
+            .to_string()
+            .contains("no PyTorch counterpart"));
+    }
+
+    // The table form carries the floor column and the summary.
+    let table = rlnet(&base);
+    assert!(table.status.success(), "{}", stderr(&table));
+    let text = stdout(&table);
+    assert!(
+        text.contains("| of floor |") && text.contains("### summary"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bench_rejects_bad_input_clearly() {
+    let bench = |extra: &[&str]| {
+        let mut args = vec!["bench", "--device", "cpu", "--only", "pgd/"];
+        args.extend_from_slice(extra);
+        rlnet(&args)
+    };
+    assert_clean_error(
+        &bench(&["--torch-variants", "eager-f16"]),
+        "unknown PyTorch variant",
+    );
+    assert_clean_error(
+        &rlnet(&["bench", "--only", "no-such-item"]),
+        "matches no item",
+    );
+    assert_clean_error(&bench(&["--batch", "1"]), "--batch must be at least 2");
+    assert_clean_error(
+        &bench(&["--step-width", "0"]),
+        "--step-width must be a positive",
+    );
+    assert_clean_error(&bench(&["--peak-bandwidth=-3"]), "--peak-bandwidth");
+    assert_clean_error(
+        &bench(&[
+            "--compare-torch",
+            "--torch-peer",
+            "/nonexistent/torch_peer.py",
+        ]),
+        "no such file",
+    );
+    let root = std::env::var("RLNET_ROOT").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
+    let peer = format!("{root}/tools/torch_peer.py");
+    assert_clean_error(
+        &bench(&[
+            "--compare-torch",
+            "--torch-peer",
+            &peer,
+            "--python",
+            "/nonexistent/python3",
+        ]),
+        "cannot run the PyTorch peer",
+    );
+    assert_clean_error(&bench(&["--models", "vgg"]), "vgg");
+}

@@ -23,6 +23,9 @@ pub struct BenchArgs {
     /// Print the report as JSON on stdout instead of the table.
     #[arg(long)]
     json: bool,
+    /// Also write the JSON report to this file (written whole, under a temporary name first).
+    #[arg(long)]
+    json_out: Option<PathBuf>,
     /// Only list the items that would run.
     #[arg(long)]
     list: bool,
@@ -232,9 +235,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
         report.add_torch(run_peer(&cfg, &runnable)?);
     }
 
+    let text = serde_json::to_string_pretty(&report)
+        .map_err(|e| Error::Data(format!("bench report as JSON: {e}")))?;
+    if let Some(path) = &a.json_out {
+        crate::checkpoint::write_atomic(path, text.as_bytes())?;
+    }
     if a.json {
-        let text = serde_json::to_string_pretty(&report)
-            .map_err(|e| Error::Data(format!("bench report as JSON: {e}")))?;
         println!("{text}");
     } else {
         print!("{}", report.markdown());

@@ -167,7 +167,10 @@ pub fn forward<T: Real>(
         }
         if act.relu {
             match act.channel_mask(ch, g.hw) {
-                Some(m) => yp.iter_mut().zip(m).for_each(|(yv, &mv)| *yv = gate(*yv, mv)),
+                Some(m) => yp
+                    .iter_mut()
+                    .zip(m)
+                    .for_each(|(yv, &mv)| *yv = gate(*yv, mv)),
                 None => yp.iter_mut().for_each(|yv| *yv = gate(*yv, T::one())),
             }
         }
@@ -198,22 +201,23 @@ pub fn backward<T: Real>(
     out: BnGrads<'_, T>,
 ) {
     // dz = dy gated by the ReLU that fired, one plane at a time (never the whole tensor).
-    let gate_plane = |plane: usize, dzp: &mut [T]| {
-        let k = plane * g.hw..(plane + 1) * g.hw;
-        let (dyp, yp) = (&dy[k.clone()], &y[k]);
-        dzp.copy_from_slice(dyp);
-        if act.relu {
-            let ch = plane % g.c;
-            match act.channel_mask(ch, g.hw) {
-                Some(m) => dzp.iter_mut().zip(yp).zip(m).for_each(|((d, &yv), &mv)| {
-                    *d = if passes(yv, mv) { *d } else { T::zero() }
-                }),
-                None => dzp.iter_mut().zip(yp).for_each(|(d, &yv)| {
-                    *d = if passes(yv, T::one()) { *d } else { T::zero() }
-                }),
+    let gate_plane =
+        |plane: usize, dzp: &mut [T]| {
+            let k = plane * g.hw..(plane + 1) * g.hw;
+            let (dyp, yp) = (&dy[k.clone()], &y[k]);
+            dzp.copy_from_slice(dyp);
+            if act.relu {
+                let ch = plane % g.c;
+                match act.channel_mask(ch, g.hw) {
+                    Some(m) => dzp.iter_mut().zip(yp).zip(m).for_each(|((d, &yv), &mv)| {
+                        *d = if passes(yv, mv) { *d } else { T::zero() }
+                    }),
+                    None => dzp.iter_mut().zip(yp).for_each(|(d, &yv)| {
+                        *d = if passes(yv, T::one()) { *d } else { T::zero() }
+                    }),
+                }
             }
-        }
-    };
+        };
     // Per channel: Σ dz and Σ dz·x̂.
     let sums: Vec<(T, T)> = (0..g.c)
         .into_par_iter()
