@@ -47,6 +47,11 @@ if [ -d ../shared/data ]; then
     cp -r ../shared/data/cifar10-mini ../shared/data/frost "$suite/shared/data/"
 fi
 
+# The run tool carries at most 64 MiB: the binaries travel xz-compressed (61 MB -> ~8 MB) and
+# run.sh unpacks them on first use.
+tar -C "$suite" -cJf "$suite/bin.tar.xz" bin
+rm -rf "$suite/bin"
+
 cat > "$suite/run.sh" <<'RUN'
 #!/usr/bin/env bash
 # The GPU suite: every test binary with REQUIRE_GPU=1 REQUIRE_NVRTC=1, then the benches.
@@ -54,6 +59,7 @@ set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 out="${OUT:-$here/results}"
 mkdir -p "$out"
+[ -d "$here/bin" ] || tar -C "$here" -xJf "$here/bin.tar.xz"
 # libnvrtc: the system loader's list, else the pip wheel that PyTorch brings.
 nvrtc_dir=$(ldconfig -p 2>/dev/null | awk '/libnvrtc\.so/{print $NF; exit}' | xargs -r dirname)
 if [ -z "$nvrtc_dir" ]; then
