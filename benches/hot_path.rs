@@ -70,13 +70,10 @@ fn run_all(c: &mut Criterion, device: Device) {
     let gpu = device.gpu().cloned();
     let prefix = if gpu.is_some() { "gpu" } else { "cpu" };
     // The floor only decides the throughput unit here; the H200 figures stand in for any GPU.
-    let peaks = Peaks::of(&device).unwrap_or(Peaks {
-        bandwidth: rlnet::bench::peaks::H200.0,
-        flops: rlnet::bench::peaks::H200.1,
-        source: "H200 figures".into(),
-    });
-    let items = items(&selection(gpu.is_some())).expect("the benchmark items");
-    let bench = Bench::new(device, 128, resources()).expect("benchmark inputs");
+    let peaks = Peaks::of(&device).unwrap_or_else(Peaks::h200);
+    let sel = selection(gpu.is_some());
+    let items = items(&sel).expect("the benchmark items");
+    let bench = Bench::new(device, sel.batch, resources()).expect("benchmark inputs");
     for family in [
         Family::Conv,
         Family::BnRelu,

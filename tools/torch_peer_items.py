@@ -58,14 +58,12 @@ import torch.nn.functional as F
 import torch_models as tm
 import torch_peer as tp
 
+log = tp.log
+
 VARIANT_RE = re.compile(r"^(eager|compile)-(f32|bf16)(-cl)?$")
 CONV_KINDS = ("conv_fwd", "conv_bwd_data", "conv_bwd_weight")
 MAX_CALLS_PER_REP = 10000
 MAX_CPU_REPS = 1000
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 def one_line(e):

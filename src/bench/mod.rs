@@ -15,7 +15,7 @@ pub mod torch;
 pub mod work;
 
 use crate::corrupt::Corruption;
-use crate::geom::{BnGeom, ConvGeom};
+use crate::geom::ConvGeom;
 use crate::nn::Arch;
 use serde_json::json;
 use shapes::ModelShapes;
@@ -64,11 +64,16 @@ pub enum Work {
         dir: ConvDir,
         tf32: bool,
     },
-    /// Train-mode dual BN + masked ReLU over a [clean | adversarial] batch: each half with its
-    /// own statistics and parameter set, half the mask's elements keeping their ReLU.
-    DualBnRelu { geom: BnGeom, backward: bool },
-    /// The PGD signed step and projection over `len` pixels.
-    PgdUpdate { len: usize },
+    /// Train-mode dual BN + masked ReLU over a [clean | adversarial] batch of `n` samples of
+    /// `chw` ([C, H, W]): each half with its own statistics and parameter set, half the mask's
+    /// elements keeping their ReLU.
+    DualBnRelu {
+        n: usize,
+        chw: [usize; 3],
+        backward: bool,
+    },
+    /// The PGD signed step and projection over `n` CIFAR images.
+    PgdUpdate { n: usize },
     /// AugMix views of `n` CIFAR images (crop and flip first, as in training).
     AugMix { n: usize },
     /// One corruption at severity 3 over `n` CIFAR images.
@@ -148,16 +153,17 @@ impl Item {
                 "name": self.name, "kind": dir.torch_kind(), "n": g.n, "c_in": g.c_in,
                 "h": g.h, "w": g.w, "c_out": g.c_out, "k": g.k, "stride": g.stride, "pad": g.pad,
             }),
-            Work::DualBnRelu { geom: g, backward } => {
-                let side = (g.hw as f64).sqrt() as usize;
-                json!({
-                    "name": self.name,
-                    "kind": if *backward { "dual_bn_relu_bwd" } else { "dual_bn_relu_fwd" },
-                    "n": g.n, "c": g.c, "h": side, "w": g.hw / side.max(1),
-                })
-            }
-            Work::PgdUpdate { len } => json!({
-                "name": self.name, "kind": "pgd_update", "n": len / 3072, "c": 3, "h": 32, "w": 32,
+            Work::DualBnRelu {
+                n,
+                chw: [c, h, w],
+                backward,
+            } => json!({
+                "name": self.name,
+                "kind": if *backward { "dual_bn_relu_bwd" } else { "dual_bn_relu_fwd" },
+                "n": n, "c": c, "h": h, "w": w,
+            }),
+            Work::PgdUpdate { n } => json!({
+                "name": self.name, "kind": "pgd_update", "n": n, "c": 3, "h": 32, "w": 32,
             }),
             Work::AugMix { n } => json!({"name": self.name, "kind": "augmix", "n": n}),
             Work::Corrupt { n, .. } => json!({"name": self.name, "kind": "corrupt", "n": n}),
@@ -259,9 +265,9 @@ pub fn items(sel: &Selection) -> crate::error::Result<Vec<Item>> {
 
     let relus: Vec<(Arch, Vec<[usize; 3]>)> =
         shapes.iter().map(|s| (s.arch, s.relus.clone())).collect();
-    for ([c, h, w], users) in distinct(&relus) {
-        let geom = BnGeom { n, c, hw: h * w };
-        let len = geom.len() as f64;
+    for (chw, users) in distinct(&relus) {
+        let [c, h, w] = chw;
+        let len = (n * c * h * w) as f64;
         // Forward: one read for the statistics, one read and one write to apply. Backward:
         // x and dy read for the two channel sums, then again with dx written.
         for (backward, per_elem) in [(false, 12.0), (true, 20.0)] {
@@ -270,7 +276,7 @@ pub fn items(sel: &Selection) -> crate::error::Result<Vec<Item>> {
                     "bn_relu/{users}/{c}x{h}x{w}/{}",
                     if backward { "bwd" } else { "fwd" }
                 ),
-                work: Work::DualBnRelu { geom, backward },
+                work: Work::DualBnRelu { n, chw, backward },
                 bytes: per_elem * len,
                 flops: 0.0,
             });
@@ -278,11 +284,11 @@ pub fn items(sel: &Selection) -> crate::error::Result<Vec<Item>> {
     }
 
     // The attacked half of a training batch: read x, x0 and the gradient, write x.
-    let len = n.div_ceil(2) * 3 * 32 * 32;
+    let attacked = n.div_ceil(2);
     out.push(Item {
-        name: format!("pgd/update/{}x3x32x32", n.div_ceil(2)),
-        work: Work::PgdUpdate { len },
-        bytes: 16.0 * len as f64,
+        name: format!("pgd/update/{attacked}x3x32x32"),
+        work: Work::PgdUpdate { n: attacked },
+        bytes: (16 * attacked * 3072) as f64,
         flops: 0.0,
     });
     // u8 images in, f32 views out.

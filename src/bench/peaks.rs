@@ -21,19 +21,21 @@ pub struct Peaks {
     pub source: String,
 }
 
-/// The measured H200 figures (perf-anchors.md, "Target machine").
-pub const H200: (f64, f64) = (4.3e12, 790e12);
-
 impl Peaks {
+    /// The measured H200 figures (perf-anchors.md, "Target machine").
+    pub fn h200() -> Peaks {
+        Peaks {
+            bandwidth: 4.3e12,
+            flops: 790e12,
+            source: "H200: 4.3 TB/s copy, 790 TFLOP/s dense bf16 (perf-anchors.md)".into(),
+        }
+    }
+
     /// The peaks of `device`: the H200 figures for an H200, a measurement on the CPU, and
     /// `None` for any other GPU (the caller must pass its own with --peak-bandwidth/-flops).
     pub fn of(device: &Device) -> Option<Peaks> {
         match device {
-            Device::Cuda(d) if d.name().contains("H200") => Some(Peaks {
-                bandwidth: H200.0,
-                flops: H200.1,
-                source: "H200: 4.3 TB/s copy, 790 TFLOP/s dense bf16 (perf-anchors.md)".into(),
-            }),
+            Device::Cuda(d) if d.name().contains("H200") => Some(Peaks::h200()),
             Device::Cuda(_) => None,
             Device::Cpu => Some(measure_cpu()),
         }

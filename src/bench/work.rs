@@ -47,7 +47,6 @@ pub struct Bench {
 /// The GPU copies, shared by the items' closures.
 struct GpuSide {
     images: Arc<GpuImages>,
-    raw: Arc<CudaSlice<u8>>,
     resources: Arc<GpuResources>,
 }
 
@@ -58,7 +57,6 @@ impl Bench {
         let mut spec = DatasetSpec::new(DatasetKind::Synthetic, None);
         spec.test_limit = Some(n);
         let mut images = spec.load(Split::Test)?;
-        let per = images.channels * images.height * images.width;
         let have = images.len();
         if have == 0 {
             return Err(Error::Data("the synthetic test set is empty".into()));
@@ -67,11 +65,9 @@ impl Bench {
             .flat_map(|i| images.image(i % have).to_vec())
             .collect();
         images.labels = (0..n).map(|i| images.labels[i % have]).collect();
-        debug_assert_eq!(images.images.len(), n * per);
         let gpu = match &device {
             Device::Cuda(d) => Some(GpuSide {
                 images: Arc::new(GpuImages::upload(&images, d)?),
-                raw: Arc::new(d.upload(&images.images)?),
                 resources: Arc::new(GpuResources::upload(d, &resources)?),
             }),
             Device::Cpu => None,
@@ -90,24 +86,28 @@ impl Bench {
             (Work::Conv { tf32: true, .. }, Device::Cpu) => Ok(Prepared::Skip(
                 "the TF32 tensor-core kernels exist on the GPU only".into(),
             )),
-            (Work::Conv { geom, dir, .. }, Device::Cpu) => Ok(run(conv_cpu(*geom, *dir))),
+            (Work::Conv { geom, dir, .. }, Device::Cpu) => Ok(Prepared::Run(conv_cpu(*geom, *dir))),
             (Work::Conv { geom, dir, tf32 }, Device::Cuda(d)) => {
                 let v = if *tf32 {
                     ConvVersion::V2
                 } else {
                     ConvVersion::V1
                 };
-                Ok(run(conv_gpu(d.clone(), *geom, *dir, v)?))
+                Ok(Prepared::Run(conv_gpu(d.clone(), *geom, *dir, v)?))
             }
-            (Work::DualBnRelu { geom, backward }, Device::Cpu) => Ok(run(bn_cpu(*geom, *backward))),
-            (Work::DualBnRelu { geom, backward }, Device::Cuda(d)) => {
-                Ok(run(bn_gpu(d.clone(), *geom, *backward)?))
+            (&Work::DualBnRelu { n, chw, backward }, _) => {
+                let [c, h, w] = chw;
+                let geom = BnGeom { n, c, hw: h * w };
+                Ok(Prepared::Run(match &self.device {
+                    Device::Cpu => bn_cpu(geom, backward),
+                    Device::Cuda(d) => bn_gpu(d.clone(), geom, backward)?,
+                }))
             }
-            (Work::PgdUpdate { len }, _) => self.pgd(*len),
+            (Work::PgdUpdate { n }, _) => self.pgd(n * 3 * 32 * 32),
             (Work::AugMix { n }, _) => self.augmix(*n),
             (Work::Corrupt { corruption, n }, _) => self.corrupt(*corruption, *n),
             (Work::Stage1Step { arch, width, batch }, _) => {
-                Ok(run(self.stage1(*arch, *width, *batch)?))
+                Ok(Prepared::Run(self.stage1(*arch, *width, *batch)?))
             }
         }
     }
@@ -117,7 +117,7 @@ impl Bench {
         let x0 = values(len, 1, 0.0, 1.0);
         let grad = values(len, 2, -1.0, 1.0);
         let mut x = x0.clone();
-        Ok(run(match &self.device {
+        Ok(Prepared::Run(match &self.device {
             Device::Cpu => Box::new(move || {
                 pgd::step(&mut x, &x0, &grad, alpha, eps);
                 Ok(())
@@ -135,7 +135,7 @@ impl Bench {
         let crop = Some(CropFlip { pad: 4, seed: 1 });
         let cfg = AugMixConfig::default();
         let mut key = 0;
-        Ok(run(match &self.gpu {
+        Ok(Prepared::Run(match &self.gpu {
             None => {
                 let set = self.images.clone();
                 Box::new(move || {
@@ -158,7 +158,7 @@ impl Bench {
         if let Err(e) = self.resources.check(c) {
             return Ok(Prepared::Skip(e.to_string()));
         }
-        Ok(run(match (&self.gpu, &self.device) {
+        Ok(Prepared::Run(match (&self.gpu, &self.device) {
             (Some(g), Device::Cuda(d)) => {
                 if !has_kernel(c, s) {
                     return Ok(Prepared::Skip(format!(
@@ -167,9 +167,9 @@ impl Bench {
                     )));
                 }
                 let d = d.clone();
-                let (raw, res) = (g.raw.clone(), g.resources.clone());
-                let mut out = d.zeros::<u8>(raw.len())?;
-                Box::new(move || corrupt_device(&d, c, s, &raw, n, 0, 0, &res, &mut out))
+                let (images, res) = (g.images.clone(), g.resources.clone());
+                let mut out = d.zeros::<u8>(images.images().len())?;
+                Box::new(move || corrupt_device(&d, c, s, images.images(), n, 0, 0, &res, &mut out))
             }
             _ => {
                 let (images, res) = (self.images.images.clone(), self.resources.clone());
@@ -219,10 +219,6 @@ impl Bench {
             }
         }))
     }
-}
-
-fn run(r: Runner) -> Prepared {
-    Prepared::Run(r)
 }
 
 /// `n` fixed pseudo-random values in [lo, hi).
@@ -281,15 +277,67 @@ fn conv_gpu(d: Arc<CudaDevice>, g: ConvGeom, dir: ConvDir, v: ConvVersion) -> Re
     }))
 }
 
-/// One half of the dual-BN batch on the CPU: its input, forward output, statistics and
-/// parameters.
+/// One half of the dual-BN batch on the CPU: its input, forward output, statistics,
+/// parameters and gradients.
 struct CpuHalf {
+    geom: BnGeom,
     x: Vec<f32>,
     y: Vec<f32>,
     dy: Vec<f32>,
     stats: bn_act::BatchStats<f32>,
     gamma: Vec<f32>,
     beta: Vec<f32>,
+    dx: Vec<f32>,
+    dgamma: Vec<f32>,
+    dbeta: Vec<f32>,
+}
+
+impl CpuHalf {
+    fn forward(&mut self, act: Activation<'_, f32>) {
+        self.stats = bn_act::batch_stats(&self.geom, &self.x, BN_EPS);
+        let s = &self.stats;
+        bn_act::forward(
+            &self.geom,
+            &self.x,
+            &s.mean,
+            &s.invstd,
+            &self.gamma,
+            &self.beta,
+            None,
+            act,
+            &mut self.y,
+        );
+    }
+
+    fn backward(&mut self, act: Activation<'_, f32>) {
+        let s = &self.stats;
+        let out = BnGrads {
+            dx: Some(&mut self.dx),
+            dgamma: Some(&mut self.dgamma),
+            dbeta: Some(&mut self.dbeta),
+            dr: None,
+        };
+        bn_act::backward(
+            &self.geom,
+            &self.x,
+            &self.y,
+            &s.mean,
+            &s.invstd,
+            &self.gamma,
+            act,
+            true,
+            &self.dy,
+            out,
+        );
+    }
+}
+
+/// A ReLU after the BN at every site the mask keeps.
+fn masked(mask: &[f32]) -> Activation<'_, f32> {
+    Activation {
+        relu: true,
+        mask: Some(mask),
+    }
 }
 
 /// The geometry of one half of a dual-BN batch: the clean half gets the odd sample.
@@ -306,59 +354,34 @@ fn halves(g: BnGeom) -> [BnGeom; 2] {
 
 fn bn_cpu(g: BnGeom, backward: bool) -> Runner {
     let mask = half_mask(g.c * g.hw);
-    let mut parts: Vec<(BnGeom, CpuHalf)> = halves(g)
+    let mut parts: Vec<CpuHalf> = halves(g)
         .into_iter()
         .enumerate()
         .map(|(i, h)| {
-            let x = values(h.len(), 10 + i as u64, -2.0, 2.0);
-            let stats = bn_act::batch_stats(&h, &x, BN_EPS);
-            let gamma = values(h.c, 20 + i as u64, 0.5, 1.5);
-            let beta = values(h.c, 30 + i as u64, -0.5, 0.5);
-            let mut y = vec![0.0; h.len()];
-            let act = Activation {
-                relu: true,
-                mask: Some(&mask[..]),
-            };
-            let s = &stats;
-            bn_act::forward(&h, &x, &s.mean, &s.invstd, &gamma, &beta, None, act, &mut y);
-            let dy = values(h.len(), 40 + i as u64, -1.0, 1.0);
-            let half = CpuHalf {
+            let k = i as u64;
+            let x = values(h.len(), 10 + k, -2.0, 2.0);
+            let mut half = CpuHalf {
+                geom: h,
+                stats: bn_act::batch_stats(&h, &x, BN_EPS),
                 x,
-                y,
-                dy,
-                stats,
-                gamma,
-                beta,
+                y: vec![0.0; h.len()],
+                dy: values(h.len(), 40 + k, -1.0, 1.0),
+                gamma: values(h.c, 20 + k, 0.5, 1.5),
+                beta: values(h.c, 30 + k, -0.5, 0.5),
+                dx: vec![0.0; h.len()],
+                dgamma: vec![0.0; h.c],
+                dbeta: vec![0.0; h.c],
             };
-            (h, half)
+            half.forward(masked(&mask));
+            half
         })
         .collect();
-    let mut dx = vec![0.0; parts[0].1.x.len()];
-    let mut dgamma = vec![0.0; g.c];
-    let mut dbeta = vec![0.0; g.c];
     Box::new(move || {
-        let act = Activation {
-            relu: true,
-            mask: Some(&mask[..]),
-        };
-        for (h, p) in parts.iter_mut() {
+        for p in parts.iter_mut() {
             if backward {
-                let s = &p.stats;
-                let out = BnGrads {
-                    dx: Some(&mut dx[..h.len()]),
-                    dgamma: Some(&mut dgamma),
-                    dbeta: Some(&mut dbeta),
-                    dr: None,
-                };
-                bn_act::backward(
-                    h, &p.x, &p.y, &s.mean, &s.invstd, &p.gamma, act, true, &p.dy, out,
-                );
+                p.backward(masked(&mask));
             } else {
-                p.stats = bn_act::batch_stats(h, &p.x, BN_EPS);
-                let s = &p.stats;
-                bn_act::forward(
-                    h, &p.x, &s.mean, &s.invstd, &p.gamma, &p.beta, None, act, &mut p.y,
-                );
+                p.forward(masked(&mask));
             }
         }
         Ok(())

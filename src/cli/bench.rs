@@ -135,30 +135,28 @@ pub fn run(a: BenchArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let peaks = match Peaks::of(&device) {
-        Some(p) => p,
-        None if a.peak_bandwidth.is_some() && a.peak_tflops.is_some() => Peaks {
-            bandwidth: 0.0,
-            flops: 0.0,
+    let bandwidth = a
+        .peak_bandwidth
+        .map(|b| positive("--peak-bandwidth", b).map(|b| b * 1e9))
+        .transpose()?;
+    let flops = a
+        .peak_tflops
+        .map(|f| positive("--peak-tflops", f).map(|f| f * 1e12))
+        .transpose()?;
+    let peaks = match (Peaks::of(&device), bandwidth, flops) {
+        (Some(p), _, _) => p.with_overrides(bandwidth, flops),
+        (None, Some(bandwidth), Some(flops)) => Peaks {
+            bandwidth,
+            flops,
             source: format!("{}: figures given on the command line", choice.reason),
         },
-        None => {
+        (None, _, _) => {
             return Err(Error::Config(format!(
             "no floor is known for this GPU ({}): pass --peak-bandwidth (GB/s) and --peak-tflops",
             choice.reason
         )))
         }
-    }
-    .with_overrides(
-        a.peak_bandwidth
-            .map(|b| positive("--peak-bandwidth", b))
-            .transpose()?
-            .map(|b| b * 1e9),
-        a.peak_tflops
-            .map(|f| positive("--peak-tflops", f))
-            .transpose()?
-            .map(|f| f * 1e12),
-    );
+    };
     let resources = match &a.frost_dir {
         Some(d) => Resources::with_frost_dir(d)?,
         None => Resources::default(),

@@ -154,6 +154,11 @@ impl GpuImages {
         })
     }
 
+    /// The resident u8 images, [len, c, h, w].
+    pub fn images(&self) -> &CudaSlice<u8> {
+        &self.images
+    }
+
     /// The GPU counterpart of `make_batch` (pixels only; labels come from the host set).
     pub fn batch(&self, indices: &[usize], aug: Option<CropFlip>, key: u64) -> Result<Tensor> {
         let d = &self.device;

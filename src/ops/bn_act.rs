@@ -73,21 +73,17 @@ fn lane_dot<T: Real>(a: &[T], b: &[T], shift: T) -> T {
 /// Σ f(v) over `v`, in 8 interleaved partial sums so the loop vectorises (the order of the
 /// additions differs from a left-to-right sum by rounding only).
 #[inline(always)]
-fn lane_sum<T: Real>(v: &[T], f: impl Fn(usize, T) -> T) -> T {
+fn lane_sum<T: Real>(v: &[T], f: impl Fn(T) -> T) -> T {
     let mut acc = [T::zero(); 8];
     let chunks = v.chunks_exact(8);
     let tail = chunks.remainder();
-    for (k, c) in chunks.enumerate() {
+    for c in chunks {
         for j in 0..8 {
-            acc[j] += f(8 * k + j, c[j]);
+            acc[j] += f(c[j]);
         }
     }
-    let mut s = acc.iter().fold(T::zero(), |a, &b| a + b);
-    let start = v.len() - tail.len();
-    for (j, &t) in tail.iter().enumerate() {
-        s += f(start + j, t);
-    }
-    s
+    let s = acc.iter().fold(T::zero(), |a, &b| a + b);
+    tail.iter().fold(s, |s, &t| s + f(t))
 }
 
 /// Per-channel statistics of a train-mode pass.
@@ -104,7 +100,7 @@ fn channel_sum<T: Real>(g: &BnGeom, x: &[T], ch: usize, f: impl Fn(T) -> T + Cop
     (0..g.n)
         .map(|n| {
             let base = (n * g.c + ch) * g.hw;
-            lane_sum(&x[base..base + g.hw], |_, v| f(v))
+            lane_sum(&x[base..base + g.hw], f)
         })
         .fold(T::zero(), |a, b| a + b)
 }
@@ -228,7 +224,7 @@ pub fn backward<T: Real>(
                 let plane = n * g.c + ch;
                 gate_plane(plane, &mut dzp);
                 let xp = &x[plane * g.hw..(plane + 1) * g.hw];
-                s += lane_sum(&dzp, |_, d| d);
+                s += lane_sum(&dzp, |d| d);
                 sx += lane_dot(&dzp, xp, mean[ch]);
             }
             (s, sx * invstd[ch])
