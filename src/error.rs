@@ -30,6 +30,10 @@ pub enum Error {
     /// `--device cuda` (or a GPU-only operation) where no usable GPU is present.
     #[error("no usable CUDA GPU: {reason}")]
     NoGpu { reason: String },
+    /// A kernel launch that does not fit its kernel's signature or the device's limits, or a
+    /// fault the CUDA emulator found while running it.
+    #[error("launching {kernel}: {msg}")]
+    Launch { kernel: String, msg: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

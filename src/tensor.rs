@@ -3,14 +3,14 @@
 //! Storage is an enum with one variant per device: a plain `Vec<f32>` that the CPU reference
 //! ops read and write directly, or GPU memory that the CUDA launchers use.
 
-use crate::device::{cuda, Device};
+use crate::device::buffer::DeviceBuffer;
+use crate::device::Device;
 use crate::error::{Error, Result};
-use cudarc::driver::CudaSlice;
 
 #[derive(Clone, Debug)]
 pub enum Storage {
     Cpu(Vec<f32>),
-    Cuda(CudaSlice<f32>),
+    Cuda(DeviceBuffer<f32>),
 }
 
 #[derive(Clone, Debug)]
@@ -105,14 +105,14 @@ impl Tensor {
     }
 
     /// The GPU buffer of a GPU tensor (see `data` for why a CPU tensor panics).
-    pub fn gpu(&self) -> &CudaSlice<f32> {
+    pub fn gpu(&self) -> &DeviceBuffer<f32> {
         match &self.storage {
             Storage::Cuda(s) => s,
             Storage::Cpu(_) => panic!("Tensor::gpu on a CPU tensor"),
         }
     }
 
-    pub fn gpu_mut(&mut self) -> &mut CudaSlice<f32> {
+    pub fn gpu_mut(&mut self) -> &mut DeviceBuffer<f32> {
         match &mut self.storage {
             Storage::Cuda(s) => s,
             Storage::Cpu(_) => panic!("Tensor::gpu_mut on a CPU tensor"),
@@ -120,7 +120,7 @@ impl Tensor {
     }
 
     /// A GPU tensor over `slice`, which holds `shape.iter().product()` values.
-    pub fn from_gpu(shape: &[usize], slice: CudaSlice<f32>) -> Tensor {
+    pub fn from_gpu(shape: &[usize], slice: DeviceBuffer<f32>) -> Tensor {
         debug_assert_eq!(slice.len(), shape.iter().product::<usize>().max(1));
         Tensor {
             shape: shape.to_vec(),
@@ -150,7 +150,7 @@ impl Tensor {
         match &self.storage {
             Storage::Cpu(_) => Ok(self.clone()),
             Storage::Cuda(s) => {
-                let mut v = cuda::download_slice(s)?;
+                let mut v = s.to_vec()?;
                 v.truncate(self.numel());
                 Tensor::from_vec(&self.shape, v)
             }
@@ -195,7 +195,8 @@ impl Tensor {
         let storage = match &self.storage {
             Storage::Cpu(v) => Storage::Cpu(v[start * row..end * row].to_vec()),
             Storage::Cuda(s) => Storage::Cuda(
-                cuda::copy_range(s, start * row..end * row).expect("device-to-device copy"),
+                s.copy_range(start * row..end * row)
+                    .unwrap_or_else(|e| panic!("GPU failure copying rows: {e}")),
             ),
         };
         Tensor { shape, storage }

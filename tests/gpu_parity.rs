@@ -5,7 +5,7 @@
 mod common;
 
 use common::{assert_close, gpu};
-use cudarc::driver::CudaSlice;
+use rlnet::device::buffer::DeviceBuffer;
 use rlnet::data::batch::{make_batch, CropFlip};
 use rlnet::data::ImageSet;
 use rlnet::device::cuda::CudaDevice;
@@ -26,11 +26,11 @@ fn randn(n: usize, seed: u64) -> Vec<f32> {
     (0..n).map(|_| s.normal() as f32).collect()
 }
 
-fn up(d: &CudaDevice, v: &[f32]) -> CudaSlice<f32> {
+fn up(d: &CudaDevice, v: &[f32]) -> DeviceBuffer<f32> {
     d.upload(v).unwrap()
 }
 
-fn down(d: &CudaDevice, s: &CudaSlice<f32>) -> Vec<f32> {
+fn down(d: &CudaDevice, s: &DeviceBuffer<f32>) -> Vec<f32> {
     d.download(s).unwrap()
 }
 

@@ -12,18 +12,25 @@ use crate::error::Result;
 use crate::geom::{BnGeom, ConvGeom};
 use crate::optim::{AdamStep, SgdConfig};
 use crate::tensor::Tensor;
-use cudarc::driver::CudaSlice;
+use crate::device::buffer::DeviceBuffer;
 
 /// Stops on a GPU fault with its message (see the module comment).
 pub(crate) fn ok<T>(r: Result<T>) -> T {
     r.unwrap_or_else(|e| panic!("GPU failure: {e}"))
 }
 
+/// Zeros, for state that accumulates (optimiser moments).
 pub(crate) fn zeros(d: &CudaDevice, shape: &[usize]) -> Tensor {
     Tensor::from_gpu(shape, ok(d.zeros(shape.iter().product())))
 }
 
-pub(crate) fn upload(d: &CudaDevice, v: &[f32]) -> CudaSlice<f32> {
+/// A tensor for a kernel to write in full: no zeroing pass (the emulator poisons it, so the
+/// parity tests catch a kernel that leaves part of it unwritten).
+fn output(d: &CudaDevice, shape: &[usize]) -> Tensor {
+    Tensor::from_gpu(shape, ok(d.alloc(shape.iter().product())))
+}
+
+pub(crate) fn upload(d: &CudaDevice, v: &[f32]) -> DeviceBuffer<f32> {
     ok(d.upload(v))
 }
 
@@ -32,7 +39,7 @@ pub(crate) fn upload(d: &CudaDevice, v: &[f32]) -> CudaSlice<f32> {
 const CONV: ConvVersion = ConvVersion::V1;
 
 pub(crate) fn conv2d(d: &CudaDevice, g: &ConvGeom, x: &Tensor, w: &Tensor) -> Tensor {
-    let mut y = zeros(d, &[g.n, g.c_out, g.h_out(), g.w_out()]);
+    let mut y = output(d, &[g.n, g.c_out, g.h_out(), g.w_out()]);
     ok(gconv::forward(d, g, x.gpu(), w.gpu(), y.gpu_mut(), CONV));
     y
 }
@@ -43,7 +50,7 @@ pub(crate) fn conv2d_backward_data(
     w: &Tensor,
     dy: &Tensor,
 ) -> Tensor {
-    let mut dx = zeros(d, &[g.n, g.c_in, g.h, g.w]);
+    let mut dx = output(d, &[g.n, g.c_in, g.h, g.w]);
     ok(gconv::backward_data(
         d,
         g,
@@ -61,7 +68,7 @@ pub(crate) fn conv2d_backward_weight(
     x: &Tensor,
     dy: &Tensor,
 ) -> Tensor {
-    let mut dw = zeros(d, &[g.c_out, g.c_in, g.k, g.k]);
+    let mut dw = output(d, &[g.c_out, g.c_in, g.k, g.k]);
     ok(gconv::backward_weight(
         d,
         g,
@@ -80,7 +87,7 @@ pub(crate) fn bn_stats(
     x: &Tensor,
     eps: f64,
 ) -> (Tensor, Tensor, Tensor) {
-    let (mut m, mut i, mut v) = (zeros(d, &[g.c]), zeros(d, &[g.c]), zeros(d, &[g.c]));
+    let (mut m, mut i, mut v) = (output(d, &[g.c]), output(d, &[g.c]), output(d, &[g.c]));
     ok(gbn::stats(
         d,
         g,
@@ -94,7 +101,7 @@ pub(crate) fn bn_stats(
 }
 
 pub(crate) fn bn_eval_invstd(d: &CudaDevice, running_var: &Tensor, eps: f64) -> Tensor {
-    let mut i = zeros(d, running_var.shape());
+    let mut i = output(d, running_var.shape());
     ok(gbn::eval_invstd(
         d,
         running_var.gpu(),
@@ -134,7 +141,7 @@ pub(crate) fn bn_forward(
     residual: Option<&Tensor>,
     t: &BnTensors<'_>,
 ) -> Tensor {
-    let mut y = zeros(d, x.shape());
+    let mut y = output(d, x.shape());
     ok(gbn::forward(
         d,
         g,
@@ -166,10 +173,10 @@ pub(crate) fn bn_backward(
     want: [bool; 4],
 ) -> BnGradOut {
     let shape_c = [g.c];
-    let mut dx = want[0].then(|| zeros(d, x.shape()));
-    let mut dgamma = want[1].then(|| zeros(d, &shape_c));
-    let mut dbeta = want[2].then(|| zeros(d, &shape_c));
-    let mut dr = want[3].then(|| zeros(d, x.shape()));
+    let mut dx = want[0].then(|| output(d, x.shape()));
+    let mut dgamma = want[1].then(|| output(d, &shape_c));
+    let mut dbeta = want[2].then(|| output(d, &shape_c));
+    let mut dr = want[3].then(|| output(d, x.shape()));
     let out = BnGradsGpu {
         dx: dx.as_mut().map(|t| t.gpu_mut()),
         dgamma: dgamma.as_mut().map(|t| t.gpu_mut()),
@@ -208,7 +215,7 @@ pub(crate) fn bn_running_update(
 }
 
 pub(crate) fn linear(d: &CudaDevice, s: LinearShape, x: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
-    let mut y = zeros(d, &[s.n, s.out]);
+    let mut y = output(d, &[s.n, s.out]);
     ok(glin::forward(d, s, x.gpu(), w.gpu(), b.gpu(), y.gpu_mut()));
     y
 }
@@ -219,7 +226,7 @@ pub(crate) fn linear_backward_data(
     w: &Tensor,
     dy: &Tensor,
 ) -> Tensor {
-    let mut dx = zeros(d, &[s.n, s.inp]);
+    let mut dx = output(d, &[s.n, s.inp]);
     ok(glin::backward_data(d, s, w.gpu(), dy.gpu(), dx.gpu_mut()));
     dx
 }
@@ -230,7 +237,7 @@ pub(crate) fn linear_backward_params(
     x: &Tensor,
     dy: &Tensor,
 ) -> (Tensor, Tensor) {
-    let (mut dw, mut db) = (zeros(d, &[s.out, s.inp]), zeros(d, &[s.out]));
+    let (mut dw, mut db) = (output(d, &[s.out, s.inp]), output(d, &[s.out]));
     ok(glin::backward_params(
         d,
         s,
@@ -244,7 +251,7 @@ pub(crate) fn linear_backward_params(
 
 pub(crate) fn avg_pool(d: &CudaDevice, x: &Tensor) -> Tensor {
     let s = x.shape();
-    let mut y = zeros(d, &[s[0], s[1]]);
+    let mut y = output(d, &[s[0], s[1]]);
     ok(gel::avg_pool(
         d,
         x.gpu(),
@@ -256,7 +263,7 @@ pub(crate) fn avg_pool(d: &CudaDevice, x: &Tensor) -> Tensor {
 }
 
 pub(crate) fn avg_pool_backward(d: &CudaDevice, dy: &Tensor, x_shape: &[usize]) -> Tensor {
-    let mut dx = zeros(d, x_shape);
+    let mut dx = output(d, x_shape);
     ok(gel::avg_pool_backward(
         d,
         dy.gpu(),
@@ -268,7 +275,7 @@ pub(crate) fn avg_pool_backward(d: &CudaDevice, dy: &Tensor, x_shape: &[usize]) 
 }
 
 pub(crate) fn add(d: &CudaDevice, a: &Tensor, b: &Tensor) -> Tensor {
-    let mut y = zeros(d, a.shape());
+    let mut y = output(d, a.shape());
     ok(gel::add(d, a.gpu(), b.gpu(), y.gpu_mut()));
     y
 }
@@ -283,14 +290,14 @@ pub(crate) fn abs_diff_accumulate(d: &CudaDevice, acc: &mut Tensor, a: &Tensor, 
 }
 
 pub(crate) fn scale(d: &CudaDevice, x: &Tensor, alpha: f32) -> Tensor {
-    let mut y = zeros(d, x.shape());
+    let mut y = output(d, x.shape());
     ok(gel::scale(d, x.gpu(), alpha, y.gpu_mut()));
     y
 }
 
 pub(crate) fn channel_affine(d: &CudaDevice, x: &Tensor, scale: &[f32], shift: &[f32]) -> Tensor {
     let hw = x.shape()[2..].iter().product();
-    let mut y = zeros(d, x.shape());
+    let mut y = output(d, x.shape());
     ok(gel::channel_affine(
         d,
         x.gpu(),
@@ -304,7 +311,7 @@ pub(crate) fn channel_affine(d: &CudaDevice, x: &Tensor, scale: &[f32], shift: &
 
 pub(crate) fn channel_affine_backward(d: &CudaDevice, dy: &Tensor, scale: &[f32]) -> Tensor {
     let hw = dy.shape()[2..].iter().product();
-    let mut dx = zeros(d, dy.shape());
+    let mut dx = output(d, dy.shape());
     ok(gel::channel_affine_backward(
         d,
         dy.gpu(),
@@ -319,11 +326,11 @@ pub(crate) fn channel_affine_backward(d: &CudaDevice, dy: &Tensor, scale: &[f32]
 pub(crate) fn cross_entropy(
     d: &CudaDevice,
     logits: &Tensor,
-    labels: &CudaSlice<u32>,
+    labels: &DeviceBuffer<u32>,
     sum: bool,
 ) -> (Tensor, Tensor) {
     let k = logits.shape()[1];
-    let (mut l, mut p) = (zeros(d, &[1]), zeros(d, logits.shape()));
+    let (mut l, mut p) = (output(d, &[1]), output(d, logits.shape()));
     ok(gloss::cross_entropy(
         d,
         logits.gpu(),
@@ -340,12 +347,12 @@ pub(crate) fn cross_entropy(
 pub(crate) fn cross_entropy_backward(
     d: &CudaDevice,
     probs: &Tensor,
-    labels: &CudaSlice<u32>,
+    labels: &DeviceBuffer<u32>,
     sum: bool,
     g: f32,
 ) -> Tensor {
     let k = probs.shape()[1];
-    let mut dz = zeros(d, probs.shape());
+    let mut dz = output(d, probs.shape());
     ok(gloss::cross_entropy_backward(
         d,
         probs.gpu(),
@@ -366,7 +373,7 @@ pub(crate) fn kl_div(
     temp: f64,
 ) -> (Tensor, Tensor, Tensor) {
     let k = s.shape()[1];
-    let (mut l, mut ps, mut pt) = (zeros(d, &[1]), zeros(d, s.shape()), zeros(d, s.shape()));
+    let (mut l, mut ps, mut pt) = (output(d, &[1]), output(d, s.shape()), output(d, s.shape()));
     ok(gloss::kl_div(
         d,
         s.gpu(),
@@ -388,7 +395,7 @@ pub(crate) fn kl_div_backward(
     g: f32,
 ) -> Tensor {
     let k = ps.shape()[1];
-    let mut ds = zeros(d, ps.shape());
+    let mut ds = output(d, ps.shape());
     ok(gloss::kl_div_backward(
         d,
         ps.gpu(),
@@ -413,7 +420,7 @@ fn at_shape(f: &Tensor) -> AtShape {
 /// The attention map of features (no loss).
 pub(crate) fn attention_map(d: &CudaDevice, f: &Tensor) -> Tensor {
     let s = at_shape(f);
-    let (mut a, mut norms) = (zeros(d, &[s.n, s.hw]), zeros(d, &[s.n]));
+    let (mut a, mut norms) = (output(d, &[s.n, s.hw]), output(d, &[s.n]));
     ok(gloss::attention(
         d,
         s,
@@ -429,7 +436,7 @@ pub(crate) fn attention_map(d: &CudaDevice, f: &Tensor) -> Tensor {
 /// (loss [1], a(F_s), norms) of attention transfer against the target map `at`.
 pub(crate) fn attention(d: &CudaDevice, fs: &Tensor, at: &Tensor) -> (Tensor, Tensor, Tensor) {
     let s = at_shape(fs);
-    let (mut l, mut a, mut norms) = (zeros(d, &[1]), zeros(d, &[s.n, s.hw]), zeros(d, &[s.n]));
+    let (mut l, mut a, mut norms) = (output(d, &[1]), output(d, &[s.n, s.hw]), output(d, &[s.n]));
     ok(gloss::attention(
         d,
         s,
@@ -450,7 +457,7 @@ pub(crate) fn attention_backward(
     at: &Tensor,
     g: f32,
 ) -> Tensor {
-    let mut dfs = zeros(d, fs.shape());
+    let mut dfs = output(d, fs.shape());
     ok(gloss::attention_backward(
         d,
         at_shape(fs),
@@ -467,7 +474,7 @@ pub(crate) fn attention_backward(
 /// The JSD loss [1] of three logit batches (clean, augmented 1, augmented 2).
 pub(crate) fn jsd(d: &CudaDevice, z: [&Tensor; 3]) -> Tensor {
     let k = z[0].shape()[1];
-    let mut l = zeros(d, &[1]);
+    let mut l = output(d, &[1]);
     ok(gloss::jsd(d, z.map(|t| t.gpu()), k, l.gpu_mut()));
     l
 }
@@ -475,7 +482,7 @@ pub(crate) fn jsd(d: &CudaDevice, z: [&Tensor; 3]) -> Tensor {
 /// The JSD's gradients for the three logit batches; `g` is the upstream gradient.
 pub(crate) fn jsd_backward(d: &CudaDevice, z: [&Tensor; 3], g: f32) -> [Tensor; 3] {
     let k = z[0].shape()[1];
-    let mut dz = z.map(|t| zeros(d, t.shape()));
+    let mut dz = z.map(|t| output(d, t.shape()));
     let [d0, d1, d2] = &mut dz;
     ok(gloss::jsd_backward(
         d,
@@ -489,7 +496,7 @@ pub(crate) fn jsd_backward(d: &CudaDevice, z: [&Tensor; 3], g: f32) -> [Tensor; 
 
 /// SNL's soft ReLU of z [n, ...] with α of one sample's shape.
 pub(crate) fn soft_relu(d: &CudaDevice, z: &Tensor, alpha: &Tensor) -> Tensor {
-    let mut y = zeros(d, z.shape());
+    let mut y = output(d, z.shape());
     ok(gsr::forward(d, z.gpu(), alpha.gpu(), y.gpu_mut()));
     y
 }
@@ -500,7 +507,7 @@ pub(crate) fn soft_relu_backward_input(
     alpha: &Tensor,
     dy: &Tensor,
 ) -> Tensor {
-    let mut dz = zeros(d, z.shape());
+    let mut dz = output(d, z.shape());
     ok(gsr::backward_input(
         d,
         z.gpu(),
@@ -517,7 +524,7 @@ pub(crate) fn soft_relu_backward_alpha(
     alpha_shape: &[usize],
     dy: &Tensor,
 ) -> Tensor {
-    let mut da = zeros(d, alpha_shape);
+    let mut da = output(d, alpha_shape);
     ok(gsr::backward_alpha(d, z.gpu(), dy.gpu(), da.gpu_mut()));
     da
 }

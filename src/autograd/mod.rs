@@ -15,7 +15,7 @@ use crate::ops::bn_act::{self, Activation, BnGeom, BN_EPS};
 use crate::ops::conv::{self, ConvGeom};
 use crate::ops::{elementwise, linear, loss, pool, soft_relu};
 use crate::tensor::Tensor;
-use cudarc::driver::CudaSlice;
+use crate::device::buffer::DeviceBuffer;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -117,7 +117,7 @@ pub(crate) enum Op {
 /// Class labels, with their GPU copy when the graph runs there.
 pub(crate) struct Labels {
     pub host: Vec<u32>,
-    pub gpu: Option<CudaSlice<u32>>,
+    pub gpu: Option<DeviceBuffer<u32>>,
 }
 
 pub(crate) enum Value {

@@ -24,7 +24,7 @@ use crate::rng::{self, stream};
 use crate::robust::pgd::PgdConfig;
 use crate::tensor::Tensor;
 use crate::train::step::{teacher_step, AugViews, StepKey};
-use cudarc::driver::CudaSlice;
+use crate::device::buffer::DeviceBuffer;
 use std::sync::Arc;
 
 /// One run of an item's work.
@@ -391,21 +391,21 @@ fn bn_cpu(g: BnGeom, backward: bool) -> Runner {
 /// One half of the dual-BN batch on the GPU.
 struct GpuHalf {
     geom: BnGeom,
-    x: CudaSlice<f32>,
-    y: CudaSlice<f32>,
-    dy: CudaSlice<f32>,
-    dx: CudaSlice<f32>,
-    mean: CudaSlice<f32>,
-    invstd: CudaSlice<f32>,
-    var: CudaSlice<f32>,
-    gamma: CudaSlice<f32>,
-    beta: CudaSlice<f32>,
-    dgamma: CudaSlice<f32>,
-    dbeta: CudaSlice<f32>,
+    x: DeviceBuffer<f32>,
+    y: DeviceBuffer<f32>,
+    dy: DeviceBuffer<f32>,
+    dx: DeviceBuffer<f32>,
+    mean: DeviceBuffer<f32>,
+    invstd: DeviceBuffer<f32>,
+    var: DeviceBuffer<f32>,
+    gamma: DeviceBuffer<f32>,
+    beta: DeviceBuffer<f32>,
+    dgamma: DeviceBuffer<f32>,
+    dbeta: DeviceBuffer<f32>,
 }
 
 impl GpuHalf {
-    fn forward(&mut self, d: &CudaDevice, mask: &CudaSlice<f32>) -> Result<()> {
+    fn forward(&mut self, d: &CudaDevice, mask: &DeviceBuffer<f32>) -> Result<()> {
         let eps = BN_EPS as f32;
         gbn::stats(
             d,
@@ -427,7 +427,7 @@ impl GpuHalf {
         gbn::forward(d, &self.geom, &self.x, None, &p, &mut self.y)
     }
 
-    fn backward(&mut self, d: &CudaDevice, mask: &CudaSlice<f32>) -> Result<()> {
+    fn backward(&mut self, d: &CudaDevice, mask: &DeviceBuffer<f32>) -> Result<()> {
         let p = BnParams {
             mean: &self.mean,
             invstd: &self.invstd,

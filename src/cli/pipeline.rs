@@ -520,6 +520,7 @@ fn device_flag(d: DeviceRequest) -> &'static str {
         DeviceRequest::Auto => "auto",
         DeviceRequest::Cpu => "cpu",
         DeviceRequest::Cuda => "cuda",
+        DeviceRequest::CudaEmu => "cuda-emu",
     }
 }
 

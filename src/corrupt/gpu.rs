@@ -12,7 +12,7 @@ use crate::device::launch::corrupt_elastic as elastic;
 use crate::device::launch::corrupt_pixel as pixel;
 use crate::device::launch::corrupt_weather as weather;
 use crate::error::Result;
-use cudarc::driver::CudaSlice;
+use crate::device::buffer::DeviceBuffer;
 
 /// Device copies of what the corruptions need beyond the images (the frost textures).
 pub struct GpuResources {
@@ -48,12 +48,12 @@ pub fn corrupt_device(
     dev: &CudaDevice,
     c: Corruption,
     s: Severity,
-    images: &CudaSlice<u8>,
+    images: &DeviceBuffer<u8>,
     n: usize,
     first: u64,
     seed: u64,
     res: &GpuResources,
-    out: &mut CudaSlice<u8>,
+    out: &mut DeviceBuffer<u8>,
 ) -> Result<()> {
     res.host.check(c)?;
     let fs = ImageKey::family_seed(seed, c, s);
@@ -111,7 +111,7 @@ pub fn corrupt_batch_gpu(
     }
     let n = images.len() / per;
     let input = dev.upload(images)?;
-    let mut out = dev.zeros::<u8>(images.len())?;
+    let mut out = dev.alloc::<u8>(images.len())?;
     let gres = GpuResources::upload(dev, res)?;
     corrupt_device(dev, c, s, &input, n, first, seed, &gres, &mut out)?;
     dev.download(&out)

@@ -11,7 +11,7 @@ use crate::device::launch::augmix;
 use crate::error::{Error, Result};
 use crate::rng::{self, stream, Stream};
 use crate::tensor::Tensor;
-use cudarc::driver::CudaSlice;
+use crate::device::buffer::DeviceBuffer;
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -136,7 +136,7 @@ pub fn crop_flip_u8(img: &[u8], out: &mut [u8], c: usize, h: usize, w: usize, d:
 /// A dataset resident on the GPU, so batches are cropped, flipped and converted there with the
 /// same draws as `make_batch` (only the batch's indices travel per step).
 pub struct GpuImages {
-    images: CudaSlice<u8>,
+    images: DeviceBuffer<u8>,
     device: Arc<CudaDevice>,
     shape: ImageShape,
 }
@@ -155,7 +155,7 @@ impl GpuImages {
     }
 
     /// The resident u8 images, [len, c, h, w].
-    pub fn images(&self) -> &CudaSlice<u8> {
+    pub fn images(&self) -> &DeviceBuffer<u8> {
         &self.images
     }
 
@@ -166,7 +166,7 @@ impl GpuImages {
         let idx = d.upload(&idx)?;
         let s = self.shape;
         let shape = [indices.len(), s.c, s.h, s.w];
-        let mut out = d.zeros::<f32>(shape.iter().product())?;
+        let mut out = d.alloc::<f32>(shape.iter().product())?;
         match aug {
             Some(a) => augment::crop_flip(d, &self.images, &idx, s, a.pad, a.seed, key, &mut out)?,
             None => augment::to_float(d, &self.images, &idx, s, &mut out)?,
@@ -198,7 +198,7 @@ impl GpuImages {
         let idx: Vec<u32> = indices.iter().map(|&i| i as u32).collect();
         let idx = d.upload(&idx)?;
         let shape = [indices.len(), s.c, s.h, s.w];
-        let mut out = d.zeros::<f32>(shape.iter().product())?;
+        let mut out = d.alloc::<f32>(shape.iter().product())?;
         augmix::augmix(d, &self.images, &idx, s, crop, key, cfg, seed, &mut out)?;
         Ok(Tensor::from_gpu(&shape, out))
     }

@@ -2,8 +2,17 @@
 //!
 //! `Device::auto()` probes for a GPU without ever letting cudarc panic: cudarc panics when
 //! libcuda is missing, so the dlopen probe (`is_culib_present`) runs before any other call.
+//! The CUDA device has two backends: the GPU through the driver, and the CUDA emulator
+//! (`emu`, `--device cuda-emu`) that runs the same kernels on the CPU. Every launch goes
+//! through `CudaDevice::launch` with typed arguments (`args`) checked against the kernel's
+//! signature (`kernels`, derived from the .cu sources at build time).
 
+pub mod args;
+pub mod buffer;
 pub mod cuda;
+#[cfg(feature = "emu")]
+pub mod emu;
+pub mod kernel_source;
 pub mod kernels;
 pub mod launch;
 pub mod nvrtc;
@@ -38,10 +47,15 @@ impl PartialEq for Device {
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
 )]
+#[serde(rename_all = "kebab-case")]
 pub enum DeviceRequest {
+    /// A usable GPU, else the CPU (never the emulator).
     Auto,
     Cpu,
     Cuda,
+    /// The CUDA emulator: the GPU kernels run on the CPU, for kernel development without a
+    /// GPU (slow: for small runs and tests).
+    CudaEmu,
 }
 
 /// A chosen device and, in words, why it was chosen.
@@ -80,8 +94,31 @@ impl Device {
             GpuProbe::Present { .. } if !nvrtc::nvrtc_present() => Err(Error::NoGpu {
                 reason: "libnvrtc not found: the kernels are compiled at run time (set LD_LIBRARY_PATH; see tools/setup_nvrtc.sh)".into(),
             }),
-            GpuProbe::Present { .. } => Ok(Device::Cuda(CudaDevice::open(0)?)),
+            GpuProbe::Present { .. } => {
+                let ctx = probe::context().ok_or_else(|| Error::NoGpu {
+                    reason: "the GPU probe kept no context".into(),
+                })?;
+                Ok(Device::Cuda(CudaDevice::open(ctx)?))
+            }
         }
+    }
+
+    /// The CUDA emulator (its thread schedule from `RLNET_EMU_SCHEDULE`, forward by default).
+    #[cfg(feature = "emu")]
+    pub fn cuda_emu() -> Result<Device> {
+        let config = emu::EmuConfig::from_env().map_err(Error::Config)?;
+        Ok(Device::Cuda(CudaDevice::emulated(config)?))
+    }
+
+    /// The CUDA emulator: not in this build.
+    #[cfg(not(feature = "emu"))]
+    pub fn cuda_emu() -> Result<Device> {
+        Err(Error::Config(
+            "this rlnet was built without the CUDA emulator (cargo feature `emu`, on by \
+             default; it needs a C++17 compiler): rebuild with default features to use \
+             --device cuda-emu"
+                .into(),
+        ))
     }
 
     /// Resolves a `--device` request. An explicit `cuda` that cannot be honoured is an error,
@@ -105,12 +142,18 @@ impl Device {
                 };
                 Ok(DeviceChoice { device, reason })
             }
+            DeviceRequest::CudaEmu => Ok(DeviceChoice {
+                device: Device::cuda_emu()?,
+                reason: "CUDA emulator: the GPU kernels on the CPU, requested with --device cuda-emu".into(),
+            }),
         }
     }
 
+    /// "cpu", "cuda" or "cuda-emu" (the names of `--device`).
     pub fn name(&self) -> &'static str {
         match self {
             Device::Cpu => "cpu",
+            Device::Cuda(d) if d.is_emulated() => "cuda-emu",
             Device::Cuda(_) => "cuda",
         }
     }

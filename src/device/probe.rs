@@ -1,6 +1,8 @@
-//! The GPU probe, safe on machines with no CUDA at all.
+//! The GPU probe, safe on machines with no CUDA at all. It creates the one CUDA context of the
+//! process (retaining the primary context once), which `Device::cuda` then opens.
 
-use std::sync::OnceLock;
+use cudarc::driver::CudaContext;
+use std::sync::{Arc, OnceLock};
 
 #[derive(Clone, Debug)]
 pub enum GpuProbe {
@@ -13,25 +15,50 @@ pub enum GpuProbe {
     },
 }
 
-/// Probes once per process and caches the answer (each probe dlopens libcuda).
-pub fn probe_gpu() -> GpuProbe {
-    static PROBE: OnceLock<GpuProbe> = OnceLock::new();
-    PROBE.get_or_init(probe_uncached).clone()
+struct Probed {
+    probe: GpuProbe,
+    context: Option<Arc<CudaContext>>,
 }
 
-fn probe_uncached() -> GpuProbe {
+fn probed() -> &'static Probed {
+    static PROBE: OnceLock<Probed> = OnceLock::new();
+    PROBE.get_or_init(probe_uncached)
+}
+
+/// Probes once per process and caches the answer (each probe dlopens libcuda).
+pub fn probe_gpu() -> GpuProbe {
+    probed().probe.clone()
+}
+
+/// The context the probe created, when a GPU is present.
+pub(crate) fn context() -> Option<Arc<CudaContext>> {
+    probed().context.clone()
+}
+
+fn probe_uncached() -> Probed {
     // SAFETY: a plain dlopen test of the driver library; it touches no CUDA state.
     if !unsafe { cudarc::driver::sys::is_culib_present() } {
-        return GpuProbe::Absent("no CUDA driver library (libcuda) on this machine".into());
+        return Probed {
+            probe: GpuProbe::Absent("no CUDA driver library (libcuda) on this machine".into()),
+            context: None,
+        };
     }
-    let ctx = match cudarc::driver::CudaContext::new(0) {
+    let ctx = match CudaContext::new(0) {
         Ok(ctx) => ctx,
-        Err(e) => return GpuProbe::Absent(format!("CUDA driver present but no usable GPU: {e}")),
+        Err(e) => {
+            return Probed {
+                probe: GpuProbe::Absent(format!("CUDA driver present but no usable GPU: {e}")),
+                context: None,
+            }
+        }
     };
     let name = ctx.name().unwrap_or_else(|_| "unnamed GPU".into());
     let compute_capability = ctx.compute_capability().unwrap_or((0, 0));
-    GpuProbe::Present {
-        name,
-        compute_capability,
+    Probed {
+        probe: GpuProbe::Present {
+            name,
+            compute_capability,
+        },
+        context: Some(ctx),
     }
 }

@@ -2,8 +2,7 @@
 #![allow(dead_code)]
 
 use rlnet::device::cuda::CudaDevice;
-use rlnet::device::nvrtc::nvrtc_present;
-use rlnet::device::{probe_gpu, GpuProbe};
+use rlnet::device::Device;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -110,28 +109,59 @@ pub fn assert_close<A: Into<f64> + Copy, B: Into<f64> + Copy>(
     );
 }
 
-/// The GPU under test, or None (with the reason printed) when there is none.
+/// The CUDA device the GPU tests run on: the GPU when one is usable, else the CUDA emulator
+/// (the same kernels on the CPU). `RLNET_TEST_DEVICE=cuda|emu` forces one; with
+/// `REQUIRE_GPU=1` (the GPU suite) a real GPU must be used and nothing may skip. None (the test
+/// prints "skipped" and passes) only in a build without the emulator and without a GPU.
 pub fn gpu() -> Option<Arc<CudaDevice>> {
     static DEV: OnceLock<Result<Arc<CudaDevice>, String>> = OnceLock::new();
+    let forced = std::env::var("RLNET_TEST_DEVICE").ok();
+    let require_gpu = std::env::var("REQUIRE_GPU").is_ok_and(|v| v == "1");
     let dev = DEV.get_or_init(|| {
-        match probe_gpu() {
-            GpuProbe::Absent(why) => return Err(why),
-            GpuProbe::Present { .. } => {}
+        let real = || match Device::cuda() {
+            Ok(Device::Cuda(d)) => Ok(d),
+            Ok(Device::Cpu) => Err("no GPU".to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let emulated = || match Device::cuda_emu() {
+            Ok(Device::Cuda(d)) => Ok(d),
+            Ok(Device::Cpu) => Err("no emulator".to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match forced.as_deref() {
+            Some("cuda") => real(),
+            Some("emu") => emulated(),
+            Some(other) => Err(format!("RLNET_TEST_DEVICE={other}: expected cuda or emu")),
+            None if require_gpu => real(),
+            None => real().or_else(|gpu_why| {
+                emulated().map_err(|emu_why| format!("{gpu_why}; {emu_why}"))
+            }),
         }
-        if !nvrtc_present() {
-            return Err("libnvrtc not found".into());
-        }
-        CudaDevice::open(0).map_err(|e| e.to_string())
     });
     match dev {
-        Ok(d) => Some(d.clone()),
+        Ok(d) => {
+            assert!(
+                !(require_gpu && d.is_emulated()),
+                "REQUIRE_GPU=1 but the tests run on the emulator (RLNET_TEST_DEVICE=emu)"
+            );
+            Some(d.clone())
+        }
         Err(why) => {
             assert!(
-                std::env::var("REQUIRE_GPU").map_or(true, |v| v != "1"),
-                "REQUIRE_GPU=1 but no usable GPU: {why}"
+                !require_gpu && forced.is_none(),
+                "no CUDA device for the GPU tests: {why}"
             );
-            println!("skipped: no GPU ({why})");
+            println!("skipped: no GPU and no emulator ({why})");
             None
         }
+    }
+}
+
+/// The `--device` value that selects the device of `gpu()` from the command line.
+pub fn device_flag(d: &CudaDevice) -> &'static str {
+    if d.is_emulated() {
+        "cuda-emu"
+    } else {
+        "cuda"
     }
 }

@@ -4,7 +4,7 @@
 //! helper the snow, fog and frost tests share.
 
 use super::{common, harness};
-use cudarc::driver::CudaSlice;
+use rlnet::device::buffer::DeviceBuffer;
 use rlnet::corrupt::{self, motion, Corruption, Severity};
 use rlnet::device::cuda::CudaDevice;
 use rlnet::device::launch::corrupt_weather as gpu;
@@ -66,11 +66,11 @@ fn motion_blur_matches_reference_statistics() {
 pub(super) type Launcher<'a> = &'a dyn Fn(
     &CudaDevice,
     Severity,
-    &CudaSlice<u8>,
+    &DeviceBuffer<u8>,
     usize,
     u64,
     u64,
-    &mut CudaSlice<u8>,
+    &mut DeviceBuffer<u8>,
 ) -> rlnet::error::Result<()>;
 
 /// Runs `launch` on 300 cifar10-mini images starting at dataset image 17 (so the per-image

@@ -1,11 +1,13 @@
 //! kernels/bn_act.cu: fused BatchNorm (+ residual) (+ masked ReLU), statistics, backward,
 //! running-statistics update.
 
-use super::{func, grid, int, launch, linear_grid, NULL};
+use super::{grid, int, linear_grid};
+use crate::device::args::Arg;
+use crate::device::buffer::DeviceBuffer;
 use crate::device::cuda::CudaDevice;
+use crate::device::kernels::KernelId;
 use crate::error::Result;
 use crate::geom::BnGeom;
-use cudarc::driver::{CudaSlice, LaunchArgs, PushKernelArg};
 
 /// Slices of the batch per channel in the two reductions: enough blocks for ~4 per SM.
 fn splits(dev: &CudaDevice, g: &BnGeom) -> usize {
@@ -14,63 +16,57 @@ fn splits(dev: &CudaDevice, g: &BnGeom) -> usize {
         .clamp(1, g.n.max(1))
 }
 
-fn opt<'a>(b: &mut LaunchArgs<'a>, v: Option<&'a CudaSlice<f32>>) {
-    match v {
-        Some(s) => b.arg(s),
-        None => b.arg(&NULL),
-    };
-}
-
-fn opt_mut<'a>(b: &mut LaunchArgs<'a>, v: Option<&'a mut CudaSlice<f32>>) {
-    match v {
-        Some(s) => b.arg(s),
-        None => b.arg(&NULL),
-    };
-}
-
 /// Batch mean, 1/sqrt(biased var + eps) and unbiased variance per channel (train mode).
 pub fn stats(
     dev: &CudaDevice,
     g: &BnGeom,
-    x: &CudaSlice<f32>,
+    x: &DeviceBuffer<f32>,
     eps: f32,
-    mean: &mut CudaSlice<f32>,
-    invstd: &mut CudaSlice<f32>,
-    var_unbiased: &mut CudaSlice<f32>,
+    mean: &mut DeviceBuffer<f32>,
+    invstd: &mut DeviceBuffer<f32>,
+    var_unbiased: &mut DeviceBuffer<f32>,
 ) -> Result<()> {
     let s = splits(dev, g);
     let (n, c, hw, si) = (int(g.n)?, int(g.c)?, int(g.hw)?, int(s)?);
-    let mut partial = dev.zeros::<f64>(g.c * s * 2)?;
-    let f = func(dev, "bn_act", "bn_act_stats")?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(x).arg(&n).arg(&c).arg(&hw).arg(&si).arg(&mut partial);
-    launch(
-        "bn_act_stats",
-        b,
+    // Every (channel, slice) block writes its pair of partial sums.
+    let mut partial = dev.alloc::<f64>(g.c * s * 2)?;
+    dev.launch(
+        KernelId::BN_ACT_STATS,
         grid(g.c as u32, s as u32, 1, (256, 1, 1)),
+        &[
+            Arg::read(x, g.len()),
+            n.into(),
+            c.into(),
+            hw.into(),
+            si.into(),
+            Arg::write(&mut partial, g.c * s * 2),
+        ],
     )?;
-    let f = func(dev, "bn_act", "bn_act_stats_final")?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(&partial)
-        .arg(&n)
-        .arg(&c)
-        .arg(&hw)
-        .arg(&si)
-        .arg(&eps)
-        .arg(mean)
-        .arg(invstd)
-        .arg(var_unbiased);
-    launch("bn_act_stats_final", b, linear_grid(g.c))
+    dev.launch(
+        KernelId::BN_ACT_STATS_FINAL,
+        linear_grid(g.c),
+        &[
+            Arg::read(&partial, g.c * s * 2),
+            n.into(),
+            c.into(),
+            hw.into(),
+            si.into(),
+            eps.into(),
+            Arg::write(mean, g.c),
+            Arg::write(invstd, g.c),
+            Arg::write(var_unbiased, g.c),
+        ],
+    )
 }
 
 /// The BN inputs of one application: statistics (batch or running) and the affine parameters.
 pub struct BnParams<'a> {
-    pub mean: &'a CudaSlice<f32>,
-    pub invstd: &'a CudaSlice<f32>,
-    pub gamma: &'a CudaSlice<f32>,
-    pub beta: &'a CudaSlice<f32>,
+    pub mean: &'a DeviceBuffer<f32>,
+    pub invstd: &'a DeviceBuffer<f32>,
+    pub gamma: &'a DeviceBuffer<f32>,
+    pub beta: &'a DeviceBuffer<f32>,
     /// [c * hw] of 0/1, or None: every element keeps its ReLU.
-    pub mask: Option<&'a CudaSlice<f32>>,
+    pub mask: Option<&'a DeviceBuffer<f32>>,
     pub relu: bool,
 }
 
@@ -78,28 +74,38 @@ pub struct BnParams<'a> {
 pub fn forward(
     dev: &CudaDevice,
     g: &BnGeom,
-    x: &CudaSlice<f32>,
-    residual: Option<&CudaSlice<f32>>,
+    x: &DeviceBuffer<f32>,
+    residual: Option<&DeviceBuffer<f32>>,
     p: &BnParams<'_>,
-    y: &mut CudaSlice<f32>,
+    y: &mut DeviceBuffer<f32>,
 ) -> Result<()> {
-    let (n, c, hw, relu) = (int(g.n)?, int(g.c)?, int(g.hw)?, p.relu as i32);
-    let f = func(dev, "bn_act", "bn_act_fwd")?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(x);
-    opt(&mut b, residual);
-    b.arg(p.mean).arg(p.invstd).arg(p.gamma).arg(p.beta);
-    opt(&mut b, p.mask);
-    b.arg(&relu).arg(&n).arg(&c).arg(&hw).arg(y);
-    launch("bn_act_fwd", b, linear_grid(g.len()))
+    let (len, c) = (g.len(), g.c);
+    dev.launch(
+        KernelId::BN_ACT_FWD,
+        linear_grid(len),
+        &[
+            Arg::read(x, len),
+            Arg::read_opt(residual, len),
+            Arg::read(p.mean, c),
+            Arg::read(p.invstd, c),
+            Arg::read(p.gamma, c),
+            Arg::read(p.beta, c),
+            Arg::read_opt(p.mask, c * g.hw),
+            (p.relu as i32).into(),
+            int(g.n)?.into(),
+            int(c)?.into(),
+            int(g.hw)?.into(),
+            Arg::write(y, len),
+        ],
+    )
 }
 
 /// Gradient outputs; each is computed only when present.
 pub struct BnGradsGpu<'a> {
-    pub dx: Option<&'a mut CudaSlice<f32>>,
-    pub dgamma: Option<&'a mut CudaSlice<f32>>,
-    pub dbeta: Option<&'a mut CudaSlice<f32>>,
-    pub dr: Option<&'a mut CudaSlice<f32>>,
+    pub dx: Option<&'a mut DeviceBuffer<f32>>,
+    pub dgamma: Option<&'a mut DeviceBuffer<f32>>,
+    pub dbeta: Option<&'a mut DeviceBuffer<f32>>,
+    pub dr: Option<&'a mut DeviceBuffer<f32>>,
 }
 
 /// Backward of `forward`; `y` is the forward output (it decides which ReLUs passed).
@@ -107,109 +113,122 @@ pub struct BnGradsGpu<'a> {
 pub fn backward(
     dev: &CudaDevice,
     g: &BnGeom,
-    x: &CudaSlice<f32>,
-    y: &CudaSlice<f32>,
-    dy: &CudaSlice<f32>,
+    x: &DeviceBuffer<f32>,
+    y: &DeviceBuffer<f32>,
+    dy: &DeviceBuffer<f32>,
     p: &BnParams<'_>,
     train: bool,
     out: BnGradsGpu<'_>,
 ) -> Result<()> {
-    let (n, c, hw, relu, train_i) = (
-        int(g.n)?,
-        int(g.c)?,
-        int(g.hw)?,
-        p.relu as i32,
-        train as i32,
-    );
+    let (len, c) = (g.len(), g.c);
+    let (n_i, c_i, hw_i, relu) = (int(g.n)?, int(c)?, int(g.hw)?, p.relu as i32);
     let need_sums = train && out.dx.is_some() || out.dgamma.is_some() || out.dbeta.is_some();
-    let mut sums = dev.zeros::<f32>(2 * g.c)?;
+    // bn_act_bwd_reduce_final always writes `sums` in full; apply reads it only in train mode.
+    let mut sums = dev.alloc::<f32>(2 * c)?;
     if need_sums {
         let s = splits(dev, g);
         let si = int(s)?;
-        let mut partial = dev.zeros::<f64>(g.c * s * 2)?;
-        let f = func(dev, "bn_act", "bn_act_bwd_reduce")?;
-        let mut b = dev.stream().launch_builder(&f);
-        b.arg(x).arg(y).arg(dy).arg(p.mean);
-        opt(&mut b, p.mask);
-        b.arg(&relu)
-            .arg(&n)
-            .arg(&c)
-            .arg(&hw)
-            .arg(&si)
-            .arg(&mut partial);
-        launch(
-            "bn_act_bwd_reduce",
-            b,
-            grid(g.c as u32, s as u32, 1, (256, 1, 1)),
+        let mut partial = dev.alloc::<f64>(c * s * 2)?;
+        dev.launch(
+            KernelId::BN_ACT_BWD_REDUCE,
+            grid(c as u32, s as u32, 1, (256, 1, 1)),
+            &[
+                Arg::read(x, len),
+                Arg::read(y, len),
+                Arg::read(dy, len),
+                Arg::read(p.mean, c),
+                Arg::read_opt(p.mask, c * g.hw),
+                relu.into(),
+                n_i.into(),
+                c_i.into(),
+                hw_i.into(),
+                si.into(),
+                Arg::write(&mut partial, c * s * 2),
+            ],
         )?;
-        let f = func(dev, "bn_act", "bn_act_bwd_reduce_final")?;
-        let mut b = dev.stream().launch_builder(&f);
-        b.arg(&partial)
-            .arg(p.invstd)
-            .arg(&c)
-            .arg(&si)
-            .arg(&mut sums);
-        opt_mut(&mut b, out.dgamma);
-        opt_mut(&mut b, out.dbeta);
-        launch("bn_act_bwd_reduce_final", b, linear_grid(g.c))?;
+        dev.launch(
+            KernelId::BN_ACT_BWD_REDUCE_FINAL,
+            linear_grid(c),
+            &[
+                Arg::read(&partial, c * s * 2),
+                Arg::read(p.invstd, c),
+                c_i.into(),
+                si.into(),
+                Arg::write(&mut sums, 2 * c),
+                Arg::write_opt(out.dgamma, c),
+                Arg::write_opt(out.dbeta, c),
+            ],
+        )?;
     }
     if out.dx.is_none() && out.dr.is_none() {
         return Ok(());
     }
-    let f = func(dev, "bn_act", "bn_act_bwd_apply")?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(x)
-        .arg(y)
-        .arg(dy)
-        .arg(p.mean)
-        .arg(p.invstd)
-        .arg(p.gamma);
-    opt(&mut b, p.mask);
-    b.arg(&relu)
-        .arg(&train_i)
-        .arg(&sums)
-        .arg(&n)
-        .arg(&c)
-        .arg(&hw);
-    opt_mut(&mut b, out.dx);
-    opt_mut(&mut b, out.dr);
-    launch("bn_act_bwd_apply", b, linear_grid(g.len()))
+    dev.launch(
+        KernelId::BN_ACT_BWD_APPLY,
+        linear_grid(len),
+        &[
+            Arg::read(x, len),
+            Arg::read(y, len),
+            Arg::read(dy, len),
+            Arg::read(p.mean, c),
+            Arg::read(p.invstd, c),
+            Arg::read(p.gamma, c),
+            Arg::read_opt(p.mask, c * g.hw),
+            relu.into(),
+            (train as i32).into(),
+            // Read only in train mode, where it was computed above.
+            Arg::read_opt(train.then_some(&sums), 2 * c),
+            n_i.into(),
+            c_i.into(),
+            hw_i.into(),
+            Arg::write_opt(out.dx, len),
+            Arg::write_opt(out.dr, len),
+        ],
+    )
 }
 
 /// running = (1 - momentum) * running + momentum * batch, for mean and variance.
 pub fn running_update(
     dev: &CudaDevice,
-    running_mean: &mut CudaSlice<f32>,
-    running_var: &mut CudaSlice<f32>,
-    mean: &CudaSlice<f32>,
-    var_unbiased: &CudaSlice<f32>,
+    running_mean: &mut DeviceBuffer<f32>,
+    running_var: &mut DeviceBuffer<f32>,
+    mean: &DeviceBuffer<f32>,
+    var_unbiased: &DeviceBuffer<f32>,
     momentum: f64,
 ) -> Result<()> {
     let c = running_mean.len();
-    let (ci, keep, take) = (int(c)?, (1.0 - momentum) as f32, momentum as f32);
-    let f = func(dev, "bn_act", "bn_act_running_update")?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(running_mean)
-        .arg(running_var)
-        .arg(mean)
-        .arg(var_unbiased)
-        .arg(&ci)
-        .arg(&keep)
-        .arg(&take);
-    launch("bn_act_running_update", b, linear_grid(c))
+    let (keep, take) = ((1.0 - momentum) as f32, momentum as f32);
+    dev.launch(
+        KernelId::BN_ACT_RUNNING_UPDATE,
+        linear_grid(c),
+        &[
+            Arg::write(running_mean, c),
+            Arg::write(running_var, c),
+            Arg::read(mean, c),
+            Arg::read(var_unbiased, c),
+            int(c)?.into(),
+            keep.into(),
+            take.into(),
+        ],
+    )
 }
 
 /// invstd = 1 / sqrt(running_var + eps), for eval-mode passes.
 pub fn eval_invstd(
     dev: &CudaDevice,
-    running_var: &CudaSlice<f32>,
+    running_var: &DeviceBuffer<f32>,
     eps: f32,
-    invstd: &mut CudaSlice<f32>,
+    invstd: &mut DeviceBuffer<f32>,
 ) -> Result<()> {
     let c = running_var.len();
-    let ci = int(c)?;
-    let f = func(dev, "bn_act", "bn_act_eval_invstd")?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(running_var).arg(&ci).arg(&eps).arg(invstd);
-    launch("bn_act_eval_invstd", b, linear_grid(c))
+    dev.launch(
+        KernelId::BN_ACT_EVAL_INVSTD,
+        linear_grid(c),
+        &[
+            Arg::read(running_var, c),
+            int(c)?.into(),
+            eps.into(),
+            Arg::write(invstd, c),
+        ],
+    )
 }

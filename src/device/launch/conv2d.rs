@@ -1,10 +1,13 @@
-//! kernels/conv2d.cu: implicit-GEMM convolution, v1 (SIMT f32) and v2 (TF32 tensor cores).
+//! kernels/conv2d.cu and kernels/conv2d_tc.cu: implicit-GEMM convolution, v1 (SIMT f32) and
+//! v2 (TF32 tensor cores).
 
-use super::{func, grid, int, launch, linear_grid};
+use super::{grid, int, linear_grid};
+use crate::device::args::Arg;
+use crate::device::buffer::DeviceBuffer;
 use crate::device::cuda::CudaDevice;
+use crate::device::kernels::KernelId;
 use crate::error::Result;
 use crate::geom::ConvGeom;
-use cudarc::driver::{CudaSlice, PushKernelArg};
 
 /// Which implementation: v1 is exact f32; v2 runs on tensor cores with TF32 inputs (~1e-3
 /// relative error, PyTorch's default precision for convolutions).
@@ -15,20 +18,22 @@ pub enum ConvVersion {
 }
 
 impl ConvVersion {
-    /// The kernel file: v2 lives in kernels/conv2d_tc.cu.
-    fn file(self) -> &'static str {
+    /// The (forward, backward-data, backward-weight) kernels.
+    fn kernels(self) -> [KernelId; 3] {
         match self {
-            ConvVersion::V1 => "conv2d",
-            ConvVersion::V2 => "conv2d_tc",
+            ConvVersion::V1 => [
+                KernelId::CONV2D_FWD,
+                KernelId::CONV2D_BWD_DATA,
+                KernelId::CONV2D_BWD_WEIGHT,
+            ],
+            ConvVersion::V2 => [
+                KernelId::CONV2D_FWD_V2,
+                KernelId::CONV2D_BWD_DATA_V2,
+                KernelId::CONV2D_BWD_WEIGHT_V2,
+            ],
         }
     }
 
-    fn suffix(self) -> &'static str {
-        match self {
-            ConvVersion::V1 => "",
-            ConvVersion::V2 => "_v2",
-        }
-    }
     /// Width of the N tile (output pixels or weight columns) of one block.
     fn n_tile(self) -> usize {
         match self {
@@ -38,6 +43,7 @@ impl ConvVersion {
     }
 }
 
+/// The ten geometry arguments every convolution kernel takes after its buffers.
 fn geometry(g: &ConvGeom) -> Result<[i32; 10]> {
     Ok([
         int(g.n)?,
@@ -53,21 +59,30 @@ fn geometry(g: &ConvGeom) -> Result<[i32; 10]> {
     ])
 }
 
+/// `buffers` followed by the geometry (and `extra` scalars).
+fn with_geometry<'a>(buffers: [Arg<'a>; 3], g: &ConvGeom, extra: &[i32]) -> Result<Vec<Arg<'a>>> {
+    let mut args: Vec<Arg<'a>> = buffers.into();
+    args.extend(geometry(g)?.into_iter().chain(extra.iter().copied()).map(Arg::from));
+    Ok(args)
+}
+
 pub fn forward(
     dev: &CudaDevice,
     g: &ConvGeom,
-    x: &CudaSlice<f32>,
-    w: &CudaSlice<f32>,
-    y: &mut CudaSlice<f32>,
+    x: &DeviceBuffer<f32>,
+    w: &DeviceBuffer<f32>,
+    y: &mut DeviceBuffer<f32>,
     v: ConvVersion,
 ) -> Result<()> {
-    let f = func(dev, v.file(), &format!("conv2d_fwd{}", v.suffix()))?;
-    let geo = geometry(g)?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(x).arg(w).arg(y);
-    for a in &geo {
-        b.arg(a);
-    }
+    let args = with_geometry(
+        [
+            Arg::read(x, g.x_len()),
+            Arg::read(w, g.w_len()),
+            Arg::write(y, g.y_len()),
+        ],
+        g,
+        &[],
+    )?;
     let pixels = g.n * g.h_out() * g.w_out();
     let cfg = grid(
         pixels.div_ceil(v.n_tile()) as u32,
@@ -75,24 +90,26 @@ pub fn forward(
         1,
         (256, 1, 1),
     );
-    launch("conv2d_fwd", b, cfg)
+    dev.launch(v.kernels()[0], cfg, &args)
 }
 
 pub fn backward_data(
     dev: &CudaDevice,
     g: &ConvGeom,
-    w: &CudaSlice<f32>,
-    dy: &CudaSlice<f32>,
-    dx: &mut CudaSlice<f32>,
+    w: &DeviceBuffer<f32>,
+    dy: &DeviceBuffer<f32>,
+    dx: &mut DeviceBuffer<f32>,
     v: ConvVersion,
 ) -> Result<()> {
-    let f = func(dev, v.file(), &format!("conv2d_bwd_data{}", v.suffix()))?;
-    let geo = geometry(g)?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(w).arg(dy).arg(dx);
-    for a in &geo {
-        b.arg(a);
-    }
+    let args = with_geometry(
+        [
+            Arg::read(w, g.w_len()),
+            Arg::read(dy, g.y_len()),
+            Arg::write(dx, g.x_len()),
+        ],
+        g,
+        &[],
+    )?;
     let pixels = g.n * g.h * g.w;
     let cfg = grid(
         pixels.div_ceil(v.n_tile()) as u32,
@@ -100,7 +117,7 @@ pub fn backward_data(
         1,
         (256, 1, 1),
     );
-    launch("conv2d_bwd_data", b, cfg)
+    dev.launch(v.kernels()[1], cfg, &args)
 }
 
 /// Split-K factor: enough blocks for about two waves on the GPU, each split keeping at least
@@ -116,14 +133,12 @@ fn weight_splits(dev: &CudaDevice, g: &ConvGeom, v: ConvVersion) -> usize {
 pub fn backward_weight(
     dev: &CudaDevice,
     g: &ConvGeom,
-    x: &CudaSlice<f32>,
-    dy: &CudaSlice<f32>,
-    dw: &mut CudaSlice<f32>,
+    x: &DeviceBuffer<f32>,
+    dy: &DeviceBuffer<f32>,
+    dw: &mut DeviceBuffer<f32>,
     v: ConvVersion,
 ) -> Result<()> {
     let splits = weight_splits(dev, g, v);
-    let f = func(dev, v.file(), &format!("conv2d_bwd_weight{}", v.suffix()))?;
-    let geo = geometry(g)?;
     let splits_i = int(splits)?;
     let cfg = grid(
         g.ckk().div_ceil(v.n_tile()) as u32,
@@ -131,28 +146,39 @@ pub fn backward_weight(
         splits as u32,
         (256, 1, 1),
     );
-    if splits == 1 {
-        let mut b = dev.stream().launch_builder(&f);
-        b.arg(x).arg(dy).arg(dw);
-        for a in &geo {
-            b.arg(a);
-        }
-        b.arg(&splits_i);
-        return launch("conv2d_bwd_weight", b, cfg);
-    }
     let len = g.w_len();
-    let mut partial = dev.zeros::<f32>(splits * len)?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(x).arg(dy).arg(&mut partial);
-    for a in &geo {
-        b.arg(a);
+    if splits == 1 {
+        let args = with_geometry(
+            [
+                Arg::read(x, g.x_len()),
+                Arg::read(dy, g.y_len()),
+                Arg::write(dw, len),
+            ],
+            g,
+            &[splits_i],
+        )?;
+        return dev.launch(v.kernels()[2], cfg, &args);
     }
-    b.arg(&splits_i);
-    launch("conv2d_bwd_weight", b, cfg)?;
-    let r = func(dev, "conv2d", "conv2d_bwd_weight_reduce")?;
-    let len_i = int(len)?;
-    let mut b = dev.stream().launch_builder(&r);
-    b.arg(&partial).arg(&splits_i).arg(&len_i).arg(dw);
-    launch("conv2d_bwd_weight_reduce", b, linear_grid(len))?;
-    Ok(())
+    // Every split writes its whole slice of the partials (zeros where its chunk is empty).
+    let mut partial = dev.alloc::<f32>(splits * len)?;
+    let args = with_geometry(
+        [
+            Arg::read(x, g.x_len()),
+            Arg::read(dy, g.y_len()),
+            Arg::write(&mut partial, splits * len),
+        ],
+        g,
+        &[splits_i],
+    )?;
+    dev.launch(v.kernels()[2], cfg, &args)?;
+    dev.launch(
+        KernelId::CONV2D_BWD_WEIGHT_REDUCE,
+        linear_grid(len),
+        &[
+            Arg::read(&partial, splits * len),
+            splits_i.into(),
+            int(len)?.into(),
+            Arg::write(dw, len),
+        ],
+    )
 }

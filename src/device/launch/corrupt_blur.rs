@@ -4,14 +4,16 @@
 //! weight tables uploaded per launch are freed in stream order when dropped (cudarc frees
 //! asynchronously on the stream, or synchronises first), so they outlive the kernel.
 
-use super::{cifar_batch, func, grid, int, launch, CIFAR_IMAGE};
-use crate::corrupt::blur::{defocus_kernel, zoom_factors, GAUSSIAN_SIGMA};
+use super::{cifar_batch, grid, int, CIFAR_IMAGE};
+use crate::corrupt::blur::{defocus_kernel, zoom_factors, DEFOCUS_SIDE, GAUSSIAN_SIGMA};
 use crate::corrupt::filter::{gaussian_taps, ZoomGeometry};
 use crate::corrupt::glass::GLASS;
 use crate::corrupt::{Severity, CIFAR_PLANE};
+use crate::device::args::{Arg, LaunchConfig};
+use crate::device::buffer::DeviceBuffer;
 use crate::device::cuda::CudaDevice;
+use crate::device::kernels::KernelId;
 use crate::error::{Error, Result};
-use cudarc::driver::{CudaSlice, PushKernelArg};
 
 const THREADS: u32 = 256;
 /// The kernels hold at most this many Gaussian taps per side (gaussian_blur's σ = 1 needs 4).
@@ -32,12 +34,12 @@ fn taps_arg(sigma: f64) -> Result<(i32, [f64; MAX_RADIUS + 1])> {
 }
 
 /// One block per image ([`CIFAR_IMAGE`] values, whole image in shared memory).
-fn per_image(n: usize) -> cudarc::driver::LaunchConfig {
+fn per_image(n: usize) -> LaunchConfig {
     grid(n as u32, 1, 1, (THREADS, 1, 1))
 }
 
 /// One thread per output value.
-fn per_value(n: usize) -> cudarc::driver::LaunchConfig {
+fn per_value(n: usize) -> LaunchConfig {
     grid(
         (n * CIFAR_IMAGE).div_ceil(THREADS as usize) as u32,
         1,
@@ -50,20 +52,16 @@ fn per_value(n: usize) -> cudarc::driver::LaunchConfig {
 pub fn gaussian_blur(
     dev: &CudaDevice,
     s: Severity,
-    images: &CudaSlice<u8>,
+    images: &DeviceBuffer<u8>,
     n: usize,
-    out: &mut CudaSlice<u8>,
+    out: &mut DeviceBuffer<u8>,
 ) -> Result<()> {
-    let ni = cifar_batch("corrupt_blur_gaussian", images, n, out)?.0;
+    let (ni, total) = cifar_batch("corrupt_blur_gaussian", images, n, out)?;
     let (radius, t) = taps_arg(GAUSSIAN_SIGMA[s.index()])?;
-    let f = func(dev, "corrupt_blur", "corrupt_blur_gaussian")?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(images).arg(&ni).arg(&radius);
-    for v in &t {
-        b.arg(v);
-    }
-    b.arg(out);
-    launch("corrupt_blur_gaussian", b, per_image(n))
+    let mut args = vec![Arg::read(images, total as usize), ni.into(), radius.into()];
+    args.extend(t.iter().map(|&v| Arg::from(v)));
+    args.push(Arg::write(out, total as usize));
+    dev.launch(KernelId::CORRUPT_BLUR_GAUSSIAN, per_image(n), &args)
 }
 
 /// glass_blur of `n` images (dataset images first..first+n) into `out` (glass::glass_blur);
@@ -72,51 +70,57 @@ pub fn gaussian_blur(
 pub fn glass_blur(
     dev: &CudaDevice,
     s: Severity,
-    images: &CudaSlice<u8>,
+    images: &DeviceBuffer<u8>,
     n: usize,
     family_seed: u64,
     first: u64,
-    out: &mut CudaSlice<u8>,
+    out: &mut DeviceBuffer<u8>,
 ) -> Result<()> {
-    let ni = cifar_batch("corrupt_blur_glass", images, n, out)?.0;
+    let (ni, total) = cifar_batch("corrupt_blur_glass", images, n, out)?;
     let (sigma, passes) = GLASS[s.index()];
     let (radius, t) = taps_arg(sigma)?;
-    let passes = int(passes)?;
-    let f = func(dev, "corrupt_blur", "corrupt_blur_glass")?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(images).arg(&ni).arg(&radius);
-    for v in &t {
-        b.arg(v);
-    }
-    b.arg(&passes).arg(&family_seed).arg(&first).arg(out);
-    launch("corrupt_blur_glass", b, per_image(n))
+    let mut args = vec![Arg::read(images, total as usize), ni.into(), radius.into()];
+    args.extend(t.iter().map(|&v| Arg::from(v)));
+    args.extend([
+        int(passes)?.into(),
+        family_seed.into(),
+        first.into(),
+        Arg::write(out, total as usize),
+    ]);
+    dev.launch(KernelId::CORRUPT_BLUR_GLASS, per_image(n), &args)
 }
 
 /// defocus_blur of `n` images into `out` (blur::defocus_blur).
 pub fn defocus_blur(
     dev: &CudaDevice,
     s: Severity,
-    images: &CudaSlice<u8>,
+    images: &DeviceBuffer<u8>,
     n: usize,
-    out: &mut CudaSlice<u8>,
+    out: &mut DeviceBuffer<u8>,
 ) -> Result<()> {
-    let ni = cifar_batch("corrupt_blur_defocus", images, n, out)?.0;
+    let (ni, total) = cifar_batch("corrupt_blur_defocus", images, n, out)?;
     let kernel = dev.upload(&defocus_kernel(s))?;
-    let f = func(dev, "corrupt_blur", "corrupt_blur_defocus")?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(images).arg(&ni).arg(&kernel).arg(out);
-    launch("corrupt_blur_defocus", b, per_value(n))
+    dev.launch(
+        KernelId::CORRUPT_BLUR_DEFOCUS,
+        per_value(n),
+        &[
+            Arg::read(images, total as usize),
+            ni.into(),
+            Arg::read(&kernel, DEFOCUS_SIDE * DEFOCUS_SIDE),
+            Arg::write(out, total as usize),
+        ],
+    )
 }
 
 /// zoom_blur of `n` images into `out` (blur::zoom_blur).
 pub fn zoom_blur(
     dev: &CudaDevice,
     s: Severity,
-    images: &CudaSlice<u8>,
+    images: &DeviceBuffer<u8>,
     n: usize,
-    out: &mut CudaSlice<u8>,
+    out: &mut DeviceBuffer<u8>,
 ) -> Result<()> {
-    let ni = cifar_batch("corrupt_blur_zoom", images, n, out)?.0;
+    let (ni, total) = cifar_batch("corrupt_blur_zoom", images, n, out)?;
     let factors = zoom_factors(s);
     let geometry: Vec<f64> = factors
         .iter()
@@ -126,9 +130,15 @@ pub fn zoom_blur(
         })
         .collect();
     let geometry = dev.upload(&geometry)?;
-    let count = int(factors.len())?;
-    let f = func(dev, "corrupt_blur", "corrupt_blur_zoom")?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(images).arg(&ni).arg(&count).arg(&geometry).arg(out);
-    launch("corrupt_blur_zoom", b, per_value(n))
+    dev.launch(
+        KernelId::CORRUPT_BLUR_ZOOM,
+        per_value(n),
+        &[
+            Arg::read(images, total as usize),
+            ni.into(),
+            int(factors.len())?.into(),
+            Arg::read(&geometry, 4 * factors.len()),
+            Arg::write(out, total as usize),
+        ],
+    )
 }

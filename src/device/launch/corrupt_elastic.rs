@@ -4,12 +4,14 @@
 //! The small tap tables uploaded per launch are freed in stream order when dropped, so they
 //! outlive the kernel.
 
-use super::{cifar_batch, func, grid, int, launch};
+use super::{cifar_batch, grid, int};
 use crate::corrupt::filter::gaussian_taps;
 use crate::corrupt::{elastic, spatter, Severity};
+use crate::device::args::{Arg, LaunchConfig};
+use crate::device::buffer::DeviceBuffer;
 use crate::device::cuda::CudaDevice;
+use crate::device::kernels::KernelId;
 use crate::error::{Error, Result};
-use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 
 const THREADS: u32 = 256;
 
@@ -20,7 +22,7 @@ fn per_image(n: usize) -> LaunchConfig {
 
 /// A Gaussian's taps on the device with their radius; σ = 0 becomes the single tap 1.0, which
 /// leaves a plane exactly as it is (what scipy and `filter::gaussian_plane` do for σ = 0).
-fn taps_arg(dev: &CudaDevice, sigma: f64, truncate: f64) -> Result<(CudaSlice<f64>, i32)> {
+fn taps_arg(dev: &CudaDevice, sigma: f64, truncate: f64) -> Result<(DeviceBuffer<f64>, i32)> {
     let taps = if sigma > 0.0 {
         gaussian_taps(sigma, truncate)
     } else {
@@ -34,27 +36,30 @@ fn taps_arg(dev: &CudaDevice, sigma: f64, truncate: f64) -> Result<(CudaSlice<f6
 pub fn elastic_transform(
     dev: &CudaDevice,
     s: Severity,
-    images: &CudaSlice<u8>,
+    images: &DeviceBuffer<u8>,
     n: usize,
     family_seed: u64,
     first: u64,
-    out: &mut CudaSlice<u8>,
+    out: &mut DeviceBuffer<u8>,
 ) -> Result<()> {
-    let ni = cifar_batch("corrupt_elastic_transform", images, n, out)?.0;
+    let (ni, total) = cifar_batch("corrupt_elastic_transform", images, n, out)?;
     let (alpha, sigma, jitter) = elastic::PARAMS[s.index()];
     let (taps, radius) = taps_arg(dev, sigma, elastic::FIELD_TRUNCATE)?;
-    let f = func(dev, "corrupt_elastic", "corrupt_elastic_transform")?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(images)
-        .arg(&ni)
-        .arg(&family_seed)
-        .arg(&first)
-        .arg(&taps)
-        .arg(&radius)
-        .arg(&alpha)
-        .arg(&jitter)
-        .arg(out);
-    launch("corrupt_elastic_transform", b, per_image(n))
+    dev.launch(
+        KernelId::CORRUPT_ELASTIC_TRANSFORM,
+        per_image(n),
+        &[
+            Arg::read(images, total as usize),
+            ni.into(),
+            family_seed.into(),
+            first.into(),
+            Arg::read(&taps, radius as usize + 1),
+            radius.into(),
+            alpha.into(),
+            jitter.into(),
+            Arg::write(out, total as usize),
+        ],
+    )
 }
 
 /// spatter of `n` images at severity 4 or 5 (mud) into `out`, mirroring
@@ -63,11 +68,11 @@ pub fn elastic_transform(
 pub fn spatter(
     dev: &CudaDevice,
     s: Severity,
-    images: &CudaSlice<u8>,
+    images: &DeviceBuffer<u8>,
     n: usize,
     family_seed: u64,
     first: u64,
-    out: &mut CudaSlice<u8>,
+    out: &mut DeviceBuffer<u8>,
 ) -> Result<()> {
     let c = spatter::PARAMS[s.index()];
     if !c.mud {
@@ -78,22 +83,25 @@ pub fn spatter(
             s.get()
         )));
     }
-    let ni = cifar_batch("corrupt_elastic_spatter_mud", images, n, out)?.0;
+    let (ni, total) = cifar_batch("corrupt_elastic_spatter_mud", images, n, out)?;
     let (layer_taps, layer_radius) = taps_arg(dev, c.blur, spatter::TRUNCATE)?;
     let (mud_taps, mud_radius) = taps_arg(dev, c.k, spatter::TRUNCATE)?;
-    let f = func(dev, "corrupt_elastic", "corrupt_elastic_spatter_mud")?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(images)
-        .arg(&ni)
-        .arg(&family_seed)
-        .arg(&first)
-        .arg(&layer_taps)
-        .arg(&layer_radius)
-        .arg(&mud_taps)
-        .arg(&mud_radius)
-        .arg(&c.mean)
-        .arg(&c.std)
-        .arg(&c.threshold)
-        .arg(out);
-    launch("corrupt_elastic_spatter_mud", b, per_image(n))
+    dev.launch(
+        KernelId::CORRUPT_ELASTIC_SPATTER_MUD,
+        per_image(n),
+        &[
+            Arg::read(images, total as usize),
+            ni.into(),
+            family_seed.into(),
+            first.into(),
+            Arg::read(&layer_taps, layer_radius as usize + 1),
+            layer_radius.into(),
+            Arg::read(&mud_taps, mud_radius as usize + 1),
+            mud_radius.into(),
+            c.mean.into(),
+            c.std.into(),
+            c.threshold.into(),
+            Arg::write(out, total as usize),
+        ],
+    )
 }

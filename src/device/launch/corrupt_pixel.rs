@@ -7,13 +7,13 @@
 //! Random ones take `family_seed` = `ImageKey::family_seed(seed, c, s)` and `first`, the
 //! dataset index of image 0 of the batch.
 
-use super::{cifar_batch, func, grid, int, launch, linear_grid, BLOCK};
+use super::{cifar_batch, grid, int, linear_grid, BLOCK};
 use crate::corrupt::{color, noise, pixelate, Corruption, Severity, CIFAR_PLANE};
+use crate::device::args::Arg;
+use crate::device::buffer::DeviceBuffer;
 use crate::device::cuda::CudaDevice;
+use crate::device::kernels::KernelId;
 use crate::error::{Error, Result};
-use cudarc::driver::{CudaSlice, PushKernelArg};
-
-const FILE: &str = "corrupt_pixel";
 
 /// One of the four noises (`noise::apply`): gaussian x + σ·z, shot Poisson(c·x)/c, impulse
 /// salt and pepper, speckle x + x·σ·z; one thread per value.
@@ -22,18 +22,18 @@ pub fn noise(
     dev: &CudaDevice,
     c: Corruption,
     s: Severity,
-    images: &CudaSlice<u8>,
+    images: &DeviceBuffer<u8>,
     n: usize,
     family_seed: u64,
     first: u64,
-    out: &mut CudaSlice<u8>,
+    out: &mut DeviceBuffer<u8>,
 ) -> Result<()> {
     let i = s.index();
     let (kernel, param) = match c {
-        Corruption::GaussianNoise => ("corrupt_pixel_gaussian", noise::GAUSSIAN[i]),
-        Corruption::ShotNoise => ("corrupt_pixel_shot", noise::SHOT[i]),
-        Corruption::ImpulseNoise => ("corrupt_pixel_impulse", noise::IMPULSE[i]),
-        Corruption::SpeckleNoise => ("corrupt_pixel_speckle", noise::SPECKLE[i]),
+        Corruption::GaussianNoise => (KernelId::CORRUPT_PIXEL_GAUSSIAN, noise::GAUSSIAN[i]),
+        Corruption::ShotNoise => (KernelId::CORRUPT_PIXEL_SHOT, noise::SHOT[i]),
+        Corruption::ImpulseNoise => (KernelId::CORRUPT_PIXEL_IMPULSE, noise::IMPULSE[i]),
+        Corruption::SpeckleNoise => (KernelId::CORRUPT_PIXEL_SPECKLE, noise::SPECKLE[i]),
         other => {
             return Err(Error::Config(format!(
                 "{} is not one of the noise corruptions",
@@ -41,21 +41,24 @@ pub fn noise(
             )))
         }
     };
-    let total = cifar_batch(kernel, images, n, out)?.1;
+    let total = cifar_batch(kernel.name(), images, n, out)?.1;
     if total == 0 {
         return Ok(());
     }
-    let per = super::CIFAR_IMAGE as i32;
-    let f = func(dev, FILE, kernel)?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(images)
-        .arg(&total)
-        .arg(&per)
-        .arg(&param)
-        .arg(&family_seed)
-        .arg(&first)
-        .arg(out);
-    launch(kernel, b, linear_grid(total as usize))
+    let len = total as usize;
+    dev.launch(
+        kernel,
+        linear_grid(len),
+        &[
+            Arg::read(images, len),
+            total.into(),
+            int(super::CIFAR_IMAGE)?.into(),
+            param.into(),
+            family_seed.into(),
+            first.into(),
+            Arg::write(out, len),
+        ],
+    )
 }
 
 /// The HSV kernel: mode 0 adds `a` to V, mode 1 maps S to S·a + b.
@@ -64,35 +67,37 @@ fn hsv(
     name: &str,
     mode: i32,
     (a, b): (f64, f64),
-    images: &CudaSlice<u8>,
+    images: &DeviceBuffer<u8>,
     n: usize,
-    out: &mut CudaSlice<u8>,
+    out: &mut DeviceBuffer<u8>,
 ) -> Result<()> {
-    if cifar_batch(name, images, n, out)?.1 == 0 {
+    let total = cifar_batch(name, images, n, out)?.1 as usize;
+    if total == 0 {
         return Ok(());
     }
     let plane = CIFAR_PLANE.len();
-    let pixels = int(n * plane)?;
-    let plane = int(plane)?;
-    let f = func(dev, FILE, "corrupt_pixel_hsv")?;
-    let mut l = dev.stream().launch_builder(&f);
-    l.arg(images)
-        .arg(&pixels)
-        .arg(&plane)
-        .arg(&mode)
-        .arg(&a)
-        .arg(&b)
-        .arg(out);
-    launch("corrupt_pixel_hsv", l, linear_grid(pixels as usize))
+    dev.launch(
+        KernelId::CORRUPT_PIXEL_HSV,
+        linear_grid(n * plane),
+        &[
+            Arg::read(images, total),
+            int(n * plane)?.into(),
+            int(plane)?.into(),
+            mode.into(),
+            a.into(),
+            b.into(),
+            Arg::write(out, total),
+        ],
+    )
 }
 
 /// brightness: V ← clip(V + c, 0, 1) in scikit-image's HSV (`color::apply`).
 pub fn brightness(
     dev: &CudaDevice,
     s: Severity,
-    images: &CudaSlice<u8>,
+    images: &DeviceBuffer<u8>,
     n: usize,
-    out: &mut CudaSlice<u8>,
+    out: &mut DeviceBuffer<u8>,
 ) -> Result<()> {
     let c = color::BRIGHTNESS[s.index()];
     hsv(dev, "brightness", 0, (c, 0.0), images, n, out)
@@ -102,9 +107,9 @@ pub fn brightness(
 pub fn saturate(
     dev: &CudaDevice,
     s: Severity,
-    images: &CudaSlice<u8>,
+    images: &DeviceBuffer<u8>,
     n: usize,
-    out: &mut CudaSlice<u8>,
+    out: &mut DeviceBuffer<u8>,
 ) -> Result<()> {
     hsv(
         dev,
@@ -121,23 +126,24 @@ pub fn saturate(
 pub fn contrast(
     dev: &CudaDevice,
     s: Severity,
-    images: &CudaSlice<u8>,
+    images: &DeviceBuffer<u8>,
     n: usize,
-    out: &mut CudaSlice<u8>,
+    out: &mut DeviceBuffer<u8>,
 ) -> Result<()> {
     // A grid is never empty: with no images, launch nothing.
-    if cifar_batch("contrast", images, n, out)?.1 == 0 {
+    let total = cifar_batch("contrast", images, n, out)?.1 as usize;
+    if total == 0 {
         return Ok(());
     }
-    let plane = int(CIFAR_PLANE.len())?;
-    let c = color::CONTRAST[s.index()];
-    let f = func(dev, FILE, "corrupt_pixel_contrast")?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(images).arg(&plane).arg(&c).arg(out);
-    launch(
-        "corrupt_pixel_contrast",
-        b,
+    dev.launch(
+        KernelId::CORRUPT_PIXEL_CONTRAST,
         grid(int(n)? as u32, 1, 1, (BLOCK, 1, 1)),
+        &[
+            Arg::read(images, total),
+            int(CIFAR_PLANE.len())?.into(),
+            color::CONTRAST[s.index()].into(),
+            Arg::write(out, total),
+        ],
     )
 }
 
@@ -145,23 +151,25 @@ pub fn contrast(
 pub fn pixelate(
     dev: &CudaDevice,
     s: Severity,
-    images: &CudaSlice<u8>,
+    images: &DeviceBuffer<u8>,
     n: usize,
-    out: &mut CudaSlice<u8>,
+    out: &mut DeviceBuffer<u8>,
 ) -> Result<()> {
-    if cifar_batch("pixelate", images, n, out)?.1 == 0 {
+    let total = cifar_batch("pixelate", images, n, out)?.1 as usize;
+    if total == 0 {
         return Ok(());
     }
     let p = CIFAR_PLANE;
-    let (h, w) = (int(p.h)?, int(p.w)?);
-    let kh = int(pixelate::reduced_side(s, p.h))?;
-    let kw = int(pixelate::reduced_side(s, p.w))?;
-    let f = func(dev, FILE, "corrupt_pixel_pixelate")?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(images).arg(&h).arg(&w).arg(&kh).arg(&kw).arg(out);
-    launch(
-        "corrupt_pixel_pixelate",
-        b,
+    dev.launch(
+        KernelId::CORRUPT_PIXEL_PIXELATE,
         grid(int(n)? as u32, 1, 1, (BLOCK, 1, 1)),
+        &[
+            Arg::read(images, total),
+            int(p.h)?.into(),
+            int(p.w)?.into(),
+            int(pixelate::reduced_side(s, p.h))?.into(),
+            int(pixelate::reduced_side(s, p.w))?.into(),
+            Arg::write(out, total),
+        ],
     )
 }

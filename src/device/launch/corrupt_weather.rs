@@ -2,12 +2,14 @@
 //! images u8 [n, 3, 32, 32] already on the device. Each draws exactly what the CPU draws
 //! (src/corrupt/motion.rs, weather.rs, frost.rs) for dataset images first..first + n.
 
-use super::{cifar_batch, func, grid, int, launch, CIFAR_IMAGE};
+use super::{cifar_batch, grid, int, CIFAR_IMAGE};
 use crate::corrupt::frost::{self, FrostTiles};
 use crate::corrupt::{filter, motion, weather, Severity};
+use crate::device::args::{Arg, Len};
+use crate::device::buffer::DeviceBuffer;
 use crate::device::cuda::CudaDevice;
-use crate::error::Result;
-use cudarc::driver::{CudaSlice, PushKernelArg};
+use crate::device::kernels::KernelId;
+use crate::error::{Error, Result};
 
 /// The side every kernel of the file is written for.
 const SIDE: usize = 32;
@@ -16,45 +18,47 @@ const BLOCK: u32 = 256;
 /// The most motion-blur taps the kernels hold (their shared arrays).
 const MAX_TAPS: usize = 32;
 
-/// IM's motion-blur weights for (radius, sigma), on the device.
-fn upload_taps(dev: &CudaDevice, radius: f64, sigma: f64) -> Result<(CudaSlice<f64>, i32)> {
+/// IM's motion-blur weights for (radius, sigma), on the device, and their count.
+fn upload_taps(dev: &CudaDevice, radius: f64, sigma: f64) -> Result<(DeviceBuffer<f64>, usize)> {
     let taps = motion::taps(radius, sigma);
-    debug_assert!(
-        taps.len() <= MAX_TAPS,
-        "the CIFAR tables need at most 29 taps"
-    );
-    Ok((dev.upload(&taps)?, taps.len() as i32))
+    if taps.len() > MAX_TAPS {
+        return Err(Error::Config(format!(
+            "motion blur with radius {radius} needs {} taps, the weather kernels hold at most \
+             {MAX_TAPS}",
+            taps.len()
+        )));
+    }
+    Ok((dev.upload(&taps)?, taps.len()))
 }
 
 /// motion_blur of `n` images (spec §4.8).
 pub fn motion_blur(
     dev: &CudaDevice,
     s: Severity,
-    images: &CudaSlice<u8>,
+    images: &DeviceBuffer<u8>,
     n: usize,
     family_seed: u64,
     first: u64,
-    out: &mut CudaSlice<u8>,
+    out: &mut DeviceBuffer<u8>,
 ) -> Result<()> {
-    let ni = cifar_batch("corrupt_weather_motion_blur", images, n, out)?.0;
+    let (ni, total) = cifar_batch("corrupt_weather_motion_blur", images, n, out)?;
     let (radius, sigma) = motion::params(s);
     let (taps, ntaps) = upload_taps(dev, radius, sigma)?;
-    let f = func(dev, "corrupt_weather", "corrupt_weather_motion_blur")?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(images)
-        .arg(&ni)
-        .arg(&taps)
-        .arg(&ntaps)
-        .arg(&motion::ANGLE_LO)
-        .arg(&motion::ANGLE_SPAN)
-        .arg(&family_seed)
-        .arg(&first)
-        .arg(out);
     let pixel_blocks = (SIDE * SIDE).div_ceil(BLOCK as usize) as u32;
-    launch(
-        "corrupt_weather_motion_blur",
-        b,
+    dev.launch(
+        KernelId::CORRUPT_WEATHER_MOTION_BLUR,
         grid(n as u32, pixel_blocks, 1, (BLOCK, 1, 1)),
+        &[
+            Arg::read(images, total as usize),
+            ni.into(),
+            Arg::read(&taps, ntaps),
+            int(ntaps)?.into(),
+            motion::ANGLE_LO.into(),
+            motion::ANGLE_SPAN.into(),
+            family_seed.into(),
+            first.into(),
+            Arg::write(out, total as usize),
+        ],
     )
 }
 
@@ -62,13 +66,13 @@ pub fn motion_blur(
 pub fn snow(
     dev: &CudaDevice,
     s: Severity,
-    images: &CudaSlice<u8>,
+    images: &DeviceBuffer<u8>,
     n: usize,
     family_seed: u64,
     first: u64,
-    out: &mut CudaSlice<u8>,
+    out: &mut DeviceBuffer<u8>,
 ) -> Result<()> {
-    let ni = cifar_batch("corrupt_weather_snow", images, n, out)?.0;
+    let (ni, total) = cifar_batch("corrupt_weather_snow", images, n, out)?;
     let sp = weather::snow_params(s);
     let (taps, ntaps) = upload_taps(dev, sp.radius, sp.sigma)?;
     // filter::center_zoom's geometry: crop side, crop origin, trim of the zoomed square, and
@@ -82,33 +86,31 @@ pub fn snow(
     } else {
         0.0
     };
-    let (zs, zo, zt) = (int(side)?, int(origin)?, int(trim)?);
     let keep = sp.blend as f32;
     let lighten = (1.0 - sp.blend) as f32;
-    let f = func(dev, "corrupt_weather", "corrupt_weather_snow")?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(images)
-        .arg(&ni)
-        .arg(&taps)
-        .arg(&ntaps)
-        .arg(&sp.mean)
-        .arg(&sp.std)
-        .arg(&zs)
-        .arg(&zo)
-        .arg(&zt)
-        .arg(&scale)
-        .arg(&sp.threshold)
-        .arg(&keep)
-        .arg(&lighten)
-        .arg(&weather::SNOW_ANGLE_LO)
-        .arg(&weather::SNOW_ANGLE_SPAN)
-        .arg(&family_seed)
-        .arg(&first)
-        .arg(out);
-    launch(
-        "corrupt_weather_snow",
-        b,
+    dev.launch(
+        KernelId::CORRUPT_WEATHER_SNOW,
         grid(n as u32, 1, 1, (BLOCK, 1, 1)),
+        &[
+            Arg::read(images, total as usize),
+            ni.into(),
+            Arg::read(&taps, ntaps),
+            int(ntaps)?.into(),
+            sp.mean.into(),
+            sp.std.into(),
+            int(side)?.into(),
+            int(origin)?.into(),
+            int(trim)?.into(),
+            scale.into(),
+            sp.threshold.into(),
+            keep.into(),
+            lighten.into(),
+            weather::SNOW_ANGLE_LO.into(),
+            weather::SNOW_ANGLE_SPAN.into(),
+            family_seed.into(),
+            first.into(),
+            Arg::write(out, total as usize),
+        ],
     )
 }
 
@@ -116,36 +118,35 @@ pub fn snow(
 pub fn fog(
     dev: &CudaDevice,
     s: Severity,
-    images: &CudaSlice<u8>,
+    images: &DeviceBuffer<u8>,
     n: usize,
     family_seed: u64,
     first: u64,
-    out: &mut CudaSlice<u8>,
+    out: &mut DeviceBuffer<u8>,
 ) -> Result<()> {
-    let ni = cifar_batch("corrupt_weather_fog", images, n, out)?.0;
+    let (ni, total) = cifar_batch("corrupt_weather_fog", images, n, out)?;
     let (strength, decay) = weather::fog_params(s);
-    let f = func(dev, "corrupt_weather", "corrupt_weather_fog")?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(images)
-        .arg(&ni)
-        .arg(&strength)
-        .arg(&decay)
-        .arg(&family_seed)
-        .arg(&first)
-        .arg(out);
-    launch(
-        "corrupt_weather_fog",
-        b,
+    dev.launch(
+        KernelId::CORRUPT_WEATHER_FOG,
         grid(n as u32, 1, 1, (BLOCK, 1, 1)),
+        &[
+            Arg::read(images, total as usize),
+            ni.into(),
+            strength.into(),
+            decay.into(),
+            family_seed.into(),
+            first.into(),
+            Arg::write(out, total as usize),
+        ],
     )
 }
 
 /// The five frost tiles on the device, uploaded once and reused by every [`frost`] launch.
 pub struct FrostDeviceTiles {
     /// The tiles' RGB HWC bytes, back to back.
-    tiles: CudaSlice<u8>,
+    tiles: DeviceBuffer<u8>,
     /// Per tile: (offset in `tiles`, height, width).
-    table: CudaSlice<i32>,
+    table: DeviceBuffer<i32>,
 }
 
 /// Uploads the frost tiles in the order the texture draw indexes them.
@@ -167,30 +168,29 @@ pub fn upload_frost_tiles(dev: &CudaDevice, tiles: &FrostTiles) -> Result<FrostD
 pub fn frost(
     dev: &CudaDevice,
     s: Severity,
-    images: &CudaSlice<u8>,
+    images: &DeviceBuffer<u8>,
     n: usize,
     family_seed: u64,
     first: u64,
     tiles: &FrostDeviceTiles,
-    out: &mut CudaSlice<u8>,
+    out: &mut DeviceBuffer<u8>,
 ) -> Result<()> {
-    let ni = cifar_batch("corrupt_weather_frost", images, n, out)?.0;
+    let (ni, total) = cifar_batch("corrupt_weather_frost", images, n, out)?;
     let (a, w) = frost::weights(s);
-    let f = func(dev, "corrupt_weather", "corrupt_weather_frost")?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(images)
-        .arg(&ni)
-        .arg(&tiles.tiles)
-        .arg(&tiles.table)
-        .arg(&a)
-        .arg(&w)
-        .arg(&family_seed)
-        .arg(&first)
-        .arg(out);
     let value_blocks = CIFAR_IMAGE.div_ceil(BLOCK as usize) as u32;
-    launch(
-        "corrupt_weather_frost",
-        b,
+    dev.launch(
+        KernelId::CORRUPT_WEATHER_FROST,
         grid(n as u32, value_blocks, 1, (BLOCK, 1, 1)),
+        &[
+            Arg::read(images, total as usize),
+            ni.into(),
+            Arg::read(&tiles.tiles, Len::AtLeast(1)),
+            Arg::read(&tiles.table, 3 * frost::FILES.len()),
+            a.into(),
+            w.into(),
+            family_seed.into(),
+            first.into(),
+            Arg::write(out, total as usize),
+        ],
     )
 }

@@ -1,9 +1,11 @@
 //! kernels/linear.cu: y = x wᵀ + b and its gradients.
 
-use super::{func, grid, int, launch, linear_grid};
+use super::{grid, int, linear_grid};
+use crate::device::args::{Arg, LaunchConfig};
+use crate::device::buffer::DeviceBuffer;
 use crate::device::cuda::CudaDevice;
+use crate::device::kernels::KernelId;
 use crate::error::Result;
-use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 
 /// The 16x16-thread tiling of the three GEMM kernels over a rows x cols output.
 fn tiles(rows: usize, cols: usize) -> LaunchConfig {
@@ -24,56 +26,87 @@ pub struct LinearShape {
 }
 
 impl LinearShape {
-    fn ints(&self) -> Result<(i32, i32, i32)> {
-        Ok((int(self.n)?, int(self.inp)?, int(self.out)?))
+    fn ints(&self) -> Result<[Arg<'static>; 3]> {
+        Ok([int(self.n)?.into(), int(self.inp)?.into(), int(self.out)?.into()])
     }
 }
 
 pub fn forward(
     dev: &CudaDevice,
     s: LinearShape,
-    x: &CudaSlice<f32>,
-    w: &CudaSlice<f32>,
-    bias: &CudaSlice<f32>,
-    y: &mut CudaSlice<f32>,
+    x: &DeviceBuffer<f32>,
+    w: &DeviceBuffer<f32>,
+    bias: &DeviceBuffer<f32>,
+    y: &mut DeviceBuffer<f32>,
 ) -> Result<()> {
-    let (n, i, o) = s.ints()?;
-    let f = func(dev, "linear", "linear_fwd")?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(x).arg(w).arg(bias).arg(&n).arg(&i).arg(&o).arg(y);
-    launch("linear_fwd", b, tiles(s.n, s.out))
+    let [n, i, o] = s.ints()?;
+    dev.launch(
+        KernelId::LINEAR_FWD,
+        tiles(s.n, s.out),
+        &[
+            Arg::read(x, s.n * s.inp),
+            Arg::read(w, s.out * s.inp),
+            Arg::read(bias, s.out),
+            n,
+            i,
+            o,
+            Arg::write(y, s.n * s.out),
+        ],
+    )
 }
 
 pub fn backward_data(
     dev: &CudaDevice,
     s: LinearShape,
-    w: &CudaSlice<f32>,
-    dy: &CudaSlice<f32>,
-    dx: &mut CudaSlice<f32>,
+    w: &DeviceBuffer<f32>,
+    dy: &DeviceBuffer<f32>,
+    dx: &mut DeviceBuffer<f32>,
 ) -> Result<()> {
-    let (n, i, o) = s.ints()?;
-    let f = func(dev, "linear", "linear_bwd_data")?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(w).arg(dy).arg(&n).arg(&i).arg(&o).arg(dx);
-    launch("linear_bwd_data", b, tiles(s.n, s.inp))
+    let [n, i, o] = s.ints()?;
+    dev.launch(
+        KernelId::LINEAR_BWD_DATA,
+        tiles(s.n, s.inp),
+        &[
+            Arg::read(w, s.out * s.inp),
+            Arg::read(dy, s.n * s.out),
+            n,
+            i,
+            o,
+            Arg::write(dx, s.n * s.inp),
+        ],
+    )
 }
 
 /// dw = dyᵀ x and db = Σ_n dy.
 pub fn backward_params(
     dev: &CudaDevice,
     s: LinearShape,
-    x: &CudaSlice<f32>,
-    dy: &CudaSlice<f32>,
-    dw: &mut CudaSlice<f32>,
-    db: &mut CudaSlice<f32>,
+    x: &DeviceBuffer<f32>,
+    dy: &DeviceBuffer<f32>,
+    dw: &mut DeviceBuffer<f32>,
+    db: &mut DeviceBuffer<f32>,
 ) -> Result<()> {
-    let (n, i, o) = s.ints()?;
-    let f = func(dev, "linear", "linear_bwd_weight")?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(x).arg(dy).arg(&n).arg(&i).arg(&o).arg(dw);
-    launch("linear_bwd_weight", b, tiles(s.out, s.inp))?;
-    let f = func(dev, "linear", "linear_bwd_bias")?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(dy).arg(&n).arg(&o).arg(db);
-    launch("linear_bwd_bias", b, linear_grid(s.out))
+    let [n, i, o] = s.ints()?;
+    dev.launch(
+        KernelId::LINEAR_BWD_WEIGHT,
+        tiles(s.out, s.inp),
+        &[
+            Arg::read(x, s.n * s.inp),
+            Arg::read(dy, s.n * s.out),
+            n,
+            i,
+            o,
+            Arg::write(dw, s.out * s.inp),
+        ],
+    )?;
+    dev.launch(
+        KernelId::LINEAR_BWD_BIAS,
+        linear_grid(s.out),
+        &[
+            Arg::read(dy, s.n * s.out),
+            int(s.n)?.into(),
+            int(s.out)?.into(),
+            Arg::write(db, s.out),
+        ],
+    )
 }

@@ -1,177 +1,215 @@
 //! kernels/loss.cu: cross-entropy, temperature KL, attention transfer and AugMix's JSD; each
 //! forward leaves one partial per row and a fixed-order reduction writes the scalar loss.
 
-use super::{func, grid, int, launch, linear_grid, NULL};
+use super::{grid, int, linear_grid};
+use crate::device::args::{Arg, LaunchConfig};
+use crate::device::buffer::DeviceBuffer;
 use crate::device::cuda::CudaDevice;
-use crate::error::Result;
-use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
+use crate::device::kernels::KernelId;
+use crate::error::{Error, Result};
 
 /// One warp per row, 8 rows per block.
 fn rows(n: usize) -> LaunchConfig {
     grid(n.div_ceil(8) as u32, 1, 1, (256, 1, 1))
 }
 
+/// One block per row.
+fn per_row(n: usize) -> LaunchConfig {
+    grid(n as u32, 1, 1, (256, 1, 1))
+}
+
+/// The number of rows of `len` logits of `k` classes.
+fn rows_of(op: &str, len: usize, k: usize) -> Result<usize> {
+    if k == 0 || !len.is_multiple_of(k) {
+        return Err(Error::shape(op, format!("[n, {k}] logits"), format!("{len} values")));
+    }
+    Ok(len / k)
+}
+
 /// out[0] = (Σ values) · mul / div, summed in f64 in a fixed order.
 fn reduce_sum(
     dev: &CudaDevice,
-    values: &CudaSlice<f32>,
+    values: &DeviceBuffer<f32>,
+    count: usize,
     mul: f64,
     div: f64,
-    out: &mut CudaSlice<f32>,
+    out: &mut DeviceBuffer<f32>,
 ) -> Result<()> {
-    let count = int(values.len())?;
-    let f = func(dev, "loss", "loss_reduce_sum")?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(values).arg(&count).arg(&mul).arg(&div).arg(out);
-    launch("loss_reduce_sum", b, grid(1, 1, 1, (256, 1, 1)))
+    dev.launch(
+        KernelId::LOSS_REDUCE_SUM,
+        grid(1, 1, 1, (256, 1, 1)),
+        &[
+            Arg::read(values, count),
+            int(count)?.into(),
+            mul.into(),
+            div.into(),
+            Arg::write(out, 1),
+        ],
+    )
 }
 
 /// Cross-entropy of logits [n, k]: writes the softmax `probs` and the scalar `loss` (mean or sum).
 pub fn cross_entropy(
     dev: &CudaDevice,
-    logits: &CudaSlice<f32>,
-    labels: &CudaSlice<u32>,
+    logits: &DeviceBuffer<f32>,
+    labels: &DeviceBuffer<u32>,
     k: usize,
     sum: bool,
-    probs: &mut CudaSlice<f32>,
-    loss: &mut CudaSlice<f32>,
+    probs: &mut DeviceBuffer<f32>,
+    loss: &mut DeviceBuffer<f32>,
 ) -> Result<()> {
     let n = labels.len();
-    let (ni, ki) = (int(n)?, int(k)?);
-    let mut row_loss = dev.zeros::<f32>(n)?;
-    let f = func(dev, "loss", "loss_ce_fwd")?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(logits)
-        .arg(labels)
-        .arg(&ni)
-        .arg(&ki)
-        .arg(probs)
-        .arg(&mut row_loss);
-    launch("loss_ce_fwd", b, rows(n))?;
-    reduce_sum(dev, &row_loss, 1.0, if sum { 1.0 } else { n as f64 }, loss)
+    let mut row_loss = dev.alloc::<f32>(n)?;
+    dev.launch(
+        KernelId::LOSS_CE_FWD,
+        rows(n),
+        &[
+            Arg::read(logits, n * k),
+            Arg::read(labels, n),
+            int(n)?.into(),
+            int(k)?.into(),
+            Arg::write(probs, n * k),
+            Arg::write(&mut row_loss, n),
+        ],
+    )?;
+    reduce_sum(dev, &row_loss, n, 1.0, if sum { 1.0 } else { n as f64 }, loss)
 }
 
 /// dz = (probs − onehot) · g (sum) or · g / n (mean).
 #[allow(clippy::too_many_arguments)]
 pub fn cross_entropy_backward(
     dev: &CudaDevice,
-    probs: &CudaSlice<f32>,
-    labels: &CudaSlice<u32>,
+    probs: &DeviceBuffer<f32>,
+    labels: &DeviceBuffer<u32>,
     k: usize,
     sum: bool,
     g: f32,
-    dz: &mut CudaSlice<f32>,
+    dz: &mut DeviceBuffer<f32>,
 ) -> Result<()> {
     let n = labels.len();
-    let (ni, ki) = (int(n)?, int(k)?);
     let scale = if sum { g } else { g / n as f32 };
-    let f = func(dev, "loss", "loss_ce_bwd")?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(probs)
-        .arg(labels)
-        .arg(&ni)
-        .arg(&ki)
-        .arg(&scale)
-        .arg(dz);
-    launch("loss_ce_bwd", b, linear_grid(n * k))
+    dev.launch(
+        KernelId::LOSS_CE_BWD,
+        linear_grid(n * k),
+        &[
+            Arg::read(probs, n * k),
+            Arg::read(labels, n),
+            int(n)?.into(),
+            int(k)?.into(),
+            scale.into(),
+            Arg::write(dz, n * k),
+        ],
+    )
 }
 
 /// KL_T(s ‖ t) = T² / n · Σ p_t (log p_t − log p_s): writes p_s, p_t and the scalar loss.
 #[allow(clippy::too_many_arguments)]
 pub fn kl_div(
     dev: &CudaDevice,
-    s: &CudaSlice<f32>,
-    t: &CudaSlice<f32>,
+    s: &DeviceBuffer<f32>,
+    t: &DeviceBuffer<f32>,
     k: usize,
     temp: f64,
-    ps: &mut CudaSlice<f32>,
-    pt: &mut CudaSlice<f32>,
-    loss: &mut CudaSlice<f32>,
+    ps: &mut DeviceBuffer<f32>,
+    pt: &mut DeviceBuffer<f32>,
+    loss: &mut DeviceBuffer<f32>,
 ) -> Result<()> {
-    let n = s.len() / k;
-    let (ni, ki, tf) = (int(n)?, int(k)?, temp as f32);
-    let mut row_loss = dev.zeros::<f32>(n)?;
-    let f = func(dev, "loss", "loss_kl_fwd")?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(s)
-        .arg(t)
-        .arg(&ni)
-        .arg(&ki)
-        .arg(&tf)
-        .arg(ps)
-        .arg(pt)
-        .arg(&mut row_loss);
-    launch("loss_kl_fwd", b, rows(n))?;
-    reduce_sum(dev, &row_loss, temp * temp, n as f64, loss)
+    let n = rows_of("kl_div", s.len(), k)?;
+    let mut row_loss = dev.alloc::<f32>(n)?;
+    dev.launch(
+        KernelId::LOSS_KL_FWD,
+        rows(n),
+        &[
+            Arg::read(s, n * k),
+            Arg::read(t, n * k),
+            int(n)?.into(),
+            int(k)?.into(),
+            (temp as f32).into(),
+            Arg::write(ps, n * k),
+            Arg::write(pt, n * k),
+            Arg::write(&mut row_loss, n),
+        ],
+    )?;
+    reduce_sum(dev, &row_loss, n, temp * temp, n as f64, loss)
 }
 
 /// ds = (p_s − p_t) · g · T / n.
 pub fn kl_div_backward(
     dev: &CudaDevice,
-    ps: &CudaSlice<f32>,
-    pt: &CudaSlice<f32>,
+    ps: &DeviceBuffer<f32>,
+    pt: &DeviceBuffer<f32>,
     k: usize,
     temp: f64,
     g: f32,
-    ds: &mut CudaSlice<f32>,
+    ds: &mut DeviceBuffer<f32>,
 ) -> Result<()> {
     let total = ps.len();
-    let n = total / k;
+    let n = rows_of("kl_div_backward", total, k)?;
     let scale = g * (temp / n as f64) as f32;
-    let t = int(total)?;
-    let f = func(dev, "loss", "loss_kl_bwd")?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(ps).arg(pt).arg(&t).arg(&scale).arg(ds);
-    launch("loss_kl_bwd", b, linear_grid(total))
+    dev.launch(
+        KernelId::LOSS_KL_BWD,
+        linear_grid(total),
+        &[
+            Arg::read(ps, total),
+            Arg::read(pt, total),
+            int(total)?.into(),
+            scale.into(),
+            Arg::write(ds, total),
+        ],
+    )
 }
 
 /// AugMix's JSD of three logit batches [n, k] (clean, augmented 1, augmented 2): the scalar
 /// loss (1/3n) Σ_rows Σ_i KL(p_i ‖ M).
 pub fn jsd(
     dev: &CudaDevice,
-    z: [&CudaSlice<f32>; 3],
+    z: [&DeviceBuffer<f32>; 3],
     k: usize,
-    loss: &mut CudaSlice<f32>,
+    loss: &mut DeviceBuffer<f32>,
 ) -> Result<()> {
-    let n = z[0].len() / k;
-    let (ni, ki) = (int(n)?, int(k)?);
-    let mut row_loss = dev.zeros::<f32>(n)?;
-    let f = func(dev, "loss", "loss_jsd_fwd")?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(z[0])
-        .arg(z[1])
-        .arg(z[2])
-        .arg(&ni)
-        .arg(&ki)
-        .arg(&mut row_loss);
-    launch("loss_jsd_fwd", b, grid(n as u32, 1, 1, (256, 1, 1)))?;
-    reduce_sum(dev, &row_loss, 1.0, (3 * n) as f64, loss)
+    let n = rows_of("jsd", z[0].len(), k)?;
+    let mut row_loss = dev.alloc::<f32>(n)?;
+    dev.launch(
+        KernelId::LOSS_JSD_FWD,
+        per_row(n),
+        &[
+            Arg::read(z[0], n * k),
+            Arg::read(z[1], n * k),
+            Arg::read(z[2], n * k),
+            int(n)?.into(),
+            int(k)?.into(),
+            Arg::write(&mut row_loss, n),
+        ],
+    )?;
+    reduce_sum(dev, &row_loss, n, 1.0, (3 * n) as f64, loss)
 }
 
 /// d JSD / d z_i · g for the three logit batches.
 pub fn jsd_backward(
     dev: &CudaDevice,
-    z: [&CudaSlice<f32>; 3],
+    z: [&DeviceBuffer<f32>; 3],
     k: usize,
     g: f32,
-    dz: [&mut CudaSlice<f32>; 3],
+    dz: [&mut DeviceBuffer<f32>; 3],
 ) -> Result<()> {
-    let n = z[0].len() / k;
-    let (ni, ki) = (int(n)?, int(k)?);
+    let n = rows_of("jsd_backward", z[0].len(), k)?;
     let scale = g * (1.0 / (3 * n) as f64) as f32;
     let [d0, d1, d2] = dz;
-    let f = func(dev, "loss", "loss_jsd_bwd")?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(z[0])
-        .arg(z[1])
-        .arg(z[2])
-        .arg(&ni)
-        .arg(&ki)
-        .arg(&scale)
-        .arg(d0)
-        .arg(d1)
-        .arg(d2);
-    launch("loss_jsd_bwd", b, grid(n as u32, 1, 1, (256, 1, 1)))
+    dev.launch(
+        KernelId::LOSS_JSD_BWD,
+        per_row(n),
+        &[
+            Arg::read(z[0], n * k),
+            Arg::read(z[1], n * k),
+            Arg::read(z[2], n * k),
+            int(n)?.into(),
+            int(k)?.into(),
+            scale.into(),
+            Arg::write(d0, n * k),
+            Arg::write(d1, n * k),
+            Arg::write(d2, n * k),
+        ],
+    )
 }
 
 /// Sizes of attention maps: features [n, ch, hw].
@@ -187,36 +225,35 @@ pub struct AtShape {
 pub fn attention(
     dev: &CudaDevice,
     s: AtShape,
-    f: &CudaSlice<f32>,
-    at: Option<&CudaSlice<f32>>,
-    a: &mut CudaSlice<f32>,
-    norms: &mut CudaSlice<f32>,
-    loss: Option<&mut CudaSlice<f32>>,
+    f: &DeviceBuffer<f32>,
+    at: Option<&DeviceBuffer<f32>>,
+    a: &mut DeviceBuffer<f32>,
+    norms: &mut DeviceBuffer<f32>,
+    loss: Option<&mut DeviceBuffer<f32>>,
 ) -> Result<()> {
-    let (n, ch, hw, inv_c) = (
-        int(s.n)?,
-        int(s.ch)?,
-        int(s.hw)?,
-        (1.0 / s.ch as f64) as f32,
-    );
-    let mut row_loss = dev.zeros::<f32>(s.n)?;
-    let k = func(dev, "loss", "loss_at_map")?;
-    let mut b = dev.stream().launch_builder(&k);
-    b.arg(f);
-    match at {
-        Some(t) => b.arg(t),
-        None => b.arg(&NULL),
+    let inv_c = (1.0 / s.ch as f64) as f32;
+    // The per-sample losses exist only with a target (the kernel leaves them alone without).
+    let mut row_loss = match at {
+        Some(_) => Some(dev.alloc::<f32>(s.n)?),
+        None => None,
     };
-    b.arg(&n)
-        .arg(&ch)
-        .arg(&hw)
-        .arg(&inv_c)
-        .arg(a)
-        .arg(norms)
-        .arg(&mut row_loss);
-    launch("loss_at_map", b, grid(s.n as u32, 1, 1, (256, 1, 1)))?;
-    match loss {
-        Some(l) if at.is_some() => reduce_sum(dev, &row_loss, 1.0, (s.n * s.hw) as f64, l),
+    dev.launch(
+        KernelId::LOSS_AT_MAP,
+        per_row(s.n),
+        &[
+            Arg::read(f, s.n * s.ch * s.hw),
+            Arg::read_opt(at, s.n * s.hw),
+            int(s.n)?.into(),
+            int(s.ch)?.into(),
+            int(s.hw)?.into(),
+            inv_c.into(),
+            Arg::write(a, s.n * s.hw),
+            Arg::write(norms, s.n),
+            Arg::write_opt(row_loss.as_mut(), s.n),
+        ],
+    )?;
+    match (loss, &row_loss) {
+        (Some(l), Some(r)) => reduce_sum(dev, r, s.n, 1.0, (s.n * s.hw) as f64, l),
         _ => Ok(()),
     }
 }
@@ -226,29 +263,34 @@ pub fn attention(
 pub fn attention_backward(
     dev: &CudaDevice,
     s: AtShape,
-    fs: &CudaSlice<f32>,
-    a: &CudaSlice<f32>,
-    norms: &CudaSlice<f32>,
-    at: &CudaSlice<f32>,
+    fs: &DeviceBuffer<f32>,
+    a: &DeviceBuffer<f32>,
+    norms: &DeviceBuffer<f32>,
+    at: &DeviceBuffer<f32>,
     g: f32,
-    dfs: &mut CudaSlice<f32>,
+    dfs: &mut DeviceBuffer<f32>,
 ) -> Result<()> {
-    let (n, ch, hw) = (int(s.n)?, int(s.ch)?, int(s.hw)?);
     let scale = g * (2.0 / (s.n * s.hw) as f64) as f32;
     let two_over_c = (2.0 / s.ch as f64) as f32;
-    let k = func(dev, "loss", "loss_at_bwd")?;
-    let mut b = dev.stream().launch_builder(&k);
-    b.arg(fs)
-        .arg(a)
-        .arg(norms)
-        .arg(at)
-        .arg(&n)
-        .arg(&ch)
-        .arg(&hw)
-        .arg(&scale)
-        .arg(&two_over_c)
-        .arg(dfs);
-    let mut cfg = grid(s.n as u32, 1, 1, (256, 1, 1));
-    cfg.shared_mem_bytes = (s.hw * 4) as u32;
-    launch("loss_at_bwd", b, cfg)
+    let mut cfg = per_row(s.n);
+    // The map's gradient for one sample stays in shared memory: hw floats. Launches that need
+    // more than 48 KiB opt in; more than the device allows is a launch error naming the limit.
+    cfg.shared_bytes = u32::try_from(s.hw * 4)
+        .map_err(|_| Error::shape("attention_backward", "maps of fewer than 2^30 pixels", s.hw))?;
+    dev.launch(
+        KernelId::LOSS_AT_BWD,
+        cfg,
+        &[
+            Arg::read(fs, s.n * s.ch * s.hw),
+            Arg::read(a, s.n * s.hw),
+            Arg::read(norms, s.n),
+            Arg::read(at, s.n * s.hw),
+            int(s.n)?.into(),
+            int(s.ch)?.into(),
+            int(s.hw)?.into(),
+            scale.into(),
+            two_over_c.into(),
+            Arg::write(dfs, s.n * s.ch * s.hw),
+        ],
+    )
 }

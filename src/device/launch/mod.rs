@@ -1,6 +1,7 @@
 //! Rust launchers of the CUDA kernels, one file per kernel file: each sets the grid and block
-//! its kernel's header comment asks for and passes the arguments in its order. Launchers write
-//! into buffers the caller owns and never synchronise: everything runs in stream order.
+//! its kernel's header comment asks for, and passes the arguments through the typed launch path
+//! (`CudaDevice::launch`) with the length every buffer must have for the geometry. Launchers
+//! write into buffers the caller owns and never synchronise: everything runs in stream order.
 
 pub mod augment;
 pub mod augmix;
@@ -17,15 +18,12 @@ pub mod optim;
 pub mod pgd;
 pub mod soft_relu;
 
-use super::cuda::CudaDevice;
+use super::args::LaunchConfig;
+use super::buffer::DeviceBuffer;
 use crate::error::{Error, Result};
-use cudarc::driver::{CudaFunction, CudaSlice, LaunchArgs, LaunchConfig};
 
 /// The threads per block of every 1-D launch (the kernels' `__launch_bounds__`).
 pub(crate) const BLOCK: u32 = 256;
-
-/// A null device pointer for the kernels' optional arguments.
-pub(crate) const NULL: u64 = 0;
 
 /// Blocks of `BLOCK` threads covering `n` elements.
 pub(crate) fn blocks(n: usize) -> u32 {
@@ -34,9 +32,9 @@ pub(crate) fn blocks(n: usize) -> u32 {
 
 pub(crate) fn grid(x: u32, y: u32, z: u32, block: (u32, u32, u32)) -> LaunchConfig {
     LaunchConfig {
-        grid_dim: (x.max(1), y.max(1), z.max(1)),
-        block_dim: block,
-        shared_mem_bytes: 0,
+        grid: (x.max(1), y.max(1), z.max(1)),
+        block,
+        shared_bytes: 0,
     }
 }
 
@@ -49,21 +47,6 @@ pub(crate) fn int(v: usize) -> Result<i32> {
     i32::try_from(v).map_err(|_| Error::shape("CUDA launch", "fewer than 2^31 elements", v))
 }
 
-pub(crate) fn launch(name: &str, mut args: LaunchArgs<'_>, cfg: LaunchConfig) -> Result<()> {
-    // SAFETY: every launcher pushes exactly the arguments, in the order and of the types, that
-    // its kernel's signature lists (each kernel file's header comment), with buffers of the
-    // sizes the kernel reads and writes (checked by the callers' shape assertions).
-    unsafe { args.launch(cfg) }
-        .map(|_| ())
-        .map_err(|e| Error::NoGpu {
-            reason: format!("launching {name}: {e}"),
-        })
-}
-
-pub(crate) fn func(dev: &CudaDevice, file: &str, kernel: &str) -> Result<CudaFunction> {
-    dev.function(file, kernel)
-}
-
 /// Bytes of one CIFAR image, u8 [3, 32, 32]: the corruption kernels' unit.
 pub const CIFAR_IMAGE: usize = 3 * 32 * 32;
 
@@ -71,14 +54,14 @@ pub const CIFAR_IMAGE: usize = 3 * 32 * 32;
 /// kernel `int`s (for the corruption launchers).
 pub fn cifar_batch(
     name: &str,
-    images: &CudaSlice<u8>,
+    images: &DeviceBuffer<u8>,
     n: usize,
-    out: &CudaSlice<u8>,
+    out: &DeviceBuffer<u8>,
 ) -> Result<(i32, i32)> {
     let total = n
         .checked_mul(CIFAR_IMAGE)
         .ok_or_else(|| Error::shape(name, "fewer than 2^31 values", n))?;
-    if images.len() < total || out.len() < total {
+    if images.len() != total.max(1) || out.len() != total.max(1) {
         return Err(Error::shape(
             name,
             format!("{n} images of 3x32x32 bytes in and out ({total} bytes)"),

@@ -1,38 +1,56 @@
 //! kernels/pgd.cu: the PGD random start and the fused signed step + projection.
 
-use super::{func, int, launch, linear_grid};
+use super::{int, linear_grid};
+use crate::device::args::Arg;
+use crate::device::buffer::DeviceBuffer;
 use crate::device::cuda::CudaDevice;
+use crate::device::kernels::KernelId;
 use crate::error::Result;
-use cudarc::driver::{CudaSlice, PushKernelArg};
 
+/// x = clip(x0 + uniform(−eps, eps), 0, 1) with the draws of `ops::pgd::random_start`.
 pub fn random_start(
     dev: &CudaDevice,
-    x0: &CudaSlice<f32>,
+    x0: &DeviceBuffer<f32>,
     eps: f32,
     seed: u64,
     key: u64,
-    x: &mut CudaSlice<f32>,
+    x: &mut DeviceBuffer<f32>,
 ) -> Result<()> {
     let total = x0.len();
-    let t = int(total)?;
-    let f = func(dev, "pgd", "pgd_random_start")?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(x0).arg(&t).arg(&eps).arg(&seed).arg(&key).arg(x);
-    launch("pgd_random_start", b, linear_grid(total))
+    dev.launch(
+        KernelId::PGD_RANDOM_START,
+        linear_grid(total),
+        &[
+            Arg::read(x0, total),
+            int(total)?.into(),
+            eps.into(),
+            seed.into(),
+            key.into(),
+            Arg::write(x, total),
+        ],
+    )
 }
 
+/// x = project(x + alpha · sign(grad)) onto the eps-ball around x0 and [0, 1].
 pub fn step(
     dev: &CudaDevice,
-    x: &mut CudaSlice<f32>,
-    x0: &CudaSlice<f32>,
-    grad: &CudaSlice<f32>,
+    x: &mut DeviceBuffer<f32>,
+    x0: &DeviceBuffer<f32>,
+    grad: &DeviceBuffer<f32>,
     alpha: f32,
     eps: f32,
 ) -> Result<()> {
     let total = x0.len();
-    let t = int(total)?;
-    let f = func(dev, "pgd", "pgd_step")?;
-    let mut b = dev.stream().launch_builder(&f);
-    b.arg(x).arg(x0).arg(grad).arg(&t).arg(&alpha).arg(&eps);
-    launch("pgd_step", b, linear_grid(total))
+    dev.launch(
+        KernelId::PGD_STEP,
+        linear_grid(total),
+        &[
+            Arg::write(x, total),
+            Arg::read(x0, total),
+            Arg::read(grad, total),
+            int(total)?.into(),
+            alpha.into(),
+            eps.into(),
+        ],
+    )
 }

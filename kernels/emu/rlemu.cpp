@@ -1,0 +1,5 @@
+// The one definition the emulator's C++ needs: the running fiber's context, per OS thread (the
+// trampoline sets it, rlemu::sync restores it after every switch). See rlemu.h.
+#include "rlemu.h"
+
+thread_local rlemu_thread* rlemu_current = nullptr;

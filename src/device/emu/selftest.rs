@@ -1,0 +1,245 @@
+//! The emulator's own tests: its warp collectives, its PTX and each detector, on the kernels of
+//! selftest.cu (compiled into the emulator only).
+
+use super::ffi::{SELFTEST_KERNELS, SELFTEST_SHARED};
+use super::{EmuArg, Emulator, Target};
+use crate::device::kernels::FILES;
+
+impl Emulator {
+    /// Runs self-test kernel `name` (selftest.cu); arguments as for `launch`.
+    pub fn launch_selftest(
+        &self,
+        name: &str,
+        grid: (u32, u32, u32),
+        block: (u32, u32, u32),
+        shared_bytes: usize,
+        args: &[EmuArg<'_>],
+    ) -> Result<(), String> {
+        let k = SELFTEST_KERNELS
+            .iter()
+            .find(|k| k.sig.name == name)
+            .ok_or_else(|| format!("no self-test kernel {name}"))?;
+        if args.len() != k.sig.params.len() {
+            return Err(format!(
+                "{name} takes {} arguments, got {}",
+                k.sig.params.len(),
+                args.len()
+            ));
+        }
+        let target = Target {
+            name: k.sig.name,
+            entry: k.entry,
+            unit: FILES.len() + super::MUTANT_UNITS.len(),
+            shared: SELFTEST_SHARED,
+        };
+        self.run(&target, &k.sig, grid, block, shared_bytes, args)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{EmuAlloc, EmuConfig, Schedule, POISON};
+    use super::*;
+
+    fn emu(schedule: Schedule) -> Emulator {
+        Emulator::new(EmuConfig {
+            schedule,
+            ..EmuConfig::default()
+        })
+        .unwrap()
+    }
+
+    const SCHEDULES: [Schedule; 3] = [Schedule::Forward, Schedule::Reverse, Schedule::Shuffled(3)];
+
+    fn buffer<T: Copy>(values: &[T]) -> EmuAlloc {
+        let bytes = std::mem::size_of_val(values);
+        let a = EmuAlloc::new(bytes, POISON).unwrap();
+        // SAFETY: copies the values' bytes into an allocation of exactly that size.
+        unsafe { std::ptr::copy_nonoverlapping(values.as_ptr() as *const u8, a.ptr(), bytes) };
+        a
+    }
+
+    fn read<T: Copy + Default>(a: &EmuAlloc) -> Vec<T> {
+        let n = a.bytes() / std::mem::size_of::<T>();
+        let mut v = vec![T::default(); n];
+        // SAFETY: copies the allocation's bytes into a vector of exactly that size.
+        unsafe { std::ptr::copy_nonoverlapping(a.ptr(), v.as_mut_ptr() as *mut u8, a.bytes()) };
+        v
+    }
+
+    fn ptr(a: &EmuAlloc) -> EmuArg<'_> {
+        EmuArg {
+            value: a.ptr() as u64,
+            buffer: Some(a),
+        }
+    }
+
+    fn int(v: i32) -> EmuArg<'static> {
+        EmuArg {
+            value: v as u32 as u64,
+            buffer: None,
+        }
+    }
+
+    /// The PTX ISA's cvt.rna.tf32.f32: round to nearest, ties away from zero, 10 mantissa bits.
+    fn rna_tf32(x: f32) -> u32 {
+        if x.is_nan() {
+            return 0x7fff_ffff;
+        }
+        let b = x.to_bits();
+        let (sign, mag) = (b & 0x8000_0000, b & 0x7fff_ffff);
+        let low = mag & 0x1fff;
+        let mut up = mag & !0x1fff;
+        if low >= 0x1000 {
+            up += 0x2000;
+        }
+        sign | up
+    }
+
+    #[test]
+    fn cvt_tf32_rounds_to_nearest_ties_away() {
+        let xs: Vec<f32> = vec![
+            1.0,
+            f32::from_bits(0x3f80_1000), // exactly halfway: away from zero
+            f32::from_bits(0x3f80_0fff), // just below halfway: down
+            f32::from_bits(0xbf80_1000), // negative tie: away from zero
+            f32::MAX,                    // rounds past the largest TF32: infinity
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            f32::from_bits(0x0000_1000), // a denormal tie
+            -0.0,
+            3.141_592_7,
+        ];
+        let (x, y) = (buffer(&xs), buffer(&vec![0u32; xs.len()]));
+        emu(Schedule::Forward)
+            .launch_selftest("selftest_cvt_tf32", (1, 1, 1), (32, 1, 1), 0, &[ptr(&x), int(xs.len() as i32), ptr(&y)])
+            .unwrap();
+        let got: Vec<u32> = read(&y);
+        for (i, &v) in xs.iter().enumerate() {
+            assert_eq!(got[i], rna_tf32(v), "cvt of {v:e} ({:#x})", v.to_bits());
+        }
+        assert_eq!(f32::from_bits(got[4]), f32::INFINITY);
+    }
+
+    #[test]
+    fn warp_collectives_follow_cuda_semantics() {
+        for s in SCHEDULES {
+            let out = buffer(&vec![0u32; 64 * 8]);
+            emu(s)
+                .launch_selftest("selftest_warp_ops", (1, 1, 1), (64, 1, 1), 0, &[ptr(&out)])
+                .unwrap();
+            let o: Vec<u32> = read(&out);
+            // o[0] is the float warp sum converted to unsigned: 528 = 1 + ... + 32.
+            for t in 0..64usize {
+                let lane = (t % 32) as u32;
+                let r = &o[t * 8..t * 8 + 8];
+                assert_eq!(r[0], 528, "{s:?} warp sum, thread {t}");
+                assert_eq!(r[1], (lane + 1) * (lane + 2) / 2, "{s:?} scan, thread {t}");
+                assert_eq!(r[2], (lane + 3) % 32 + 1, "{s:?} shfl_sync");
+                assert_eq!(r[3], if lane + 2 < 32 { lane + 3 } else { lane + 1 }, "shfl_down");
+                assert_eq!(r[4], 0xaaaa_aaaa, "ballot of odd lanes");
+                assert_eq!((r[5], r[6]), (1, 1), "any / all");
+                assert_eq!(r[7], ((lane & !7) | ((lane ^ 4) & 7)) + 1, "xor within 8 lanes");
+            }
+        }
+    }
+
+    #[test]
+    fn mma_computes_a_b_plus_c() {
+        let a: Vec<f32> = (0..128).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
+        let b: Vec<f32> = (0..64).map(|i| ((i * 5) % 9) as f32 * 0.5).collect();
+        let c: Vec<f32> = (0..128).map(|i| i as f32 * 0.25).collect();
+        let (ab, bb, cb, db) = (buffer(&a), buffer(&b), buffer(&c), buffer(&[0f32; 128]));
+        emu(Schedule::Reverse)
+            .launch_selftest("selftest_mma", (1, 1, 1), (32, 1, 1), 0, &[ptr(&ab), ptr(&bb), ptr(&cb), ptr(&db)])
+            .unwrap();
+        let d: Vec<f32> = read(&db);
+        for i in 0..16 {
+            for j in 0..8 {
+                let want: f32 = (0..8).map(|k| a[i * 8 + k] * b[k * 8 + j]).sum::<f32>() + c[i * 8 + j];
+                assert_eq!(d[i * 8 + j], want, "D[{i}][{j}]");
+            }
+        }
+    }
+
+    #[test]
+    fn a_missing_barrier_shows_as_poisoned_shared_memory() {
+        for s in SCHEDULES {
+            let out = buffer(&[0f32; 256]);
+            let e = emu(s);
+            e.launch_selftest("selftest_shared_sum", (2, 1, 1), (128, 1, 1), 0, &[int(1), ptr(&out)])
+                .unwrap();
+            assert!(read::<f32>(&out).iter().all(|&v| v == 8128.0), "{s:?} with the barrier");
+            e.launch_selftest("selftest_shared_sum", (2, 1, 1), (128, 1, 1), 0, &[int(0), ptr(&out)])
+                .unwrap();
+            let racy: Vec<f32> = read(&out);
+            assert!(
+                racy.iter().any(|v| v.is_nan()),
+                "{s:?}: without the barrier some thread must read a slot not yet written"
+            );
+        }
+    }
+
+    #[test]
+    fn partial_and_divergent_barriers_are_errors() {
+        let out = buffer(&[0i32; 64]);
+        let e = emu(Schedule::Forward);
+        let err = e
+            .launch_selftest("selftest_partial_barrier", (1, 1, 1), (64, 1, 1), 0, &[int(40), ptr(&out)])
+            .unwrap_err();
+        assert!(
+            err.contains("reached by 40 of the block's 64 threads") && err.contains("threads 40-63 exited")
+                && err.contains("selftest.cu:"),
+            "{err}"
+        );
+        e.launch_selftest("selftest_partial_barrier", (1, 1, 1), (64, 1, 1), 0, &[int(64), ptr(&out)])
+            .unwrap();
+        let err = e
+            .launch_selftest("selftest_divergent_barrier", (1, 1, 1), (64, 1, 1), 0, &[ptr(&out)])
+            .unwrap_err();
+        assert!(err.contains("different places"), "{err}");
+        assert!(err.contains("selftest_divergent_barrier") && err.contains("block (0, 0, 0)"), "{err}");
+    }
+
+    #[test]
+    fn shuffle_masks_must_match_the_lanes_that_arrive() {
+        let out = buffer(&[0i32; 32]);
+        let e = emu(Schedule::Forward);
+        let exited = e
+            .launch_selftest("selftest_bad_shuffle", (1, 1, 1), (32, 1, 1), 0, &[int(0), ptr(&out)])
+            .unwrap_err();
+        assert!(exited.contains("exited without reaching it"), "{exited}");
+        let disagree = e
+            .launch_selftest("selftest_bad_shuffle", (1, 1, 1), (32, 1, 1), 0, &[int(1), ptr(&out)])
+            .unwrap_err();
+        assert!(disagree.contains("same collective with the same mask"), "{disagree}");
+        let own = e
+            .launch_selftest("selftest_bad_shuffle", (1, 1, 1), (32, 1, 1), 0, &[int(2), ptr(&out)])
+            .unwrap_err();
+        assert!(own.contains("does not name its own lane"), "{own}");
+        // A 48-thread block: the second warp has 16 lanes, so a full mask names missing lanes.
+        let partial = e
+            .launch_selftest("selftest_warp_ops", (1, 1, 1), (48, 1, 1), 0, &[ptr(&buffer(&[0u32; 48 * 8]))])
+            .unwrap_err();
+        assert!(partial.contains("has only 48 threads"), "{partial}");
+    }
+
+    #[test]
+    fn writes_outside_a_buffer_or_dynamic_shared_memory_are_reported() {
+        let y = buffer(&[0f32; 100]);
+        let err = emu(Schedule::Forward)
+            .launch_selftest("selftest_write_past_end", (1, 1, 1), (128, 1, 1), 0, &[int(100), ptr(&y)])
+            .unwrap_err();
+        assert!(err.contains("parameter 1 `y`") && err.contains("past its end"), "{err}");
+        let out = buffer(&[0f32; 64]);
+        let e = emu(Schedule::Forward);
+        e.launch_selftest("selftest_dynamic_shared", (1, 1, 1), (32, 1, 1), 64 * 4, &[int(64), ptr(&out)])
+            .unwrap();
+        assert_eq!(read::<f32>(&out)[63], 63.0);
+        let err = e
+            .launch_selftest("selftest_dynamic_shared", (1, 1, 1), (32, 1, 1), 60 * 4, &[int(64), ptr(&out)])
+            .unwrap_err();
+        assert!(err.contains("dynamic shared memory"), "{err}");
+    }
+}
