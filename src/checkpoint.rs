@@ -69,12 +69,14 @@ pub fn save_with(
     };
     let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     for e in model.store.entries() {
+        // A model on the GPU is downloaded entry by entry.
+        let host = e.tensor.to_host()?;
         let (dtype, bytes) = match e.kind {
             EntryKind::Mask => (
                 Dtype::U8,
-                e.tensor.data().iter().map(|&v| (v != 0.0) as u8).collect(),
+                host.data().iter().map(|&v| (v != 0.0) as u8).collect(),
             ),
-            _ => (Dtype::F32, bytemuck::cast_slice(e.tensor.data()).to_vec()),
+            _ => (Dtype::F32, bytemuck::cast_slice(host.data()).to_vec()),
         };
         owned.push((e.name.clone(), dtype, e.tensor.shape().to_vec(), bytes));
     }

@@ -842,18 +842,15 @@ fn teacher_steps_match_cpu() {
     }
 }
 
-/// `rlnet teacher --device cuda` end to end on real CIFAR-10 images (../shared's mini set),
-/// then `rlnet eval --device cuda` on its checkpoint.
+/// The CUDA device from the command line, end to end. On a GPU: `rlnet teacher --device cuda`
+/// on real CIFAR-10 images (../shared's mini set) learns something in two epochs, then
+/// `rlnet eval --device cuda` reads its checkpoint. On the emulator (2 CPU cores afford a few
+/// steps): `rlnet teacher --device cuda-emu --preset smoke --stop-after-steps 3` writes a
+/// resumable checkpoint from the device, and `rlnet eval --device cuda-emu` evaluates it.
 #[test]
 fn teacher_trains_on_the_gpu_from_the_command_line() {
-    if gpu().is_none() {
-        return;
-    }
-    let Some(shared) = common::shared_dir() else {
-        println!("skipped: ../shared not present");
-        return;
-    };
-    let data = shared.join("data/cifar10-mini/cifar-10-batches-bin");
+    let Some(dev) = gpu() else { return };
+    let flag = common::device_flag(&dev);
     let out = std::env::temp_dir().join(format!("rlnet-gpu-cli-{}", std::process::id()));
     std::fs::remove_dir_all(&out).ok();
     let bin = std::env::var_os("RLNET_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_rlnet").into());
@@ -866,15 +863,79 @@ fn teacher_trains_on_the_gpu_from_the_command_line() {
         assert!(o.status.success(), "rlnet {args:?} failed: {err}");
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
-    let (data_s, out_s) = (data.to_str().unwrap(), out.to_str().unwrap());
+    let out_s = out.to_str().unwrap();
+    let ckpt = out.join("teacher.safetensors");
+    if dev.is_emulated() {
+        let printed = run(&[
+            "teacher",
+            "--device",
+            flag,
+            "--preset",
+            "smoke",
+            "--stop-after-steps",
+            "3",
+            "--out",
+            out_s,
+            "--quiet",
+        ]);
+        println!("{printed}");
+        assert!(ckpt.exists(), "the stopped run leaves its checkpoint");
+        let json = run(&[
+            "eval",
+            "--device",
+            flag,
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            "--test-limit",
+            "32",
+            "--pgd-steps",
+            "2",
+            "--json",
+            "--quiet",
+        ]);
+        let on_cpu = run(&[
+            "eval",
+            "--device",
+            "cpu",
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            "--test-limit",
+            "32",
+            "--pgd-steps",
+            "2",
+            "--json",
+            "--quiet",
+        ]);
+        let (emu, cpu): (serde_json::Value, serde_json::Value) = (
+            serde_json::from_str(&json).unwrap(),
+            serde_json::from_str(&on_cpu).unwrap(),
+        );
+        for bn in 0..2 {
+            let acc = |r: &serde_json::Value| r["results"][bn]["clean_acc"].as_f64().unwrap();
+            // f32 reductions in another order may flip one borderline image of the 32.
+            assert!(
+                (acc(&emu) - acc(&cpu)).abs() <= 1.0 / 32.0 + 1e-9,
+                "BN {bn}: clean accuracy {} on the emulator, {} on the CPU",
+                acc(&emu),
+                acc(&cpu)
+            );
+        }
+        std::fs::remove_dir_all(&out).ok();
+        return;
+    }
+    let Some(shared) = common::shared_dir() else {
+        println!("skipped: ../shared not present");
+        return;
+    };
+    let data = shared.join("data/cifar10-mini/cifar-10-batches-bin");
     let printed = run(&[
         "teacher",
         "--device",
-        "cuda",
+        flag,
         "--dataset",
         "cifar10",
         "--data-dir",
-        data_s,
+        data.to_str().unwrap(),
         "--width-mult",
         "0.25",
         "--epochs",
@@ -895,13 +956,12 @@ fn teacher_trains_on_the_gpu_from_the_command_line() {
         report["metrics"]["clean_acc"].as_f64().unwrap() > 0.2,
         "two GPU epochs learn something"
     );
-    let ckpt = out.join("teacher.safetensors");
     println!(
         "{}",
         run(&[
             "eval",
             "--device",
-            "cuda",
+            flag,
             "--checkpoint",
             ckpt.to_str().unwrap(),
             "--pgd-steps",

@@ -1,41 +1,51 @@
 #!/usr/bin/env bash
-# Builds everything the GPU suite needs into gpu-suite/ (git-ignored): the release test and
-# bench binaries, the PyTorch peer, and a runner, so a GPU machine with no Rust toolchain runs
-#   bash gpu-suite/run.sh [PHASE ...]   (results under $OUT when set, else gpu-suite/results)
-# Phases: tests (every test binary with REQUIRE_GPU=1), bench (`rlnet bench` on the GPU: the
-# table with fractions of the floor), compare[=FILTER] (`rlnet bench --compare-torch`, only
-# the items matching FILTER when given, e.g. compare=stage1,bn_relu), criterion (the
-# hot_path criterion bench, GPU part). Default: tests bench. Each call of the device tool has
-# 10 minutes: split long phases over calls.
-# Usage here: tools/gpu-check.sh
+# Builds everything the GPU suite needs into gpu-suite/ (git-ignored): the release test binaries
+# with GPU tests, rlnet itself, the PyTorch peer, the data the tests read, and a runner, so that a
+# GPU machine without a Rust toolchain runs the whole suite in one call of at most 9 minutes:
+#
+#   tools/gpu-check.sh                      # here
+#   bash gpu-suite/run.sh                   # there (results and summary.md under $OUT)
+#
+# run.sh's phases, in order, each time-boxed (seconds in brackets) and writing its results as it
+# goes; `bash gpu-suite/run.sh PHASE...` runs only the ones named:
+#   tests      [150] the GPU tests (gpu_parity, and the gpu_* tests of corruptions and augmix)
+#                    with REQUIRE_GPU=1, the three binaries in parallel over the machine's cores
+#   sanitizer  [100] compute-sanitizer memcheck and racecheck over a short parity subset
+#   bench      [ 70] a short `rlnet bench --device cuda` (every hot-path item against its floor)
+#   compare    [130] `--compare-torch` on stage1, bn_relu and the ResNet18 convolutions, eager
+#                    variants; torch.compile variants only if 120 s of the budget are left
+#   teacher    [ 90] `rlnet teacher --device cuda` on cifar10-mini at full width, one epoch
+#                    (images/s)
+# The budget (BUDGET, default 540 s) bounds the whole run: a phase starts only with time left,
+# and each is cut at its box or at the budget, whichever comes first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 suite=gpu-suite
 rm -rf "$suite"
 mkdir -p "$suite/bin"
 
-copy_executables() {
-    # cargo's JSON messages name every built executable; keep tests and benches.
+copy_tests() {
+    # cargo's JSON messages name every built executable; keep the test binaries named here.
     python3 -c '
 import json, sys, shutil, os
-dest = sys.argv[1]
+dest, keep = sys.argv[1], set(sys.argv[2:])
 for line in sys.stdin:
     try:
         m = json.loads(line)
     except ValueError:
         continue
     exe = m.get("executable")
-    if m.get("reason") == "compiler-artifact" and exe and m["target"]["kind"][0] in ("test", "bench"):
-        name = m["target"]["name"] + ("-bench" if m["target"]["kind"][0] == "bench" else "")
-        shutil.copy2(exe, os.path.join(dest, name))
-        print("  " + name)
-' "$1"
+    if m.get("reason") == "compiler-artifact" and exe and m["target"]["kind"][0] == "test" \
+            and m["target"]["name"] in keep:
+        shutil.copy2(exe, os.path.join(dest, m["target"]["name"]))
+        print("  " + m["target"]["name"])
+' "$@"
 }
 
-echo "building test binaries"
-cargo test --release --no-run --message-format=json 2>/dev/null | copy_executables "$suite/bin"
-echo "building bench binaries"
-cargo bench --no-run --message-format=json 2>/dev/null | copy_executables "$suite/bin"
+echo "building the test binaries with GPU tests"
+cargo test --release --no-run --message-format=json 2>/dev/null |
+    copy_tests "$suite/bin" gpu_parity corruptions augmix
+cargo build --release --bin rlnet
 cp target/release/rlnet "$suite/bin/rlnet"
 mkdir -p "$suite/tools"
 cp tools/torch_peer.py tools/torch_peer_items.py tools/torch_models.py "$suite/tools/"
@@ -47,94 +57,10 @@ if [ -d ../shared/data ]; then
     cp -r ../shared/data/cifar10-mini ../shared/data/frost "$suite/shared/data/"
 fi
 
-# The run tool carries at most 64 MiB: the binaries travel xz-compressed (61 MB -> ~8 MB) and
-# run.sh unpacks them on first use.
+# The run tool carries at most 64 MiB: the binaries travel xz-compressed, unpacked on first use.
 tar -C "$suite" -cJf "$suite/bin.tar.xz" bin
 rm -rf "$suite/bin"
-
-cat > "$suite/run.sh" <<'RUN'
-#!/usr/bin/env bash
-# The GPU suite: every test binary with REQUIRE_GPU=1 REQUIRE_NVRTC=1, then the benches.
-set -uo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-out="${OUT:-$here/results}"
-mkdir -p "$out"
-[ -d "$here/bin" ] || tar -C "$here" -xJf "$here/bin.tar.xz"
-# libnvrtc: the system loader's list, else the pip wheel that PyTorch brings.
-nvrtc_dir=$(ldconfig -p 2>/dev/null | awk '/libnvrtc\.so/{print $NF; exit}' | xargs -r dirname)
-if [ -z "$nvrtc_dir" ]; then
-    nvrtc_dir=$(python3 - <<'PY' 2>/dev/null
-import glob, site, os
-for base in site.getsitepackages():
-    hits = sorted(glob.glob(os.path.join(base, "nvidia", "*", "lib", "libnvrtc.so*")))
-    if hits:
-        print(os.path.dirname(hits[0])); break
-PY
-)
-fi
-echo "libnvrtc: ${nvrtc_dir:-not found}" | tee "$out/env.txt"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >> "$out/env.txt" 2>&1
-export LD_LIBRARY_PATH="${nvrtc_dir:+$nvrtc_dir:}${LD_LIBRARY_PATH:-}"
-export REQUIRE_GPU=1 REQUIRE_NVRTC=1
-# Tests that read fixtures or ../shared find them relative to this folder's parent.
-export RLNET_ROOT="$(cd "$here/.." && pwd)" RLNET_BIN="$here/bin/rlnet"
-[ -d "$here/shared" ] && export RLNET_SHARED="$here/shared"
-status=0
-frost=()
-[ -d "$here/shared/data/frost" ] && frost=(--frost-dir "$here/shared/data/frost")
-
-run_tests() {
-    for t in "$here"/bin/*; do
-        name=$(basename "$t")
-        case "$name" in rlnet|*-bench) continue ;; esac
-        echo "== $name"
-        if ! "$t" --test-threads=1 --nocapture > "$out/$name.log" 2>&1; then
-            echo "FAILED: $name (see $out/$name.log)"; status=1
-        fi
-        grep -E "^test result|FAILED|panicked" "$out/$name.log" | head -5
-    done
-}
-
-run_bench() {
-    echo "== rlnet bench"
-    "$here/bin/rlnet" bench --device cuda "${frost[@]}" --json-out "$out/bench.json" \
-        > "$out/bench.md" 2> "$out/bench.log" || { echo "FAILED: rlnet bench"; status=1; }
-    cat "$out/bench.md"
-}
-
-run_compare() {  # $1: filter, may be empty
-    local tag=${1:-all} only=()
-    [ -n "$1" ] && only=(--only "$1")
-    tag=${tag//[^A-Za-z0-9_]/_}
-    echo "== rlnet bench --compare-torch ${1:-}"
-    "$here/bin/rlnet" bench --device cuda "${frost[@]}" "${only[@]}" --compare-torch \
-        --torch-peer "$here/tools/torch_peer.py" --json-out "$out/compare-$tag.json" \
-        > "$out/compare-$tag.md" 2> "$out/compare-$tag.log" || { echo "FAILED: compare $tag"; status=1; }
-    cat "$out/compare-$tag.md"
-}
-
-run_criterion() {
-    for b in "$here"/bin/*-bench; do
-        [ -e "$b" ] || continue
-        echo "== $(basename "$b") (GPU part)"
-        "$b" --bench gpu/ > "$out/$(basename "$b").log" 2>&1 || { echo "FAILED: $b"; status=1; }
-        grep -E "time:|thrpt:" "$out/$(basename "$b").log" | head -60
-    done
-}
-
-[ $# -eq 0 ] && set -- tests bench
-for phase in "$@"; do
-    case "$phase" in
-        tests) run_tests ;;
-        bench) run_bench ;;
-        compare) run_compare "" ;;
-        compare=*) run_compare "${phase#compare=}" ;;
-        criterion) run_criterion ;;
-        *) echo "unknown phase $phase: expected tests, bench, compare[=FILTER] or criterion"; exit 2 ;;
-    esac
-done
-exit $status
-RUN
+cp tools/gpu-suite-run.sh "$suite/run.sh"
 chmod +x "$suite/run.sh"
 du -sh "$suite"
-echo "ready: send $suite with the run tool's carry, then: bash $suite/run.sh [tests|bench|compare[=FILTER]|criterion]"
+echo "ready: send $suite with the run tool's carry, then: bash $suite/run.sh"

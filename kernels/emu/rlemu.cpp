@@ -2,4 +2,4 @@
 // trampoline sets it, rlemu::sync restores it after every switch). See rlemu.h.
 #include "rlemu.h"
 
-thread_local rlemu_thread* rlemu_current = nullptr;
+__thread rlemu_thread* rlemu_current = nullptr;

@@ -103,7 +103,9 @@ struct rlemu_op {
 void rlemu_sync(rlemu_thread* self, rlemu_op* op);
 }
 
-extern thread_local rlemu_thread* rlemu_current __attribute__((tls_model("initial-exec")));
+// `__thread` (no dynamic initialisation): every access is one %fs-relative load, where a
+// `thread_local` declared extern would call a TLS wrapper function.
+extern __thread rlemu_thread* rlemu_current __attribute__((tls_model("initial-exec")));
 
 #define __global__
 #define __device__
@@ -132,13 +134,19 @@ inline void sync(rlemu_op* op) {
     rlemu_current = self;
 }
 
+// The header of a switch point; the fields each kind uses beyond it are set by its caller
+// (a full memset costs more than the switch itself).
 inline rlemu_op op(int kind, const char* file, int line, unsigned mask) {
     rlemu_op o;
-    std::memset(&o, 0, sizeof o);
     o.kind = kind;
     o.file = file;
     o.line = line;
     o.mask = mask;
+    o.lane = 0;
+    o.width = warpSize;
+    o.bytes = 0;
+    o.value = 0;
+    o.result = 0;
     return o;
 }
 

@@ -54,7 +54,19 @@ impl Schedule {
 
     /// The order of `n` items in round `round` of stream `stream` (block index or pass).
     pub fn order(self, n: usize, stream: u64, round: u64) -> Vec<usize> {
-        let mut v: Vec<usize> = (0..n).collect();
+        let mut v = Vec::with_capacity(n);
+        self.order_into(&mut v, n, stream, round);
+        v
+    }
+
+    /// `order` into a reused vector. Forward and reverse orders are the same in every round,
+    /// so they are only rebuilt when `n` changes.
+    pub fn order_into(self, v: &mut Vec<usize>, n: usize, stream: u64, round: u64) {
+        if v.len() == n && round > 0 && !matches!(self, Schedule::Shuffled(_)) {
+            return;
+        }
+        v.clear();
+        v.extend(0..n);
         match self {
             Schedule::Forward => {}
             Schedule::Reverse => v.reverse(),
@@ -66,7 +78,6 @@ impl Schedule {
                 }
             }
         }
-        v
     }
 }
 
@@ -150,12 +161,18 @@ fn ranges(ids: &[usize]) -> String {
 struct Block {
     states: Vec<State>,
     n: usize,
+    /// Per warp, how many of its lanes wait at a warp collective: a collective can only be
+    /// complete once this reaches the number of lanes its mask names.
+    at_warp_op: Vec<u32>,
 }
 
 impl Block {
-    fn op(&self, t: usize) -> Option<&RlemuOp> {
+    /// The op thread `t` waits at. Not tied to a borrow of the block: the op lives on the
+    /// thread's suspended stack, which the scheduler does not touch until it resumes the thread.
+    fn op<'a>(&self, t: usize) -> Option<&'a RlemuOp> {
         match self.states[t] {
-            // SAFETY: a waiting fiber's op lives on its suspended stack.
+            // SAFETY: a waiting fiber's op lives on its suspended stack until it is resumed,
+            // and callers drop the reference before resuming it.
             State::Waiting(op) => Some(unsafe { &*op }),
             _ => None,
         }
@@ -195,37 +212,51 @@ impl Block {
     }
 
     /// Thread `t` arrived at the warp collective `op`: checks it and resolves the collective
-    /// once every lane it names is there.
+    /// once every lane it names is there. Allocates only to report an error.
     fn arrive_warp(&mut self, t: usize) -> Result<(), String> {
         let op = self.op(t).expect("waiting");
         let (warp, lane) = (t / 32, t % 32);
         let base = warp * 32;
         let mask = op.mask;
-        let what = format!("{} at {}", op.name(), op.site());
+        let what = || format!("{} at {}", op.name(), op.site());
         if mask & (1 << lane) == 0 {
             return Err(format!(
-                "{what}: thread {t} (lane {lane} of warp {warp}) passes mask {mask:#010x}, which \
-                 does not name its own lane"
+                "{}: thread {t} (lane {lane} of warp {warp}) passes mask {mask:#010x}, which \
+                 does not name its own lane",
+                what()
             ));
         }
-        let lanes: Vec<usize> = (0..32).filter(|l| mask & (1 << l) != 0).collect();
-        if let Some(&l) = lanes.iter().find(|&&l| base + l >= self.n) {
+        let highest = 31 - mask.leading_zeros() as usize;
+        if base + highest >= self.n {
             return Err(format!(
-                "{what}: mask {mask:#010x} names lane {l} of warp {warp}, but the block has only \
-                 {} threads",
+                "{}: mask {mask:#010x} names lane {highest} of warp {warp}, but the block has \
+                 only {} threads",
+                what(),
                 self.n
             ));
         }
         if op.kind == kind::MMA_M16N8K8_TF32 && mask != u32::MAX {
-            return Err(format!("{what}: mma.sync needs all 32 lanes of the warp"));
+            return Err(format!("{}: mma.sync needs all 32 lanes of the warp", what()));
         }
-        for &l in &lanes {
+        self.at_warp_op[warp] += 1;
+        if self.at_warp_op[warp] < mask.count_ones() {
+            return Ok(());
+        }
+        let mut lanes = [0u8; 32];
+        let mut count = 0;
+        for l in 0..32 {
+            if mask & (1 << l) == 0 {
+                continue;
+            }
+            lanes[count] = l as u8;
+            count += 1;
             let other = base + l;
             match self.states[other] {
                 State::Done => {
                     return Err(format!(
-                        "{what} with mask {mask:#010x}: lane {l} (thread {other}) exited without \
-                         reaching it"
+                        "{} with mask {mask:#010x}: lane {l} (thread {other}) exited without \
+                         reaching it",
+                        what()
                     ))
                 }
                 State::Runnable => return Ok(()),
@@ -237,9 +268,10 @@ impl Block {
                     if !o.same_collective(op) {
                         if o.mask & (1 << lane) != 0 {
                             return Err(format!(
-                                "warp {warp}: lane {lane} is at {what} with mask {mask:#010x} \
+                                "warp {warp}: lane {lane} is at {} with mask {mask:#010x} \
                                  while lane {l} is at {} at {} with mask {:#010x}; the lanes a \
                                  mask names must meet at the same collective with the same mask",
+                                what(),
                                 o.name(),
                                 o.site(),
                                 o.mask
@@ -250,19 +282,19 @@ impl Block {
                 }
             }
         }
-        self.resolve_warp(base, &lanes)
+        self.resolve_warp(base, &lanes[..count])
     }
 
     /// Every lane of `lanes` (of the warp starting at thread `base`) waits at the same
     /// collective: computes each lane's result and makes the lanes runnable again.
-    fn resolve_warp(&mut self, base: usize, lanes: &[usize]) -> Result<(), String> {
-        let ops: Vec<*mut RlemuOp> = lanes
-            .iter()
-            .map(|&l| match self.states[base + l] {
+    fn resolve_warp(&mut self, base: usize, lanes: &[u8]) -> Result<(), String> {
+        let mut ops = [std::ptr::null_mut::<RlemuOp>(); 32];
+        for (i, &l) in lanes.iter().enumerate() {
+            ops[i] = match self.states[base + l as usize] {
                 State::Waiting(op) => op,
                 _ => unreachable!("every lane waits"),
-            })
-            .collect();
+            };
+        }
         // SAFETY: each op lives on its suspended fiber's stack; the pointers are distinct.
         let get = |i: usize| {
             let p = ops[i];
@@ -272,7 +304,11 @@ impl Block {
             let first = get(0);
             (first.kind, first.mask, first.width)
         };
-        let index_of = |lane: usize| lanes.iter().position(|&l| l == lane);
+        // The position of each lane in `lanes` (absent: u8::MAX).
+        let mut index = [u8::MAX; 32];
+        for (i, &l) in lanes.iter().enumerate() {
+            index[l as usize] = i as u8;
+        }
         match k {
             kind::SHFL_IDX | kind::SHFL_UP | kind::SHFL_DOWN | kind::SHFL_XOR => {
                 if !(1..=32).contains(&width) || (width & (width - 1)) != 0 {
@@ -283,8 +319,12 @@ impl Block {
                     ));
                 }
                 let w = width as usize;
-                let values: Vec<u64> = (0..lanes.len()).map(|i| get(i).value).collect();
+                let mut values = [0u64; 32];
+                for (i, v) in values.iter_mut().enumerate().take(lanes.len()) {
+                    *v = get(i).value;
+                }
                 for (i, &lane) in lanes.iter().enumerate() {
+                    let lane = lane as usize;
                     let op = get(i);
                     let seg = lane & !(w - 1);
                     let pos = lane & (w - 1);
@@ -314,15 +354,16 @@ impl Block {
                             }
                         }
                     };
-                    let Some(j) = index_of(src) else {
+                    let j = index[src];
+                    if j == u8::MAX {
                         return Err(format!(
                             "{} at {}: lane {lane} reads lane {src}, which mask {mask:#010x} \
                              leaves out (its value is undefined)",
                             op.name(),
                             op.site()
                         ));
-                    };
-                    op.result = values[j];
+                    }
+                    op.result = values[j as usize];
                 }
             }
             kind::VOTE_BALLOT | kind::VOTE_ANY | kind::VOTE_ALL => {
@@ -345,18 +386,20 @@ impl Block {
                 let (mut a, mut b, mut c) = ([[0u32; 4]; 32], [[0u32; 2]; 32], [[0f32; 4]; 32]);
                 for (i, &l) in lanes.iter().enumerate() {
                     let op = get(i);
+                    let l = l as usize;
                     (a[l], b[l], c[l]) = (op.a, op.b, op.c);
                 }
                 let d = ptx::mma_m16n8k8_tf32(&a, &b, &c);
                 for (i, &l) in lanes.iter().enumerate() {
-                    get(i).d = d[l];
+                    get(i).d = d[l as usize];
                 }
             }
             other => return Err(format!("unknown switch point kind {other}")),
         }
         for &l in lanes {
-            self.states[base + l] = State::Runnable;
+            self.states[base + l as usize] = State::Runnable;
         }
+        self.at_warp_op[base / 32] -= lanes.len() as u32;
         Ok(())
     }
 
@@ -379,42 +422,71 @@ impl Block {
                 t / 32
             );
         }
+        let lane = t % 32;
+        for l in (0..32).filter(|l| op.mask & (1 << l) != 0) {
+            if let Some(o) = self.op(base + l) {
+                if !o.is_barrier() && !o.same_collective(op) && o.mask & (1 << lane) != 0 {
+                    return format!(
+                        "warp {}: lane {lane} is at {} at {} with mask {:#010x} while lane {l} \
+                         is at {} at {} with mask {:#010x}; the lanes a mask names must meet at \
+                         the same collective with the same mask",
+                        t / 32,
+                        op.name(),
+                        op.site(),
+                        op.mask,
+                        o.name(),
+                        o.site(),
+                        o.mask
+                    );
+                }
+            }
+        }
         format!("the block deadlocked: {}", self.summary())
     }
 
     /// No fiber can run: either the whole block waits at one barrier (released here) or the
     /// block is stuck, which is an error.
     fn release_barrier(&mut self) -> Result<(), String> {
-        let mut waiting = Vec::new();
-        let mut exited = Vec::new();
+        let mut first: Option<(*const std::ffi::c_char, i32)> = None;
+        let (mut exited, mut divergent) = (false, false);
         for t in 0..self.n {
             match self.states[t] {
-                State::Done => exited.push(t),
-                State::Waiting(_) if self.op(t).expect("waiting").is_barrier() => waiting.push(t),
-                State::Waiting(_) => return Err(self.deadlock(t)),
+                State::Done => exited = true,
+                State::Waiting(_) => {
+                    let op = self.op(t).expect("waiting");
+                    if !op.is_barrier() {
+                        return Err(self.deadlock(t));
+                    }
+                    let site = (op.file, op.line);
+                    match first {
+                        None => first = Some(site),
+                        Some(f) if f != site => divergent = true,
+                        Some(_) => {}
+                    }
+                }
                 State::Runnable => unreachable!("no fiber is runnable"),
             }
         }
-        let site = self.op(waiting[0]).expect("waiting").site();
-        if !exited.is_empty() {
+        if exited {
+            let (waiting, gone): (Vec<usize>, Vec<usize>) =
+                (0..self.n).partition(|&t| matches!(self.states[t], State::Waiting(_)));
+            let site = self.op(waiting[0]).expect("waiting").site();
             return Err(format!(
                 "__syncthreads at {site} was reached by {} of the block's {} threads: threads {} \
                  exited before it (a barrier must be reached by the whole block)",
                 waiting.len(),
                 self.n,
-                ranges(&exited)
+                ranges(&gone)
             ));
         }
-        if waiting.iter().any(|&t| self.op(t).expect("waiting").site() != site) {
+        if divergent {
             return Err(format!(
                 "__syncthreads reached from different places: {} (a barrier must be reached \
                  from one place by the whole block)",
                 self.summary()
             ));
         }
-        for t in waiting {
-            self.states[t] = State::Runnable;
-        }
+        self.states.fill(State::Runnable);
         Ok(())
     }
 }
@@ -454,6 +526,7 @@ pub fn run_block(b: &BlockLaunch<'_>) -> Result<(), String> {
     let mut block = Block {
         states: vec![State::Runnable; n],
         n,
+        at_warp_op: vec![0; n.div_ceil(32)],
     };
     let result = schedule(b, &mut block, &mut fibers);
     for mut f in fibers {
@@ -478,13 +551,13 @@ pub fn run_block(b: &BlockLaunch<'_>) -> Result<(), String> {
 fn schedule(b: &BlockLaunch<'_>, block: &mut Block, fibers: &mut [Fiber]) -> Result<(), String> {
     let n = block.n;
     let mut done = 0;
+    let mut order = Vec::with_capacity(n);
     for pass in 0u64.. {
-        let mut ran = false;
-        for t in b.schedule.order(n, b.linear, pass) {
+        b.schedule.order_into(&mut order, n, b.linear, pass);
+        for &t in &order {
             if !matches!(block.states[t], State::Runnable) {
                 continue;
             }
-            ran = true;
             match fibers[t].resume(()) {
                 CoroutineResult::Yield(op) => {
                     block.states[t] = State::Waiting(op);
@@ -502,7 +575,7 @@ fn schedule(b: &BlockLaunch<'_>, block: &mut Block, fibers: &mut [Fiber]) -> Res
         if done == n {
             return Ok(());
         }
-        if !ran || !block.states.iter().any(|s| matches!(s, State::Runnable)) {
+        if !block.states.iter().any(|s| matches!(s, State::Runnable)) {
             block.release_barrier()?;
         }
     }

@@ -118,3 +118,13 @@ extern "C" __global__ void selftest_dynamic_shared(int count, float* out) {
     __syncthreads();
     for (int i = threadIdx.x; i < count; i += blockDim.x) out[i] = buf[i];
 }
+
+// `rounds` barriers in a row (a benchmark of the emulator's switch cost).
+extern "C" __global__ void selftest_barriers(int rounds, int* out) {
+    int v = 0;
+    for (int r = 0; r < rounds; ++r) {
+        v += r;
+        __syncthreads();
+    }
+    out[blockIdx.x * blockDim.x + threadIdx.x] = v;
+}

@@ -243,3 +243,27 @@ mod tests {
         assert!(err.contains("dynamic shared memory"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod speed {
+    use super::super::{EmuAlloc, EmuArg, EmuConfig, Emulator, POISON};
+
+    #[test]
+    #[ignore]
+    fn switch_cost() {
+        let e = Emulator::new(EmuConfig::default()).unwrap();
+        let out = EmuAlloc::new(4 * 256 * 8, POISON).unwrap();
+        let t = std::time::Instant::now();
+        let rounds = 2000;
+        e.launch_selftest(
+            "selftest_barriers",
+            (8, 1, 1),
+            (256, 1, 1),
+            0,
+            &[EmuArg { value: rounds as u64, buffer: None }, EmuArg { value: out.ptr() as u64, buffer: Some(&out) }],
+        )
+        .unwrap();
+        let switches = 8.0 * 256.0 * rounds as f64;
+        println!("{:.1} ns per switch", t.elapsed().as_nanos() as f64 / switches);
+    }
+}
