@@ -25,9 +25,10 @@
 //   image seed rl_hash(seed, AUGMIX, k) and draws::ImageDraws's numbering.
 //
 // Launch: grid = (batch), block = 256 (__launch_bounds__(256, 2): with 3 blocks per SM ptxas
-// would cap the registers at 80 and spill in the Gamma sampler), dynamic shared memory = 2 * 3*h*w bytes (the current
-// image and a scratch image), plus ~4.3 KB static (histograms, LUT, weights): so
-// 3*h*w <= 22016 (up to 85x85; the launcher checks). width <= 32.
+// would cap the registers at 80 and spill in the Gamma sampler), dynamic shared memory =
+// 2 * 3*h*w bytes rounded up to 16 (the current image and a scratch image), plus ~4.3 KB static
+// (histograms, LUT, weights). Above 48 KiB in all the launch opts in; an H200 block holds
+// 227 KiB, so images up to 194x194 fit (the launcher checks against the device). width <= 32.
 //
 // Work per image: each chain starts from the cropped image in shared memory, applies its ops in
 // sequence (a barrier after each; geometric ops write the scratch buffer and swap), then every

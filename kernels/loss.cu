@@ -35,7 +35,9 @@
 //       da = (a - at) * scale, dq = (da - a (a . da)) / ||q|| (or da / 1e-12 when the norm is
 //       clamped), dfs = dq * f * two_over_c; scale = g * (2 / (n*hw)), two_over_c = 2 / ch,
 //       both rounded from f64 as the CPU does.
-//       Launch: grid = n, block = 256, dynamic shared memory = hw * 4 bytes (hw <= 12288).
+//       Launch: grid = n, block = 256, dynamic shared memory = hw * 4 bytes (over 48 KiB, i.e.
+//       hw > 12288 at 112x112 maps and up, the launcher opts in; the launch fails with an error
+//       naming the limit past what a block can have: 227 KiB on sm_90).
 //                                                                   loss::attention_backward
 //   loss_jsd_fwd(const float* za, const float* zb, const float* zc, int n, int k,
 //                float* row_loss)

@@ -448,3 +448,51 @@ fn gpu_augmix_matches_cpu_bit_for_bit() {
         }
     }
 }
+
+/// Images whose two shared-memory copies pass the 48 KiB every block gets (90 x 90: 48,608
+/// bytes of dynamic and ~4.3 KB of static shared memory) opt in to more and stay bit-identical
+/// to the CPU; images beyond what a block can hold (200 x 200: 240,000 bytes) are refused with
+/// an error that says which sizes fit.
+#[test]
+fn gpu_augmix_of_large_images_opts_in_to_more_shared_memory() {
+    let Some(dev) = common::gpu() else { return };
+    let random_set = |side: usize, n: usize| {
+        let mut s = rlnet::rng::Stream::new(5, side as u64);
+        ImageSet {
+            images: (0..n * 3 * side * side)
+                .map(|_| s.below(256) as u8)
+                .collect(),
+            labels: vec![0; n],
+            channels: 3,
+            height: side,
+            width: side,
+            num_classes: 1,
+        }
+    };
+    let set = random_set(90, 2);
+    let cfg = AugMixConfig::default();
+    let want = augmix_batch(&set, &[0, 1], None, 7, &cfg, 3).unwrap();
+    let got = GpuImages::upload(&set, &dev)
+        .unwrap()
+        .augmix_batch(&[0, 1], None, 7, &cfg, 3)
+        .unwrap()
+        .to_host()
+        .unwrap();
+    assert!(
+        got.data()
+            .iter()
+            .zip(want.data())
+            .all(|(g, w)| g.to_bits() == w.to_bits()),
+        "90x90 AugMix differs from the CPU"
+    );
+    let big = random_set(200, 1);
+    let e = GpuImages::upload(&big, &dev)
+        .unwrap()
+        .augmix_batch(&[0], None, 7, &cfg, 3)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("200x200 images need 240000 bytes") && e.contains("images up to"),
+        "{e}"
+    );
+}

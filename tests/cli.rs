@@ -112,6 +112,10 @@ fn bad_flags_and_inputs_give_clear_errors() {
         "no usable CUDA GPU",
     );
     assert_clean_error(
+        &rlnet(&["bench", "--device", "cuda-emu", "--only", "pgd"]),
+        "the CUDA emulator's times say nothing about",
+    );
+    assert_clean_error(
         &rlnet(&["teacher", "--dataset", "cifar10", "--out", out_s, "--quiet"]),
         "--data-dir",
     );

@@ -5,9 +5,9 @@
 mod common;
 
 use common::{assert_close, gpu};
-use rlnet::device::buffer::DeviceBuffer;
 use rlnet::data::batch::{make_batch, CropFlip};
 use rlnet::data::ImageSet;
+use rlnet::device::buffer::DeviceBuffer;
 use rlnet::device::cuda::CudaDevice;
 use rlnet::device::launch::augment::{self as gaug, ImageShape};
 use rlnet::device::launch::bn_act::{self as gbn, BnGradsGpu, BnParams};
@@ -78,7 +78,7 @@ fn conv2d_matches_cpu() {
                 (3e-3, 3e-3)
             };
             let (xg, wg, dyg) = (up(&d, &x), up(&d, &wt), up(&d, &dy));
-            let mut yg = d.zeros::<f32>(g.y_len()).unwrap();
+            let mut yg = d.alloc::<f32>(g.y_len()).unwrap();
             gconv::forward(&d, &g, &xg, &wg, &mut yg, v).unwrap();
             assert_close(
                 &format!("conv {v:?} {g:?} y"),
@@ -87,7 +87,7 @@ fn conv2d_matches_cpu() {
                 atol * max_abs(&y),
                 rtol,
             );
-            let mut dxg = d.zeros::<f32>(g.x_len()).unwrap();
+            let mut dxg = d.alloc::<f32>(g.x_len()).unwrap();
             gconv::backward_data(&d, &g, &wg, &dyg, &mut dxg, v).unwrap();
             assert_close(
                 &format!("conv {v:?} {g:?} dx"),
@@ -96,7 +96,7 @@ fn conv2d_matches_cpu() {
                 atol * max_abs(&dx),
                 rtol,
             );
-            let mut dwg = d.zeros::<f32>(g.w_len()).unwrap();
+            let mut dwg = d.alloc::<f32>(g.w_len()).unwrap();
             gconv::backward_weight(&d, &g, &xg, &dyg, &mut dwg, v).unwrap();
             assert_close(
                 &format!("conv {v:?} {g:?} dw"),
@@ -133,9 +133,9 @@ fn bn_act_matches_cpu() {
         let (mean, invstd) = if train {
             let s = bn_act::batch_stats(&g, &x, BN_EPS);
             let (mut mg, mut ig, mut vg) = (
-                d.zeros(g.c).unwrap(),
-                d.zeros(g.c).unwrap(),
-                d.zeros(g.c).unwrap(),
+                d.alloc(g.c).unwrap(),
+                d.alloc(g.c).unwrap(),
+                d.alloc(g.c).unwrap(),
             );
             gbn::stats(
                 &d,
@@ -205,14 +205,14 @@ fn bn_act_matches_cpu() {
             mask: use_mask.then_some(&maskg),
             relu,
         };
-        let mut yg = d.zeros::<f32>(g.len()).unwrap();
+        let mut yg = d.alloc::<f32>(g.len()).unwrap();
         gbn::forward(&d, &g, &xg, residual.then_some(&rg), &p, &mut yg).unwrap();
         assert_close(&format!("{label} y"), &down(&d, &yg), &y, 0.0, 0.0);
         let (mut dxg, mut dgg, mut dbg, mut drg) = (
-            d.zeros(g.len()).unwrap(),
-            d.zeros(g.c).unwrap(),
-            d.zeros(g.c).unwrap(),
-            d.zeros(g.len()).unwrap(),
+            d.alloc(g.len()).unwrap(),
+            d.alloc(g.c).unwrap(),
+            d.alloc(g.c).unwrap(),
+            d.alloc(g.len()).unwrap(),
         );
         let out = BnGradsGpu {
             dx: Some(&mut dxg),
@@ -269,7 +269,7 @@ fn elementwise_and_pool_match_cpu_exactly() {
     let (scale, shift) = (randn(c, 2), randn(c, 3));
     let mut y = vec![0f32; x.len()];
     elementwise::channel_affine(&x, &scale, &shift, hw, &mut y);
-    let mut yg = d.zeros::<f32>(x.len()).unwrap();
+    let mut yg = d.alloc::<f32>(x.len()).unwrap();
     gel::channel_affine(
         &d,
         &up(&d, &x),
@@ -282,14 +282,14 @@ fn elementwise_and_pool_match_cpu_exactly() {
     assert_close("channel_affine", &down(&d, &yg), &y, 0.0, 0.0);
     let mut dx = vec![0f32; x.len()];
     elementwise::channel_affine_backward(&y, &scale, hw, &mut dx);
-    let mut dxg = d.zeros::<f32>(x.len()).unwrap();
+    let mut dxg = d.alloc::<f32>(x.len()).unwrap();
     gel::channel_affine_backward(&d, &yg, &up(&d, &scale), hw, &mut dxg).unwrap();
     assert_close("channel_affine_backward", &down(&d, &dxg), &dx, 0.0, 0.0);
 
     let b = randn(x.len(), 4);
     let mut sum = x.clone();
     elementwise::add_assign(&mut sum, &b);
-    let mut outg = d.zeros::<f32>(x.len()).unwrap();
+    let mut outg = d.alloc::<f32>(x.len()).unwrap();
     gel::add(&d, &up(&d, &x), &up(&d, &b), &mut outg).unwrap();
     assert_close("add", &down(&d, &outg), &sum, 0.0, 0.0);
     let mut accg = up(&d, &x);
@@ -318,12 +318,12 @@ fn elementwise_and_pool_match_cpu_exactly() {
     let planes = n * c;
     let mut p = vec![0f32; planes];
     pool::forward(&x, planes, hw, &mut p);
-    let mut pg = d.zeros::<f32>(planes).unwrap();
+    let mut pg = d.alloc::<f32>(planes).unwrap();
     gel::avg_pool(&d, &up(&d, &x), planes, hw, &mut pg).unwrap();
     assert_close("avg_pool", &down(&d, &pg), &p, 0.0, 0.0);
     let mut pdx = vec![0f32; x.len()];
     pool::backward(&p, planes, hw, &mut pdx);
-    let mut pdxg = d.zeros::<f32>(x.len()).unwrap();
+    let mut pdxg = d.alloc::<f32>(x.len()).unwrap();
     gel::avg_pool_backward(&d, &pg, planes, hw, &mut pdxg).unwrap();
     assert_close("avg_pool_backward", &down(&d, &pdxg), &pdx, 0.0, 0.0);
 }
@@ -344,19 +344,19 @@ fn linear_matches_cpu() {
     );
     let mut y = vec![0f32; s.n * s.out];
     linear::forward(&x, &w, &bias, s.n, s.inp, s.out, &mut y);
-    let mut yg = d.zeros::<f32>(y.len()).unwrap();
+    let mut yg = d.alloc::<f32>(y.len()).unwrap();
     glin::forward(&d, s, &up(&d, &x), &up(&d, &w), &up(&d, &bias), &mut yg).unwrap();
     assert_close("linear y", &down(&d, &yg), &y, 1e-5, 1e-5);
     let mut dx = vec![0f32; x.len()];
     linear::backward_data(&w, &dy, s.n, s.inp, s.out, &mut dx);
-    let mut dxg = d.zeros::<f32>(x.len()).unwrap();
+    let mut dxg = d.alloc::<f32>(x.len()).unwrap();
     glin::backward_data(&d, s, &up(&d, &w), &up(&d, &dy), &mut dxg).unwrap();
     assert_close("linear dx", &down(&d, &dxg), &dx, 1e-5, 1e-5);
     let (mut dw, mut db) = (vec![0f32; w.len()], vec![0f32; s.out]);
     linear::backward_params(&x, &dy, s.n, s.inp, s.out, &mut dw, &mut db);
     let (mut dwg, mut dbg) = (
-        d.zeros::<f32>(w.len()).unwrap(),
-        d.zeros::<f32>(s.out).unwrap(),
+        d.alloc::<f32>(w.len()).unwrap(),
+        d.alloc::<f32>(s.out).unwrap(),
     );
     glin::backward_params(&d, s, &up(&d, &x), &up(&d, &dy), &mut dwg, &mut dbg).unwrap();
     assert_close("linear dw", &down(&d, &dwg), &dw, 1e-5, 1e-5);
@@ -372,22 +372,22 @@ fn losses_match_cpu() {
     let lg = d.upload(&labels).unwrap();
     for sum in [false, true] {
         let (l, probs) = loss::cross_entropy(&z, &labels, k, sum);
-        let (mut pg, mut lossg) = (d.zeros::<f32>(n * k).unwrap(), d.zeros::<f32>(1).unwrap());
+        let (mut pg, mut lossg) = (d.alloc::<f32>(n * k).unwrap(), d.alloc::<f32>(1).unwrap());
         gloss::cross_entropy(&d, &up(&d, &z), &lg, k, sum, &mut pg, &mut lossg).unwrap();
         assert_close("ce loss", &down(&d, &lossg), &[l], 1e-5, 1e-5);
         assert_close("ce probs", &down(&d, &pg), &probs, 1e-6, 1e-5);
         let mut dz = vec![0f32; n * k];
         loss::cross_entropy_backward(&probs, &labels, k, sum, 0.7, &mut dz);
-        let mut dzg = d.zeros::<f32>(n * k).unwrap();
+        let mut dzg = d.alloc::<f32>(n * k).unwrap();
         gloss::cross_entropy_backward(&d, &up(&d, &probs), &lg, k, sum, 0.7, &mut dzg).unwrap();
         assert_close("ce dz", &down(&d, &dzg), &dz, 0.0, 0.0);
     }
     let t = randn(n * k, 2);
     let (l, ps, pt) = loss::kl_div(&z, &t, k, 4.0);
     let (mut psg, mut ptg, mut lossg) = (
-        d.zeros::<f32>(n * k).unwrap(),
-        d.zeros::<f32>(n * k).unwrap(),
-        d.zeros::<f32>(1).unwrap(),
+        d.alloc::<f32>(n * k).unwrap(),
+        d.alloc::<f32>(n * k).unwrap(),
+        d.alloc::<f32>(1).unwrap(),
     );
     gloss::kl_div(
         &d,
@@ -403,7 +403,7 @@ fn losses_match_cpu() {
     assert_close("kl loss", &down(&d, &lossg), &[l], 1e-5, 1e-5);
     let mut ds = vec![0f32; n * k];
     loss::kl_div_backward(&ps, &pt, k, 4.0, 1.3, &mut ds);
-    let mut dsg = d.zeros::<f32>(n * k).unwrap();
+    let mut dsg = d.alloc::<f32>(n * k).unwrap();
     gloss::kl_div_backward(&d, &up(&d, &ps), &up(&d, &pt), k, 4.0, 1.3, &mut dsg).unwrap();
     assert_close("kl ds", &down(&d, &dsg), &ds, 0.0, 0.0);
 
@@ -417,9 +417,9 @@ fn losses_match_cpu() {
     let (l, a, norms) = loss::attention(&fs, &at, s.n, s.ch, s.hw);
     let atg = up(&d, &at);
     let (mut ag, mut ng, mut lossg) = (
-        d.zeros::<f32>(s.n * s.hw).unwrap(),
-        d.zeros::<f32>(s.n).unwrap(),
-        d.zeros::<f32>(1).unwrap(),
+        d.alloc::<f32>(s.n * s.hw).unwrap(),
+        d.alloc::<f32>(s.n).unwrap(),
+        d.alloc::<f32>(1).unwrap(),
     );
     gloss::attention(
         &d,
@@ -435,7 +435,7 @@ fn losses_match_cpu() {
     assert_close("at map", &down(&d, &ag), &a, 1e-6, 1e-5);
     let mut dfs = vec![0f32; fs.len()];
     loss::attention_backward(&fs, &a, &norms, &at, s.n, s.ch, s.hw, 1.0, &mut dfs);
-    let mut dfsg = d.zeros::<f32>(fs.len()).unwrap();
+    let mut dfsg = d.alloc::<f32>(fs.len()).unwrap();
     gloss::attention_backward(&d, s, &up(&d, &fs), &ag, &ng, &atg, 1.0, &mut dfsg).unwrap();
     assert_close("at dfs", &down(&d, &dfsg), &dfs, 1e-6 * max_abs(&dfs), 1e-4);
 }
@@ -457,7 +457,7 @@ fn jsd_matches_cpu() {
         let zs = [&z[0][..], &z[1], &z[2]];
         let l = loss::jsd(zs, k);
         let zg = z.each_ref().map(|v| up(&d, v));
-        let mut lossg = d.zeros::<f32>(1).unwrap();
+        let mut lossg = d.alloc::<f32>(1).unwrap();
         gloss::jsd(&d, zg.each_ref(), k, &mut lossg).unwrap();
         assert_close(
             &format!("jsd loss k={k}"),
@@ -469,7 +469,7 @@ fn jsd_matches_cpu() {
         let mut dz = [vec![0f32; n * k], vec![0f32; n * k], vec![0f32; n * k]];
         let [a, b, c] = &mut dz;
         loss::jsd_backward(zs, k, 1.7, [a, b, c]);
-        let mut dzg = [(); 3].map(|_| d.zeros::<f32>(n * k).unwrap());
+        let mut dzg = [(); 3].map(|_| d.alloc::<f32>(n * k).unwrap());
         let [ga, gb, gc] = &mut dzg;
         gloss::jsd_backward(&d, zg.each_ref(), k, 1.7, [ga, gb, gc]).unwrap();
         for i in 0..3 {
@@ -537,7 +537,7 @@ fn soft_relu_matches_cpu_exactly() {
         let mut da = vec![0f32; len];
         soft_relu::backward_alpha(&z, &dy, &mut da);
         let (zg, ag, dyg) = (up(&d, &z), up(&d, &alpha), up(&d, &dy));
-        let mut yg = d.zeros::<f32>(n * len).unwrap();
+        let mut yg = d.alloc::<f32>(n * len).unwrap();
         gsr::forward(&d, &zg, &ag, &mut yg).unwrap();
         assert_close(
             &format!("soft_relu y {n}x{len}"),
@@ -546,7 +546,7 @@ fn soft_relu_matches_cpu_exactly() {
             0.0,
             0.0,
         );
-        let mut dzg = d.zeros::<f32>(n * len).unwrap();
+        let mut dzg = d.alloc::<f32>(n * len).unwrap();
         gsr::backward_input(&d, &zg, &ag, &dyg, &mut dzg).unwrap();
         assert_close(
             &format!("soft_relu dz {n}x{len}"),
@@ -555,7 +555,7 @@ fn soft_relu_matches_cpu_exactly() {
             0.0,
             0.0,
         );
-        let mut dag = d.zeros::<f32>(len).unwrap();
+        let mut dag = d.alloc::<f32>(len).unwrap();
         gsr::backward_alpha(&d, &zg, &dyg, &mut dag).unwrap();
         assert_close(
             &format!("soft_relu dalpha {n}x{len}"),
@@ -567,7 +567,7 @@ fn soft_relu_matches_cpu_exactly() {
     }
     // A length mismatch is an error, not an out-of-bounds launch.
     let (zg, ag) = (up(&d, &randn(10, 1)), up(&d, &randn(3, 2)));
-    let mut yg = d.zeros::<f32>(10).unwrap();
+    let mut yg = d.alloc::<f32>(10).unwrap();
     assert!(gsr::forward(&d, &zg, &ag, &mut yg).is_err());
 }
 
@@ -642,7 +642,7 @@ fn sgd_pgd_and_augment_match_cpu_exactly() {
     // SGD: two steps, the first initialising the momentum buffer.
     let cfg = SgdConfig::default();
     let (mut p, g1, g2) = (randn(1001, 1), randn(1001, 2), randn(1001, 3));
-    let (mut pg, mut bufg) = (up(&d, &p), d.zeros::<f32>(1001).unwrap());
+    let (mut pg, mut bufg) = (up(&d, &p), d.alloc::<f32>(1001).unwrap());
     gopt::sgd_update(&d, &mut pg, &mut bufg, &up(&d, &g1), 0.1, &cfg, true).unwrap();
     gopt::sgd_update(&d, &mut pg, &mut bufg, &up(&d, &g2), 0.1, &cfg, false).unwrap();
     let mut buf: Vec<f32> = g1
@@ -666,7 +666,7 @@ fn sgd_pgd_and_augment_match_cpu_exactly() {
     let mut x = vec![0f32; x0.len()];
     pgd::random_start(&x0, eps, 11, 5, &mut x);
     let x0g = up(&d, &x0);
-    let mut xg = d.zeros::<f32>(x0.len()).unwrap();
+    let mut xg = d.alloc::<f32>(x0.len()).unwrap();
     gpgd::random_start(&d, &x0g, eps, 11, 5, &mut xg).unwrap();
     assert_close("pgd start", &down(&d, &xg), &x, 0.0, 0.0);
     let mut grad = randn(x0.len(), 6);
@@ -693,7 +693,7 @@ fn sgd_pgd_and_augment_match_cpu_exactly() {
     let idxg = d.upload(&idx32).unwrap();
     let shape = ImageShape { c: 3, h: 32, w: 32 };
     let (want, _) = make_batch(&set, &idx, Some(CropFlip { pad: 4, seed: 3 }), 1234);
-    let mut outg = d.zeros::<f32>(want.numel()).unwrap();
+    let mut outg = d.alloc::<f32>(want.numel()).unwrap();
     gaug::crop_flip(&d, &imgs, &idxg, shape, 4, 3, 1234, &mut outg).unwrap();
     assert_close("crop_flip", &down(&d, &outg), want.data(), 0.0, 0.0);
     let (plain, _) = make_batch(&set, &idx, None, 0);
@@ -1124,4 +1124,167 @@ fn adam_steps_match_cpu() {
         let g = g.to_host().unwrap().into_vec();
         assert_close(name, &g, c.data(), 0.0, 1e-6);
     }
+}
+
+/// Shared memory beyond the 48 KiB every block gets: attention transfer's backward keeps one
+/// map in dynamic shared memory, so at 112 x 112 (49 KiB) the launch opts in and matches the CPU,
+/// and at 256 x 256 (256 KiB, more than any block can have) it is a clear error naming the limit
+/// instead of a driver fault.
+#[test]
+fn large_shared_memory_launches_opt_in_or_fail_clearly() {
+    let Some(d) = gpu() else { return };
+    let s = AtShape {
+        n: 2,
+        ch: 2,
+        hw: 112 * 112,
+    };
+    let (fs, ft) = (randn(s.n * s.ch * s.hw, 13), randn(s.n * s.ch * s.hw, 14));
+    let (at, _) = loss::attention_map(&ft, s.n, s.ch, s.hw);
+    let (_, a, norms) = loss::attention(&fs, &at, s.n, s.ch, s.hw);
+    let mut dfs = vec![0f32; fs.len()];
+    loss::attention_backward(&fs, &a, &norms, &at, s.n, s.ch, s.hw, 1.0, &mut dfs);
+    let (fsg, ag, ng, atg) = (up(&d, &fs), up(&d, &a), up(&d, &norms), up(&d, &at));
+    let mut dfsg = d.alloc::<f32>(fs.len()).unwrap();
+    gloss::attention_backward(&d, s, &fsg, &ag, &ng, &atg, 1.0, &mut dfsg).unwrap();
+    // dq = (da - a (a . da)) / norm cancels: over 12,544 pixels the CPU's f32 dot and the
+    // kernel's f64 dot differ in low bits that the cancellation magnifies, hence the
+    // tolerance relative to the largest gradient rather than to each value.
+    let scale = max_abs(&dfs);
+    println!("112x112 attention gradient: largest {scale:e}");
+    assert_close(
+        "at dfs, 112x112",
+        &down(&d, &dfsg),
+        &dfs,
+        1e-4 * scale,
+        1e-4,
+    );
+    let big = AtShape {
+        n: 1,
+        ch: 1,
+        hw: 256 * 256,
+    };
+    let z = d.alloc::<f32>(big.hw).unwrap();
+    let mut out = d.alloc::<f32>(big.hw).unwrap();
+    let e = gloss::attention_backward(&d, big, &z, &z, &up(&d, &[1.0]), &z, 1.0, &mut out)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("loss_at_bwd")
+            && e.contains("262144 of dynamic shared memory")
+            && e.contains(&format!(
+                "the {} bytes a block can have",
+                d.max_shared_per_block()
+            )),
+        "{e}"
+    );
+}
+
+/// A buffer of the wrong length handed to a launcher is an error naming the kernel, the
+/// parameter and both lengths, before anything runs on the device.
+#[test]
+fn launchers_refuse_buffers_of_the_wrong_length() {
+    let Some(d) = gpu() else { return };
+    let g = ConvGeom {
+        n: 2,
+        c_in: 3,
+        h: 5,
+        w: 5,
+        c_out: 4,
+        k: 3,
+        stride: 1,
+        pad: 1,
+    };
+    let (x, w) = (up(&d, &randn(g.x_len(), 1)), up(&d, &randn(g.w_len(), 2)));
+    let mut short = d.alloc::<f32>(g.y_len() - 1).unwrap();
+    let e = gconv::forward(&d, &g, &x, &w, &mut short, ConvVersion::V1)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("launching conv2d_fwd: parameter 2 `y` (float*) needs 200 values for this launch, the buffer holds 199"),
+        "{e}"
+    );
+    let bn = BnGeom { n: 2, c: 3, hw: 4 };
+    let (xb, c3) = (up(&d, &randn(bn.len(), 3)), up(&d, &[1.0, 1.0, 1.0]));
+    let wrong_mask = up(&d, &[1.0; 5]);
+    let p = BnParams {
+        mean: &c3,
+        invstd: &c3,
+        gamma: &c3,
+        beta: &c3,
+        mask: Some(&wrong_mask),
+        relu: true,
+    };
+    let mut y = d.alloc::<f32>(bn.len()).unwrap();
+    let e = gbn::forward(&d, &bn, &xb, None, &p, &mut y)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("bn_act_fwd") && e.contains("`mask`") && e.contains("needs 12 values"),
+        "{e}"
+    );
+    let (a, b) = (up(&d, &[1.0; 8]), up(&d, &[1.0; 7]));
+    let mut out = d.alloc::<f32>(8).unwrap();
+    let e = gel::add(&d, &a, &b, &mut out).unwrap_err().to_string();
+    assert!(
+        e.contains("elementwise_add") && e.contains("parameter 1 `b`"),
+        "{e}"
+    );
+}
+
+/// Where a test asks for it, the emulator runs only a sample of a big grid's blocks: the sampled
+/// blocks' outputs match the CPU and the rest stay poisoned (unwritten). GPU: nothing to sample.
+#[cfg(feature = "emu")]
+#[test]
+fn the_emulator_runs_a_sample_of_blocks_when_asked() {
+    use rlnet::device::emu::EmuConfig;
+    let Some(d) = gpu() else { return };
+    if !d.is_emulated() {
+        println!("skipped: the GPU runs every block");
+        return;
+    }
+    let sampled = CudaDevice::emulated(EmuConfig {
+        sample_blocks: Some(3),
+        ..d.emu_config().unwrap().clone()
+    })
+    .unwrap();
+    let g = ConvGeom {
+        n: 4,
+        c_in: 8,
+        h: 16,
+        w: 16,
+        c_out: 8,
+        k: 3,
+        stride: 1,
+        pad: 1,
+    };
+    let (x, w) = (randn(g.x_len(), 21), randn(g.w_len(), 22));
+    let mut want = vec![0f32; g.y_len()];
+    conv::forward(&g, &x, &w, &mut want);
+    let mut yg = sampled.alloc::<f32>(g.y_len()).unwrap();
+    gconv::forward(
+        &sampled,
+        &g,
+        &up(&sampled, &x),
+        &up(&sampled, &w),
+        &mut yg,
+        ConvVersion::V1,
+    )
+    .unwrap();
+    let got = down(&sampled, &yg);
+    // 1024 output pixels in 16 blocks of 64: blocks 0, 7 and 15 ran.
+    let (mut ran, mut skipped) = (0, 0);
+    for (i, (&v, &c)) in got.iter().zip(&want).enumerate() {
+        let pixel = (i / (g.c_out * 256)) * 256 + i % 256;
+        if [0, 7, 15].contains(&(pixel / 64)) {
+            assert!(
+                (v - c).abs() <= 1e-4 * c.abs().max(1.0),
+                "sampled output {i}: {v} vs {c}"
+            );
+            ran += 1;
+        } else {
+            assert!(v.is_nan(), "output {i} of an unsampled block was written");
+            skipped += 1;
+        }
+    }
+    assert_eq!((ran, skipped), (3 * 64 * 8, 13 * 64 * 8));
 }

@@ -2,6 +2,7 @@
 //! the CUDA launchers on tensors that live on the GPU. A launch failure inside a step is a
 //! driver or hardware fault, not bad input, so it stops the run with the driver's message.
 
+use crate::device::buffer::DeviceBuffer;
 use crate::device::cuda::CudaDevice;
 use crate::device::launch::bn_act::{self as gbn, BnGradsGpu, BnParams};
 use crate::device::launch::conv2d::{self as gconv, ConvVersion};
@@ -12,7 +13,6 @@ use crate::error::Result;
 use crate::geom::{BnGeom, ConvGeom};
 use crate::optim::{AdamStep, SgdConfig};
 use crate::tensor::Tensor;
-use crate::device::buffer::DeviceBuffer;
 
 /// Stops on a GPU fault with its message (see the module comment).
 pub(crate) fn ok<T>(r: Result<T>) -> T {

@@ -8,6 +8,7 @@ pub mod store;
 pub use backward::Gradients;
 pub use store::{Entry, EntryId, EntryKind, ParamStore, StatUpdate};
 
+use crate::device::buffer::DeviceBuffer;
 use crate::device::cuda::CudaDevice;
 use crate::device::launch::linear::LinearShape;
 use crate::device::Device;
@@ -15,7 +16,6 @@ use crate::ops::bn_act::{self, Activation, BnGeom, BN_EPS};
 use crate::ops::conv::{self, ConvGeom};
 use crate::ops::{elementwise, linear, loss, pool, soft_relu};
 use crate::tensor::Tensor;
-use crate::device::buffer::DeviceBuffer;
 use std::collections::HashMap;
 use std::sync::Arc;
 

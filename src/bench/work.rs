@@ -9,6 +9,7 @@ use crate::corrupt::{corrupt_batch, Resources, Severity, CIFAR_PLANE};
 use crate::data::batch::{CropFlip, GpuImages};
 use crate::data::source::{DatasetKind, DatasetSpec};
 use crate::data::{ImageSet, Split};
+use crate::device::buffer::DeviceBuffer;
 use crate::device::cuda::CudaDevice;
 use crate::device::launch::bn_act::{self as gbn, BnGradsGpu, BnParams};
 use crate::device::launch::conv2d::{self as gconv, ConvVersion};
@@ -24,7 +25,6 @@ use crate::rng::{self, stream};
 use crate::robust::pgd::PgdConfig;
 use crate::tensor::Tensor;
 use crate::train::step::{teacher_step, AugViews, StepKey};
-use crate::device::buffer::DeviceBuffer;
 use std::sync::Arc;
 
 /// One run of an item's work.
@@ -168,7 +168,7 @@ impl Bench {
                 }
                 let d = d.clone();
                 let (images, res) = (g.images.clone(), g.resources.clone());
-                let mut out = d.zeros::<u8>(images.images().len())?;
+                let mut out = d.alloc::<u8>(images.images().len())?;
                 Box::new(move || corrupt_device(&d, c, s, images.images(), n, 0, 0, &res, &mut out))
             }
             _ => {
@@ -456,16 +456,16 @@ fn bn_gpu(d: Arc<CudaDevice>, g: BnGeom, backward: bool) -> Result<Runner> {
             Ok(GpuHalf {
                 geom: h,
                 x: d.upload(&values(h.len(), 10 + k, -2.0, 2.0))?,
-                y: d.zeros(h.len())?,
+                y: d.alloc(h.len())?,
                 dy: d.upload(&values(h.len(), 40 + k, -1.0, 1.0))?,
-                dx: d.zeros(h.len())?,
-                mean: d.zeros(h.c)?,
-                invstd: d.zeros(h.c)?,
-                var: d.zeros(h.c)?,
+                dx: d.alloc(h.len())?,
+                mean: d.alloc(h.c)?,
+                invstd: d.alloc(h.c)?,
+                var: d.alloc(h.c)?,
                 gamma: d.upload(&values(h.c, 20 + k, 0.5, 1.5))?,
                 beta: d.upload(&values(h.c, 30 + k, -0.5, 0.5))?,
-                dgamma: d.zeros(h.c)?,
-                dbeta: d.zeros(h.c)?,
+                dgamma: d.alloc(h.c)?,
+                dbeta: d.alloc(h.c)?,
             })
         })
         .collect::<Result<Vec<_>>>()?;

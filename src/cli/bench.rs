@@ -115,6 +115,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
         .transpose()?;
     let choice = a.device.choose(a.json)?;
     let device = choice.device;
+    if device.gpu().is_some_and(|d| d.is_emulated()) {
+        return Err(Error::Config(
+            "rlnet bench times the CPU or a real GPU: the CUDA emulator's times say nothing about \
+             a GPU (use --device cuda on a GPU machine, or --device cpu)"
+                .into(),
+        ));
+    }
     let sel = Selection {
         models: a.models.clone(),
         batch: a.batch,

@@ -6,13 +6,13 @@
 //! round-trip through the host here, so a caller sees one interface.
 
 use super::{corrupt_batch, Corruption, ImageKey, Resources, Severity, CIFAR_PLANE};
+use crate::device::buffer::DeviceBuffer;
 use crate::device::cuda::CudaDevice;
 use crate::device::launch::corrupt_blur as blur;
 use crate::device::launch::corrupt_elastic as elastic;
 use crate::device::launch::corrupt_pixel as pixel;
 use crate::device::launch::corrupt_weather as weather;
 use crate::error::Result;
-use crate::device::buffer::DeviceBuffer;
 
 /// Device copies of what the corruptions need beyond the images (the frost textures).
 pub struct GpuResources {

@@ -5,13 +5,13 @@
 
 use super::ImageSet;
 use crate::augmix::AugMixConfig;
+use crate::device::buffer::DeviceBuffer;
 use crate::device::cuda::CudaDevice;
 use crate::device::launch::augment::{self, ImageShape};
 use crate::device::launch::augmix;
 use crate::error::{Error, Result};
 use crate::rng::{self, stream, Stream};
 use crate::tensor::Tensor;
-use crate::device::buffer::DeviceBuffer;
 use rayon::prelude::*;
 use std::sync::Arc;
 

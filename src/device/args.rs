@@ -95,7 +95,10 @@ impl<'a> Arg<'a> {
     }
 
     /// An optional input: the buffer, or a null pointer.
-    pub fn read_opt<T: DeviceElem>(b: Option<&'a DeviceBuffer<T>>, need: impl Into<Len>) -> Arg<'a> {
+    pub fn read_opt<T: DeviceElem>(
+        b: Option<&'a DeviceBuffer<T>>,
+        need: impl Into<Len>,
+    ) -> Arg<'a> {
         match b {
             Some(b) => Arg::read(b, need),
             None => Arg::null(),
@@ -190,14 +193,20 @@ pub fn check(
     if gx == 0 || gy == 0 || gz == 0 || gx > i32::MAX as u32 || gy > 65_535 || gz > 65_535 {
         return Err(launch_err(
             sig,
-            format!("grid {:?} is outside CUDA's limits (1..2^31-1, 1..65535, 1..65535)", cfg.grid),
+            format!(
+                "grid {:?} is outside CUDA's limits (1..2^31-1, 1..65535, 1..65535)",
+                cfg.grid
+            ),
         ));
     }
     let threads = bx as u64 * by as u64 * bz as u64;
     if bx == 0 || by == 0 || bz == 0 || bx > 1024 || by > 1024 || bz > 64 {
         return Err(launch_err(
             sig,
-            format!("block {:?} is outside CUDA's limits (x, y <= 1024, z <= 64)", cfg.block),
+            format!(
+                "block {:?} is outside CUDA's limits (x, y <= 1024, z <= 64)",
+                cfg.block
+            ),
         ));
     }
     if threads > sig.max_threads as u64 {
@@ -330,11 +339,23 @@ mod tests {
         let s = scalar_sig();
         check(&s, &cfg(4, 256), &[3i32.into(), 1.5f32.into()], &LIMITS, 0).unwrap();
         let e = check(&s, &cfg(4, 256), &[3i32.into()], &LIMITS, 0).unwrap_err();
-        assert!(e.to_string().contains("takes 2 arguments (int n, float a), got 1"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("takes 2 arguments (int n, float a), got 1"),
+            "{e}"
+        );
         let e = check(&s, &cfg(4, 256), &[3u32.into(), 1.5f32.into()], &LIMITS, 0).unwrap_err();
-        assert!(e.to_string().contains("parameter 0 `n` is int, got a unsigned int value"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("parameter 0 `n` is int, got a unsigned int value"),
+            "{e}"
+        );
         let e = check(&s, &cfg(4, 512), &[3i32.into(), 1.5f32.into()], &LIMITS, 0).unwrap_err();
-        assert!(e.to_string().contains("more than the 256 its __launch_bounds__"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("more than the 256 its __launch_bounds__"),
+            "{e}"
+        );
         let e = check(&s, &cfg(0, 32), &[3i32.into(), 1.5f32.into()], &LIMITS, 0).unwrap_err();
         assert!(e.to_string().contains("grid (0, 1, 1)"), "{e}");
         let mut big = cfg(1, 32);
@@ -345,9 +366,18 @@ mod tests {
 
     #[test]
     fn lengths_admit_what_they_say() {
-        assert!(Len::Exactly(0).admits(1) && Len::Exactly(5).admits(5) && !Len::Exactly(5).admits(6));
-        assert!(Len::MultipleOf(3).admits(9) && !Len::MultipleOf(3).admits(10) && !Len::MultipleOf(3).admits(0));
+        assert!(
+            Len::Exactly(0).admits(1) && Len::Exactly(5).admits(5) && !Len::Exactly(5).admits(6)
+        );
+        assert!(
+            Len::MultipleOf(3).admits(9)
+                && !Len::MultipleOf(3).admits(10)
+                && !Len::MultipleOf(3).admits(0)
+        );
         assert!(Len::AtLeast(3).admits(4) && !Len::AtLeast(3).admits(2));
-        assert_eq!(KernelId::PGD_STEP.sig().params[0].ty, ParamType::MutPtr(Elem::F32));
+        assert_eq!(
+            KernelId::PGD_STEP.sig().params[0].ty,
+            ParamType::MutPtr(Elem::F32)
+        );
     }
 }

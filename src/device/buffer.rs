@@ -35,7 +35,10 @@ pub(crate) fn driver_err(what: &str, e: impl std::fmt::Display) -> Error {
 pub(crate) enum Store<T: DeviceElem> {
     Driver(CudaSlice<T>),
     #[cfg(feature = "emu")]
-    Emu { alloc: EmuAlloc, len: usize },
+    Emu {
+        alloc: EmuAlloc,
+        len: usize,
+    },
 }
 
 /// `len` values of `T` in GPU memory (driver or emulator).
@@ -50,7 +53,12 @@ impl<T: DeviceElem> std::fmt::Debug for DeviceBuffer<T> {
             #[cfg(feature = "emu")]
             Store::Emu { .. } => "emulator",
         };
-        write!(f, "DeviceBuffer<{:?}>({} values, {place})", T::ELEM, self.len())
+        write!(
+            f,
+            "DeviceBuffer<{:?}>({} values, {place})",
+            T::ELEM,
+            self.len()
+        )
     }
 }
 
@@ -98,7 +106,10 @@ impl<T: DeviceElem> DeviceBuffer<T> {
     /// The values, copied to the host (waits for the device).
     pub fn to_vec(&self) -> Result<Vec<T>> {
         match &self.store {
-            Store::Driver(s) => s.stream().clone_dtoh(s).map_err(|e| driver_err("download", e)),
+            Store::Driver(s) => s
+                .stream()
+                .clone_dtoh(s)
+                .map_err(|e| driver_err("download", e)),
             #[cfg(feature = "emu")]
             Store::Emu { alloc, len } => Ok(read_values(alloc, *len)),
         }
@@ -193,7 +204,9 @@ fn read_values<T: DeviceElem>(alloc: &EmuAlloc, len: usize) -> Vec<T> {
 
 #[cfg(feature = "emu")]
 fn write_values<T: DeviceElem>(alloc: &mut EmuAlloc, data: &[T]) {
-    let n = data.len().min(alloc.bytes() / std::mem::size_of::<T>().max(1));
+    let n = data
+        .len()
+        .min(alloc.bytes() / std::mem::size_of::<T>().max(1));
     // SAFETY: copies at most the allocation's size from a live slice.
     unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), alloc.ptr() as *mut T, n) };
 }

@@ -389,7 +389,9 @@ impl Driver {
         let _ = self.kernels[k.0].set(Loaded {
             func,
             static_shared: static_shared.max(0) as usize,
-            dynamic_allowed: AtomicUsize::new(DEFAULT_SHARED.saturating_sub(static_shared.max(0) as usize)),
+            dynamic_allowed: AtomicUsize::new(
+                DEFAULT_SHARED.saturating_sub(static_shared.max(0) as usize),
+            ),
         });
         Ok(self.kernels[k.0].get().expect("just set"))
     }

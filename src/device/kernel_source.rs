@@ -328,8 +328,12 @@ pub fn parse_kernels(file: &str, source: &str) -> Result<Vec<ParsedKernel>, Stri
         let mut max_threads = 1024;
         if word_at(b, i, "__launch_bounds__") {
             let open = skip_ws(b, i + "__launch_bounds__".len());
-            let close = matching(b, open)
-                .ok_or_else(|| format!("{file}.cu:{}: unclosed __launch_bounds__", line_of(&code, at)))?;
+            let close = matching(b, open).ok_or_else(|| {
+                format!(
+                    "{file}.cu:{}: unclosed __launch_bounds__",
+                    line_of(&code, at)
+                )
+            })?;
             let first = split_top(&code[open + 1..close], b',')[0];
             max_threads = resolve_number(first, &defs, 0).ok_or_else(|| {
                 format!(
@@ -540,9 +544,7 @@ fn translate_instruction(
     outputs: usize,
 ) -> Result<String, String> {
     let instr = instr.trim();
-    let (opcode, rest) = instr
-        .split_once(char::is_whitespace)
-        .unwrap_or((instr, ""));
+    let (opcode, rest) = instr.split_once(char::is_whitespace).unwrap_or((instr, ""));
     let known = || {
         PTX_FORMS
             .iter()
@@ -583,7 +585,10 @@ fn translate_instruction(
         }
         for r in regs {
             let op = operands.get(r).ok_or_else(|| {
-                format!("{file}:{line}: `{opcode}` names %{r}, but the asm binds {} operands", operands.len())
+                format!(
+                    "{file}:{line}: `{opcode}` names %{r}, but the asm binds {} operands",
+                    operands.len()
+                )
             })?;
             let letter = op.constraint.trim_start_matches(['=', '+', '&']);
             if letter != spec.class.letter().to_string() {
@@ -624,7 +629,9 @@ fn translate_instruction(
 fn translate_asm(file: &str, line: usize, body: &str) -> Result<String, String> {
     let sections = split_top(body, b':');
     if sections.len() > 4 {
-        return Err(format!("{file}:{line}: inline asm with goto labels is not supported"));
+        return Err(format!(
+            "{file}:{line}: inline asm with goto labels is not supported"
+        ));
     }
     let template = unescape_literals(file, line, sections[0])?;
     let outputs = parse_asm_operands(file, line, sections.get(1).copied().unwrap_or(""))?;
@@ -708,7 +715,9 @@ fn translate(path: &str, source: &str) -> Result<String, String> {
                 j = literal_end(b, j);
                 continue;
             }
-            if ["asm", "__asm__", "__asm"].iter().any(|w| word_at(b, j, w)) || word_at(b, j, "extern") {
+            if ["asm", "__asm__", "__asm"].iter().any(|w| word_at(b, j, w))
+                || word_at(b, j, "extern")
+            {
                 found = Some(j);
                 break;
             }
@@ -736,7 +745,9 @@ fn translate(path: &str, source: &str) -> Result<String, String> {
                 let decl = blanked[after + "__shared__".len()..semi].trim().to_string();
                 let decl = strip_align(&decl);
                 let Some(bracket) = decl.rfind('[') else {
-                    return Err(format!("{path}:{line}: extern __shared__ must declare an array `T name[]`"));
+                    return Err(format!(
+                        "{path}:{line}: extern __shared__ must declare an array `T name[]`"
+                    ));
                 };
                 let head = decl[..bracket].trim();
                 let name_start = head
@@ -745,10 +756,13 @@ fn translate(path: &str, source: &str) -> Result<String, String> {
                     .unwrap_or(0);
                 let (ty, name) = (head[..name_start].trim(), &head[name_start..]);
                 if ty.is_empty() || name.is_empty() || decl[bracket..].replace(' ', "") != "[]" {
-                    return Err(format!("{path}:{line}: extern __shared__ must declare an array `T name[]`"));
+                    return Err(format!(
+                        "{path}:{line}: extern __shared__ must declare an array `T name[]`"
+                    ));
                 }
-                let replacement =
-                    format!("{ty}* const {name} = reinterpret_cast<{ty}*>(rlemu_dynamic_shared());");
+                let replacement = format!(
+                    "{ty}* const {name} = reinterpret_cast<{ty}*>(rlemu_dynamic_shared());"
+                );
                 splice(&mut code, at..semi + 1, &replacement);
                 i = at + replacement.len();
                 continue;
@@ -757,7 +771,10 @@ fn translate(path: &str, source: &str) -> Result<String, String> {
             continue;
         }
         // asm [volatile] ( ... ) ;
-        let mut k = at + (0..).take_while(|&d| b.get(at + d).is_some_and(|&c| is_ident(c))).count();
+        let mut k = at
+            + (0..)
+                .take_while(|&d| b.get(at + d).is_some_and(|&c| is_ident(c)))
+                .count();
         k = skip_ws(b, k);
         for q in ["volatile", "__volatile__"] {
             if word_at(b, k, q) {
@@ -770,7 +787,9 @@ fn translate(path: &str, source: &str) -> Result<String, String> {
         let close = matching(b, k).ok_or_else(|| format!("{path}:{line}: unclosed inline asm"))?;
         let semi = skip_ws(b, close + 1);
         if b.get(semi) != Some(&b';') {
-            return Err(format!("{path}:{line}: inline asm must be a statement ending in `;`"));
+            return Err(format!(
+                "{path}:{line}: inline asm must be a statement ending in `;`"
+            ));
         }
         let replacement = translate_asm(path, line, &blanked[k + 1..close])?;
         splice(&mut code, at..semi + 1, &replacement);
@@ -872,15 +891,22 @@ mod tests {
         let src = "\n\nvoid f() { asm volatile(\"ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\" : \"=r\"(a) : \"r\"(p)); }";
         let e = translate("kernels/x.cu", src).unwrap_err();
         assert!(e.starts_with("kernels/x.cu:3:"), "{e}");
-        assert!(e.contains("ldmatrix.sync.aligned.m8n8.x4.shared.b16") && e.contains("not known"), "{e}");
+        assert!(
+            e.contains("ldmatrix.sync.aligned.m8n8.x4.shared.b16") && e.contains("not known"),
+            "{e}"
+        );
     }
 
     #[test]
     fn mismatched_constraints_are_errors() {
         let wrong = "asm(\"cvt.rna.tf32.f32 %0, %1;\" : \"=f\"(r) : \"f\"(v));";
-        assert!(translate("k.cu", wrong).unwrap_err().contains("needs a \"r\""));
+        assert!(translate("k.cu", wrong)
+            .unwrap_err()
+            .contains("needs a \"r\""));
         let write_only = "asm(\"mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\" : \"=f\"(d[0]), \"=f\"(d[1]), \"=f\"(d[2]), \"=f\"(d[3]) : \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3]), \"r\"(b[0]), \"r\"(b[1]));";
-        assert!(translate("k.cu", write_only).unwrap_err().contains("write-only"));
+        assert!(translate("k.cu", write_only)
+            .unwrap_err()
+            .contains("write-only"));
     }
 
     #[test]
@@ -899,8 +925,17 @@ mod tests {
     #[test]
     fn common_header_is_spliced_at_its_include_with_line_markers() {
         let src = "// k\n#include \"common.cuh\"\nint x;\n";
-        let t = emulator_source("kernels/k.cu", src, "kernels/common.cuh", "#pragma once\nint c;\n").unwrap();
-        assert!(t.contains("#line 1 \"kernels/common.cuh\"\n\nint c;"), "{t}");
+        let t = emulator_source(
+            "kernels/k.cu",
+            src,
+            "kernels/common.cuh",
+            "#pragma once\nint c;\n",
+        )
+        .unwrap();
+        assert!(
+            t.contains("#line 1 \"kernels/common.cuh\"\n\nint c;"),
+            "{t}"
+        );
         assert!(t.contains("#line 3 \"kernels/k.cu\"\nint x;"), "{t}");
         assert!(!t.contains("pragma once"));
     }

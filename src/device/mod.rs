@@ -24,6 +24,15 @@ use crate::error::{Error, Result};
 use cuda::CudaDevice;
 use std::sync::Arc;
 
+/// The error of `--device cuda-emu` in a build without the emulator.
+pub fn no_emulator() -> Error {
+    Error::Config(
+        "this rlnet was built without the CUDA emulator (cargo feature `emu`, on by default; it \
+         needs a C++17 compiler): rebuild with the default features to use --device cuda-emu"
+            .into(),
+    )
+}
+
 /// The compute device of a run.
 #[derive(Clone, Debug)]
 pub enum Device {
@@ -113,12 +122,7 @@ impl Device {
     /// The CUDA emulator: not in this build.
     #[cfg(not(feature = "emu"))]
     pub fn cuda_emu() -> Result<Device> {
-        Err(Error::Config(
-            "this rlnet was built without the CUDA emulator (cargo feature `emu`, on by \
-             default; it needs a C++17 compiler): rebuild with default features to use \
-             --device cuda-emu"
-                .into(),
-        ))
+        Err(no_emulator())
     }
 
     /// Resolves a `--device` request. An explicit `cuda` that cannot be honoured is an error,
@@ -144,7 +148,9 @@ impl Device {
             }
             DeviceRequest::CudaEmu => Ok(DeviceChoice {
                 device: Device::cuda_emu()?,
-                reason: "CUDA emulator: the GPU kernels on the CPU, requested with --device cuda-emu".into(),
+                reason:
+                    "CUDA emulator: the GPU kernels on the CPU, requested with --device cuda-emu"
+                        .into(),
             }),
         }
     }
@@ -163,6 +169,27 @@ impl Device {
         match self {
             Device::Cuda(d) => Some(d),
             Device::Cpu => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_emulator_is_never_chosen_automatically_and_its_absence_is_explained() {
+        assert!(!Device::auto().device.gpu().is_some_and(|d| d.is_emulated()));
+        let e = no_emulator().to_string();
+        assert!(
+            e.contains("without the CUDA emulator") && e.contains("--device cuda-emu"),
+            "{e}"
+        );
+        #[cfg(feature = "emu")]
+        {
+            let d = Device::from_request(DeviceRequest::CudaEmu).unwrap();
+            assert_eq!(d.device.name(), "cuda-emu");
+            assert!(d.reason.contains("emulator"));
         }
     }
 }

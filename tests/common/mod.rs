@@ -133,9 +133,8 @@ pub fn gpu() -> Option<Arc<CudaDevice>> {
             Some("emu") => emulated(),
             Some(other) => Err(format!("RLNET_TEST_DEVICE={other}: expected cuda or emu")),
             None if require_gpu => real(),
-            None => real().or_else(|gpu_why| {
-                emulated().map_err(|emu_why| format!("{gpu_why}; {emu_why}"))
-            }),
+            None => real()
+                .or_else(|gpu_why| emulated().map_err(|emu_why| format!("{gpu_why}; {emu_why}"))),
         }
     });
     match dev {

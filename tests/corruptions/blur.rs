@@ -219,7 +219,7 @@ fn gpu_blurs_match_the_cpu_bit_for_bit() {
         Corruption::ZoomBlur,
     ] {
         for s in Severity::ALL {
-            let mut out = dev.zeros::<u8>(n * 3072).unwrap();
+            let mut out = dev.alloc::<u8>(n * 3072).unwrap();
             let family = ImageKey::family_seed(harness::SEED, c, s);
             match c {
                 Corruption::GaussianBlur => gpu::gaussian_blur(&dev, s, &images, n, &mut out),
@@ -253,7 +253,7 @@ fn gpu_blurs_match_the_cpu_bit_for_bit() {
 fn gpu_launchers_check_buffer_sizes() {
     let Some(dev) = common::gpu() else { return };
     let images = dev.zeros::<u8>(3072).unwrap();
-    let mut out = dev.zeros::<u8>(3072).unwrap();
+    let mut out = dev.alloc::<u8>(3072).unwrap();
     let s = Severity::new(1).unwrap();
     assert!(gpu::gaussian_blur(&dev, s, &images, 2, &mut out).is_err());
     assert!(gpu::defocus_blur(&dev, s, &images, 2, &mut out).is_err());

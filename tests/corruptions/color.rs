@@ -50,7 +50,7 @@ fn run_gpu(c: Corruption, s: Severity, images: &[u8]) -> Vec<u8> {
     let dev = common::gpu().expect("checked by the caller");
     let n = images.len() / (3 * harness::PLANE.len());
     let d_in = dev.upload(images).unwrap();
-    let mut d_out = dev.zeros::<u8>(images.len()).unwrap();
+    let mut d_out = dev.alloc::<u8>(images.len()).unwrap();
     let launch = match c {
         Corruption::Brightness => corrupt_pixel::brightness,
         Corruption::Contrast => corrupt_pixel::contrast,

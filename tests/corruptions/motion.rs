@@ -4,8 +4,8 @@
 //! helper the snow, fog and frost tests share.
 
 use super::{common, harness};
-use rlnet::device::buffer::DeviceBuffer;
 use rlnet::corrupt::{self, motion, Corruption, Severity};
+use rlnet::device::buffer::DeviceBuffer;
 use rlnet::device::cuda::CudaDevice;
 use rlnet::device::launch::corrupt_weather as gpu;
 
@@ -97,7 +97,7 @@ pub(super) fn check_gpu(dev: &CudaDevice, c: Corruption, launch: Launcher, exact
             &res,
         )
         .unwrap();
-        let mut d_out = dev.zeros::<u8>(images.len()).unwrap();
+        let mut d_out = dev.alloc::<u8>(images.len()).unwrap();
         let seed = corrupt::ImageKey::family_seed(harness::SEED, c, s);
         launch(dev, s, &d_images, n, seed, first as u64, &mut d_out).unwrap();
         let got = dev.download(&d_out).unwrap();

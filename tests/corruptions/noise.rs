@@ -129,7 +129,7 @@ fn run_gpu(c: Corruption, s: Severity, images: &[u8], first: u64) -> Vec<u8> {
     let dev = common::gpu().expect("checked by the caller");
     let n = images.len() / (3 * harness::PLANE.len());
     let d_in = dev.upload(images).unwrap();
-    let mut d_out = dev.zeros::<u8>(images.len()).unwrap();
+    let mut d_out = dev.alloc::<u8>(images.len()).unwrap();
     let fam = ImageKey::family_seed(harness::SEED, c, s);
     corrupt_pixel::noise(&dev, c, s, &d_in, n, fam, first, &mut d_out).unwrap();
     dev.download(&d_out).unwrap()

@@ -42,7 +42,7 @@ fn gpu_pixelate_is_bit_identical_to_the_cpu() {
     let n = set.len();
     let d_in = dev.upload(&set.images).unwrap();
     for s in Severity::ALL {
-        let mut d_out = dev.zeros::<u8>(set.images.len()).unwrap();
+        let mut d_out = dev.alloc::<u8>(set.images.len()).unwrap();
         corrupt_pixel::pixelate(&dev, s, &d_in, n, &mut d_out).unwrap();
         let gpu = dev.download(&d_out).unwrap();
         let cpu = harness::run_cpu(Corruption::Pixelate, s, &set.images);

@@ -154,7 +154,7 @@ fn gpu_spatter_mud_matches_the_cpu() {
     let count = 64;
     let clean = harness::first_images(set, count);
     let images = dev.upload(&clean).unwrap();
-    let mut out = dev.zeros::<u8>(clean.len()).unwrap();
+    let mut out = dev.alloc::<u8>(clean.len()).unwrap();
     for s in Severity::ALL {
         let seed = ImageKey::family_seed(harness::SEED, Corruption::Spatter, s);
         let result = gpu::spatter(&dev, s, &images, count, seed, 0, &mut out);

@@ -71,7 +71,8 @@ impl Schedule {
             Schedule::Forward => {}
             Schedule::Reverse => v.reverse(),
             Schedule::Shuffled(seed) => {
-                let mut state = seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ round.rotate_left(32);
+                let mut state =
+                    seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ round.rotate_left(32);
                 for i in (1..n).rev() {
                     let j = (splitmix(&mut state) % (i as u64 + 1)) as usize;
                     v.swap(i, j);
@@ -188,7 +189,12 @@ impl Block {
                 if op.is_barrier() {
                     format!("waiting at __syncthreads ({})", op.site())
                 } else {
-                    format!("waiting at {} ({}, mask {:#010x})", op.name(), op.site(), op.mask)
+                    format!(
+                        "waiting at {} ({}, mask {:#010x})",
+                        op.name(),
+                        op.site(),
+                        op.mask
+                    )
                 }
             }
         }
@@ -236,7 +242,10 @@ impl Block {
             ));
         }
         if op.kind == kind::MMA_M16N8K8_TF32 && mask != u32::MAX {
-            return Err(format!("{}: mma.sync needs all 32 lanes of the warp", what()));
+            return Err(format!(
+                "{}: mma.sync needs all 32 lanes of the warp",
+                what()
+            ));
         }
         self.at_warp_op[warp] += 1;
         if self.at_warp_op[warp] < mask.count_ones() {

@@ -9,8 +9,10 @@
 use std::ffi::c_void;
 
 /// Bytes of guard zone on each side of an allocation (a multiple of 16: the allocation itself
-/// stays 16-byte aligned, as vector loads need).
-pub const GUARD: usize = 256;
+/// stays 16-byte aligned, as vector loads need). 4 KiB holds the overrun of a 1-D kernel that
+/// lost its bounds guard (at most one block of 256 threads writing 8-byte values past the end);
+/// a wilder write can reach the C heap's own bookkeeping, which tools/emu-asan.sh catches.
+pub const GUARD: usize = 4096;
 
 /// The byte poisoned memory holds.
 pub const POISON: u8 = 0xFF;
@@ -18,6 +20,35 @@ pub const POISON: u8 = 0xFF;
 extern "C" {
     fn malloc(size: usize) -> *mut c_void;
     fn free(p: *mut c_void);
+}
+
+// Under AddressSanitizer (tools/emu-asan.sh) the guard zones are poisoned, so that any access to
+// them, a read as much as a write, is reported by ASan at the faulting instruction.
+#[cfg(feature = "emu-asan")]
+extern "C" {
+    fn __asan_poison_memory_region(addr: *const c_void, size: usize);
+    fn __asan_unpoison_memory_region(addr: *const c_void, size: usize);
+}
+
+/// Marks the two guard zones of the allocation at `base` off limits (or back on, before they
+/// are read or freed) for AddressSanitizer; nothing without it.
+#[allow(unused_variables)]
+fn asan_guards(base: *mut u8, bytes: usize, poison: bool) {
+    #[cfg(feature = "emu-asan")]
+    // SAFETY: both zones lie inside the allocation at `base`.
+    unsafe {
+        let zones = [
+            base as *const c_void,
+            base.add(GUARD + bytes) as *const c_void,
+        ];
+        for z in zones {
+            if poison {
+                __asan_poison_memory_region(z, GUARD);
+            } else {
+                __asan_unpoison_memory_region(z, GUARD);
+            }
+        }
+    }
 }
 
 /// The guard pattern's byte at position `i` of a zone (varied, so that no simple fill matches).
@@ -58,6 +89,7 @@ impl EmuAlloc {
             }
             std::ptr::write_bytes(base.add(GUARD), fill, bytes);
         }
+        asan_guards(base, bytes, true);
         Ok(a)
     }
 
@@ -90,6 +122,13 @@ impl EmuAlloc {
     /// Describes damage to the guard zones: how many bytes before the start and after the end
     /// were overwritten, or None when both are intact.
     pub fn damage(&self) -> Option<String> {
+        asan_guards(self.base, self.bytes, false);
+        let damage = self.guard_damage();
+        asan_guards(self.base, self.bytes, true);
+        damage
+    }
+
+    fn guard_damage(&self) -> Option<String> {
         let zone = |start: *mut u8| -> Vec<usize> {
             (0..GUARD)
                 // SAFETY: both zones lie inside the allocation.
@@ -123,6 +162,7 @@ impl EmuAlloc {
 
 impl Drop for EmuAlloc {
     fn drop(&mut self) {
+        asan_guards(self.base, self.bytes, false);
         // SAFETY: allocated by malloc in `new`, freed once.
         unsafe { free(self.base as *mut c_void) }
     }
@@ -133,6 +173,10 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg_attr(
+        feature = "emu-asan",
+        ignore = "writes into a guard zone, which ASan reports"
+    )]
     fn fresh_memory_is_poisoned_and_guards_report_damage() {
         let mut a = EmuAlloc::new(10, POISON).unwrap();
         assert!(a.as_slice().iter().all(|&b| b == POISON));

@@ -19,7 +19,11 @@ fn tf32(bits: u32) -> f64 {
 
 /// D = A B + C of one `mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32`, from every lane's
 /// fragments (indexed by lane); returns every lane's D fragment.
-pub fn mma_m16n8k8_tf32(a: &[[u32; 4]; 32], b: &[[u32; 2]; 32], c: &[[f32; 4]; 32]) -> [[f32; 4]; 32] {
+pub fn mma_m16n8k8_tf32(
+    a: &[[u32; 4]; 32],
+    b: &[[u32; 2]; 32],
+    c: &[[f32; 4]; 32],
+) -> [[f32; 4]; 32] {
     let mut am = [[0f64; 8]; 16];
     let mut bm = [[0f64; 8]; 8];
     let mut cm = [[0f32; 8]; 16];
@@ -59,6 +63,8 @@ mod tests {
 
     /// Distributes matrices with the ISA's compact formulas (row = g + 8·(i & 1) for A, ...),
     /// a second spelling of the layout, and checks the product against a plain matmul.
+    // The loops index fragments by register number on purpose: that is the formula under test.
+    #[allow(clippy::needless_range_loop)]
     #[test]
     fn mma_matches_a_matmul_under_the_isa_layout() {
         let a_val = |i: usize, k: usize| ((i * 8 + k) % 13) as f32 * 0.25 - 1.5;
@@ -80,7 +86,8 @@ mod tests {
             let (g, t) = (lane >> 2, lane % 4);
             for i in 0..4 {
                 let (row, col) = (g + 8 * (i >> 1), 2 * t + (i & 1));
-                let want: f32 = (0..8).map(|k| a_val(row, k) * b_val(k, col)).sum::<f32>() + c_val(row, col);
+                let want: f32 =
+                    (0..8).map(|k| a_val(row, k) * b_val(k, col)).sum::<f32>() + c_val(row, col);
                 assert_eq!(d[lane][i], want, "lane {lane} d{i}");
             }
         }

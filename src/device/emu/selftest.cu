@@ -119,7 +119,7 @@ extern "C" __global__ void selftest_dynamic_shared(int count, float* out) {
     for (int i = threadIdx.x; i < count; i += blockDim.x) out[i] = buf[i];
 }
 
-// `rounds` barriers in a row (a benchmark of the emulator's switch cost).
+// `rounds` barriers in a row; every thread ends with 0 + 1 + ... + (rounds - 1).
 extern "C" __global__ void selftest_barriers(int rounds, int* out) {
     int v = 0;
     for (int r = 0; r < rounds; ++r) {

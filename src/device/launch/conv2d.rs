@@ -62,7 +62,12 @@ fn geometry(g: &ConvGeom) -> Result<[i32; 10]> {
 /// `buffers` followed by the geometry (and `extra` scalars).
 fn with_geometry<'a>(buffers: [Arg<'a>; 3], g: &ConvGeom, extra: &[i32]) -> Result<Vec<Arg<'a>>> {
     let mut args: Vec<Arg<'a>> = buffers.into();
-    args.extend(geometry(g)?.into_iter().chain(extra.iter().copied()).map(Arg::from));
+    args.extend(
+        geometry(g)?
+            .into_iter()
+            .chain(extra.iter().copied())
+            .map(Arg::from),
+    );
     Ok(args)
 }
 

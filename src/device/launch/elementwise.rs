@@ -90,12 +90,20 @@ pub fn add(
 }
 
 /// acc += v.
-pub fn accumulate(dev: &CudaDevice, acc: &mut DeviceBuffer<f32>, v: &DeviceBuffer<f32>) -> Result<()> {
+pub fn accumulate(
+    dev: &CudaDevice,
+    acc: &mut DeviceBuffer<f32>,
+    v: &DeviceBuffer<f32>,
+) -> Result<()> {
     let total = v.len();
     dev.launch(
         KernelId::ELEMENTWISE_ACCUMULATE,
         linear_grid(total),
-        &[Arg::write(acc, total), Arg::read(v, total), int(total)?.into()],
+        &[
+            Arg::write(acc, total),
+            Arg::read(v, total),
+            int(total)?.into(),
+        ],
     )
 }
 
@@ -110,7 +118,12 @@ pub fn scale(
     dev.launch(
         KernelId::ELEMENTWISE_SCALE,
         linear_grid(total),
-        &[Arg::read(x, total), alpha.into(), int(total)?.into(), Arg::write(y, total)],
+        &[
+            Arg::read(x, total),
+            alpha.into(),
+            int(total)?.into(),
+            Arg::write(y, total),
+        ],
     )
 }
 

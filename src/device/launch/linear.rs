@@ -27,7 +27,11 @@ pub struct LinearShape {
 
 impl LinearShape {
     fn ints(&self) -> Result<[Arg<'static>; 3]> {
-        Ok([int(self.n)?.into(), int(self.inp)?.into(), int(self.out)?.into()])
+        Ok([
+            int(self.n)?.into(),
+            int(self.inp)?.into(),
+            int(self.out)?.into(),
+        ])
     }
 }
 

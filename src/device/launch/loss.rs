@@ -21,7 +21,11 @@ fn per_row(n: usize) -> LaunchConfig {
 /// The number of rows of `len` logits of `k` classes.
 fn rows_of(op: &str, len: usize, k: usize) -> Result<usize> {
     if k == 0 || !len.is_multiple_of(k) {
-        return Err(Error::shape(op, format!("[n, {k}] logits"), format!("{len} values")));
+        return Err(Error::shape(
+            op,
+            format!("[n, {k}] logits"),
+            format!("{len} values"),
+        ));
     }
     Ok(len / k)
 }
@@ -72,7 +76,14 @@ pub fn cross_entropy(
             Arg::write(&mut row_loss, n),
         ],
     )?;
-    reduce_sum(dev, &row_loss, n, 1.0, if sum { 1.0 } else { n as f64 }, loss)
+    reduce_sum(
+        dev,
+        &row_loss,
+        n,
+        1.0,
+        if sum { 1.0 } else { n as f64 },
+        loss,
+    )
 }
 
 /// dz = (probs − onehot) · g (sum) or · g / n (mean).
