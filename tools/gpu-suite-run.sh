@@ -63,7 +63,7 @@ PY
 fi
 {
     echo "libnvrtc: ${nvrtc_dir:-not found};"
-    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1 || echo "nvidia-smi not found"
 } > "$out/env.txt"
 export LD_LIBRARY_PATH="${nvrtc_dir:+$nvrtc_dir:}${LD_LIBRARY_PATH:-}"
 export REQUIRE_GPU=1 REQUIRE_NVRTC=1 RLNET_TEST_DEVICE=cuda
