@@ -45,15 +45,6 @@ impl Elem {
         }
     }
 
-    /// Size in bytes.
-    pub fn size(self) -> usize {
-        match self {
-            Elem::U8 => 1,
-            Elem::F32 | Elem::U32 | Elem::I32 => 4,
-            Elem::F64 | Elem::U64 | Elem::I64 => 8,
-        }
-    }
-
     /// The Rust path of this variant, for generated code.
     pub fn rust_path(self) -> &'static str {
         match self {

@@ -1,7 +1,7 @@
-//! Which registry kernels the emulator has executed: in this process (`executed_kernels`), and
-//! across processes in the file named by `RLNET_EMU_COVERAGE` (one kernel name per line,
-//! appended on a kernel's first execution in each process), which tests/emu_coverage.rs checks
-//! after the whole suite ran so that CI fails when a kernel is executed by no test.
+//! Which registry kernels the emulator has executed, across processes: the file named by
+//! `RLNET_EMU_COVERAGE` gets one kernel name per line, appended on a kernel's first execution in
+//! each process, and tests/emu_coverage.rs checks it after the whole suite ran, so that CI fails
+//! when a kernel is executed by no test.
 
 use crate::device::kernels::{KernelId, KERNELS};
 use std::io::Write as _;
@@ -28,11 +28,4 @@ pub fn record(k: KernelId) {
             let _ = f.write_all(format!("{}\n", k.name()).as_bytes());
         }
     }
-}
-
-/// The registry kernels this process has executed on the emulator.
-pub fn executed_kernels() -> Vec<KernelId> {
-    KernelId::all()
-        .filter(|k| flags()[k.0].load(Ordering::Relaxed))
-        .collect()
 }

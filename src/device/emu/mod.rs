@@ -30,7 +30,6 @@ mod ptx;
 pub mod selftest;
 
 pub use block::Schedule;
-pub use coverage::executed_kernels;
 pub(crate) use memory::{EmuAlloc, POISON};
 
 use super::kernels::{KernelId, KernelSig, FILES};
