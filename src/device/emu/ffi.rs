@@ -111,12 +111,13 @@ impl RlemuOp {
         self.kind == kind::BARRIER
     }
 
-    /// The same collective: kind, place and mask.
+    /// The same collective: kind and mask, and for shuffles, votes and mma the same call in the
+    /// source (CUDA: the lanes a mask names "must execute the same intrinsic with the same
+    /// mask"); `__syncwarp` calls at different places correspond, as on sm_70 and later.
     pub fn same_collective(&self, other: &RlemuOp) -> bool {
         self.kind == other.kind
-            && self.line == other.line
-            && self.file == other.file
             && self.mask == other.mask
+            && (self.kind == kind::SYNCWARP || (self.line == other.line && self.file == other.file))
     }
 }
 

@@ -128,3 +128,17 @@ extern "C" __global__ void selftest_barriers(int rounds, int* out) {
     }
     out[blockIdx.x * blockDim.x + threadIdx.x] = v;
 }
+
+// Lanes write a shared slot, meet at __syncwarp (even and odd lanes at two different calls,
+// which correspond), then read their neighbour's slot: out[t] = t ^ 1.
+extern "C" __global__ void selftest_syncwarp(int* out) {
+    __shared__ int s[32];
+    const int lane = threadIdx.x;
+    s[lane] = lane;
+    if (lane & 1) {
+        __syncwarp();
+    } else {
+        __syncwarp(0xffffffffu);
+    }
+    out[lane] = s[lane ^ 1];
+}

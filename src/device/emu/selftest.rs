@@ -160,6 +160,18 @@ mod tests {
     }
 
     #[test]
+    fn syncwarp_calls_at_different_places_correspond() {
+        for s in SCHEDULES {
+            let out = buffer(&[0i32; 32]);
+            emu(s)
+                .launch_selftest("selftest_syncwarp", (1, 1, 1), (32, 1, 1), 0, &[ptr(&out)])
+                .unwrap();
+            let want: Vec<i32> = (0..32).map(|l| l ^ 1).collect();
+            assert_eq!(read::<i32>(&out), want, "{s:?}");
+        }
+    }
+
+    #[test]
     fn mma_computes_a_b_plus_c() {
         let a: Vec<f32> = (0..128).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
         let b: Vec<f32> = (0..64).map(|i| ((i * 5) % 9) as f32 * 0.5).collect();
