@@ -12,7 +12,6 @@ use crate::tensor::Tensor;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -35,18 +34,6 @@ pub struct Checkpoint {
     pub path: PathBuf,
     pub meta: CheckpointMeta,
     tensors: HashMap<String, Tensor>,
-}
-
-/// Writes `bytes` to `path` through `path.tmp` + fsync + rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-    f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 /// Saves a model (and optionally its optimiser state) with the given header.
@@ -115,7 +102,7 @@ pub fn save_with(
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    write_atomic(path, &bytes)
+    crate::files::write_atomic(path, &bytes)
 }
 
 /// Reads a checkpoint; a file that is not a complete rlnet safetensors file is an error that

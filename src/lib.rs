@@ -1,11 +1,22 @@
 //! rlnet: robust linearized networks (RLNet, Sarkar, Kundu & Beerel 2024) for private inference.
 //!
-//! Layers, top to bottom (a layer only uses the ones below it):
-//! `cli` → `train`, `eval`, `search` → `nn` → `autograd` → `ops` → `device`/`tensor`,
-//! with `data`, `robust`, `checkpoint` and `report` beside the column.
+//! Layers, top to bottom (a layer only uses the ones below it; tests/layering.rs checks that no
+//! two modules import each other, directly or around a circle):
+//!
+//! - `cli` (commands) → `train` (the three stages and the baselines), `bench`, `report`
+//! - `eval` (clean, PGD and corruption accuracy), `search` (budgets, masks), `robust` (PGD)
+//! - `nn` (ResNet18, WRN-22-8), `checkpoint`
+//! - `ops` (one folder per op family: CPU reference, CUDA launchers, device dispatch, graph
+//!   node), `optim` (SGD, Adam, with their launchers)
+//! - `autograd` (the tape and the parameter store, knowing no op)
+//! - `tensor` → `device` (the CPU or the CUDA device: GPU or emulator; all cudarc calls)
+//!
+//! Beside the column: `data` (datasets, CPU batches), `augmix`, `batches` (batches assembled on
+//! the GPU), `corrupt` (the 19 corruptions), `files`, `geom`, `rng`, `error`.
 
 pub mod augmix;
 pub mod autograd;
+pub mod batches;
 pub mod bench;
 pub mod checkpoint;
 pub mod cli;
@@ -14,6 +25,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod files;
 pub mod geom;
 pub mod nn;
 pub mod ops;

@@ -1,9 +1,14 @@
 //! Dense f32 tensors. Shapes are row-major (NCHW for images, OIHW for conv weights).
 //!
 //! Storage is an enum with one variant per device: a plain `Vec<f32>` that the CPU reference
-//! ops read and write directly, or GPU memory that the CUDA launchers use.
+//! ops read and write directly, or GPU memory that the CUDA launchers use. The one arithmetic
+//! the tape itself needs, accumulating gradients (`add_assign`), lives here too, so that the
+//! tape (autograd) depends on no op.
 
+use crate::device::args::Arg;
 use crate::device::buffer::DeviceBuffer;
+use crate::device::cuda::CudaDevice;
+use crate::device::kernels::KernelId;
 use crate::device::Device;
 use crate::error::{Error, Result};
 
@@ -116,6 +121,53 @@ impl Tensor {
         match &mut self.storage {
             Storage::Cuda(s) => s,
             Storage::Cpu(_) => panic!("Tensor::gpu_mut on a CPU tensor"),
+        }
+    }
+
+    /// A GPU tensor of `shape` for a kernel to write in full: no zeroing pass (the emulator
+    /// poisons it, so a kernel that leaves part of it unwritten fails the parity tests).
+    pub fn uninit_gpu(d: &CudaDevice, shape: &[usize]) -> Result<Tensor> {
+        Ok(Tensor::from_gpu(shape, d.alloc(shape.iter().product())?))
+    }
+
+    /// Zeros of `shape` on `device` (state that accumulates, such as optimiser moments).
+    pub fn zeros_on(device: &Device, shape: &[usize]) -> Result<Tensor> {
+        match device {
+            Device::Cpu => Ok(Tensor::zeros(shape)),
+            Device::Cuda(d) => Ok(Tensor::from_gpu(shape, d.zeros(shape.iter().product())?)),
+        }
+    }
+
+    /// self += v, on the device both live on (`device` runs the kernel when they are on the
+    /// GPU): the tape's gradient accumulation.
+    pub fn add_assign(&mut self, v: &Tensor, device: &Device) -> Result<()> {
+        if self.numel() != v.numel() {
+            return Err(Error::shape(
+                "Tensor::add_assign",
+                format!("{} values", self.numel()),
+                v.numel(),
+            ));
+        }
+        match (&mut self.storage, &v.storage, device) {
+            (Storage::Cpu(a), Storage::Cpu(b), _) => {
+                a.iter_mut().zip(b).for_each(|(a, &b)| *a += b);
+                Ok(())
+            }
+            (Storage::Cuda(a), Storage::Cuda(b), Device::Cuda(d)) => {
+                let n = b.len();
+                d.launch(
+                    KernelId::ELEMENTWISE_ACCUMULATE,
+                    crate::device::launch_1d(n),
+                    &[
+                        Arg::write(a, n),
+                        Arg::read(b, n),
+                        crate::device::int(n)?.into(),
+                    ],
+                )
+            }
+            _ => Err(Error::Config(
+                "Tensor::add_assign: the two tensors are on different devices".into(),
+            )),
         }
     }
 

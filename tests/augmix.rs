@@ -8,7 +8,8 @@ mod common;
 use rlnet::augmix::draws::ImageDraws;
 use rlnet::augmix::ops::{self, Op, Param};
 use rlnet::augmix::{self, apply_plan, augment_and_mix, augmix_batch, AugMixConfig, Plan};
-use rlnet::data::batch::{crop_flip_u8, make_batch, CropFlip, GpuImages};
+use rlnet::batches::GpuImages;
+use rlnet::data::batch::{crop_flip_u8, make_batch, CropFlip};
 use rlnet::data::ImageSet;
 use std::path::PathBuf;
 

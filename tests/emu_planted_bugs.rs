@@ -10,10 +10,10 @@ use rlnet::device::buffer::DeviceBuffer;
 use rlnet::device::cuda::CudaDevice;
 use rlnet::device::emu::{EmuConfig, Schedule};
 use rlnet::device::kernels::KernelId;
-use rlnet::device::launch::conv2d::{self as gconv, ConvVersion};
-use rlnet::device::launch::elementwise as gel;
 use rlnet::geom::ConvGeom;
 use rlnet::ops::conv;
+use rlnet::ops::conv::cuda::{self as gconv, ConvVersion};
+use rlnet::ops::elementwise::cuda as gel;
 use rlnet::rng::Stream;
 use std::sync::Arc;
 
@@ -50,7 +50,7 @@ const GEOM: ConvGeom = ConvGeom {
 fn conv_forward_error(dev: &CudaDevice, v: ConvVersion, g: &ConvGeom) -> f64 {
     let (x, w) = (randn(g.x_len(), 1), randn(g.w_len(), 2));
     let mut want = vec![0f32; g.y_len()];
-    conv::forward(g, &x, &w, &mut want);
+    conv::cpu::forward(g, &x, &w, &mut want);
     let (xg, wg) = (dev.upload(&x).unwrap(), dev.upload(&w).unwrap());
     let mut yg = dev.alloc::<f32>(g.y_len()).unwrap();
     if gconv::forward(dev, g, &xg, &wg, &mut yg, v).is_err() {
@@ -206,7 +206,7 @@ fn swapped_launcher_arguments_are_caught() {
     // Swapped whole (each length travels with its buffer) and h and w swapped: the types and
     // lengths agree, so only parity can tell (7x9 is not square).
     let mut want = vec![0f32; g.y_len()];
-    conv::forward(&g, &x, &w, &mut want);
+    conv::cpu::forward(&g, &x, &w, &mut want);
     for (swap_buffers, swap_hw) in [(true, false), (false, true)] {
         let (first, second) = if swap_buffers {
             (Arg::read(&wg, g.w_len()), Arg::read(&xg, g.x_len()))

@@ -29,14 +29,14 @@ fn conv_case(case: &str, stride: usize, pad: usize) {
         load_f32(case, "dy"),
     );
     let mut y = vec![0f32; g.y_len()];
-    conv::forward(&g, &x, &w, &mut y);
+    conv::cpu::forward(&g, &x, &w, &mut y);
     // f32 sums of at most 36 products of O(1) values: 1e-5 absolute is ample.
     assert_close(&format!("{case} y"), &y, &load(case, "y"), 1e-5, 1e-5);
     let mut dx = vec![0f32; g.x_len()];
-    conv::backward_data(&g, &w, &dy, &mut dx);
+    conv::cpu::backward_data(&g, &w, &dy, &mut dx);
     assert_close(&format!("{case} dx"), &dx, &load(case, "dx"), 1e-5, 1e-5);
     let mut dw = vec![0f32; g.w_len()];
-    conv::backward_weight(&g, &x, &dy, &mut dw);
+    conv::cpu::backward_weight(&g, &x, &dy, &mut dw);
     assert_close(&format!("{case} dw"), &dw, &load(case, "dw"), 1e-4, 1e-5);
 }
 
@@ -69,13 +69,13 @@ fn bn_case(case: &str, train: bool, relu: bool, residual: bool) {
         mask: Some(&mask),
     };
     let (mean, invstd, var_unbiased) = if train {
-        let s = bn_act::batch_stats(&g, &x, BN_EPS);
+        let s = bn_act::cpu::batch_stats(&g, &x, BN_EPS);
         (s.mean, s.invstd, Some(s.var_unbiased))
     } else {
-        (rm.clone(), bn_act::eval_invstd(&rv, BN_EPS), None)
+        (rm.clone(), bn_act::cpu::eval_invstd(&rv, BN_EPS), None)
     };
     let mut y = vec![0f32; g.len()];
-    bn_act::forward(
+    bn_act::cpu::forward(
         &g,
         &x,
         &mean,
@@ -96,7 +96,7 @@ fn bn_case(case: &str, train: bool, relu: bool, residual: bool) {
         dbeta: Some(&mut dbeta),
         dr: residual.then_some(&mut dr[..]),
     };
-    bn_act::backward(&g, &x, &y, &mean, &invstd, &gamma, act, train, &dy, grads);
+    bn_act::cpu::backward(&g, &x, &y, &mean, &invstd, &gamma, act, train, &dy, grads);
     assert_close(&format!("{case} dx"), &dx, &load(case, "dx"), 1e-5, 1e-4);
     assert_close(
         &format!("{case} dgamma"),
@@ -117,8 +117,8 @@ fn bn_case(case: &str, train: bool, relu: bool, residual: bool) {
     }
     let (mut rm2, mut rv2) = (rm.clone(), rv.clone());
     if let Some(vu) = var_unbiased {
-        bn_act::update_running(&mut rm2, &mean, BN_MOMENTUM);
-        bn_act::update_running(&mut rv2, &vu, BN_MOMENTUM);
+        bn_act::cpu::update_running(&mut rm2, &mean, BN_MOMENTUM);
+        bn_act::cpu::update_running(&mut rv2, &vu, BN_MOMENTUM);
     }
     assert_close(
         &format!("{case} running_mean"),
@@ -157,13 +157,13 @@ fn linear_matches_pytorch() {
         load_f32(c, "dy"),
     );
     let mut y = vec![0f32; n * out];
-    linear::forward(&x, &w, &b, n, inp, out, &mut y);
+    linear::cpu::forward(&x, &w, &b, n, inp, out, &mut y);
     assert_close("linear y", &y, &load(c, "y"), 1e-6, 1e-5);
     let mut dx = vec![0f32; n * inp];
-    linear::backward_data(&w, &dy, n, inp, out, &mut dx);
+    linear::cpu::backward_data(&w, &dy, n, inp, out, &mut dx);
     assert_close("linear dx", &dx, &load(c, "dx"), 1e-6, 1e-5);
     let (mut dw, mut db) = (vec![0f32; out * inp], vec![0f32; out]);
-    linear::backward_params(&x, &dy, n, inp, out, &mut dw, &mut db);
+    linear::cpu::backward_params(&x, &dy, n, inp, out, &mut dw, &mut db);
     assert_close("linear dw", &dw, &load(c, "dw"), 1e-6, 1e-5);
     assert_close("linear db", &db, &load(c, "db"), 1e-6, 1e-5);
 }
@@ -178,10 +178,10 @@ fn cross_entropy_matches_pytorch() {
         (false, "loss_mean", "dlogits_mean"),
         (true, "loss_sum", "dlogits_sum"),
     ] {
-        let (l, probs) = loss::cross_entropy(&z, &labels, k, sum);
+        let (l, probs) = loss::cpu::cross_entropy(&z, &labels, k, sum);
         assert_close(loss_name, &[l], &load(c, loss_name), 1e-5, 1e-6);
         let mut dz = vec![0f32; z.len()];
-        loss::cross_entropy_backward(&probs, &labels, k, sum, 1.0, &mut dz);
+        loss::cpu::cross_entropy_backward(&probs, &labels, k, sum, 1.0, &mut dz);
         assert_close(grad_name, &dz, &load(c, grad_name), 1e-6, 1e-5);
     }
 }
@@ -190,10 +190,10 @@ fn cross_entropy_matches_pytorch() {
 fn kl_matches_pytorch() {
     let c = "kl_t4";
     let (s, t) = (load_f32(c, "s"), load_f32(c, "t"));
-    let (l, ps, pt) = loss::kl_div(&s, &t, 10, 4.0);
+    let (l, ps, pt) = loss::cpu::kl_div(&s, &t, 10, 4.0);
     assert_close("kl loss", &[l], &load(c, "loss"), 1e-5, 1e-5);
     let mut ds = vec![0f32; s.len()];
-    loss::kl_div_backward(&ps, &pt, 10, 4.0, 1.0, &mut ds);
+    loss::cpu::kl_div_backward(&ps, &pt, 10, 4.0, 1.0, &mut ds);
     assert_close("kl ds", &ds, &load(c, "ds"), 1e-6, 1e-5);
 }
 
@@ -203,11 +203,11 @@ fn attention_transfer_matches_pytorch() {
     let sh = shape(c, "fs");
     let (n, ch, hw) = (sh[0], sh[1], sh[2] * sh[3]);
     let (fs, ft) = (load_f32(c, "fs"), load_f32(c, "ft"));
-    let (at, _) = loss::attention_map(&ft, n, ch, hw);
-    let (l, a, norms) = loss::attention(&fs, &at, n, ch, hw);
+    let (at, _) = loss::cpu::attention_map(&ft, n, ch, hw);
+    let (l, a, norms) = loss::cpu::attention(&fs, &at, n, ch, hw);
     assert_close("at loss", &[l], &load(c, "loss"), 1e-7, 1e-5);
     let mut d = vec![0f32; fs.len()];
-    loss::attention_backward(&fs, &a, &norms, &at, n, ch, hw, 1.0, &mut d);
+    loss::cpu::attention_backward(&fs, &a, &norms, &at, n, ch, hw, 1.0, &mut d);
     assert_close("at dfs", &d, &load(c, "dfs"), 1e-7, 1e-4);
 }
 
@@ -217,7 +217,7 @@ fn jsd_matches_pytorch() {
     let k = shape(c, "zc")[1];
     let z = [load_f32(c, "zc"), load_f32(c, "z1"), load_f32(c, "z2")];
     let want = [load(c, "dzc"), load(c, "dz1"), load(c, "dz2")];
-    let l = loss::jsd([&z[0][..], &z[1], &z[2]], k);
+    let l = loss::cpu::jsd([&z[0][..], &z[1], &z[2]], k);
     assert_close("jsd loss", &[l], &load(c, "loss"), 1e-6, 1e-5);
     let mut d = [
         vec![0f32; z[0].len()],
@@ -225,7 +225,7 @@ fn jsd_matches_pytorch() {
         vec![0f32; z[0].len()],
     ];
     let [d0, d1, d2] = &mut d;
-    loss::jsd_backward([&z[0][..], &z[1], &z[2]], k, 1.0, [d0, d1, d2]);
+    loss::cpu::jsd_backward([&z[0][..], &z[1], &z[2]], k, 1.0, [d0, d1, d2]);
     for (i, name) in ["dzc", "dz1", "dz2"].iter().enumerate() {
         assert_close(&format!("jsd {name}"), &d[i], &want[i], 1e-7, 1e-4);
         // Row 0, class 3 is where M is clamped (make_golden.py): its gradient is ~1e-13, under
@@ -275,14 +275,14 @@ fn soft_relu_matches_pytorch() {
     let (z, alpha, dy) = (load_f32(c, "z"), load_f32(c, "alpha"), load_f32(c, "dy"));
     // One rounding per value in f32 against float64: 1e-6 relative covers it.
     let mut y = vec![0f32; z.len()];
-    soft_relu::forward(&z, &alpha, &mut y);
+    soft_relu::cpu::forward(&z, &alpha, &mut y);
     assert_close("soft_relu y", &y, &load(c, "y"), 1e-7, 1e-6);
     let mut dz = vec![0f32; z.len()];
-    soft_relu::backward_input(&z, &alpha, &dy, &mut dz);
+    soft_relu::cpu::backward_input(&z, &alpha, &dy, &mut dz);
     assert_close("soft_relu dz", &dz, &load(c, "dz"), 1e-7, 1e-6);
     // Sums of 4 products: 1e-6 absolute on O(1) values.
     let mut da = vec![0f32; alpha.len()];
-    soft_relu::backward_alpha(&z, &dy, &mut da);
+    soft_relu::cpu::backward_alpha(&z, &dy, &mut da);
     assert_close("soft_relu dalpha", &da, &load(c, "dalpha"), 1e-6, 1e-6);
 
     // The graph op end to end, α a leaf that wants its gradient. The graph needs a scalar
@@ -299,11 +299,11 @@ fn soft_relu_matches_pytorch() {
     let pooled = g.avg_pool(yv);
     let l = g.cross_entropy(pooled, &labels, false);
     let grads = g.backward(l);
-    let (_, probs) = loss::cross_entropy(&y, &labels, len, false);
+    let (_, probs) = loss::cpu::cross_entropy(&y, &labels, len, false);
     let mut up = vec![0f32; z.len()];
-    loss::cross_entropy_backward(&probs, &labels, len, false, 1.0, &mut up);
-    soft_relu::backward_input(&z, &alpha, &up, &mut dz);
-    soft_relu::backward_alpha(&z, &up, &mut da);
+    loss::cpu::cross_entropy_backward(&probs, &labels, len, false, 1.0, &mut up);
+    soft_relu::cpu::backward_input(&z, &alpha, &up, &mut dz);
+    soft_relu::cpu::backward_alpha(&z, &up, &mut da);
     let got_dz = grads.input(zv).unwrap().data();
     assert_close("graph soft_relu dz", got_dz, &dz, 0.0, 0.0);
     let got_da = grads.input(av).unwrap().data();
@@ -419,7 +419,7 @@ fn network_case(case: &str, arch: Arch, width: f32, wrn: (usize, usize)) {
     assert!(checked > 20, "only {checked} gradients compared");
     let updates = g.take_stat_updates();
     drop(g);
-    model.store.apply_stat_updates(&updates);
+    bn_act::apply_stat_updates(&mut model.store, &updates).unwrap();
     for e in model.store.entries() {
         let file = common::fixture_dir(case).join(format!("running_after__{}.npy", e.name));
         if file.exists() {

@@ -5,19 +5,22 @@
 mod common;
 
 use common::{assert_close, gpu};
+use rlnet::batches::cuda as gaug;
 use rlnet::data::batch::{make_batch, CropFlip};
 use rlnet::data::ImageSet;
+use rlnet::data::ImageShape;
 use rlnet::device::buffer::DeviceBuffer;
 use rlnet::device::cuda::CudaDevice;
-use rlnet::device::launch::augment::{self as gaug, ImageShape};
-use rlnet::device::launch::bn_act::{self as gbn, BnGradsGpu, BnParams};
-use rlnet::device::launch::conv2d::{self as gconv, ConvVersion};
-use rlnet::device::launch::linear::{self as glin, LinearShape};
-use rlnet::device::launch::loss::{self as gloss, AtShape};
-use rlnet::device::launch::{elementwise as gel, optim as gopt, pgd as gpgd, soft_relu as gsr};
 use rlnet::geom::{BnGeom, ConvGeom};
+use rlnet::ops::bn_act::cuda::{self as gbn, BnGradsGpu, BnParams};
 use rlnet::ops::bn_act::{self, Activation, BnGrads, BN_EPS, BN_MOMENTUM};
+use rlnet::ops::conv::cuda::{self as gconv, ConvVersion};
+use rlnet::ops::linear::cuda::{self as glin, LinearShape};
+use rlnet::ops::loss::cuda::{self as gloss, AtShape};
+use rlnet::ops::pool::cuda as gpool;
 use rlnet::ops::{conv, elementwise, linear, loss, pgd, pool, soft_relu};
+use rlnet::ops::{elementwise::cuda as gel, pgd::cuda as gpgd, soft_relu::cuda as gsr};
+use rlnet::optim::cuda as gopt;
 use rlnet::optim::SgdConfig;
 use rlnet::rng::Stream;
 
@@ -65,11 +68,11 @@ fn conv2d_matches_cpu() {
             randn(g.y_len(), 20 + i as u64),
         );
         let mut y = vec![0f32; g.y_len()];
-        conv::forward(&g, &x, &wt, &mut y);
+        conv::cpu::forward(&g, &x, &wt, &mut y);
         let mut dx = vec![0f32; g.x_len()];
-        conv::backward_data(&g, &wt, &dy, &mut dx);
+        conv::cpu::backward_data(&g, &wt, &dy, &mut dx);
         let mut dw = vec![0f32; g.w_len()];
-        conv::backward_weight(&g, &x, &dy, &mut dw);
+        conv::cpu::backward_weight(&g, &x, &dy, &mut dw);
         for v in [ConvVersion::V1, ConvVersion::V2] {
             // v1 is f32 with another summation order; v2 rounds inputs to TF32 (10-bit mantissa).
             let (atol, rtol) = if v == ConvVersion::V1 {
@@ -131,7 +134,7 @@ fn bn_act_matches_cpu() {
     ] {
         let label = format!("bn_act train={train} relu={relu} mask={use_mask} residual={residual}");
         let (mean, invstd) = if train {
-            let s = bn_act::batch_stats(&g, &x, BN_EPS);
+            let s = bn_act::cpu::batch_stats(&g, &x, BN_EPS);
             let (mut mg, mut ig, mut vg) = (
                 d.alloc(g.c).unwrap(),
                 d.alloc(g.c).unwrap(),
@@ -160,7 +163,7 @@ fn bn_act_matches_cpu() {
         } else {
             (
                 running_mean.clone(),
-                bn_act::eval_invstd(&running_var, BN_EPS),
+                bn_act::cpu::eval_invstd(&running_var, BN_EPS),
             )
         };
         let act = Activation {
@@ -169,7 +172,7 @@ fn bn_act_matches_cpu() {
         };
         let res = residual.then_some(&r[..]);
         let mut y = vec![0f32; g.len()];
-        bn_act::forward(&g, &x, &mean, &invstd, &gamma, &beta, res, act, &mut y);
+        bn_act::cpu::forward(&g, &x, &mean, &invstd, &gamma, &beta, res, act, &mut y);
         let (mut dx, mut dgamma, mut dbeta, mut dr) = (
             vec![0f32; g.len()],
             vec![0f32; g.c],
@@ -182,7 +185,7 @@ fn bn_act_matches_cpu() {
             dbeta: Some(&mut dbeta),
             dr: residual.then_some(&mut dr[..]),
         };
-        bn_act::backward(&g, &x, &y, &mean, &invstd, &gamma, act, train, &dy, grads);
+        bn_act::cpu::backward(&g, &x, &y, &mean, &invstd, &gamma, act, train, &dy, grads);
 
         let (xg, yg0, dyg, rg, maskg) = (
             up(&d, &x),
@@ -255,8 +258,8 @@ fn bn_act_matches_cpu() {
         BN_MOMENTUM,
     )
     .unwrap();
-    bn_act::update_running(&mut rm, &bm, BN_MOMENTUM);
-    bn_act::update_running(&mut rv, &bv, BN_MOMENTUM);
+    bn_act::cpu::update_running(&mut rm, &bm, BN_MOMENTUM);
+    bn_act::cpu::update_running(&mut rv, &bv, BN_MOMENTUM);
     assert_close("running mean", &down(&d, &rmg), &rm, 0.0, 0.0);
     assert_close("running var", &down(&d, &rvg), &rv, 0.0, 0.0);
 }
@@ -268,7 +271,7 @@ fn elementwise_and_pool_match_cpu_exactly() {
     let x = randn(n * c * hw, 1);
     let (scale, shift) = (randn(c, 2), randn(c, 3));
     let mut y = vec![0f32; x.len()];
-    elementwise::channel_affine(&x, &scale, &shift, hw, &mut y);
+    elementwise::cpu::channel_affine(&x, &scale, &shift, hw, &mut y);
     let mut yg = d.alloc::<f32>(x.len()).unwrap();
     gel::channel_affine(
         &d,
@@ -281,20 +284,34 @@ fn elementwise_and_pool_match_cpu_exactly() {
     .unwrap();
     assert_close("channel_affine", &down(&d, &yg), &y, 0.0, 0.0);
     let mut dx = vec![0f32; x.len()];
-    elementwise::channel_affine_backward(&y, &scale, hw, &mut dx);
+    elementwise::cpu::channel_affine_backward(&y, &scale, hw, &mut dx);
     let mut dxg = d.alloc::<f32>(x.len()).unwrap();
     gel::channel_affine_backward(&d, &yg, &up(&d, &scale), hw, &mut dxg).unwrap();
     assert_close("channel_affine_backward", &down(&d, &dxg), &dx, 0.0, 0.0);
 
     let b = randn(x.len(), 4);
     let mut sum = x.clone();
-    elementwise::add_assign(&mut sum, &b);
+    elementwise::cpu::add_assign(&mut sum, &b);
     let mut outg = d.alloc::<f32>(x.len()).unwrap();
     gel::add(&d, &up(&d, &x), &up(&d, &b), &mut outg).unwrap();
     assert_close("add", &down(&d, &outg), &sum, 0.0, 0.0);
-    let mut accg = up(&d, &x);
-    gel::accumulate(&d, &mut accg, &up(&d, &b)).unwrap();
-    assert_close("accumulate", &down(&d, &accg), &sum, 0.0, 0.0);
+    // The tape's gradient accumulation (Tensor::add_assign) runs elementwise_accumulate.
+    let device = rlnet::device::Device::Cuda(d.clone());
+    let on_gpu = |v: &[f32]| {
+        rlnet::tensor::Tensor::from_vec(&[v.len()], v.to_vec())
+            .unwrap()
+            .into_device(&device)
+            .unwrap()
+    };
+    let mut accg = on_gpu(&x);
+    accg.add_assign(&on_gpu(&b), &device).unwrap();
+    assert_close(
+        "accumulate",
+        &accg.to_host().unwrap().into_vec(),
+        &sum,
+        0.0,
+        0.0,
+    );
     gel::scale(&d, &up(&d, &x), 0.3, &mut outg).unwrap();
     assert_close(
         "scale",
@@ -309,7 +326,7 @@ fn elementwise_and_pool_match_cpu_exactly() {
     // The mask statistic: acc [c*hw] += Σ over the n samples of |x − b|.
     let start = randn(c * hw, 5);
     let mut acc = start.clone();
-    elementwise::abs_diff_accumulate(&mut acc, &x, &b);
+    elementwise::cpu::abs_diff_accumulate(&mut acc, &x, &b);
     let mut accg = up(&d, &start);
     gel::abs_diff_accumulate(&d, &mut accg, &up(&d, &x), &up(&d, &b)).unwrap();
     assert_close("abs_diff_accumulate", &down(&d, &accg), &acc, 0.0, 0.0);
@@ -317,14 +334,14 @@ fn elementwise_and_pool_match_cpu_exactly() {
 
     let planes = n * c;
     let mut p = vec![0f32; planes];
-    pool::forward(&x, planes, hw, &mut p);
+    pool::cpu::forward(&x, planes, hw, &mut p);
     let mut pg = d.alloc::<f32>(planes).unwrap();
-    gel::avg_pool(&d, &up(&d, &x), planes, hw, &mut pg).unwrap();
+    gpool::avg_pool(&d, &up(&d, &x), planes, hw, &mut pg).unwrap();
     assert_close("avg_pool", &down(&d, &pg), &p, 0.0, 0.0);
     let mut pdx = vec![0f32; x.len()];
-    pool::backward(&p, planes, hw, &mut pdx);
+    pool::cpu::backward(&p, planes, hw, &mut pdx);
     let mut pdxg = d.alloc::<f32>(x.len()).unwrap();
-    gel::avg_pool_backward(&d, &pg, planes, hw, &mut pdxg).unwrap();
+    gpool::avg_pool_backward(&d, &pg, planes, hw, &mut pdxg).unwrap();
     assert_close("avg_pool_backward", &down(&d, &pdxg), &pdx, 0.0, 0.0);
 }
 
@@ -343,17 +360,17 @@ fn linear_matches_cpu() {
         randn(s.n * s.out, 4),
     );
     let mut y = vec![0f32; s.n * s.out];
-    linear::forward(&x, &w, &bias, s.n, s.inp, s.out, &mut y);
+    linear::cpu::forward(&x, &w, &bias, s.n, s.inp, s.out, &mut y);
     let mut yg = d.alloc::<f32>(y.len()).unwrap();
     glin::forward(&d, s, &up(&d, &x), &up(&d, &w), &up(&d, &bias), &mut yg).unwrap();
     assert_close("linear y", &down(&d, &yg), &y, 1e-5, 1e-5);
     let mut dx = vec![0f32; x.len()];
-    linear::backward_data(&w, &dy, s.n, s.inp, s.out, &mut dx);
+    linear::cpu::backward_data(&w, &dy, s.n, s.inp, s.out, &mut dx);
     let mut dxg = d.alloc::<f32>(x.len()).unwrap();
     glin::backward_data(&d, s, &up(&d, &w), &up(&d, &dy), &mut dxg).unwrap();
     assert_close("linear dx", &down(&d, &dxg), &dx, 1e-5, 1e-5);
     let (mut dw, mut db) = (vec![0f32; w.len()], vec![0f32; s.out]);
-    linear::backward_params(&x, &dy, s.n, s.inp, s.out, &mut dw, &mut db);
+    linear::cpu::backward_params(&x, &dy, s.n, s.inp, s.out, &mut dw, &mut db);
     let (mut dwg, mut dbg) = (
         d.alloc::<f32>(w.len()).unwrap(),
         d.alloc::<f32>(s.out).unwrap(),
@@ -371,19 +388,19 @@ fn losses_match_cpu() {
     let labels: Vec<u32> = (0..n as u32).map(|i| (i * 7) % k as u32).collect();
     let lg = d.upload(&labels).unwrap();
     for sum in [false, true] {
-        let (l, probs) = loss::cross_entropy(&z, &labels, k, sum);
+        let (l, probs) = loss::cpu::cross_entropy(&z, &labels, k, sum);
         let (mut pg, mut lossg) = (d.alloc::<f32>(n * k).unwrap(), d.alloc::<f32>(1).unwrap());
         gloss::cross_entropy(&d, &up(&d, &z), &lg, k, sum, &mut pg, &mut lossg).unwrap();
         assert_close("ce loss", &down(&d, &lossg), &[l], 1e-5, 1e-5);
         assert_close("ce probs", &down(&d, &pg), &probs, 1e-6, 1e-5);
         let mut dz = vec![0f32; n * k];
-        loss::cross_entropy_backward(&probs, &labels, k, sum, 0.7, &mut dz);
+        loss::cpu::cross_entropy_backward(&probs, &labels, k, sum, 0.7, &mut dz);
         let mut dzg = d.alloc::<f32>(n * k).unwrap();
         gloss::cross_entropy_backward(&d, &up(&d, &probs), &lg, k, sum, 0.7, &mut dzg).unwrap();
         assert_close("ce dz", &down(&d, &dzg), &dz, 0.0, 0.0);
     }
     let t = randn(n * k, 2);
-    let (l, ps, pt) = loss::kl_div(&z, &t, k, 4.0);
+    let (l, ps, pt) = loss::cpu::kl_div(&z, &t, k, 4.0);
     let (mut psg, mut ptg, mut lossg) = (
         d.alloc::<f32>(n * k).unwrap(),
         d.alloc::<f32>(n * k).unwrap(),
@@ -402,7 +419,7 @@ fn losses_match_cpu() {
     .unwrap();
     assert_close("kl loss", &down(&d, &lossg), &[l], 1e-5, 1e-5);
     let mut ds = vec![0f32; n * k];
-    loss::kl_div_backward(&ps, &pt, k, 4.0, 1.3, &mut ds);
+    loss::cpu::kl_div_backward(&ps, &pt, k, 4.0, 1.3, &mut ds);
     let mut dsg = d.alloc::<f32>(n * k).unwrap();
     gloss::kl_div_backward(&d, &up(&d, &ps), &up(&d, &pt), k, 4.0, 1.3, &mut dsg).unwrap();
     assert_close("kl ds", &down(&d, &dsg), &ds, 0.0, 0.0);
@@ -413,8 +430,8 @@ fn losses_match_cpu() {
         hw: 37,
     };
     let (fs, ft) = (randn(s.n * s.ch * s.hw, 3), randn(s.n * s.ch * s.hw, 4));
-    let (at, _) = loss::attention_map(&ft, s.n, s.ch, s.hw);
-    let (l, a, norms) = loss::attention(&fs, &at, s.n, s.ch, s.hw);
+    let (at, _) = loss::cpu::attention_map(&ft, s.n, s.ch, s.hw);
+    let (l, a, norms) = loss::cpu::attention(&fs, &at, s.n, s.ch, s.hw);
     let atg = up(&d, &at);
     let (mut ag, mut ng, mut lossg) = (
         d.alloc::<f32>(s.n * s.hw).unwrap(),
@@ -434,7 +451,7 @@ fn losses_match_cpu() {
     assert_close("at loss", &down(&d, &lossg), &[l], 1e-7, 1e-4);
     assert_close("at map", &down(&d, &ag), &a, 1e-6, 1e-5);
     let mut dfs = vec![0f32; fs.len()];
-    loss::attention_backward(&fs, &a, &norms, &at, s.n, s.ch, s.hw, 1.0, &mut dfs);
+    loss::cpu::attention_backward(&fs, &a, &norms, &at, s.n, s.ch, s.hw, 1.0, &mut dfs);
     let mut dfsg = d.alloc::<f32>(fs.len()).unwrap();
     gloss::attention_backward(&d, s, &up(&d, &fs), &ag, &ng, &atg, 1.0, &mut dfsg).unwrap();
     assert_close("at dfs", &down(&d, &dfsg), &dfs, 1e-6 * max_abs(&dfs), 1e-4);
@@ -455,7 +472,7 @@ fn jsd_matches_cpu() {
             }
         }
         let zs = [&z[0][..], &z[1], &z[2]];
-        let l = loss::jsd(zs, k);
+        let l = loss::cpu::jsd(zs, k);
         let zg = z.each_ref().map(|v| up(&d, v));
         let mut lossg = d.alloc::<f32>(1).unwrap();
         gloss::jsd(&d, zg.each_ref(), k, &mut lossg).unwrap();
@@ -468,7 +485,7 @@ fn jsd_matches_cpu() {
         );
         let mut dz = [vec![0f32; n * k], vec![0f32; n * k], vec![0f32; n * k]];
         let [a, b, c] = &mut dz;
-        loss::jsd_backward(zs, k, 1.7, [a, b, c]);
+        loss::cpu::jsd_backward(zs, k, 1.7, [a, b, c]);
         let mut dzg = [(); 3].map(|_| d.alloc::<f32>(n * k).unwrap());
         let [ga, gb, gc] = &mut dzg;
         gloss::jsd_backward(&d, zg.each_ref(), k, 1.7, [ga, gb, gc]).unwrap();
@@ -531,11 +548,11 @@ fn soft_relu_matches_cpu_exactly() {
         alpha[1] = 1.0;
         let dy = randn(n * len, 32);
         let mut y = vec![0f32; n * len];
-        soft_relu::forward(&z, &alpha, &mut y);
+        soft_relu::cpu::forward(&z, &alpha, &mut y);
         let mut dz = vec![0f32; n * len];
-        soft_relu::backward_input(&z, &alpha, &dy, &mut dz);
+        soft_relu::cpu::backward_input(&z, &alpha, &dy, &mut dz);
         let mut da = vec![0f32; len];
-        soft_relu::backward_alpha(&z, &dy, &mut da);
+        soft_relu::cpu::backward_alpha(&z, &dy, &mut da);
         let (zg, ag, dyg) = (up(&d, &z), up(&d, &alpha), up(&d, &dy));
         let mut yg = d.alloc::<f32>(n * len).unwrap();
         gsr::forward(&d, &zg, &ag, &mut yg).unwrap();
@@ -664,14 +681,14 @@ fn sgd_pgd_and_augment_match_cpu_exactly() {
         .collect();
     let eps = 8.0 / 255.0;
     let mut x = vec![0f32; x0.len()];
-    pgd::random_start(&x0, eps, 11, 5, &mut x);
+    pgd::cpu::random_start(&x0, eps, 11, 5, &mut x);
     let x0g = up(&d, &x0);
     let mut xg = d.alloc::<f32>(x0.len()).unwrap();
     gpgd::random_start(&d, &x0g, eps, 11, 5, &mut xg).unwrap();
     assert_close("pgd start", &down(&d, &xg), &x, 0.0, 0.0);
     let mut grad = randn(x0.len(), 6);
     grad[3] = 0.0;
-    pgd::step(&mut x, &x0, &grad, 2.0 / 255.0, eps);
+    pgd::cpu::step(&mut x, &x0, &grad, 2.0 / 255.0, eps);
     gpgd::step(&d, &mut xg, &x0g, &up(&d, &grad), 2.0 / 255.0, eps).unwrap();
     assert_close("pgd step", &down(&d, &xg), &x, 0.0, 0.0);
 
@@ -1139,10 +1156,10 @@ fn large_shared_memory_launches_opt_in_or_fail_clearly() {
         hw: 112 * 112,
     };
     let (fs, ft) = (randn(s.n * s.ch * s.hw, 13), randn(s.n * s.ch * s.hw, 14));
-    let (at, _) = loss::attention_map(&ft, s.n, s.ch, s.hw);
-    let (_, a, norms) = loss::attention(&fs, &at, s.n, s.ch, s.hw);
+    let (at, _) = loss::cpu::attention_map(&ft, s.n, s.ch, s.hw);
+    let (_, a, norms) = loss::cpu::attention(&fs, &at, s.n, s.ch, s.hw);
     let mut dfs = vec![0f32; fs.len()];
-    loss::attention_backward(&fs, &a, &norms, &at, s.n, s.ch, s.hw, 1.0, &mut dfs);
+    loss::cpu::attention_backward(&fs, &a, &norms, &at, s.n, s.ch, s.hw, 1.0, &mut dfs);
     let (fsg, ag, ng, atg) = (up(&d, &fs), up(&d, &a), up(&d, &norms), up(&d, &at));
     let mut dfsg = d.alloc::<f32>(fs.len()).unwrap();
     gloss::attention_backward(&d, s, &fsg, &ag, &ng, &atg, 1.0, &mut dfsg).unwrap();
@@ -1259,7 +1276,7 @@ fn the_emulator_runs_a_sample_of_blocks_when_asked() {
     };
     let (x, w) = (randn(g.x_len(), 21), randn(g.w_len(), 22));
     let mut want = vec![0f32; g.y_len()];
-    conv::forward(&g, &x, &w, &mut want);
+    conv::cpu::forward(&g, &x, &w, &mut want);
     let mut yg = sampled.alloc::<f32>(g.y_len()).unwrap();
     gconv::forward(
         &sampled,

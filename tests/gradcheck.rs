@@ -68,14 +68,14 @@ fn conv_gradients() {
         let dy = randn(g.y_len(), 21 + i as u64);
         let f = |x: &[f64], wt: &[f64]| {
             let mut y = vec![0.0; g.y_len()];
-            conv::forward(&g, x, wt, &mut y);
+            conv::cpu::forward(&g, x, wt, &mut y);
             dot(&y, &dy)
         };
         let mut dx = vec![0.0; g.x_len()];
-        conv::backward_data(&g, &wt, &dy, &mut dx);
+        conv::cpu::backward_data(&g, &wt, &dy, &mut dx);
         check(&format!("conv {g:?} dx"), &dx, &numeric(&x, |x| f(x, &wt)));
         let mut dw = vec![0.0; g.w_len()];
-        conv::backward_weight(&g, &x, &dy, &mut dw);
+        conv::cpu::backward_weight(&g, &x, &dy, &mut dw);
         check(
             &format!("conv {g:?} dw"),
             &dw,
@@ -83,8 +83,8 @@ fn conv_gradients() {
         );
         // The im2col path against the direct seven-loop oracle.
         let (mut y1, mut y2) = (vec![0.0; g.y_len()], vec![0.0; g.y_len()]);
-        conv::forward(&g, &x, &wt, &mut y1);
-        conv::forward_naive(&g, &x, &wt, &mut y2);
+        conv::cpu::forward(&g, &x, &wt, &mut y1);
+        conv::cpu::forward_naive(&g, &x, &wt, &mut y2);
         assert_close("conv vs naive", &y1, &y2, 1e-12, 1e-12);
     }
 }
@@ -103,12 +103,12 @@ struct BnCase {
 impl BnCase {
     fn stats(&self, x: &[f64]) -> (Vec<f64>, Vec<f64>) {
         if self.train {
-            let s = bn_act::batch_stats(&self.g, x, BN_EPS);
+            let s = bn_act::cpu::batch_stats(&self.g, x, BN_EPS);
             (s.mean, s.invstd)
         } else {
             (
                 self.running_mean.clone(),
-                bn_act::eval_invstd(&self.running_var, BN_EPS),
+                bn_act::cpu::eval_invstd(&self.running_var, BN_EPS),
             )
         }
     }
@@ -121,7 +121,7 @@ impl BnCase {
         };
         let mut y = vec![0.0; self.g.len()];
         let res = self.residual.then_some(r);
-        bn_act::forward(&self.g, x, &mean, &invstd, gamma, beta, res, act, &mut y);
+        bn_act::cpu::forward(&self.g, x, &mean, &invstd, gamma, beta, res, act, &mut y);
         y
     }
 }
@@ -174,7 +174,7 @@ fn bn_act_gradients() {
             dbeta: Some(&mut dbeta),
             dr: residual.then_some(&mut dr[..]),
         };
-        bn_act::backward(&g, &x, &y, &mean, &invstd, &gamma, act, train, &dy, grads);
+        bn_act::cpu::backward(&g, &x, &y, &mean, &invstd, &gamma, act, train, &dy, grads);
         let label = format!(
             "bn_act train={train} relu={relu} mask={} residual={residual}",
             case.mask.is_some()
@@ -215,14 +215,14 @@ fn linear_gradients() {
     );
     let f = |x: &[f64], w: &[f64], b: &[f64]| {
         let mut y = vec![0.0; n * out];
-        linear::forward(x, w, b, n, inp, out, &mut y);
+        linear::cpu::forward(x, w, b, n, inp, out, &mut y);
         dot(&y, &dy)
     };
     let mut dx = vec![0.0; n * inp];
-    linear::backward_data(&w, &dy, n, inp, out, &mut dx);
+    linear::cpu::backward_data(&w, &dy, n, inp, out, &mut dx);
     check("linear dx", &dx, &numeric(&x, |x| f(x, &w, &b)));
     let (mut dw, mut db) = (vec![0.0; out * inp], vec![0.0; out]);
-    linear::backward_params(&x, &dy, n, inp, out, &mut dw, &mut db);
+    linear::cpu::backward_params(&x, &dy, n, inp, out, &mut dw, &mut db);
     check("linear dw", &dw, &numeric(&w, |w| f(&x, w, &b)));
     check("linear db", &db, &numeric(&b, |b| f(&x, &w, b)));
 }
@@ -233,10 +233,10 @@ fn pool_and_affine_gradients() {
     let x = randn(planes * hw, 7);
     let dy = randn(planes, 8);
     let mut dx = vec![0.0; planes * hw];
-    pool::backward(&dy, planes, hw, &mut dx);
+    pool::cpu::backward(&dy, planes, hw, &mut dx);
     let pooled = |x: &[f64]| {
         let mut y = vec![0.0; planes];
-        pool::forward(x, planes, hw, &mut y);
+        pool::cpu::forward(x, planes, hw, &mut y);
         dot(&y, &dy)
     };
     check("avg_pool dx", &dx, &numeric(&x, pooled));
@@ -244,10 +244,10 @@ fn pool_and_affine_gradients() {
     let (scale, shift) = (vec![2.0, -0.5, 4.0], vec![0.1, 0.2, -0.3]);
     let dy = randn(planes * hw, 9);
     let mut dx = vec![0.0; planes * hw];
-    elementwise::channel_affine_backward(&dy, &scale, hw, &mut dx);
+    elementwise::cpu::channel_affine_backward(&dy, &scale, hw, &mut dx);
     let affine = |x: &[f64]| {
         let mut y = vec![0.0; planes * hw];
-        elementwise::channel_affine(x, &scale, &shift, hw, &mut y);
+        elementwise::cpu::channel_affine(x, &scale, &shift, hw, &mut y);
         dot(&y, &dy)
     };
     check("channel_affine dx", &dx, &numeric(&x, affine));
@@ -259,35 +259,35 @@ fn loss_gradients() {
     let z = randn(n * k, 31);
     let labels = [0u32, 6, 3, 3];
     for sum in [false, true] {
-        let (_, probs) = loss::cross_entropy(&z, &labels, k, sum);
+        let (_, probs) = loss::cpu::cross_entropy(&z, &labels, k, sum);
         let mut dz = vec![0.0; n * k];
-        loss::cross_entropy_backward(&probs, &labels, k, sum, 1.0, &mut dz);
+        loss::cpu::cross_entropy_backward(&probs, &labels, k, sum, 1.0, &mut dz);
         check(
             &format!("cross_entropy sum={sum}"),
             &dz,
-            &numeric(&z, |z| loss::cross_entropy(z, &labels, k, sum).0),
+            &numeric(&z, |z| loss::cpu::cross_entropy(z, &labels, k, sum).0),
         );
     }
     let t = randn(n * k, 32);
-    let (_, ps, pt) = loss::kl_div(&z, &t, k, 4.0);
+    let (_, ps, pt) = loss::cpu::kl_div(&z, &t, k, 4.0);
     let mut ds = vec![0.0; n * k];
-    loss::kl_div_backward(&ps, &pt, k, 4.0, 1.0, &mut ds);
+    loss::cpu::kl_div_backward(&ps, &pt, k, 4.0, 1.0, &mut ds);
     check(
         "kl_div T=4",
         &ds,
-        &numeric(&z, |z| loss::kl_div(z, &t, k, 4.0).0),
+        &numeric(&z, |z| loss::cpu::kl_div(z, &t, k, 4.0).0),
     );
 
     let (n, ch, hw) = (2, 3, 5);
     let fs = randn(n * ch * hw, 33);
-    let (at, _) = loss::attention_map(&randn(n * ch * hw, 34), n, ch, hw);
-    let (_, a, norms) = loss::attention(&fs, &at, n, ch, hw);
+    let (at, _) = loss::cpu::attention_map(&randn(n * ch * hw, 34), n, ch, hw);
+    let (_, a, norms) = loss::cpu::attention(&fs, &at, n, ch, hw);
     let mut d = vec![0.0; fs.len()];
-    loss::attention_backward(&fs, &a, &norms, &at, n, ch, hw, 1.0, &mut d);
+    loss::cpu::attention_backward(&fs, &a, &norms, &at, n, ch, hw, 1.0, &mut d);
     check(
         "attention",
         &d,
-        &numeric(&fs, |f| loss::attention(f, &at, n, ch, hw).0),
+        &numeric(&fs, |f| loss::cpu::attention(f, &at, n, ch, hw).0),
     );
 }
 
@@ -300,18 +300,18 @@ fn jsd_gradients() {
     let f = |i: usize, zi: &[f64]| {
         let mut all = [&z[0][..], &z[1][..], &z[2][..]];
         all[i] = zi;
-        loss::jsd(all, k)
+        loss::cpu::jsd(all, k)
     };
     let mut d = [vec![0.0; n * k], vec![0.0; n * k], vec![0.0; n * k]];
     let [d0, d1, d2] = &mut d;
-    loss::jsd_backward([&z[0][..], &z[1], &z[2]], k, 1.0, [d0, d1, d2]);
+    loss::cpu::jsd_backward([&z[0][..], &z[1], &z[2]], k, 1.0, [d0, d1, d2]);
     for i in 0..3 {
         check(&format!("jsd dz{i}"), &d[i], &numeric(&z[i], |zi| f(i, zi)));
     }
     // The upstream gradient scales linearly.
     let mut d2x = [vec![0.0; n * k], vec![0.0; n * k], vec![0.0; n * k]];
     let [a, b, c] = &mut d2x;
-    loss::jsd_backward([&z[0][..], &z[1], &z[2]], k, 2.5, [a, b, c]);
+    loss::cpu::jsd_backward([&z[0][..], &z[1], &z[2]], k, 2.5, [a, b, c]);
     let scaled: Vec<f64> = d[0].iter().map(|v| 2.5 * v).collect();
     check("jsd g=2.5", &d2x[0], &scaled);
 }
@@ -328,13 +328,13 @@ fn soft_relu_gradients() {
     let dy = randn(n * len, 53);
     let f = |z: &[f64], a: &[f64]| {
         let mut y = vec![0.0; n * len];
-        soft_relu::forward(z, a, &mut y);
+        soft_relu::cpu::forward(z, a, &mut y);
         dot(&y, &dy)
     };
     let mut dz = vec![0.0; n * len];
-    soft_relu::backward_input(&z, &alpha, &dy, &mut dz);
+    soft_relu::cpu::backward_input(&z, &alpha, &dy, &mut dz);
     check("soft_relu dz", &dz, &numeric(&z, |z| f(z, &alpha)));
     let mut da = vec![0.0; len];
-    soft_relu::backward_alpha(&z, &dy, &mut da);
+    soft_relu::cpu::backward_alpha(&z, &dy, &mut da);
     check("soft_relu dalpha", &da, &numeric(&alpha, |a| f(&z, a)));
 }

@@ -231,7 +231,7 @@ fn checkpoint_round_trip_keeps_every_tensor_mask_and_momentum() {
     let updates = g.take_stat_updates();
     drop(g);
     sgd.step(&mut m.store, &grads, 0.1);
-    m.store.apply_stat_updates(&updates);
+    rlnet::ops::bn_act::apply_stat_updates(&mut m.store, &updates).unwrap();
     let meta = checkpoint::CheckpointMeta {
         format_version: checkpoint::FORMAT_VERSION,
         stage: "test".into(),

@@ -8,13 +8,15 @@
 //!
 //! Every draw is keyed by (seed, image key, draw number) ([`draws`], which documents the
 //! numbering), so an image's augmentation depends on nothing else, and the CUDA kernel
-//! (`kernels/augmix.cu`, reached through [`crate::data::batch::GpuImages::augmix_batch`])
+//! (`kernels/augmix.cu`, launched from cuda.rs and reached through
+//! [`crate::batches::GpuImages::augmix_batch`])
 //! computes the same result bit for bit: the ops are integer or fixed-order IEEE arithmetic,
 //! and the mix is, in f32, p(v) = v/255, acc = 0, acc = acc + wᵢ·p(chainᵢ) for i = 0, 1, …,
 //! out = clamp((1 − m)·p(x) + m·acc, 0, 1). The clamp only catches f32 rounding past 1.
 //!
 //! The JSD consistency loss that pairs two AugMix views lives with the losses, not here.
 
+pub mod cuda;
 pub mod draws;
 pub mod ops;
 

@@ -4,7 +4,6 @@
 
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::ops::bn_act::{update_running, BN_MOMENTUM};
 use crate::tensor::Tensor;
 use std::collections::HashMap;
 
@@ -140,39 +139,5 @@ impl ParamStore {
         }
         e.tensor = tensor;
         Ok(())
-    }
-
-    /// Applies BN running-statistics updates in the order the passes ran.
-    pub fn apply_stat_updates(&mut self, updates: &[StatUpdate]) {
-        for u in updates {
-            match self.device.gpu().cloned() {
-                Some(d) => {
-                    // Two entries of the same store: take one out to borrow both mutably.
-                    let mut var =
-                        std::mem::replace(self.get_mut(u.running_var), Tensor::zeros(&[0]));
-                    crate::autograd::gpu::bn_running_update(
-                        &d,
-                        self.get_mut(u.running_mean),
-                        &mut var,
-                        &u.batch_mean,
-                        &u.batch_var_unbiased,
-                        BN_MOMENTUM,
-                    );
-                    *self.get_mut(u.running_var) = var;
-                }
-                None => {
-                    update_running(
-                        self.get_mut(u.running_mean).data_mut(),
-                        u.batch_mean.data(),
-                        BN_MOMENTUM,
-                    );
-                    update_running(
-                        self.get_mut(u.running_var).data_mut(),
-                        u.batch_var_unbiased.data(),
-                        BN_MOMENTUM,
-                    );
-                }
-            }
-        }
     }
 }

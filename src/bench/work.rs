@@ -4,21 +4,22 @@
 
 use super::{ConvDir, Item, Work};
 use crate::augmix::{augmix_batch, AugMixConfig};
-use crate::corrupt::gpu::{corrupt_device, has_kernel, GpuResources};
+use crate::batches::GpuImages;
+use crate::corrupt::cuda::{corrupt_device, has_kernel, GpuResources};
 use crate::corrupt::{corrupt_batch, Resources, Severity, CIFAR_PLANE};
-use crate::data::batch::{CropFlip, GpuImages};
+use crate::data::batch::CropFlip;
 use crate::data::source::{DatasetKind, DatasetSpec};
 use crate::data::{ImageSet, Split};
 use crate::device::buffer::DeviceBuffer;
 use crate::device::cuda::CudaDevice;
-use crate::device::launch::bn_act::{self as gbn, BnGradsGpu, BnParams};
-use crate::device::launch::conv2d::{self as gconv, ConvVersion};
-use crate::device::launch::pgd as gpgd;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::geom::{BnGeom, ConvGeom};
 use crate::nn::{Arch, Model, ModelConfig};
+use crate::ops::bn_act::cuda::{self as gbn, BnGradsGpu, BnParams};
 use crate::ops::bn_act::{self, Activation, BnGrads, BN_EPS};
+use crate::ops::conv::cuda::{self as gconv, ConvVersion};
+use crate::ops::pgd::cuda as gpgd;
 use crate::ops::{conv, pgd};
 use crate::optim::{Sgd, SgdConfig};
 use crate::rng::{self, stream};
@@ -119,7 +120,7 @@ impl Bench {
         let mut x = x0.clone();
         Ok(Prepared::Run(match &self.device {
             Device::Cpu => Box::new(move || {
-                pgd::step(&mut x, &x0, &grad, alpha, eps);
+                pgd::cpu::step(&mut x, &x0, &grad, alpha, eps);
                 Ok(())
             }),
             Device::Cuda(d) => {
@@ -259,9 +260,9 @@ fn conv_cpu(g: ConvGeom, dir: ConvDir) -> Runner {
     let (a, b, mut out) = conv_buffers(&g, dir);
     Box::new(move || {
         match dir {
-            ConvDir::Forward => conv::forward(&g, &a, &b, &mut out),
-            ConvDir::BackwardData => conv::backward_data(&g, &a, &b, &mut out),
-            ConvDir::BackwardWeight => conv::backward_weight(&g, &a, &b, &mut out),
+            ConvDir::Forward => conv::cpu::forward(&g, &a, &b, &mut out),
+            ConvDir::BackwardData => conv::cpu::backward_data(&g, &a, &b, &mut out),
+            ConvDir::BackwardWeight => conv::cpu::backward_weight(&g, &a, &b, &mut out),
         }
         Ok(())
     })
@@ -294,9 +295,9 @@ struct CpuHalf {
 
 impl CpuHalf {
     fn forward(&mut self, act: Activation<'_, f32>) {
-        self.stats = bn_act::batch_stats(&self.geom, &self.x, BN_EPS);
+        self.stats = bn_act::cpu::batch_stats(&self.geom, &self.x, BN_EPS);
         let s = &self.stats;
-        bn_act::forward(
+        bn_act::cpu::forward(
             &self.geom,
             &self.x,
             &s.mean,
@@ -317,7 +318,7 @@ impl CpuHalf {
             dbeta: Some(&mut self.dbeta),
             dr: None,
         };
-        bn_act::backward(
+        bn_act::cpu::backward(
             &self.geom,
             &self.x,
             &self.y,
@@ -362,7 +363,7 @@ fn bn_cpu(g: BnGeom, backward: bool) -> Runner {
             let x = values(h.len(), 10 + k, -2.0, 2.0);
             let mut half = CpuHalf {
                 geom: h,
-                stats: bn_act::batch_stats(&h, &x, BN_EPS),
+                stats: bn_act::cpu::batch_stats(&h, &x, BN_EPS),
                 x,
                 y: vec![0.0; h.len()],
                 dy: values(h.len(), 40 + k, -1.0, 1.0),

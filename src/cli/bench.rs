@@ -243,7 +243,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let text = serde_json::to_string_pretty(&report)
         .map_err(|e| Error::Data(format!("bench report as JSON: {e}")))?;
     if let Some(path) = &a.json_out {
-        crate::checkpoint::write_atomic(path, text.as_bytes())?;
+        crate::files::write_atomic(path, text.as_bytes())?;
     }
     if a.json {
         println!("{text}");

@@ -186,7 +186,7 @@ pub fn run(a: CorruptArgs) -> Result<()> {
         "timings": timings,
     });
     let text = serde_json::to_string_pretty(&manifest).map_err(|e| Error::Config(e.to_string()))?;
-    crate::checkpoint::write_atomic(&a.out.join("manifest.json"), text.as_bytes())?;
+    crate::files::write_atomic(&a.out.join("manifest.json"), text.as_bytes())?;
     if !a.quiet {
         eprintln!(
             "wrote {} corruption files, {} and manifest.json to {}",
@@ -217,5 +217,5 @@ fn write_i64_npy(path: &std::path::Path, labels: &[u32]) -> Result<()> {
             .map_err(|e| Error::io(path, e))?;
         w.finish().map_err(|e| Error::io(path, e))?;
     }
-    crate::checkpoint::write_atomic(path, &buf)
+    crate::files::write_atomic(path, &buf)
 }

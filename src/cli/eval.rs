@@ -305,5 +305,5 @@ pub fn write_npy(path: &std::path::Path, shape: &[u64], data: &[f32]) -> Result<
             .map_err(|e| Error::io(path, e))?;
         w.finish().map_err(|e| Error::io(path, e))?;
     }
-    crate::checkpoint::write_atomic(path, &buf)
+    crate::files::write_atomic(path, &buf)
 }

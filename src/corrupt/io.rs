@@ -4,7 +4,7 @@
 //! into CHW [`ImageSet`]s on the way in and back to HWC on the way out.
 
 use super::{Corruption, Severity};
-use crate::checkpoint::write_atomic;
+use crate::files::write_atomic;
 use crate::data::ImageSet;
 use crate::error::{Error, Result};
 use npyz::WriterBuilder;

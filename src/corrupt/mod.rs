@@ -11,12 +11,12 @@
 
 pub mod blur;
 pub mod color;
+pub mod cuda;
 pub mod cvops;
 pub mod elastic;
 pub mod filter;
 pub mod frost;
 pub mod glass;
-pub mod gpu;
 pub mod io;
 pub mod jpeg;
 pub mod motion;
@@ -397,7 +397,7 @@ pub fn corrupt_on(
         Device::Cpu => corrupt_batch(c, s, images, p, first, seed, res),
         Device::Cuda(dev) => {
             check_plane(c, p)?;
-            gpu::corrupt_batch_gpu(dev, c, s, images, first, seed, res)
+            cuda::corrupt_batch_gpu(dev, c, s, images, first, seed, res)
         }
     }
 }

@@ -2,7 +2,7 @@
 //! (clean first, then each severity), CHW images scaled up by pixel repetition so a 32-pixel
 //! image is visible, with grey gutters between cells.
 
-use crate::checkpoint::write_atomic;
+use crate::files::write_atomic;
 use crate::error::{Error, Result};
 use std::path::Path;
 

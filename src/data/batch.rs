@@ -4,16 +4,10 @@
 //! exactly the batches an uninterrupted one would.
 
 use super::ImageSet;
-use crate::augmix::AugMixConfig;
-use crate::device::buffer::DeviceBuffer;
-use crate::device::cuda::CudaDevice;
-use crate::device::launch::augment::{self, ImageShape};
-use crate::device::launch::augmix;
-use crate::error::{Error, Result};
+
 use crate::rng::{self, stream, Stream};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
-use std::sync::Arc;
 
 /// The visiting order of one epoch.
 pub fn epoch_order(seed: u64, epoch: usize, n: usize) -> Vec<usize> {
@@ -130,77 +124,6 @@ pub fn crop_flip_u8(img: &[u8], out: &mut [u8], c: usize, h: usize, w: usize, d:
                     };
             }
         }
-    }
-}
-
-/// A dataset resident on the GPU, so batches are cropped, flipped and converted there with the
-/// same draws as `make_batch` (only the batch's indices travel per step).
-pub struct GpuImages {
-    images: DeviceBuffer<u8>,
-    device: Arc<CudaDevice>,
-    shape: ImageShape,
-}
-
-impl GpuImages {
-    pub fn upload(set: &ImageSet, device: &Arc<CudaDevice>) -> Result<GpuImages> {
-        Ok(GpuImages {
-            images: device.upload(&set.images)?,
-            device: device.clone(),
-            shape: ImageShape {
-                c: set.channels,
-                h: set.height,
-                w: set.width,
-            },
-        })
-    }
-
-    /// The resident u8 images, [len, c, h, w].
-    pub fn images(&self) -> &DeviceBuffer<u8> {
-        &self.images
-    }
-
-    /// The GPU counterpart of `make_batch` (pixels only; labels come from the host set).
-    pub fn batch(&self, indices: &[usize], aug: Option<CropFlip>, key: u64) -> Result<Tensor> {
-        let d = &self.device;
-        let idx: Vec<u32> = indices.iter().map(|&i| i as u32).collect();
-        let idx = d.upload(&idx)?;
-        let s = self.shape;
-        let shape = [indices.len(), s.c, s.h, s.w];
-        let mut out = d.alloc::<f32>(shape.iter().product())?;
-        match aug {
-            Some(a) => augment::crop_flip(d, &self.images, &idx, s, a.pad, a.seed, key, &mut out)?,
-            None => augment::to_float(d, &self.images, &idx, s, &mut out)?,
-        }
-        Ok(Tensor::from_gpu(&shape, out))
-    }
-
-    /// The GPU counterpart of `augmix::augmix_batch`: the crop/flip and AugMix of every image
-    /// on the device (kernels/augmix.cu), bit-identical to the CPU.
-    pub fn augmix_batch(
-        &self,
-        indices: &[usize],
-        crop: Option<CropFlip>,
-        key: u64,
-        cfg: &AugMixConfig,
-        seed: u64,
-    ) -> Result<Tensor> {
-        cfg.validate()?;
-        let s = self.shape;
-        let count = self.images.len() / (s.c * s.h * s.w).max(1);
-        if let Some(&bad) = indices.iter().find(|&&i| i >= count) {
-            return Err(Error::shape(
-                "augmix batch",
-                format!("image indices below {count}"),
-                bad,
-            ));
-        }
-        let d = &self.device;
-        let idx: Vec<u32> = indices.iter().map(|&i| i as u32).collect();
-        let idx = d.upload(&idx)?;
-        let shape = [indices.len(), s.c, s.h, s.w];
-        let mut out = d.alloc::<f32>(shape.iter().product())?;
-        augmix::augmix(d, &self.images, &idx, s, crop, key, cfg, seed, &mut out)?;
-        Ok(Tensor::from_gpu(&shape, out))
     }
 }
 

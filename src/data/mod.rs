@@ -14,6 +14,14 @@ pub mod source;
 pub mod synthetic;
 pub mod tiny_imagenet;
 
+/// The size of one image, CHW.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageShape {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+}
+
 /// A labelled set of 8-bit images, each stored CHW (channel planes), images back to back.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ImageSet {
@@ -35,6 +43,15 @@ impl ImageSet {
 
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
+    }
+
+    /// The size of one image.
+    pub fn shape(&self) -> ImageShape {
+        ImageShape {
+            c: self.channels,
+            h: self.height,
+            w: self.width,
+        }
     }
 
     /// Bytes per image: `channels * height * width`.

@@ -14,7 +14,6 @@ pub mod cuda;
 pub mod emu;
 pub mod kernel_source;
 pub mod kernels;
-pub mod launch;
 pub mod nvrtc;
 mod probe;
 
@@ -23,6 +22,40 @@ pub use probe::{probe_gpu, GpuProbe};
 use crate::error::{Error, Result};
 use cuda::CudaDevice;
 use std::sync::Arc;
+
+/// Stops on a device fault with its message. A launch that fails inside a training or
+/// evaluation step, whose shapes were checked before, is a driver or hardware fault (or, on the
+/// emulator, a kernel bug), not bad input.
+pub fn ok<T>(r: Result<T>) -> T {
+    r.unwrap_or_else(|e| panic!("GPU failure: {e}"))
+}
+
+/// The threads per block of every 1-D launch (the kernels' `__launch_bounds__`).
+pub const BLOCK: u32 = 256;
+
+/// Blocks of `BLOCK` threads covering `n` elements, one thread each.
+pub fn launch_1d(n: usize) -> args::LaunchConfig {
+    launch_grid(
+        n.div_ceil(BLOCK as usize).max(1) as u32,
+        1,
+        1,
+        (BLOCK, 1, 1),
+    )
+}
+
+/// A grid of (x, y, z) blocks (each at least 1) of `block` threads, no dynamic shared memory.
+pub fn launch_grid(x: u32, y: u32, z: u32, block: (u32, u32, u32)) -> args::LaunchConfig {
+    args::LaunchConfig {
+        grid: (x.max(1), y.max(1), z.max(1)),
+        block,
+        shared_bytes: 0,
+    }
+}
+
+/// Sizes passed to kernels as `int`: every tensor the models use has fewer than 2^31 elements.
+pub fn int(v: usize) -> Result<i32> {
+    i32::try_from(v).map_err(|_| Error::shape("CUDA launch", "fewer than 2^31 elements", v))
+}
 
 /// The error of `--device cuda-emu` in a build without the emulator.
 pub fn no_emulator() -> Error {

@@ -22,7 +22,7 @@ pub fn logits(model: &Model, x: &Tensor, domain: Domain) -> Tensor {
             train: false,
         },
     );
-    crate::autograd::gpu::ok(g.value(out.logits).to_host())
+    crate::device::ok(g.value(out.logits).to_host())
 }
 
 /// Number of rows whose arg-max equals the label.
@@ -94,7 +94,7 @@ pub fn evaluate(
     for (bi, chunk) in indices.chunks(batch.max(1)).enumerate() {
         let (x, y) = make_batch(set, chunk, None, 0);
         // One upload serves both the clean pass and the attack.
-        let x = crate::autograd::gpu::ok(x.into_device(model.store.device()));
+        let x = crate::device::ok(x.into_device(model.store.device()));
         let z = logits(model, &x, domain);
         clean += correct(&z, &y);
         if let Some(all) = all_logits.as_mut() {

@@ -1,7 +1,8 @@
 //! Registers a model's tensors in the store with reference names and initial values.
 
 use super::{BnMode, DomainBn, ModelConfig, ReluLayer};
-use crate::autograd::{BnIds, EntryId, EntryKind, ParamStore};
+use crate::autograd::{EntryId, EntryKind, ParamStore};
+use crate::ops::bn_act::BnIds;
 use crate::rng::{stream, Stream};
 use crate::tensor::Tensor;
 

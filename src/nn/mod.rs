@@ -5,8 +5,9 @@ mod builder;
 mod resnet;
 mod wrn;
 
-use crate::autograd::{BnIds, EntryId, Graph, ParamStore, Var};
+use crate::autograd::{EntryId, Graph, ParamStore, Var};
 use crate::error::{Error, Result};
+use crate::ops::bn_act::BnIds;
 use crate::tensor::Tensor;
 use builder::Builder;
 use serde::{Deserialize, Serialize};
@@ -282,7 +283,7 @@ impl Model {
 impl Model {
     /// A ReLU layer's mask on the host.
     pub fn mask(&self, layer: &ReluLayer) -> Tensor {
-        crate::autograd::gpu::ok(self.store.get(layer.mask).to_host())
+        crate::device::ok(self.store.get(layer.mask).to_host())
     }
 }
 

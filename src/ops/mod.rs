@@ -1,5 +1,11 @@
-//! Op families: each file holds an op's forward and backward on the CPU, generic over the float
-//! type so the same code runs in f32 for training and in f64 for gradient checks.
+//! Op families, one folder each, and each the whole op:
+//! - `cpu.rs`: the reference forward and backward, generic over the float type so the same
+//!   code runs in f32 for training and in f64 for gradient checks;
+//! - `cuda.rs`: the launchers of its kernels (kernels/<family>.cu) through the typed launch path;
+//! - `mod.rs`: one function per direction over `Tensor`s that looks at the device once, the
+//!   op's graph node (what its backward needs, and the backward rule) and its `Graph` method.
+//!
+//! The tape (`crate::autograd`) knows no op; `matmul` is the CPU GEMM the references share.
 
 pub mod bn_act;
 pub mod conv;

@@ -2,7 +2,9 @@
 //! maximize, no foreach/fused), plus the optional L1 penalty of SNL's mask search
 //! (λ·Σ|α|, whose gradient λ·sign(α) joins α's gradient before the update).
 
-use crate::autograd::{gpu, EntryId, Gradients, ParamStore};
+use super::cuda;
+use crate::autograd::{EntryId, Gradients, ParamStore};
+use crate::device::ok;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -134,11 +136,8 @@ impl Adam {
         lr: f32,
         l1: Option<(&[EntryId], f32)>,
     ) {
-        let gpu = store.device().gpu().cloned();
-        let zeros = |shape: &[usize]| match &gpu {
-            Some(d) => gpu::zeros(d, shape),
-            None => Tensor::zeros(shape),
-        };
+        let device = store.device().clone();
+        let zeros = |shape: &[usize]| ok(Tensor::zeros_on(&device, shape));
         for (id, state) in &mut self.states {
             let lambda = l1.and_then(|(ids, lambda)| ids.contains(id).then_some(lambda));
             let zero_grad;
@@ -159,8 +158,9 @@ impl Adam {
             });
             s.step += 1;
             let k = AdamStep::new(&self.config, lr, s.step, lambda.unwrap_or(0.0));
-            if let Some(d) = &gpu {
-                gpu::adam_update(d, p, &mut s.exp_avg, &mut s.exp_avg_sq, g, &k);
+            if let Some(d) = device.gpu() {
+                let (m, v) = (s.exp_avg.gpu_mut(), s.exp_avg_sq.gpu_mut());
+                ok(cuda::adam_update(d, p.gpu_mut(), m, v, g.gpu(), &k));
                 continue;
             }
             let (m, v) = (s.exp_avg.data_mut(), s.exp_avg_sq.data_mut());

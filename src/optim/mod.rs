@@ -2,6 +2,7 @@
 //! student), Adam (the SNL baseline's mask search), and the step learning-rate schedule.
 
 mod adam;
+pub mod cuda;
 mod schedule;
 mod sgd;
 

@@ -1,6 +1,8 @@
 //! SGD with momentum and weight decay (PyTorch semantics).
 
-use crate::autograd::{gpu, EntryId, Gradients, ParamStore};
+use super::cuda;
+use crate::autograd::{EntryId, Gradients, ParamStore};
+use crate::device::ok;
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
@@ -36,14 +38,24 @@ impl Sgd {
 
     pub fn step(&mut self, store: &mut ParamStore, grads: &Gradients, lr: f32) {
         let (mu, wd) = (self.config.momentum, self.config.weight_decay);
-        let gpu = store.device().gpu().cloned();
+        let store_device = &store.device().clone();
+        let gpu = store_device.gpu();
         for (id, buf) in &mut self.momentum {
             let Some(g) = grads.param(*id) else { continue };
             let p = store.get_mut(*id);
             if let Some(d) = &gpu {
                 let first = buf.is_none();
-                let b = buf.get_or_insert_with(|| gpu::zeros(d, p.shape()));
-                gpu::sgd_update(d, p, b, g, lr, &self.config, first);
+                let b = buf.get_or_insert_with(|| ok(Tensor::zeros_on(store_device, p.shape())));
+                let c = &self.config;
+                ok(cuda::sgd_update(
+                    d,
+                    p.gpu_mut(),
+                    b.gpu_mut(),
+                    g.gpu(),
+                    lr,
+                    c,
+                    first,
+                ));
                 continue;
             }
             let (p, g) = (p.data_mut(), g.data());

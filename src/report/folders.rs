@@ -4,7 +4,7 @@
 use super::markdown::{self, COMPARISON_SVG, CORRUPTIONS_SVG, RELUS_SVG};
 use super::run::Run;
 use super::svg;
-use crate::checkpoint::write_atomic;
+use crate::files::write_atomic;
 use crate::error::{Error, Result};
 use std::path::{Component, Path, PathBuf};
 

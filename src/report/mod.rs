@@ -6,7 +6,7 @@ pub mod pi_cost;
 pub mod run;
 pub mod svg;
 
-use crate::checkpoint::write_atomic;
+use crate::files::write_atomic;
 use crate::error::{Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;

@@ -2,9 +2,8 @@
 //! projection onto the eps-ball then onto [0,1]. The model runs in eval mode with the BN set of
 //! the domain under attack, and the graph asks for input gradients only.
 
-use crate::autograd::gpu::ok;
 use crate::autograd::{GradMode, Graph};
-use crate::device::launch::pgd as gpgd;
+use crate::device::ok;
 use crate::nn::{Domain, Model, Pass};
 use crate::ops::pgd as pgd_ops;
 use crate::tensor::Tensor;
@@ -55,17 +54,9 @@ pub fn attack(model: &Model, x: &Tensor, labels: &[u32], a: &Attack<'_>, key: u6
     if cfg.steps == 0 {
         return adv;
     }
-    match device.gpu() {
-        Some(d) => ok(gpgd::random_start(
-            d,
-            x0.gpu(),
-            cfg.eps,
-            a.seed,
-            key,
-            adv.gpu_mut(),
-        )),
-        None => pgd_ops::random_start(x0.data(), cfg.eps, a.seed, key, adv.data_mut()),
-    }
+    ok(pgd_ops::random_start(
+        device, &x0, cfg.eps, a.seed, key, &mut adv,
+    ));
     let pass = Pass {
         domain: a.domain,
         train: false,
@@ -82,17 +73,7 @@ pub fn attack(model: &Model, x: &Tensor, labels: &[u32], a: &Attack<'_>, key: u6
         let gx = grads
             .input(xv)
             .expect("the attacked input carries a gradient");
-        match device.gpu() {
-            Some(d) => ok(gpgd::step(
-                d,
-                adv.gpu_mut(),
-                x0.gpu(),
-                gx.gpu(),
-                cfg.alpha,
-                cfg.eps,
-            )),
-            None => pgd_ops::step(adv.data_mut(), x0.data(), gx.data(), cfg.alpha, cfg.eps),
-        }
+        ok(pgd_ops::step(device, &mut adv, &x0, gx, cfg.alpha, cfg.eps));
     }
     adv
 }

@@ -5,12 +5,12 @@
 //! The loss is one of spec §6's modes; every KL target is the teacher's CLEAN logits (§9.5).
 //! Stage 2 also accumulates the mask statistic D_l += Σ_{H1} |A^T_l − A^S_l| (`scores`).
 
-use crate::autograd::gpu;
 use crate::autograd::{GradMode, Gradients, Graph, StatUpdate, Var};
+use crate::device::ok;
 use crate::error::{Error, Result};
 use crate::eval::correct;
 use crate::nn::{Domain, Model, ModelOutput, Pass};
-use crate::ops::elementwise;
+use crate::ops::{bn_act, elementwise};
 use crate::optim::Sgd;
 use crate::robust::pgd::{attack, Attack, AttackLoss, PgdConfig};
 use crate::tensor::Tensor;
@@ -192,7 +192,7 @@ pub fn distill_step(
     let adversary = Adversary::Pgd { config: pgd, key };
     let out = distill_gradients(student, teacher, batch, mode, w, &adversary, scores)?;
     sgd.step(&mut student.store, &out.grads, lr);
-    student.store.apply_stat_updates(&out.updates);
+    ok(bn_act::apply_stat_updates(&mut student.store, &out.updates));
     Ok(out.stats)
 }
 
@@ -264,10 +264,7 @@ fn accumulate_scores(
     for ((acc, t), &s) in scores.iter_mut().zip(teacher_relus).zip(student_relus) {
         let t = t.to_device(g.device())?;
         let s = g.value(s);
-        match g.device().gpu() {
-            Some(d) => gpu::abs_diff_accumulate(d, acc, &t, s),
-            None => elementwise::abs_diff_accumulate(acc.data_mut(), t.data(), s.data()),
-        }
+        elementwise::abs_diff_accumulate(g.device(), acc, &t, s)?;
     }
     Ok(())
 }

@@ -4,10 +4,11 @@
 //! cross-entropies (plus λ·JS with the optional JSD consistency loss), then one SGD step and
 //! the BN running-statistics updates.
 
-use crate::autograd::gpu::ok;
 use crate::autograd::{GradMode, Graph, Var};
+use crate::device::ok;
 use crate::eval::correct;
 use crate::nn::{Domain, Model, Pass};
+use crate::ops::bn_act;
 use crate::optim::Sgd;
 use crate::robust::pgd::{attack, Attack, AttackLoss, PgdConfig};
 use crate::tensor::Tensor;
@@ -40,7 +41,7 @@ pub fn plain_step(
     let updates = g.take_stat_updates();
     drop(g);
     sgd.step(&mut model.store, &grads, lr);
-    model.store.apply_stat_updates(&updates);
+    ok(bn_act::apply_stat_updates(&mut model.store, &updates));
     StepStats {
         loss,
         clean_correct,
@@ -166,6 +167,6 @@ pub fn teacher_step(
     let updates = g.take_stat_updates();
     drop(g);
     sgd.step(&mut model.store, &grads, lr);
-    model.store.apply_stat_updates(&updates);
+    ok(bn_act::apply_stat_updates(&mut model.store, &updates));
     stats
 }

@@ -9,8 +9,10 @@ use super::step::{StepKey, StepStats};
 use super::student::{MaskPlan, StudentConfig};
 use crate::autograd::EntryId;
 use crate::checkpoint::Checkpoint;
+use crate::device::ok;
 use crate::error::{Error, Result};
 use crate::nn::Model;
+use crate::ops::bn_act;
 use crate::optim::{Adam, Sgd};
 use crate::robust::pgd::PgdConfig;
 use crate::tensor::Tensor;
@@ -77,7 +79,7 @@ impl Optim {
                     s.lr,
                     Some((alphas.as_slice(), s.lambda)),
                 );
-                student.store.apply_stat_updates(&out.updates);
+                ok(bn_act::apply_stat_updates(&mut student.store, &out.updates));
                 Ok(out.stats)
             }
         }

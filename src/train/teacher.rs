@@ -3,8 +3,9 @@
 use super::step::{plain_step, teacher_step, AugViews, StepKey};
 use super::tally::{after_step, AfterStep, EpochTally};
 use crate::augmix::{augmix_batch, AugMixConfig};
+use crate::batches::GpuImages;
 use crate::checkpoint::{self, CheckpointMeta, FORMAT_VERSION};
-use crate::data::batch::{epoch_order, make_batch, CropFlip, GpuImages};
+use crate::data::batch::{epoch_order, make_batch, CropFlip};
 use crate::data::source::DatasetSpec;
 use crate::data::{ImageSet, Split};
 use crate::device::Device;

@@ -5,10 +5,10 @@
 
 use super::{common, harness};
 use rlnet::corrupt::blur::{self, DEFOCUS_SIDE};
+use rlnet::corrupt::cuda::blur as gpu;
 use rlnet::corrupt::filter::{center_zoom, gaussian_plane, Border};
 use rlnet::corrupt::glass::{self, FIRST_SCANNED};
 use rlnet::corrupt::{Corruption, ImageKey, Severity};
-use rlnet::device::launch::corrupt_blur as gpu;
 
 #[test]
 fn gaussian_blur_matches_the_reference() {

@@ -2,8 +2,8 @@
 //! contrast and saturate against the reference fixtures, and CPU/GPU parity.
 
 use super::{common, harness};
+use rlnet::corrupt::cuda::pixel as corrupt_pixel;
 use rlnet::corrupt::{color, Corruption, Severity};
-use rlnet::device::launch::corrupt_pixel;
 
 const COLORS: [Corruption; 3] = [
     Corruption::Brightness,

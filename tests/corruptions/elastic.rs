@@ -5,9 +5,9 @@
 //! map_coordinates on given draws).
 
 use super::{common, harness};
+use rlnet::corrupt::cuda::elastic as gpu;
 use rlnet::corrupt::elastic::{self, ElasticDraws};
 use rlnet::corrupt::{Corruption, ImageKey, Severity};
-use rlnet::device::launch::corrupt_elastic as gpu;
 
 #[test]
 fn elastic_transform_matches_the_reference_statistics() {

@@ -5,9 +5,9 @@
 
 use super::motion::{check_gpu, mismatches, npy_f64};
 use super::{common, harness};
+use rlnet::corrupt::cuda::weather as gpu;
 use rlnet::corrupt::frost::{self, FrostTiles};
 use rlnet::corrupt::{Corruption, Severity};
-use rlnet::device::launch::corrupt_weather as gpu;
 
 fn tiles() -> Option<&'static FrostTiles> {
     let t = harness::resources().and_then(|r| r.frost.as_ref());

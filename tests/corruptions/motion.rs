@@ -4,10 +4,10 @@
 //! helper the snow, fog and frost tests share.
 
 use super::{common, harness};
+use rlnet::corrupt::cuda::weather as gpu;
 use rlnet::corrupt::{self, motion, Corruption, Severity};
 use rlnet::device::buffer::DeviceBuffer;
 use rlnet::device::cuda::CudaDevice;
-use rlnet::device::launch::corrupt_weather as gpu;
 
 /// Values that differ, and the largest difference.
 pub(super) fn mismatches(got: &[u8], want: &[u8]) -> (usize, u8) {

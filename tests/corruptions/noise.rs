@@ -4,8 +4,8 @@
 //! parity.
 
 use super::{common, harness};
+use rlnet::corrupt::cuda::pixel as corrupt_pixel;
 use rlnet::corrupt::{self, noise, Corruption, ImageKey, Resources, Severity};
-use rlnet::device::launch::corrupt_pixel;
 
 const NOISES: [Corruption; 4] = [
     Corruption::GaussianNoise,

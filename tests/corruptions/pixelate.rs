@@ -3,8 +3,8 @@
 //! parity.
 
 use super::{common, harness};
+use rlnet::corrupt::cuda::pixel as corrupt_pixel;
 use rlnet::corrupt::{Corruption, Severity};
-use rlnet::device::launch::corrupt_pixel;
 
 #[test]
 fn pixelate_matches_the_reference() {

@@ -4,9 +4,9 @@
 //! (tools/oracle/elastic_spatter.py, opencv-python 3.4.18).
 
 use super::{common, harness};
+use rlnet::corrupt::cuda::elastic as gpu;
 use rlnet::corrupt::spatter::{self, EMBOSS};
 use rlnet::corrupt::{cvops, Corruption, ImageKey, Severity};
-use rlnet::device::launch::corrupt_elastic as gpu;
 
 #[test]
 fn spatter_matches_the_reference_statistics() {

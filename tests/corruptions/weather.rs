@@ -5,8 +5,8 @@
 
 use super::motion::{check_gpu, mismatches, npy_f64};
 use super::{common, harness};
+use rlnet::corrupt::cuda::weather as gpu;
 use rlnet::corrupt::{weather, Corruption, Severity};
-use rlnet::device::launch::corrupt_weather as gpu;
 
 /// The first `count` fixture images and the per-image value count.
 fn clean(count: usize) -> Option<(Vec<u8>, usize)> {

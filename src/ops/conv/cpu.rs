@@ -1,0 +1,289 @@
+//! 2-D convolution without bias (every conv in ResNet18 and WRN-22-8 is bias-free).
+//!
+//! CPU path: im2col + GEMM over groups of samples whose column blocks sit side by side
+//! (so late layers with 4x4 maps still get wide GEMMs). Forward `Y = W · col(X)`,
+//! backward-data `dX = col2im(Wᵀ · dY)`, backward-weight `dW = Σ_groups dY · col(X)ᵀ`.
+
+use crate::geom::ConvGeom;
+use crate::ops::matmul::{matmul, MatRef};
+use crate::ops::Real;
+use rayon::prelude::*;
+
+/// Writes sample `x`'s im2col block into `col`, whose rows are `ld` apart:
+/// col[(ci*k + ky)*k + kx][oy*w_out + ox] = x[ci][oy*s - p + ky][ox*s - p + kx] (0 outside).
+fn im2col<T: Real>(g: &ConvGeom, x: &[T], col: &mut [T], ld: usize) {
+    let (ho, wo) = (g.h_out(), g.w_out());
+    for ci in 0..g.c_in {
+        let plane = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+        for ky in 0..g.k {
+            for kx in 0..g.k {
+                let row = (ci * g.k + ky) * g.k + kx;
+                let dst = &mut col[row * ld..row * ld + ho * wo];
+                // Output columns whose input column lies inside the image: ox in [lo, hi).
+                let lo = (g.pad.saturating_sub(kx)).div_ceil(g.stride).min(wo);
+                let hi = ((g.w + g.pad - kx).div_ceil(g.stride)).clamp(lo, wo);
+                for oy in 0..ho {
+                    let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+                    let drow = &mut dst[oy * wo..(oy + 1) * wo];
+                    if iy < 0 || iy >= g.h as isize {
+                        drow.fill(T::zero());
+                        continue;
+                    }
+                    let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    drow[..lo].fill(T::zero());
+                    drow[hi..].fill(T::zero());
+                    let x0 = lo * g.stride + kx - g.pad;
+                    if g.stride == 1 {
+                        drow[lo..hi].copy_from_slice(&src[x0..x0 + hi - lo]);
+                    } else {
+                        for (j, d) in drow[lo..hi].iter_mut().enumerate() {
+                            *d = src[x0 + j * g.stride];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of `im2col`: adds each column entry back onto the input pixel it came from.
+fn col2im_add<T: Real>(g: &ConvGeom, col: &[T], ld: usize, dx: &mut [T]) {
+    let (ho, wo) = (g.h_out(), g.w_out());
+    for ci in 0..g.c_in {
+        let plane = &mut dx[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+        for ky in 0..g.k {
+            for kx in 0..g.k {
+                let row = (ci * g.k + ky) * g.k + kx;
+                let src = &col[row * ld..row * ld + ho * wo];
+                let lo = (g.pad.saturating_sub(kx)).div_ceil(g.stride).min(wo);
+                let hi = ((g.w + g.pad - kx).div_ceil(g.stride)).clamp(lo, wo);
+                for oy in 0..ho {
+                    let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+                    if iy < 0 || iy >= g.h as isize {
+                        continue;
+                    }
+                    let drow = &mut plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    let x0 = lo * g.stride + kx - g.pad;
+                    for (j, &v) in src[oy * wo + lo..oy * wo + hi].iter().enumerate() {
+                        drow[x0 + j * g.stride] += v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn check(g: &ConvGeom, x: usize, w: usize, y: usize) {
+    assert_eq!(x, g.x_len(), "conv: input length does not match {g:?}");
+    assert_eq!(w, g.w_len(), "conv: weight length does not match {g:?}");
+    assert_eq!(y, g.y_len(), "conv: output length does not match {g:?}");
+}
+
+/// Samples are processed in groups whose im2col matrices sit side by side, so each GEMM has at
+/// least this many columns: late layers (4x4 maps) would otherwise run 16-column GEMMs.
+const MIN_GEMM_COLS: usize = 1024;
+
+/// Samples per group: every group but the last has this many.
+fn group_size(g: &ConvGeom) -> usize {
+    MIN_GEMM_COLS.div_ceil(g.hw_out()).clamp(1, g.n.max(1))
+}
+
+/// How the work of one conv is spread over threads: with several groups, one group per task
+/// and single-threaded GEMMs (no synchronisation inside a group); with a single group, one
+/// GEMM split by gemm itself.
+fn groups_in_parallel(g: &ConvGeom) -> bool {
+    g.n.div_ceil(group_size(g)) > 1
+}
+
+/// im2col of `samples` (consecutive, starting at sample `first`) side by side: a
+/// [ckk, samples * hw] matrix in `col`.
+fn im2col_group<T: Real>(g: &ConvGeom, xs: &[T], samples: usize, col: &mut Vec<T>) {
+    let (ckk, hw, x_per) = (g.ckk(), g.hw_out(), g.c_in * g.h * g.w);
+    let ld = samples * hw;
+    col.resize(ckk * ld, T::zero());
+    for j in 0..samples {
+        let xn = &xs[j * x_per..(j + 1) * x_per];
+        if g.is_pointwise() {
+            for ci in 0..g.c_in {
+                col[ci * ld + j * hw..ci * ld + (j + 1) * hw]
+                    .copy_from_slice(&xn[ci * hw..(ci + 1) * hw]);
+            }
+        } else {
+            im2col(g, xn, &mut col[j * hw..], ld);
+        }
+    }
+}
+
+/// dy of `samples` consecutive samples as one [c_out, samples * hw] matrix.
+fn gather_dy<T: Real>(g: &ConvGeom, dys: &[T], samples: usize, out: &mut Vec<T>) {
+    let hw = g.hw_out();
+    let cols = samples * hw;
+    out.resize(g.c_out * cols, T::zero());
+    for j in 0..samples {
+        for co in 0..g.c_out {
+            let src = (j * g.c_out + co) * hw;
+            out[co * cols + j * hw..co * cols + (j + 1) * hw].copy_from_slice(&dys[src..src + hw]);
+        }
+    }
+}
+
+/// y = conv(x, w).
+pub fn forward<T: Real>(g: &ConvGeom, x: &[T], w: &[T], y: &mut [T]) {
+    check(g, x.len(), w.len(), y.len());
+    let (ckk, hw, x_per) = (g.ckk(), g.hw_out(), g.c_in * g.h * g.w);
+    let per = group_size(g);
+    let parallel_groups = groups_in_parallel(g);
+    let wm = MatRef::rm(w, g.c_out, ckk);
+    let run = |(gi, ys): (usize, &mut [T])| {
+        let samples = ys.len() / (g.c_out * hw);
+        let cols = samples * hw;
+        let (mut col, mut out) = (Vec::new(), vec![T::zero(); g.c_out * cols]);
+        im2col_group(
+            g,
+            &x[gi * per * x_per..(gi * per + samples) * x_per],
+            samples,
+            &mut col,
+        );
+        matmul(
+            &mut out,
+            wm,
+            MatRef::rm(&col, ckk, cols),
+            false,
+            !parallel_groups,
+        );
+        // [c_out, samples * hw] → each sample's [c_out, hw] block.
+        for (i, dst) in ys.chunks_mut(hw).enumerate() {
+            let (j, co) = (i / g.c_out, i % g.c_out);
+            dst.copy_from_slice(&out[co * cols + j * hw..co * cols + (j + 1) * hw]);
+        }
+    };
+    let chunk = per * g.c_out * hw;
+    if parallel_groups {
+        y.par_chunks_mut(chunk).enumerate().for_each(run);
+    } else {
+        y.chunks_mut(chunk).enumerate().for_each(run);
+    }
+}
+
+/// dx = conv backward with respect to the input (overwrites dx).
+pub fn backward_data<T: Real>(g: &ConvGeom, w: &[T], dy: &[T], dx: &mut [T]) {
+    check(g, dx.len(), w.len(), dy.len());
+    let (ckk, hw, x_per) = (g.ckk(), g.hw_out(), g.c_in * g.h * g.w);
+    let per = group_size(g);
+    let parallel_groups = groups_in_parallel(g);
+    let wt = MatRef::rm(w, g.c_out, ckk).t();
+    let y_per = g.c_out * hw;
+    let run = |(gi, dxs): (usize, &mut [T])| {
+        let samples = dxs.len() / x_per;
+        let cols = samples * hw;
+        let (mut dyg, mut dcol) = (Vec::new(), vec![T::zero(); ckk * cols]);
+        gather_dy(
+            g,
+            &dy[gi * per * y_per..(gi * per + samples) * y_per],
+            samples,
+            &mut dyg,
+        );
+        matmul(
+            &mut dcol,
+            wt,
+            MatRef::rm(&dyg, g.c_out, cols),
+            false,
+            !parallel_groups,
+        );
+        for (j, dxn) in dxs.chunks_mut(x_per).enumerate() {
+            if g.is_pointwise() {
+                for ci in 0..g.c_in {
+                    dxn[ci * hw..(ci + 1) * hw]
+                        .copy_from_slice(&dcol[ci * cols + j * hw..ci * cols + (j + 1) * hw]);
+                }
+            } else {
+                dxn.fill(T::zero());
+                col2im_add(g, &dcol[j * hw..], cols, dxn);
+            }
+        }
+    };
+    if parallel_groups {
+        dx.par_chunks_mut(per * x_per).enumerate().for_each(run);
+    } else {
+        dx.chunks_mut(per * x_per).enumerate().for_each(run);
+    }
+}
+
+/// dw = conv backward with respect to the weight (overwrites dw). Each group's partial sum is
+/// computed on its own and the partials are added in group order, so the result does not
+/// depend on the thread count (gemm splits no sum across threads either).
+pub fn backward_weight<T: Real>(g: &ConvGeom, x: &[T], dy: &[T], dw: &mut [T]) {
+    check(g, x.len(), dw.len(), dy.len());
+    let (ckk, hw, x_per, y_per) = (
+        g.ckk(),
+        g.hw_out(),
+        g.c_in * g.h * g.w,
+        g.c_out * g.hw_out(),
+    );
+    let per = group_size(g);
+    let parallel_groups = groups_in_parallel(g);
+    let partial = |gi: usize| {
+        let start = gi * per;
+        let samples = per.min(g.n - start);
+        let cols = samples * hw;
+        let (mut col, mut dyg) = (Vec::new(), Vec::new());
+        im2col_group(
+            g,
+            &x[start * x_per..(start + samples) * x_per],
+            samples,
+            &mut col,
+        );
+        gather_dy(
+            g,
+            &dy[start * y_per..(start + samples) * y_per],
+            samples,
+            &mut dyg,
+        );
+        let mut acc = vec![T::zero(); g.c_out * ckk];
+        let (a, b) = (
+            MatRef::rm(&dyg, g.c_out, cols),
+            MatRef::rm(&col, ckk, cols).t(),
+        );
+        matmul(&mut acc, a, b, false, !parallel_groups);
+        acc
+    };
+    let groups = g.n.div_ceil(per);
+    let partials: Vec<Vec<T>> = if parallel_groups {
+        (0..groups).into_par_iter().map(partial).collect()
+    } else {
+        (0..groups).map(partial).collect()
+    };
+    dw.fill(T::zero());
+    for p in &partials {
+        dw.iter_mut().zip(p).for_each(|(d, v)| *d += *v);
+    }
+}
+
+/// The direct seven-loop convolution: slow, obviously right, the oracle for the fast path.
+pub fn forward_naive<T: Real>(g: &ConvGeom, x: &[T], w: &[T], y: &mut [T]) {
+    check(g, x.len(), w.len(), y.len());
+    let (ho, wo) = (g.h_out(), g.w_out());
+    for n in 0..g.n {
+        for co in 0..g.c_out {
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let mut s = T::zero();
+                    for ci in 0..g.c_in {
+                        for ky in 0..g.k {
+                            for kx in 0..g.k {
+                                let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+                                let ix = (ox * g.stride + kx) as isize - g.pad as isize;
+                                if iy >= 0 && iy < g.h as isize && ix >= 0 && ix < g.w as isize {
+                                    s += x[((n * g.c_in + ci) * g.h + iy as usize) * g.w
+                                        + ix as usize]
+                                        * w[((co * g.c_in + ci) * g.k + ky) * g.k + kx];
+                                }
+                            }
+                        }
+                    }
+                    y[((n * g.c_out + co) * ho + oy) * wo + ox] = s;
+                }
+            }
+        }
+    }
+}

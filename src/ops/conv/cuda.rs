@@ -1,0 +1,189 @@
+//! kernels/conv2d.cu and kernels/conv2d_tc.cu: implicit-GEMM convolution, v1 (SIMT f32) and
+//! v2 (TF32 tensor cores).
+
+use crate::device::args::Arg;
+use crate::device::buffer::DeviceBuffer;
+use crate::device::cuda::CudaDevice;
+use crate::device::kernels::KernelId;
+use crate::device::{int, launch_1d, launch_grid};
+use crate::error::Result;
+use crate::geom::ConvGeom;
+
+/// Which implementation: v1 is exact f32; v2 runs on tensor cores with TF32 inputs (~1e-3
+/// relative error, PyTorch's default precision for convolutions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvVersion {
+    V1,
+    V2,
+}
+
+impl ConvVersion {
+    /// The (forward, backward-data, backward-weight) kernels.
+    fn kernels(self) -> [KernelId; 3] {
+        match self {
+            ConvVersion::V1 => [
+                KernelId::CONV2D_FWD,
+                KernelId::CONV2D_BWD_DATA,
+                KernelId::CONV2D_BWD_WEIGHT,
+            ],
+            ConvVersion::V2 => [
+                KernelId::CONV2D_FWD_V2,
+                KernelId::CONV2D_BWD_DATA_V2,
+                KernelId::CONV2D_BWD_WEIGHT_V2,
+            ],
+        }
+    }
+
+    /// Width of the N tile (output pixels or weight columns) of one block.
+    fn n_tile(self) -> usize {
+        match self {
+            ConvVersion::V1 => 64,
+            ConvVersion::V2 => 128,
+        }
+    }
+}
+
+/// The ten geometry arguments every convolution kernel takes after its buffers.
+fn geometry(g: &ConvGeom) -> Result<[i32; 10]> {
+    Ok([
+        int(g.n)?,
+        int(g.c_in)?,
+        int(g.h)?,
+        int(g.w)?,
+        int(g.c_out)?,
+        int(g.k)?,
+        int(g.stride)?,
+        int(g.pad)?,
+        int(g.h_out())?,
+        int(g.w_out())?,
+    ])
+}
+
+/// `buffers` followed by the geometry (and `extra` scalars).
+fn with_geometry<'a>(buffers: [Arg<'a>; 3], g: &ConvGeom, extra: &[i32]) -> Result<Vec<Arg<'a>>> {
+    let mut args: Vec<Arg<'a>> = buffers.into();
+    args.extend(
+        geometry(g)?
+            .into_iter()
+            .chain(extra.iter().copied())
+            .map(Arg::from),
+    );
+    Ok(args)
+}
+
+pub fn forward(
+    dev: &CudaDevice,
+    g: &ConvGeom,
+    x: &DeviceBuffer<f32>,
+    w: &DeviceBuffer<f32>,
+    y: &mut DeviceBuffer<f32>,
+    v: ConvVersion,
+) -> Result<()> {
+    let args = with_geometry(
+        [
+            Arg::read(x, g.x_len()),
+            Arg::read(w, g.w_len()),
+            Arg::write(y, g.y_len()),
+        ],
+        g,
+        &[],
+    )?;
+    let pixels = g.n * g.h_out() * g.w_out();
+    let cfg = launch_grid(
+        pixels.div_ceil(v.n_tile()) as u32,
+        g.c_out.div_ceil(64) as u32,
+        1,
+        (256, 1, 1),
+    );
+    dev.launch(v.kernels()[0], cfg, &args)
+}
+
+pub fn backward_data(
+    dev: &CudaDevice,
+    g: &ConvGeom,
+    w: &DeviceBuffer<f32>,
+    dy: &DeviceBuffer<f32>,
+    dx: &mut DeviceBuffer<f32>,
+    v: ConvVersion,
+) -> Result<()> {
+    let args = with_geometry(
+        [
+            Arg::read(w, g.w_len()),
+            Arg::read(dy, g.y_len()),
+            Arg::write(dx, g.x_len()),
+        ],
+        g,
+        &[],
+    )?;
+    let pixels = g.n * g.h * g.w;
+    let cfg = launch_grid(
+        pixels.div_ceil(v.n_tile()) as u32,
+        g.c_in.div_ceil(64) as u32,
+        1,
+        (256, 1, 1),
+    );
+    dev.launch(v.kernels()[1], cfg, &args)
+}
+
+/// Split-K factor: enough blocks for about two waves on the GPU, each split keeping at least
+/// 1024 (sample, pixel) terms of the reduction.
+fn weight_splits(dev: &CudaDevice, g: &ConvGeom, v: ConvVersion) -> usize {
+    let tiles = (g.ckk().div_ceil(v.n_tile()) * g.c_out.div_ceil(64)).max(1);
+    let reduction = g.n * g.h_out() * g.w_out();
+    (2 * dev.sm_count())
+        .div_ceil(tiles)
+        .clamp(1, reduction.div_ceil(1024).max(1))
+}
+
+pub fn backward_weight(
+    dev: &CudaDevice,
+    g: &ConvGeom,
+    x: &DeviceBuffer<f32>,
+    dy: &DeviceBuffer<f32>,
+    dw: &mut DeviceBuffer<f32>,
+    v: ConvVersion,
+) -> Result<()> {
+    let splits = weight_splits(dev, g, v);
+    let splits_i = int(splits)?;
+    let cfg = launch_grid(
+        g.ckk().div_ceil(v.n_tile()) as u32,
+        g.c_out.div_ceil(64) as u32,
+        splits as u32,
+        (256, 1, 1),
+    );
+    let len = g.w_len();
+    if splits == 1 {
+        let args = with_geometry(
+            [
+                Arg::read(x, g.x_len()),
+                Arg::read(dy, g.y_len()),
+                Arg::write(dw, len),
+            ],
+            g,
+            &[splits_i],
+        )?;
+        return dev.launch(v.kernels()[2], cfg, &args);
+    }
+    // Every split writes its whole slice of the partials (zeros where its chunk is empty).
+    let mut partial = dev.alloc::<f32>(splits * len)?;
+    let args = with_geometry(
+        [
+            Arg::read(x, g.x_len()),
+            Arg::read(dy, g.y_len()),
+            Arg::write(&mut partial, splits * len),
+        ],
+        g,
+        &[splits_i],
+    )?;
+    dev.launch(v.kernels()[2], cfg, &args)?;
+    dev.launch(
+        KernelId::CONV2D_BWD_WEIGHT_REDUCE,
+        launch_1d(len),
+        &[
+            Arg::read(&partial, splits * len),
+            splits_i.into(),
+            int(len)?.into(),
+            Arg::write(dw, len),
+        ],
+    )
+}

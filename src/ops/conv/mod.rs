@@ -1,0 +1,121 @@
+//! 2-D convolution without bias (every conv in ResNet18 and WRN-22-8 is bias-free): the CPU
+//! reference (cpu.rs, generic over f32/f64), the CUDA launchers (cuda.rs), one function per
+//! direction that looks at the device once, and the graph node.
+
+pub mod cpu;
+pub mod cuda;
+
+pub use crate::geom::ConvGeom;
+pub use cuda::ConvVersion;
+
+use crate::autograd::{Backward, BackwardPass, EntryId, Graph, Var};
+use crate::device::{ok, Device};
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+/// The convolution the graph runs on the GPU: exact f32 (v1) until the tensor-core kernels have
+/// been checked on hardware.
+const GPU_VERSION: ConvVersion = ConvVersion::V1;
+
+/// y [n, c_out, h_out, w_out] = conv(x, w).
+pub fn forward(dev: &Device, g: &ConvGeom, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let shape = [g.n, g.c_out, g.h_out(), g.w_out()];
+    match dev {
+        Device::Cpu => {
+            let mut y = Tensor::zeros(&shape);
+            cpu::forward(g, x.data(), w.data(), y.data_mut());
+            Ok(y)
+        }
+        Device::Cuda(d) => {
+            let mut y = Tensor::uninit_gpu(d, &shape)?;
+            cuda::forward(d, g, x.gpu(), w.gpu(), y.gpu_mut(), GPU_VERSION)?;
+            Ok(y)
+        }
+    }
+}
+
+/// dx [n, c_in, h, w] from the weights and dy.
+pub fn backward_data(dev: &Device, g: &ConvGeom, w: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    let shape = [g.n, g.c_in, g.h, g.w];
+    match dev {
+        Device::Cpu => {
+            let mut dx = Tensor::zeros(&shape);
+            cpu::backward_data(g, w.data(), dy.data(), dx.data_mut());
+            Ok(dx)
+        }
+        Device::Cuda(d) => {
+            let mut dx = Tensor::uninit_gpu(d, &shape)?;
+            cuda::backward_data(d, g, w.gpu(), dy.gpu(), dx.gpu_mut(), GPU_VERSION)?;
+            Ok(dx)
+        }
+    }
+}
+
+/// dw [c_out, c_in, k, k] from x and dy.
+pub fn backward_weight(dev: &Device, g: &ConvGeom, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    let shape = [g.c_out, g.c_in, g.k, g.k];
+    match dev {
+        Device::Cpu => {
+            let mut dw = Tensor::zeros(&shape);
+            cpu::backward_weight(g, x.data(), dy.data(), dw.data_mut());
+            Ok(dw)
+        }
+        Device::Cuda(d) => {
+            let mut dw = Tensor::uninit_gpu(d, &shape)?;
+            cuda::backward_weight(d, g, x.gpu(), dy.gpu(), dw.gpu_mut(), GPU_VERSION)?;
+            Ok(dw)
+        }
+    }
+}
+
+/// The graph node of a convolution.
+struct ConvNode {
+    x: Var,
+    w: Var,
+    geom: ConvGeom,
+}
+
+impl Backward for ConvNode {
+    fn backward(&self, pass: &mut BackwardPass<'_>, _out: Var, g: &Tensor) {
+        let dev = pass.device();
+        if pass.needs(self.x) {
+            let dx = ok(backward_data(dev, &self.geom, pass.value(self.w), g));
+            pass.accumulate(self.x, dx);
+        }
+        if pass.needs(self.w) {
+            let dw = ok(backward_weight(dev, &self.geom, pass.value(self.x), g));
+            pass.accumulate(self.w, dw);
+        }
+    }
+}
+
+impl Graph<'_> {
+    /// Convolution of x [n, c, h, w] with the store weight `w` [o, c, k, k].
+    pub fn conv2d(&mut self, x: Var, w: EntryId, stride: usize, pad: usize) -> Var {
+        let wv = self.param(w);
+        let (xs, ws) = (self.value(x).shape(), self.value(wv).shape());
+        let geom = ConvGeom {
+            n: xs[0],
+            c_in: xs[1],
+            h: xs[2],
+            w: xs[3],
+            c_out: ws[0],
+            k: ws[2],
+            stride,
+            pad,
+        };
+        assert_eq!(
+            ws[1], xs[1],
+            "conv2d: weight expects {} input channels, got {}",
+            ws[1], xs[1]
+        );
+        let y = ok(forward(self.device(), &geom, self.value(x), self.value(wv)));
+        self.push(ConvNode { x, w: wv, geom }, y, &[x, wv])
+    }
+
+    /// Every convolution this graph has run, in order (benchmarks read a model's layer shapes
+    /// from one forward pass).
+    pub fn conv_geoms(&self) -> Vec<ConvGeom> {
+        self.nodes_of::<ConvNode>().map(|n| n.geom).collect()
+    }
+}
