@@ -30,7 +30,12 @@ fn code(path: &Path) -> String {
 /// The top-level module a source file belongs to ("device" for src/device/cuda.rs).
 fn module_of(src: &Path, path: &Path) -> String {
     let rel = path.strip_prefix(src).unwrap();
-    let first = rel.components().next().unwrap().as_os_str().to_string_lossy();
+    let first = rel
+        .components()
+        .next()
+        .unwrap()
+        .as_os_str()
+        .to_string_lossy();
     first.trim_end_matches(".rs").to_string()
 }
 
@@ -77,7 +82,10 @@ fn cudarc_stays_inside_the_device_layer() {
         .filter(|(p, c)| !p.to_string_lossy().contains("/src/device/") && c.contains("cudarc"))
         .map(|(p, _)| p.display().to_string())
         .collect();
-    assert!(outside.is_empty(), "cudarc used outside src/device/: {outside:?}");
+    assert!(
+        outside.is_empty(),
+        "cudarc used outside src/device/: {outside:?}"
+    );
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The blur corruptions (corruptions-spec.md §4.5, §4.7, §4.9): gaussian_blur, defocus_blur and
 //! zoom_blur here, all deterministic; glass_blur, the only random one, in [`super::glass`].
-//! The CUDA versions are kernels/corrupt_blur.cu (launchers in src/device/launch/corrupt_blur.rs);
+//! The CUDA versions are kernels/corrupt_blur.cu (launchers in src/corrupt/cuda/blur.rs);
 //! they take their filter weights from the functions below so both backends use the same bits.
 
 use super::filter::{border_index, center_zoom, gaussian_plane, Border};

@@ -4,9 +4,9 @@
 //! into CHW [`ImageSet`]s on the way in and back to HWC on the way out.
 
 use super::{Corruption, Severity};
-use crate::files::write_atomic;
 use crate::data::ImageSet;
 use crate::error::{Error, Result};
+use crate::files::write_atomic;
 use npyz::WriterBuilder;
 use std::path::Path;
 

@@ -7,7 +7,7 @@
 //! global numpy generator, so its random corruptions cannot be reproduced draw for draw; here
 //! every draw is keyed by (seed, corruption, severity, image index, draw number) through
 //! [`ImageKey`], so a result never depends on batching, threads or device, and the CUDA kernels
-//! (`src/device/launch/corrupt_*.rs`) draw exactly the same numbers.
+//! (`src/corrupt/cuda/`) draw exactly the same numbers.
 
 pub mod blur;
 pub mod color;

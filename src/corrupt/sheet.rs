@@ -2,8 +2,8 @@
 //! (clean first, then each severity), CHW images scaled up by pixel repetition so a 32-pixel
 //! image is visible, with grey gutters between cells.
 
-use crate::files::write_atomic;
 use crate::error::{Error, Result};
+use crate::files::write_atomic;
 use std::path::Path;
 
 /// Cells are separated by this many pixels of the gutter grey.

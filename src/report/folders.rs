@@ -4,8 +4,8 @@
 use super::markdown::{self, COMPARISON_SVG, CORRUPTIONS_SVG, RELUS_SVG};
 use super::run::Run;
 use super::svg;
-use crate::files::write_atomic;
 use crate::error::{Error, Result};
+use crate::files::write_atomic;
 use std::path::{Component, Path, PathBuf};
 
 /// The runs under `dirs`: a folder with a report.json is a run; otherwise each of its

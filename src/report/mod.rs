@@ -6,8 +6,8 @@ pub mod pi_cost;
 pub mod run;
 pub mod svg;
 
-use crate::files::write_atomic;
 use crate::error::{Error, Result};
+use crate::files::write_atomic;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::path::Path;
