@@ -56,11 +56,15 @@ fn crate_refs(code: &str) -> BTreeSet<String> {
     out
 }
 
-fn graph() -> (BTreeMap<String, BTreeSet<String>>, Vec<(PathBuf, String)>) {
+/// Which top-level modules each one imports.
+type Imports = BTreeMap<String, BTreeSet<String>>;
+
+/// The import graph, and every source file with its code.
+fn graph() -> (Imports, Vec<(PathBuf, String)>) {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     sources(&src, &mut files);
-    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut edges = Imports::new();
     let mut texts = Vec::new();
     for f in files {
         let m = module_of(&src, &f);
@@ -104,7 +108,7 @@ fn top_level_modules_import_each_other_without_a_circle() {
     // Depth-first search for a back edge; the first circle found is reported.
     fn visit(
         m: &str,
-        edges: &BTreeMap<String, BTreeSet<String>>,
+        edges: &Imports,
         path: &mut Vec<String>,
         done: &mut BTreeSet<String>,
     ) -> Option<Vec<String>> {
