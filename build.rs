@@ -3,8 +3,8 @@
 //! compiles every kernel file as C++ for the CUDA emulator (src/device/emu/), together with the
 //! planted-bug copies of src/device/emu/mutants.rs.
 
-#[allow(dead_code)]
-#[path = "src/device/kernel_source.rs"]
+#[allow(dead_code, unused_imports)]
+#[path = "src/device/kernel_source/mod.rs"]
 mod kernel_source;
 
 #[allow(dead_code)]
@@ -358,7 +358,7 @@ fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
     println!("cargo:rerun-if-changed=kernels");
-    println!("cargo:rerun-if-changed=src/device/kernel_source.rs");
+    println!("cargo:rerun-if-changed=src/device/kernel_source");
     println!("cargo:rerun-if-changed=src/device/emu/mutants.rs");
     println!("cargo:rerun-if-changed=src/device/emu/selftest.cu");
     println!("cargo:rerun-if-env-changed=CXX");

@@ -1,6 +1,8 @@
 //! Layer 3 of the op tests: every CUDA kernel against the CPU reference on random shapes,
-//! odd sizes included. Without a usable GPU (and libnvrtc) each test prints "skipped" and
-//! passes; with REQUIRE_GPU=1 (the GPU suite, tools/gpu-check.sh) it fails instead.
+//! odd sizes included, on the CUDA device of `common::gpu()`: the GPU when one is usable, else
+//! the CUDA emulator (RLNET_TEST_DEVICE=cuda|emu forces one). Only a build without the emulator
+//! on a machine without a GPU skips them (printing "skipped"), and with REQUIRE_GPU=1 not even
+//! that: the GPU suite (tools/gpu-check.sh) runs them with RLNET_TEST_DEVICE=cuda REQUIRE_GPU=1.
 
 mod common;
 

@@ -110,13 +110,13 @@ pub fn assert_close<A: Into<f64> + Copy, B: Into<f64> + Copy>(
 }
 
 /// The CUDA device the GPU tests run on: the GPU when one is usable, else the CUDA emulator
-/// (the same kernels on the CPU). `RLNET_TEST_DEVICE=cuda|emu` forces one; with
-/// `REQUIRE_GPU=1` (the GPU suite) a real GPU must be used and nothing may skip. None (the test
-/// prints "skipped" and passes) only in a build without the emulator and without a GPU.
+/// (the same kernels on the CPU). `RLNET_TEST_DEVICE=cuda|emu` forces one (the GPU suite forces
+/// cuda). With `REQUIRE_GPU=1` no GPU test may skip: a missing (or forced but unusable) device
+/// fails instead. None (the test prints "skipped" and passes) only in a build without the
+/// emulator, on a machine without a GPU.
 pub fn gpu() -> Option<Arc<CudaDevice>> {
     static DEV: OnceLock<Result<Arc<CudaDevice>, String>> = OnceLock::new();
     let forced = std::env::var("RLNET_TEST_DEVICE").ok();
-    let require_gpu = std::env::var("REQUIRE_GPU").is_ok_and(|v| v == "1");
     let dev = DEV.get_or_init(|| {
         let real = || match Device::cuda() {
             Ok(Device::Cuda(d)) => Ok(d),
@@ -132,22 +132,16 @@ pub fn gpu() -> Option<Arc<CudaDevice>> {
             Some("cuda") => real(),
             Some("emu") => emulated(),
             Some(other) => Err(format!("RLNET_TEST_DEVICE={other}: expected cuda or emu")),
-            None if require_gpu => real(),
             None => real()
                 .or_else(|gpu_why| emulated().map_err(|emu_why| format!("{gpu_why}; {emu_why}"))),
         }
     });
     match dev {
-        Ok(d) => {
-            assert!(
-                !(require_gpu && d.is_emulated()),
-                "REQUIRE_GPU=1 but the tests run on the emulator (RLNET_TEST_DEVICE=emu)"
-            );
-            Some(d.clone())
-        }
+        Ok(d) => Some(d.clone()),
         Err(why) => {
+            let require = std::env::var("REQUIRE_GPU").is_ok_and(|v| v == "1");
             assert!(
-                !require_gpu && forced.is_none(),
+                !require && forced.is_none(),
                 "no CUDA device for the GPU tests: {why}"
             );
             println!("skipped: no GPU and no emulator ({why})");
