@@ -6,6 +6,7 @@
 use super::{common, harness};
 use rlnet::corrupt::blur::{self, DEFOCUS_SIDE};
 use rlnet::corrupt::cuda::blur as gpu;
+use rlnet::corrupt::cuda::{corrupt_device, has_kernel, GpuResources, ImageBatch};
 use rlnet::corrupt::filter::{center_zoom, gaussian_plane, Border};
 use rlnet::corrupt::glass::{self, FIRST_SCANNED};
 use rlnet::corrupt::{Corruption, ImageKey, Severity};
@@ -221,13 +222,14 @@ fn gpu_blurs_match_the_cpu_bit_for_bit() {
         for s in Severity::ALL {
             let mut out = dev.alloc::<u8>(n * 3072).unwrap();
             let family = ImageKey::family_seed(harness::SEED, c, s);
+            let mut batch = ImageBatch::new(c.name(), &images, n, &mut out)
+                .unwrap()
+                .keyed(family, first as u64);
             match c {
-                Corruption::GaussianBlur => gpu::gaussian_blur(&dev, s, &images, n, &mut out),
-                Corruption::GlassBlur => {
-                    gpu::glass_blur(&dev, s, &images, n, family, first as u64, &mut out)
-                }
-                Corruption::DefocusBlur => gpu::defocus_blur(&dev, s, &images, n, &mut out),
-                _ => gpu::zoom_blur(&dev, s, &images, n, &mut out),
+                Corruption::GaussianBlur => gpu::gaussian_blur(&dev, s, &mut batch),
+                Corruption::GlassBlur => gpu::glass_blur(&dev, s, &mut batch),
+                Corruption::DefocusBlur => gpu::defocus_blur(&dev, s, &mut batch),
+                _ => gpu::zoom_blur(&dev, s, &mut batch),
             }
             .unwrap();
             let got = dev.download(&out).unwrap();
@@ -248,15 +250,30 @@ fn gpu_blurs_match_the_cpu_bit_for_bit() {
     }
 }
 
-/// The launchers reject buffers too small for `n` images instead of reading past them.
+/// Every corruption kernel is reached through an `ImageBatch`, whose constructor rejects
+/// buffers that do not hold `n` images (instead of a kernel reading past them), with an error
+/// that says what was expected; an empty batch launches nothing.
 #[test]
-fn gpu_launchers_check_buffer_sizes() {
+fn gpu_corruptions_check_buffer_sizes() {
     let Some(dev) = common::gpu() else { return };
     let images = dev.zeros::<u8>(3072).unwrap();
     let mut out = dev.alloc::<u8>(3072).unwrap();
-    let s = Severity::new(1).unwrap();
-    assert!(gpu::gaussian_blur(&dev, s, &images, 2, &mut out).is_err());
-    assert!(gpu::defocus_blur(&dev, s, &images, 2, &mut out).is_err());
-    assert!(gpu::zoom_blur(&dev, s, &images, 2, &mut out).is_err());
-    assert!(gpu::glass_blur(&dev, s, &images, 2, 0, 0, &mut out).is_err());
+    let res = GpuResources::upload(&dev, &rlnet::corrupt::Resources::default()).unwrap();
+    let s = Severity::new(5).unwrap();
+    for c in Corruption::ALL {
+        if c == Corruption::Frost || !has_kernel(c, s) {
+            continue; // frost needs textures; the host paths check their own input
+        }
+        let err = corrupt_device(&dev, c, s, &images, 2, 0, 0, &res, &mut out).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("2 images of 3x32x32") && msg.contains("3072 bytes in"),
+            "{}: {msg}",
+            c.name()
+        );
+    }
+    let (empty_in, mut empty_out) = (dev.zeros::<u8>(1).unwrap(), dev.zeros::<u8>(1).unwrap());
+    let mut batch = ImageBatch::new("empty", &empty_in, 0, &mut empty_out).unwrap();
+    gpu::gaussian_blur(&dev, s, &mut batch).unwrap();
+    assert_eq!(dev.download(&empty_out).unwrap(), [0]);
 }

@@ -3,6 +3,7 @@
 
 use super::{common, harness};
 use rlnet::corrupt::cuda::pixel as corrupt_pixel;
+use rlnet::corrupt::cuda::ImageBatch;
 use rlnet::corrupt::{color, Corruption, Severity};
 
 const COLORS: [Corruption; 3] = [
@@ -57,7 +58,8 @@ fn run_gpu(c: Corruption, s: Severity, images: &[u8]) -> Vec<u8> {
         Corruption::Saturate => corrupt_pixel::saturate,
         _ => unreachable!(),
     };
-    launch(&dev, s, &d_in, n, &mut d_out).unwrap();
+    let mut batch = ImageBatch::new(c.name(), &d_in, n, &mut d_out).unwrap();
+    launch(&dev, s, &mut batch).unwrap();
     dev.download(&d_out).unwrap()
 }
 

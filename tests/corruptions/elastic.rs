@@ -6,6 +6,7 @@
 
 use super::{common, harness};
 use rlnet::corrupt::cuda::elastic as gpu;
+use rlnet::corrupt::cuda::ImageBatch;
 use rlnet::corrupt::elastic::{self, ElasticDraws};
 use rlnet::corrupt::{Corruption, ImageKey, Severity};
 
@@ -102,7 +103,10 @@ fn gpu_elastic_transform_is_bit_identical_to_the_cpu() {
     let mut out = dev.alloc::<u8>(clean.len()).unwrap();
     for s in Severity::ALL {
         let seed = ImageKey::family_seed(harness::SEED, Corruption::ElasticTransform, s);
-        gpu::elastic_transform(&dev, s, &images, count, seed, 0, &mut out).unwrap();
+        let mut batch = ImageBatch::new("elastic", &images, count, &mut out)
+            .unwrap()
+            .keyed(seed, 0);
+        gpu::elastic_transform(&dev, s, &mut batch).unwrap();
         let got = dev.download(&out).unwrap();
         let want = harness::run_cpu(Corruption::ElasticTransform, s, &clean);
         let same = got.iter().zip(&want).filter(|(a, b)| a == b).count();

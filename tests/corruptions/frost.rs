@@ -101,9 +101,7 @@ fn gpu_frost_matches_cpu() {
     check_gpu(
         &dev,
         Corruption::Frost,
-        &|d, s, images, n, seed, first, out| {
-            gpu::frost(d, s, images, n, seed, first, &d_tiles, out)
-        },
+        &|d, s, batch| gpu::frost(d, s, &d_tiles, batch),
         true,
     );
 }

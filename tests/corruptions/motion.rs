@@ -5,8 +5,8 @@
 
 use super::{common, harness};
 use rlnet::corrupt::cuda::weather as gpu;
+use rlnet::corrupt::cuda::ImageBatch;
 use rlnet::corrupt::{self, motion, Corruption, Severity};
-use rlnet::device::buffer::DeviceBuffer;
 use rlnet::device::cuda::CudaDevice;
 
 /// Values that differ, and the largest difference.
@@ -62,16 +62,9 @@ fn motion_blur_matches_reference_statistics() {
     harness::check_against_stats(Corruption::MotionBlur);
 }
 
-/// The GPU launcher signature of the keyed corruptions.
-pub(super) type Launcher<'a> = &'a dyn Fn(
-    &CudaDevice,
-    Severity,
-    &DeviceBuffer<u8>,
-    usize,
-    u64,
-    u64,
-    &mut DeviceBuffer<u8>,
-) -> rlnet::error::Result<()>;
+/// The GPU launcher signature of the corruptions.
+pub(super) type Launcher<'a> =
+    &'a dyn Fn(&CudaDevice, Severity, &mut ImageBatch) -> rlnet::error::Result<()>;
 
 /// Runs `launch` on 300 cifar10-mini images starting at dataset image 17 (so the per-image
 /// keys are offset) at every severity and compares with the CPU. `exact`: every value equal
@@ -99,7 +92,10 @@ pub(super) fn check_gpu(dev: &CudaDevice, c: Corruption, launch: Launcher, exact
         .unwrap();
         let mut d_out = dev.alloc::<u8>(images.len()).unwrap();
         let seed = corrupt::ImageKey::family_seed(harness::SEED, c, s);
-        launch(dev, s, &d_images, n, seed, first as u64, &mut d_out).unwrap();
+        let mut batch = ImageBatch::new(c.name(), &d_images, n, &mut d_out)
+            .unwrap()
+            .keyed(seed, first as u64);
+        launch(dev, s, &mut batch).unwrap();
         let got = dev.download(&d_out).unwrap();
         let (bad, worst) = mismatches(&got, &want);
         let (within, _) = harness::agreement(&got, &want);

@@ -5,6 +5,7 @@
 
 use super::{common, harness};
 use rlnet::corrupt::cuda::pixel as corrupt_pixel;
+use rlnet::corrupt::cuda::ImageBatch;
 use rlnet::corrupt::{self, noise, Corruption, ImageKey, Resources, Severity};
 
 const NOISES: [Corruption; 4] = [
@@ -131,7 +132,10 @@ fn run_gpu(c: Corruption, s: Severity, images: &[u8], first: u64) -> Vec<u8> {
     let d_in = dev.upload(images).unwrap();
     let mut d_out = dev.alloc::<u8>(images.len()).unwrap();
     let fam = ImageKey::family_seed(harness::SEED, c, s);
-    corrupt_pixel::noise(&dev, c, s, &d_in, n, fam, first, &mut d_out).unwrap();
+    let mut batch = ImageBatch::new(c.name(), &d_in, n, &mut d_out)
+        .unwrap()
+        .keyed(fam, first);
+    corrupt_pixel::noise(&dev, c, s, &mut batch).unwrap();
     dev.download(&d_out).unwrap()
 }
 

@@ -4,6 +4,7 @@
 
 use super::{common, harness};
 use rlnet::corrupt::cuda::pixel as corrupt_pixel;
+use rlnet::corrupt::cuda::ImageBatch;
 use rlnet::corrupt::{Corruption, Severity};
 
 #[test]
@@ -43,7 +44,8 @@ fn gpu_pixelate_is_bit_identical_to_the_cpu() {
     let d_in = dev.upload(&set.images).unwrap();
     for s in Severity::ALL {
         let mut d_out = dev.alloc::<u8>(set.images.len()).unwrap();
-        corrupt_pixel::pixelate(&dev, s, &d_in, n, &mut d_out).unwrap();
+        let mut batch = ImageBatch::new("pixelate", &d_in, n, &mut d_out).unwrap();
+        corrupt_pixel::pixelate(&dev, s, &mut batch).unwrap();
         let gpu = dev.download(&d_out).unwrap();
         let cpu = harness::run_cpu(Corruption::Pixelate, s, &set.images);
         assert_eq!(gpu, cpu, "severity {}", s.get());

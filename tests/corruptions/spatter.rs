@@ -5,6 +5,7 @@
 
 use super::{common, harness};
 use rlnet::corrupt::cuda::elastic as gpu;
+use rlnet::corrupt::cuda::ImageBatch;
 use rlnet::corrupt::spatter::{self, EMBOSS};
 use rlnet::corrupt::{cvops, Corruption, ImageKey, Severity};
 
@@ -157,7 +158,10 @@ fn gpu_spatter_mud_matches_the_cpu() {
     let mut out = dev.alloc::<u8>(clean.len()).unwrap();
     for s in Severity::ALL {
         let seed = ImageKey::family_seed(harness::SEED, Corruption::Spatter, s);
-        let result = gpu::spatter(&dev, s, &images, count, seed, 0, &mut out);
+        let mut batch = ImageBatch::new("spatter", &images, count, &mut out)
+            .unwrap()
+            .keyed(seed, 0);
+        let result = gpu::spatter(&dev, s, &mut batch);
         if !spatter::PARAMS[s.index()].mud {
             assert!(
                 result.is_err(),

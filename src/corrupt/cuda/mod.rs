@@ -11,9 +11,11 @@ pub mod pixel;
 pub mod weather;
 
 use super::{corrupt_batch, Corruption, ImageKey, Resources, Severity, CIFAR_PLANE};
+use crate::device::args::{Arg, LaunchConfig};
 use crate::device::buffer::DeviceBuffer;
 use crate::device::cuda::CudaDevice;
-use crate::device::int;
+use crate::device::kernels::KernelId;
+use crate::device::{int, launch_grid};
 use crate::error::{Error, Result};
 
 /// Device copies of what the corruptions need beyond the images (the frost textures).
@@ -58,38 +60,36 @@ pub fn corrupt_device(
     out: &mut DeviceBuffer<u8>,
 ) -> Result<()> {
     res.host.check(c)?;
+    if !has_kernel(c, s) {
+        let host = dev.download(images)?;
+        let done = corrupt_batch(c, s, &host, CIFAR_PLANE, first, seed, &res.host)?;
+        return dev.upload_into(&done, out);
+    }
     let fs = ImageKey::family_seed(seed, c, s);
+    let b = &mut ImageBatch::new(c.name(), images, n, out)?.keyed(fs, first);
     match c {
         Corruption::GaussianNoise
         | Corruption::ShotNoise
         | Corruption::ImpulseNoise
-        | Corruption::SpeckleNoise => pixel::noise(dev, c, s, images, n, fs, first, out),
-        Corruption::Brightness => pixel::brightness(dev, s, images, n, out),
-        Corruption::Contrast => pixel::contrast(dev, s, images, n, out),
-        Corruption::Saturate => pixel::saturate(dev, s, images, n, out),
-        Corruption::Pixelate => pixel::pixelate(dev, s, images, n, out),
-        Corruption::GaussianBlur => blur::gaussian_blur(dev, s, images, n, out),
-        Corruption::DefocusBlur => blur::defocus_blur(dev, s, images, n, out),
-        Corruption::GlassBlur => blur::glass_blur(dev, s, images, n, fs, first, out),
-        Corruption::ZoomBlur => blur::zoom_blur(dev, s, images, n, out),
-        Corruption::MotionBlur => weather::motion_blur(dev, s, images, n, fs, first, out),
-        Corruption::Snow => weather::snow(dev, s, images, n, fs, first, out),
-        Corruption::Fog => weather::fog(dev, s, images, n, fs, first, out),
+        | Corruption::SpeckleNoise => pixel::noise(dev, c, s, b),
+        Corruption::Brightness => pixel::brightness(dev, s, b),
+        Corruption::Contrast => pixel::contrast(dev, s, b),
+        Corruption::Saturate => pixel::saturate(dev, s, b),
+        Corruption::Pixelate => pixel::pixelate(dev, s, b),
+        Corruption::GaussianBlur => blur::gaussian_blur(dev, s, b),
+        Corruption::DefocusBlur => blur::defocus_blur(dev, s, b),
+        Corruption::GlassBlur => blur::glass_blur(dev, s, b),
+        Corruption::ZoomBlur => blur::zoom_blur(dev, s, b),
+        Corruption::MotionBlur => weather::motion_blur(dev, s, b),
+        Corruption::Snow => weather::snow(dev, s, b),
+        Corruption::Fog => weather::fog(dev, s, b),
         Corruption::Frost => {
             let tiles = res.frost.as_ref().expect("checked by Resources::check");
-            weather::frost(dev, s, images, n, fs, first, tiles, out)
+            weather::frost(dev, s, tiles, b)
         }
-        Corruption::ElasticTransform => {
-            elastic::elastic_transform(dev, s, images, n, fs, first, out)
-        }
-        Corruption::Spatter if has_kernel(c, s) => {
-            elastic::spatter(dev, s, images, n, fs, first, out)
-        }
-        Corruption::Spatter | Corruption::JpegCompression => {
-            let host = dev.download(images)?;
-            let done = corrupt_batch(c, s, &host, CIFAR_PLANE, first, seed, &res.host)?;
-            dev.upload_into(&done, out)
-        }
+        Corruption::ElasticTransform => elastic::elastic_transform(dev, s, b),
+        Corruption::Spatter => elastic::spatter(dev, s, b),
+        Corruption::JpegCompression => unreachable!("has_kernel is false for jpeg_compression"),
     }
 }
 
@@ -122,23 +122,108 @@ pub fn corrupt_batch_gpu(
 /// Bytes of one CIFAR image, u8 [3, 32, 32]: the corruption kernels' unit.
 pub const CIFAR_IMAGE: usize = 3 * 32 * 32;
 
-/// Checks that `images` and `out` hold `n` CIFAR images each and returns (n, n·3·32·32) as
-/// kernel `int`s (for the corruption launchers).
-pub fn cifar_batch(
-    name: &str,
-    images: &DeviceBuffer<u8>,
+/// Threads per block of every corruption kernel: their `__launch_bounds__`, and the per-thread
+/// tables of kernels/corrupt_blur.cu, are written for it.
+const THREADS: u32 = 256;
+
+/// One launch's images: `n` CIFAR images u8 [n, 3, 32, 32] in, as many out, and the keys of
+/// their random draws. Built only through [`ImageBatch::new`], which checks both buffers, so no
+/// launcher can hand a kernel a buffer shorter than the images it reads or writes.
+pub struct ImageBatch<'a> {
+    images: &'a DeviceBuffer<u8>,
+    out: &'a mut DeviceBuffer<u8>,
     n: usize,
-    out: &DeviceBuffer<u8>,
-) -> Result<(i32, i32)> {
-    let total = n
-        .checked_mul(CIFAR_IMAGE)
-        .ok_or_else(|| Error::shape(name, "fewer than 2^31 values", n))?;
-    if images.len() != total.max(1) || out.len() != total.max(1) {
-        return Err(Error::shape(
-            name,
-            format!("{n} images of 3x32x32 bytes in and out ({total} bytes)"),
-            format!("{} bytes in, {} out", images.len(), out.len()),
-        ));
+    /// `ImageKey::family_seed(seed, c, s)` of the corruption being drawn (0 when deterministic).
+    family_seed: u64,
+    /// The dataset index of image 0, which keys its draws.
+    first: u64,
+}
+
+impl<'a> ImageBatch<'a> {
+    /// Checks that `images` and `out` hold `n` CIFAR images each (`name` says whose batch it is
+    /// in the error). An empty batch (n = 0, one-byte buffers) is allowed and launches nothing.
+    pub fn new(
+        name: &str,
+        images: &'a DeviceBuffer<u8>,
+        n: usize,
+        out: &'a mut DeviceBuffer<u8>,
+    ) -> Result<ImageBatch<'a>> {
+        let total = n
+            .checked_mul(CIFAR_IMAGE)
+            .filter(|&t| int(t).is_ok())
+            .ok_or_else(|| Error::shape(name, "fewer than 2^31 values", n))?;
+        if images.len() != total.max(1) || out.len() != total.max(1) {
+            return Err(Error::shape(
+                name,
+                format!("{n} images of 3x32x32 bytes in and out ({total} bytes)"),
+                format!("{} bytes in, {} out", images.len(), out.len()),
+            ));
+        }
+        Ok(ImageBatch {
+            images,
+            out,
+            n,
+            family_seed: 0,
+            first: 0,
+        })
     }
-    Ok((int(n)?, int(total)?))
+
+    /// The batch with the draw keys of a random corruption.
+    pub fn keyed(self, family_seed: u64, first: u64) -> ImageBatch<'a> {
+        ImageBatch {
+            family_seed,
+            first,
+            ..self
+        }
+    }
+
+    /// The number of images.
+    pub fn count(&self) -> usize {
+        self.n
+    }
+
+    /// `blocks` blocks of [`THREADS`] per image (grid (n, blocks)).
+    fn per_image(&self, blocks: usize) -> LaunchConfig {
+        launch_grid(self.n as u32, blocks as u32, 1, (THREADS, 1, 1))
+    }
+
+    /// One thread per value of the batch.
+    fn per_value(&self) -> LaunchConfig {
+        let blocks = (self.n * CIFAR_IMAGE).div_ceil(THREADS as usize);
+        launch_grid(blocks as u32, 1, 1, (THREADS, 1, 1))
+    }
+
+    /// The number of images as a kernel `int` (fits: checked by [`ImageBatch::new`]).
+    fn n_arg(&self) -> Arg<'static> {
+        (self.n as i32).into()
+    }
+
+    /// The number of bytes as a kernel `int`.
+    fn total_arg(&self) -> Arg<'static> {
+        ((self.n * CIFAR_IMAGE) as i32).into()
+    }
+
+    /// The draw keys (family seed, first) as kernel arguments, in that order.
+    fn keys(&self) -> [Arg<'static>; 2] {
+        [self.family_seed.into(), self.first.into()]
+    }
+
+    /// Launches `kernel` with the arguments every corruption kernel has: the images first,
+    /// then `params`, then the output. An empty batch launches nothing (a grid is never empty).
+    fn launch<'p>(
+        &'p mut self,
+        dev: &CudaDevice,
+        kernel: KernelId,
+        cfg: LaunchConfig,
+        params: impl IntoIterator<Item = Arg<'p>>,
+    ) -> Result<()> {
+        if self.n == 0 {
+            return Ok(());
+        }
+        let total = self.n * CIFAR_IMAGE;
+        let mut args = vec![Arg::read(self.images, total)];
+        args.extend(params);
+        args.push(Arg::write(self.out, total));
+        dev.launch(kernel, cfg, &args)
+    }
 }

@@ -1,21 +1,19 @@
-//! kernels/corrupt_weather.cu: the motion_blur, snow, fog and frost corruptions on the GPU, for
-//! images u8 [n, 3, 32, 32] already on the device. Each draws exactly what the CPU draws
-//! (src/corrupt/motion.rs, weather.rs, frost.rs) for dataset images first..first + n.
+//! kernels/corrupt_weather.cu: the motion_blur, snow, fog and frost corruptions of an
+//! [`ImageBatch`]. Each draws exactly what the CPU draws (src/corrupt/motion.rs, weather.rs,
+//! frost.rs) for the batch's dataset images.
 
-use super::{cifar_batch, CIFAR_IMAGE};
+use super::{ImageBatch, CIFAR_IMAGE, THREADS};
 use crate::corrupt::frost::{self, FrostTiles};
 use crate::corrupt::{filter, motion, weather, Severity};
 use crate::device::args::{Arg, Len};
 use crate::device::buffer::DeviceBuffer;
 use crate::device::cuda::CudaDevice;
+use crate::device::int;
 use crate::device::kernels::KernelId;
-use crate::device::{int, launch_grid};
 use crate::error::{Error, Result};
 
 /// The side every kernel of the file is written for.
 const SIDE: usize = 32;
-/// Threads per block of every kernel of the file.
-const BLOCK: u32 = 256;
 /// The most motion-blur taps the kernels hold (their shared arrays).
 const MAX_TAPS: usize = 32;
 
@@ -32,48 +30,26 @@ fn upload_taps(dev: &CudaDevice, radius: f64, sigma: f64) -> Result<(DeviceBuffe
     Ok((dev.upload(&taps)?, taps.len()))
 }
 
-/// motion_blur of `n` images (spec §4.8).
-pub fn motion_blur(
-    dev: &CudaDevice,
-    s: Severity,
-    images: &DeviceBuffer<u8>,
-    n: usize,
-    family_seed: u64,
-    first: u64,
-    out: &mut DeviceBuffer<u8>,
-) -> Result<()> {
-    let (ni, total) = cifar_batch("corrupt_weather_motion_blur", images, n, out)?;
+/// motion_blur (spec §4.8); (n, pixels / 256) blocks.
+pub fn motion_blur(dev: &CudaDevice, s: Severity, b: &mut ImageBatch) -> Result<()> {
     let (radius, sigma) = motion::params(s);
     let (taps, ntaps) = upload_taps(dev, radius, sigma)?;
-    let pixel_blocks = (SIDE * SIDE).div_ceil(BLOCK as usize) as u32;
-    dev.launch(
-        KernelId::CORRUPT_WEATHER_MOTION_BLUR,
-        launch_grid(n as u32, pixel_blocks, 1, (BLOCK, 1, 1)),
-        &[
-            Arg::read(images, total as usize),
-            ni.into(),
-            Arg::read(&taps, ntaps),
-            int(ntaps)?.into(),
-            motion::ANGLE_LO.into(),
-            motion::ANGLE_SPAN.into(),
-            family_seed.into(),
-            first.into(),
-            Arg::write(out, total as usize),
-        ],
-    )
+    let [family_seed, first] = b.keys();
+    let params = [
+        b.n_arg(),
+        Arg::read(&taps, ntaps),
+        int(ntaps)?.into(),
+        motion::ANGLE_LO.into(),
+        motion::ANGLE_SPAN.into(),
+        family_seed,
+        first,
+    ];
+    let cfg = b.per_image((SIDE * SIDE).div_ceil(THREADS as usize));
+    b.launch(dev, KernelId::CORRUPT_WEATHER_MOTION_BLUR, cfg, params)
 }
 
-/// snow of `n` images (spec §4.10).
-pub fn snow(
-    dev: &CudaDevice,
-    s: Severity,
-    images: &DeviceBuffer<u8>,
-    n: usize,
-    family_seed: u64,
-    first: u64,
-    out: &mut DeviceBuffer<u8>,
-) -> Result<()> {
-    let (ni, total) = cifar_batch("corrupt_weather_snow", images, n, out)?;
+/// snow (spec §4.10); one block per image.
+pub fn snow(dev: &CudaDevice, s: Severity, b: &mut ImageBatch) -> Result<()> {
     let sp = weather::snow_params(s);
     let (taps, ntaps) = upload_taps(dev, sp.radius, sp.sigma)?;
     // filter::center_zoom's geometry: crop side, crop origin, trim of the zoomed square, and
@@ -89,57 +65,34 @@ pub fn snow(
     };
     let keep = sp.blend as f32;
     let lighten = (1.0 - sp.blend) as f32;
-    dev.launch(
-        KernelId::CORRUPT_WEATHER_SNOW,
-        launch_grid(n as u32, 1, 1, (BLOCK, 1, 1)),
-        &[
-            Arg::read(images, total as usize),
-            ni.into(),
-            Arg::read(&taps, ntaps),
-            int(ntaps)?.into(),
-            sp.mean.into(),
-            sp.std.into(),
-            int(side)?.into(),
-            int(origin)?.into(),
-            int(trim)?.into(),
-            scale.into(),
-            sp.threshold.into(),
-            keep.into(),
-            lighten.into(),
-            weather::SNOW_ANGLE_LO.into(),
-            weather::SNOW_ANGLE_SPAN.into(),
-            family_seed.into(),
-            first.into(),
-            Arg::write(out, total as usize),
-        ],
-    )
+    let [family_seed, first] = b.keys();
+    let params = [
+        b.n_arg(),
+        Arg::read(&taps, ntaps),
+        int(ntaps)?.into(),
+        sp.mean.into(),
+        sp.std.into(),
+        int(side)?.into(),
+        int(origin)?.into(),
+        int(trim)?.into(),
+        scale.into(),
+        sp.threshold.into(),
+        keep.into(),
+        lighten.into(),
+        weather::SNOW_ANGLE_LO.into(),
+        weather::SNOW_ANGLE_SPAN.into(),
+        family_seed,
+        first,
+    ];
+    b.launch(dev, KernelId::CORRUPT_WEATHER_SNOW, b.per_image(1), params)
 }
 
-/// fog of `n` images (spec §4.12).
-pub fn fog(
-    dev: &CudaDevice,
-    s: Severity,
-    images: &DeviceBuffer<u8>,
-    n: usize,
-    family_seed: u64,
-    first: u64,
-    out: &mut DeviceBuffer<u8>,
-) -> Result<()> {
-    let (ni, total) = cifar_batch("corrupt_weather_fog", images, n, out)?;
+/// fog (spec §4.12); one block per image.
+pub fn fog(dev: &CudaDevice, s: Severity, b: &mut ImageBatch) -> Result<()> {
     let (strength, decay) = weather::fog_params(s);
-    dev.launch(
-        KernelId::CORRUPT_WEATHER_FOG,
-        launch_grid(n as u32, 1, 1, (BLOCK, 1, 1)),
-        &[
-            Arg::read(images, total as usize),
-            ni.into(),
-            strength.into(),
-            decay.into(),
-            family_seed.into(),
-            first.into(),
-            Arg::write(out, total as usize),
-        ],
-    )
+    let [family_seed, first] = b.keys();
+    let params = [b.n_arg(), strength.into(), decay.into(), family_seed, first];
+    b.launch(dev, KernelId::CORRUPT_WEATHER_FOG, b.per_image(1), params)
 }
 
 /// The five frost tiles on the device, uploaded once and reused by every [`frost`] launch.
@@ -164,34 +117,24 @@ pub fn upload_frost_tiles(dev: &CudaDevice, tiles: &FrostTiles) -> Result<FrostD
     })
 }
 
-/// frost of `n` images with the uploaded tiles (spec §4.11).
-#[allow(clippy::too_many_arguments)]
+/// frost with the uploaded tiles (spec §4.11); (n, values / 256) blocks.
 pub fn frost(
     dev: &CudaDevice,
     s: Severity,
-    images: &DeviceBuffer<u8>,
-    n: usize,
-    family_seed: u64,
-    first: u64,
     tiles: &FrostDeviceTiles,
-    out: &mut DeviceBuffer<u8>,
+    b: &mut ImageBatch,
 ) -> Result<()> {
-    let (ni, total) = cifar_batch("corrupt_weather_frost", images, n, out)?;
     let (a, w) = frost::weights(s);
-    let value_blocks = CIFAR_IMAGE.div_ceil(BLOCK as usize) as u32;
-    dev.launch(
-        KernelId::CORRUPT_WEATHER_FROST,
-        launch_grid(n as u32, value_blocks, 1, (BLOCK, 1, 1)),
-        &[
-            Arg::read(images, total as usize),
-            ni.into(),
-            Arg::read(&tiles.tiles, Len::AtLeast(1)),
-            Arg::read(&tiles.table, 3 * frost::FILES.len()),
-            a.into(),
-            w.into(),
-            family_seed.into(),
-            first.into(),
-            Arg::write(out, total as usize),
-        ],
-    )
+    let [family_seed, first] = b.keys();
+    let params = [
+        b.n_arg(),
+        Arg::read(&tiles.tiles, Len::AtLeast(1)),
+        Arg::read(&tiles.table, 3 * frost::FILES.len()),
+        a.into(),
+        w.into(),
+        family_seed,
+        first,
+    ];
+    let cfg = b.per_image(CIFAR_IMAGE.div_ceil(THREADS as usize));
+    b.launch(dev, KernelId::CORRUPT_WEATHER_FROST, cfg, params)
 }
