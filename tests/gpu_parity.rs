@@ -899,32 +899,22 @@ fn teacher_trains_on_the_gpu_from_the_command_line() {
         ]);
         println!("{printed}");
         assert!(ckpt.exists(), "the stopped run leaves its checkpoint");
-        let json = run(&[
-            "eval",
-            "--device",
-            flag,
-            "--checkpoint",
-            ckpt.to_str().unwrap(),
-            "--test-limit",
-            "32",
-            "--pgd-steps",
-            "2",
-            "--json",
-            "--quiet",
-        ]);
-        let on_cpu = run(&[
-            "eval",
-            "--device",
-            "cpu",
-            "--checkpoint",
-            ckpt.to_str().unwrap(),
-            "--test-limit",
-            "32",
-            "--pgd-steps",
-            "2",
-            "--json",
-            "--quiet",
-        ]);
+        let eval_on = |device: &str| {
+            run(&[
+                "eval",
+                "--device",
+                device,
+                "--checkpoint",
+                ckpt.to_str().unwrap(),
+                "--test-limit",
+                "32",
+                "--pgd-steps",
+                "2",
+                "--json",
+                "--quiet",
+            ])
+        };
+        let (json, on_cpu) = (eval_on(flag), eval_on("cpu"));
         let (emu, cpu): (serde_json::Value, serde_json::Value) = (
             serde_json::from_str(&json).unwrap(),
             serde_json::from_str(&on_cpu).unwrap(),
