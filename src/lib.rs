@@ -1,11 +1,13 @@
 //! rlnet: robust linearized networks (RLNet, Sarkar, Kundu & Beerel 2024) for private inference.
 //!
 //! Layers, top to bottom (a layer only uses the ones below it; tests/layering.rs checks that no
-//! two modules import each other, directly or around a circle):
+//! two modules import each other, directly or around a circle, nor two files of one folder):
 //!
-//! - `cli` (commands) → `train` (the three stages and the baselines), `bench`, `report`
-//! - `eval` (clean, PGD and corruption accuracy), `search` (budgets, masks), `robust` (PGD)
-//! - `nn` (ResNet18, WRN-22-8), `checkpoint`
+//! - `cli` (commands) → `train` (one run loop for the three stages and the baselines),
+//!   `bench`, `report`
+//! - `eval` (clean, PGD and corruption accuracy), `search` (budgets, masks, the mask policies
+//!   of the student stages), `robust` (PGD)
+//! - `nn` (ResNet18, WRN-22-8), `checkpoint` (and the stage checkpoints later stages load)
 //! - `ops` (one folder per op family: CPU reference, CUDA launchers, device dispatch, graph
 //!   node), `optim` (SGD, Adam, with their launchers)
 //! - `autograd` (the tape and the parameter store, knowing no op)

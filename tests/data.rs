@@ -4,6 +4,7 @@
 mod common;
 
 use rlnet::data::cifar::{self, CifarKind};
+use rlnet::data::numpy;
 use rlnet::data::pickle::{self, Value};
 use rlnet::data::{synthetic, ImageSet, Split};
 use std::path::{Path, PathBuf};
@@ -369,7 +370,7 @@ fn pickle_values_and_numpy_arrays_decode() {
     let root = pickle::parse(&bytes, "data_batch_2").unwrap();
     let label = Value::Str("training batch 2 of 5".into());
     assert_eq!(root.get("batch_label"), Some(&label));
-    let labels = pickle::ndarray(root.get("labels").unwrap().clone(), "labels").unwrap();
+    let labels = numpy::ndarray(root.get("labels").unwrap().clone(), "labels").unwrap();
     assert_eq!(labels.shape, vec![2]);
     assert_eq!(labels.dtype, "<i8");
     let expected = [3, 4].map(|i| c10_label(i) as i64);
@@ -379,7 +380,7 @@ fn pickle_values_and_numpy_arrays_decode() {
     // Python 3 writes bytes at protocol 2 as _codecs.encode(str, 'latin1'): decoded to bytes.
     let label = Value::Bytes(b"training batch 1 of 5".to_vec());
     assert_eq!(root.get("batch_label"), Some(&label));
-    let data = pickle::ndarray(root.get("data").unwrap().clone(), "data").unwrap();
+    let data = numpy::ndarray(root.get("data").unwrap().clone(), "data").unwrap();
     assert_eq!(
         (&data.shape[..], data.dtype.as_str()),
         (&[3, PIXELS][..], "|u1")
@@ -434,7 +435,7 @@ fn corrupted_pickles_are_errors_not_panics() {
                 b[at] = (state >> 32) as u8;
             }
             if let Ok(v) = pickle::parse(&b, &name) {
-                let _ = pickle::ndarray(v.get("data").cloned().unwrap_or(Value::None), &name);
+                let _ = numpy::ndarray(v.get("data").cloned().unwrap_or(Value::None), &name);
             }
         }
     }

@@ -166,7 +166,7 @@ fn direct_scores(student: &Model, teacher: &Model, x_h1: &Tensor) -> Vec<Vec<f32
 #[test]
 fn mask_statistic_matches_pytorch_and_a_direct_sum() {
     let (student, teacher, i) = (model("param_s"), model("param_t"), inputs());
-    let mode = LossMode::RsladCe;
+    let mode = LossMode::RSLAD_CE;
     // Start from ones: the step adds to what is there.
     let mut scores: Vec<Tensor> = student
         .relu_layers
@@ -225,7 +225,7 @@ fn step_trains_the_student_only() {
         .collect();
     let direct = direct_scores(&student, &teacher, &i.x.slice_rows(0, 3));
     let mut sgd = Sgd::new(SgdConfig::default(), &student.store);
-    let mode = LossMode::RsladAttnAugattnAdvattnCe;
+    let mode = LossMode::RSLAD_ATTN_AUGATTN_ADVATTN_CE;
     let stats = distill_step(
         &mut student,
         &teacher,
@@ -295,8 +295,8 @@ fn natural_mode_uses_the_whole_clean_batch() {
         &mut student,
         &teacher,
         &mut sgd,
-        &batch(&i, LossMode::Natural),
-        LossMode::Natural,
+        &batch(&i, LossMode::NATURAL),
+        LossMode::NATURAL,
         &i.weights,
         &PgdConfig::linf(2),
         0.05,
@@ -349,17 +349,17 @@ fn bad_inputs_are_errors() {
         aug: None,
         labels: &i.labels,
     };
-    assert!(run(&no_aug, LossMode::RsladCe, None).contains("AugMix"));
+    assert!(run(&no_aug, LossMode::RSLAD_CE, None).contains("AugMix"));
     let short = DistillBatch {
         x: &i.x,
         aug: Some(&i.aug),
         labels: &i.labels[..4],
     };
-    assert!(run(&short, LossMode::RsladCe, None).contains("B = 4"));
+    assert!(run(&short, LossMode::RSLAD_CE, None).contains("B = 4"));
     let mut too_few = vec![Tensor::zeros(&[1])];
     let e = run(
-        &batch(&i, LossMode::RsladCe),
-        LossMode::RsladCe,
+        &batch(&i, LossMode::RSLAD_CE),
+        LossMode::RSLAD_CE,
         Some(&mut too_few),
     );
     assert!(e.contains("one [C, H, W] tensor per ReLU layer"), "{e}");
@@ -368,16 +368,33 @@ fn bad_inputs_are_errors() {
 #[test]
 fn loss_modes_round_trip_and_unknown_names_are_errors() {
     for mode in LossMode::ALL {
-        assert_eq!(LossMode::parse(mode.name()).unwrap(), mode);
+        assert_eq!(LossMode::parse(&mode.name()).unwrap(), mode);
         let json = serde_json::to_string(&mode).unwrap();
         assert_eq!(json, format!("\"{}\"", mode.name()));
     }
     assert_eq!(
         LossMode::parse("rslad+attn+augattn+ce").unwrap(),
-        LossMode::RsladAttnAugattnCe
+        LossMode::RSLAD_ATTN_AUGATTN_CE
     );
     let e = LossMode::parse("rslad+kd").unwrap_err().to_string();
     assert!(e.contains("\"rslad+kd\"") && e.contains("pgd-at"), "{e}");
-    assert!(!LossMode::Natural.needs_attack() && !LossMode::Natural.needs_augmix());
-    assert!(LossMode::PgdAt.needs_attack() && LossMode::Rslad.needs_augmix());
+    assert!(!LossMode::NATURAL.needs_attack() && !LossMode::NATURAL.needs_augmix());
+    assert!(LossMode::PGD_AT.needs_attack() && LossMode::RSLAD.needs_augmix());
+}
+
+#[test]
+fn loss_modes_compose_their_terms() {
+    // Any set of the robust terms is a mode, named in one canonical order.
+    let m = LossMode::parse("ce+advattn+rslad").unwrap();
+    assert!(m.ce && m.kl && !m.natural);
+    assert!(m.attention.adv && !m.attention.clean && !m.attention.aug);
+    assert_eq!(m.name(), "rslad+advattn+ce");
+    assert_eq!(
+        LossMode::parse("attn+rslad+augattn+ce").unwrap(),
+        LossMode::RSLAD_ATTN_AUGATTN_CE
+    );
+    for bad in ["attn+ce", "rslad+rslad", "natural+ce", "pgd-at+attn", ""] {
+        let e = LossMode::parse(bad).unwrap_err().to_string();
+        assert!(e.contains("unknown loss mode"), "{bad}: {e}");
+    }
 }

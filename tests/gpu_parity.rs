@@ -1014,7 +1014,7 @@ fn distill_gradients_match_cpu() {
     let (x, aug, x_adv) = (image(5, 40), image(3, 41), image(2, 42));
     let labels = [3u32, 1, 4, 1, 5];
     let no_attack = PgdConfig::linf(0);
-    for mode in [LossMode::RsladAttnAugattnAdvattnCe, LossMode::Natural] {
+    for mode in [LossMode::RSLAD_ATTN_AUGATTN_ADVATTN_CE, LossMode::NATURAL] {
         let batch = DistillBatch {
             x: &x,
             aug: mode.needs_augmix().then_some(&aug),

@@ -102,10 +102,8 @@ fn the_device_layer_knows_no_domain() {
     );
 }
 
-#[test]
-fn top_level_modules_import_each_other_without_a_circle() {
-    let (edges, _) = graph();
-    // Depth-first search for a back edge; the first circle found is reported.
+/// The first import circle of a graph, found depth-first.
+fn find_circle(edges: &Imports) -> Option<Vec<String>> {
     fn visit(
         m: &str,
         edges: &Imports,
@@ -131,9 +129,58 @@ fn top_level_modules_import_each_other_without_a_circle() {
         None
     }
     let mut done = BTreeSet::new();
-    for m in edges.keys() {
-        if let Some(circle) = visit(m, &edges, &mut Vec::new(), &mut done) {
-            panic!("import circle between modules: {}", circle.join(" -> "));
+    edges
+        .keys()
+        .find_map(|m| visit(m, edges, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn top_level_modules_import_each_other_without_a_circle() {
+    let (edges, _) = graph();
+    if let Some(circle) = find_circle(&edges) {
+        panic!("import circle between modules: {}", circle.join(" -> "));
+    }
+}
+
+/// Every `super::<name>` a file's code names.
+fn super_refs(code: &str) -> BTreeSet<String> {
+    code.match_indices("super::")
+        .map(|(i, _)| {
+            code[i + 7..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect::<String>()
+        })
+        .filter(|name| !name.is_empty())
+        .collect()
+}
+
+#[test]
+fn the_files_of_each_folder_import_each_other_without_a_circle() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let mut folders: BTreeMap<PathBuf, Imports> = BTreeMap::new();
+    for f in &files {
+        let dir = f.parent().unwrap();
+        let name = f.file_stem().unwrap().to_string_lossy().to_string();
+        if name == "mod" {
+            continue;
+        }
+        let sibling = |m: &String| dir.join(format!("{m}.rs")).is_file() || dir.join(m).is_dir();
+        let refs: BTreeSet<String> = super_refs(&code(f)).into_iter().filter(sibling).collect();
+        folders
+            .entry(dir.to_path_buf())
+            .or_default()
+            .insert(name, refs);
+    }
+    for (dir, edges) in &folders {
+        if let Some(circle) = find_circle(edges) {
+            panic!(
+                "import circle between the files of {}: {}",
+                dir.display(),
+                circle.join(" -> ")
+            );
         }
     }
 }

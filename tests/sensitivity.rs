@@ -4,9 +4,8 @@
 
 use rlnet::nn::{Arch, Model, ModelConfig};
 use rlnet::search::sensitivity::{conv_ids, sensitivity, DEFAULT_DENSITY, FLOOR};
-use rlnet::search::{Preset, PRESETS};
+use rlnet::search::{layer_counts, layer_sizes, student_config, Fractions, Preset, PRESETS};
 use rlnet::tensor::Tensor;
-use rlnet::train::search::{layer_counts, layer_sizes, student_config, Fractions};
 
 fn teacher(arch: Arch, seed: u64) -> Model {
     let mut cfg = ModelConfig::new(arch, 0.125);

@@ -2,18 +2,19 @@
 //! mask in the distillation, bit-identical resumes, and clear CLI errors.
 
 use rlnet::augmix::AugMixConfig;
+use rlnet::checkpoint::load_teacher;
 use rlnet::checkpoint::{self, CheckpointMeta, FORMAT_VERSION};
 use rlnet::data::source::{DatasetKind, DatasetSpec};
 use rlnet::device::Device;
 use rlnet::nn::{Arch, Model, ModelConfig};
 use rlnet::optim::{SgdConfig, StepSchedule};
 use rlnet::robust::pgd::PgdConfig;
-use rlnet::train::distill;
+use rlnet::search::snl::SnlConfig;
+use rlnet::search::{layer_counts, layer_sizes, student_config, Fractions, MaskPlan};
 use rlnet::train::distill_step::DistillWeights;
-use rlnet::train::search::{self, layer_counts, layer_sizes, student_config, Fractions};
-use rlnet::train::snl::{self, SnlConfig};
-use rlnet::train::student::{load_teacher, MaskPlan, StudentConfig};
-use rlnet::train::teacher::RunOptions;
+use rlnet::train::driver::LoopConfig;
+use rlnet::train::student::{self, StudentConfig};
+use rlnet::train::RunOptions;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -57,9 +58,15 @@ fn config(teacher: &Path, masks: MaskPlan, model: ModelConfig, loss: &str) -> St
         teacher: teacher.to_path_buf(),
         model,
         data: data(),
-        epochs: 2,
-        batch_size: 16,
-        schedule: StepSchedule::steps(0.05, vec![1], 0.1),
+        run: LoopConfig {
+            epochs: 2,
+            batch_size: 16,
+            schedule: StepSchedule::steps(0.05, vec![1], 0.1),
+            crop_pad: 4,
+            seed: 9,
+            eval_every: 1,
+            checkpoint_every: 0,
+        },
         sgd: SgdConfig::default(),
         loss: loss.into(),
         weights: DistillWeights::default(),
@@ -67,10 +74,6 @@ fn config(teacher: &Path, masks: MaskPlan, model: ModelConfig, loss: &str) -> St
         augmix: AugMixConfig::default(),
         eval_pgd_steps: 1,
         eval_batch: 8,
-        crop_pad: 4,
-        seed: 9,
-        eval_every: 1,
-        checkpoint_every: 0,
     }
 }
 
@@ -141,9 +144,9 @@ fn search_keeps_exactly_the_budget() {
     .enumerate()
     {
         let mut cfg = search_config(&t, budget, fr);
-        cfg.epochs = 1;
+        cfg.run.epochs = 1;
         let out = root.join(format!("s{i}"));
-        let r = search::run(&cfg, &opts(&out, false, None))
+        let r = student::run(&cfg, &opts(&out, false, None))
             .unwrap()
             .expect("finished");
         assert_eq!(r.kept_relus, budget);
@@ -172,20 +175,20 @@ fn distill_keeps_the_mask_and_both_stages_resume_bit_identically() {
     // Straight through, then stopped mid-epoch (after 1 of 2 steps, scores half accumulated)
     // and resumed twice.
     let (a, b) = (root.join("search_a"), root.join("search_b"));
-    search::run(&cfg, &opts(&a, false, None))
+    student::run(&cfg, &opts(&a, false, None))
         .unwrap()
         .expect("finished");
-    assert!(search::run(&cfg, &opts(&b, false, Some(1)))
+    assert!(student::run(&cfg, &opts(&b, false, Some(1)))
         .unwrap()
         .is_none());
     assert!(
-        search::run(&cfg, &opts(&b, false, None)).is_err(),
+        student::run(&cfg, &opts(&b, false, None)).is_err(),
         "an existing run is not overwritten without --resume"
     );
-    assert!(search::run(&cfg, &opts(&b, true, Some(3)))
+    assert!(student::run(&cfg, &opts(&b, true, Some(3)))
         .unwrap()
         .is_none());
-    search::run(&cfg, &opts(&b, true, None))
+    student::run(&cfg, &opts(&b, true, None))
         .unwrap()
         .expect("finished");
     for name in ["search.safetensors", "search_best.safetensors"] {
@@ -203,7 +206,7 @@ fn distill_keeps_the_mask_and_both_stages_resume_bit_identically() {
         "rslad+attn+augattn+ce",
     );
     let (c, d) = (root.join("distill_c"), root.join("distill_d"));
-    let r = distill::run(&dcfg, &opts(&c, false, None))
+    let r = student::run(&dcfg, &opts(&c, false, None))
         .unwrap()
         .expect("finished");
     assert_eq!(r.kept_relus, 2_000);
@@ -215,10 +218,10 @@ fn distill_keeps_the_mask_and_both_stages_resume_bit_identically() {
         tensors(&student),
         "the weights trained"
     );
-    assert!(distill::run(&dcfg, &opts(&d, false, Some(1)))
+    assert!(student::run(&dcfg, &opts(&d, false, Some(1)))
         .unwrap()
         .is_none());
-    distill::run(&dcfg, &opts(&d, true, None))
+    student::run(&dcfg, &opts(&d, true, None))
         .unwrap()
         .expect("finished");
     assert_eq!(
@@ -237,16 +240,20 @@ fn snl_config(t: &Path, budget: usize, epochs: usize) -> StudentConfig {
         patience_from: 0,
         ..SnlConfig::new(budget)
     };
+    let base = config(t, MaskPlan::Linearize(snl), model, "natural");
     StudentConfig {
-        epochs,
-        schedule: StepSchedule::steps(0.2, Vec::new(), 0.1),
+        run: LoopConfig {
+            epochs,
+            schedule: StepSchedule::steps(0.2, Vec::new(), 0.1),
+            ..base.run.clone()
+        },
         weights: DistillWeights {
             gamma: 1.0,
             alpha: 1.0,
             beta: 0.0,
             temperature: 4.0,
         },
-        ..config(t, MaskPlan::Linearize(snl), model, "natural")
+        ..base
     }
 }
 
@@ -258,13 +265,13 @@ fn snl_linearises_to_exactly_the_budget_and_resumes_bit_identically() {
     let budget = total / 4;
     let cfg = snl_config(&t, budget, 12);
     let a = root.join("snl_a");
-    let r = snl::run(&cfg, &opts(&a, false, None))
+    let r = student::run(&cfg, &opts(&a, false, None))
         .unwrap()
         .expect("finished");
     let p = r.snl.as_ref().expect("an SNL report says how it ended");
     assert!(p.reached, "count {} never reached {budget}", p.count);
     let last = p.binarised_after.expect("binarised");
-    assert!(last + 1 < cfg.epochs, "ended early, at the budget");
+    assert!(last + 1 < cfg.run.epochs, "ended early, at the budget");
     assert_eq!(r.history.len(), last + 1);
     assert!(p.count <= budget);
     // The count falls from the all-ReLU network; the last epoch's is binarised to the budget.
@@ -278,9 +285,13 @@ fn snl_linearises_to_exactly_the_budget_and_resumes_bit_identically() {
     // Stopped mid-epoch twice (Adam's moments and the real α in the checkpoint), resumed:
     // the same network bit for bit.
     let b = root.join("snl_b");
-    assert!(snl::run(&cfg, &opts(&b, false, Some(1))).unwrap().is_none());
-    assert!(snl::run(&cfg, &opts(&b, true, Some(4))).unwrap().is_none());
-    let rb = snl::run(&cfg, &opts(&b, true, None))
+    assert!(student::run(&cfg, &opts(&b, false, Some(1)))
+        .unwrap()
+        .is_none());
+    assert!(student::run(&cfg, &opts(&b, true, Some(4)))
+        .unwrap()
+        .is_none());
+    let rb = student::run(&cfg, &opts(&b, true, None))
         .unwrap()
         .expect("finished");
     assert_eq!(rb.snl, r.snl);
@@ -300,14 +311,16 @@ fn snl_linearises_to_exactly_the_budget_and_resumes_bit_identically() {
         "natural",
     );
     let f = root.join("finetune");
-    let r = distill::run(&dcfg, &opts(&f, false, None))
+    let r = student::run(&dcfg, &opts(&f, false, None))
         .unwrap()
         .expect("finished");
     assert_eq!(r.kept_relus, budget);
     assert_eq!(masks(&f.join("distill.safetensors")), masks(&student));
     // A checkpoint still learning α is refused as a student.
     let c = root.join("snl_c");
-    assert!(snl::run(&cfg, &opts(&c, false, Some(1))).unwrap().is_none());
+    assert!(student::run(&cfg, &opts(&c, false, Some(1)))
+        .unwrap()
+        .is_none());
     let early = config(
         &t,
         MaskPlan::Frozen {
@@ -316,7 +329,7 @@ fn snl_linearises_to_exactly_the_budget_and_resumes_bit_identically() {
         checkpoint::load(&t).unwrap().meta.model,
         "natural",
     );
-    let e = distill::run(&early, &opts(&root.join("early"), false, None)).unwrap_err();
+    let e = student::run(&early, &opts(&root.join("early"), false, None)).unwrap_err();
     assert!(e.to_string().contains("binarised"), "{e}");
 }
 
@@ -325,7 +338,7 @@ fn snl_hits_its_epoch_cap_and_still_keeps_exactly_the_budget() {
     let root = tmp("snl-cap");
     let t = teacher(&root);
     // A budget of 10 sites cannot be reached in 1 epoch.
-    let r = snl::run(&snl_config(&t, 10, 1), &opts(&root.join("s"), false, None))
+    let r = student::run(&snl_config(&t, 10, 1), &opts(&root.join("s"), false, None))
         .unwrap()
         .expect("finished");
     let p = r.snl.unwrap();

@@ -8,7 +8,9 @@ use rlnet::nn::{Arch, Domain, Model, ModelConfig, Pass};
 use rlnet::optim::{Sgd, SgdConfig, StepSchedule};
 use rlnet::robust::pgd::{attack, Attack, AttackLoss, PgdConfig};
 use rlnet::tensor::Tensor;
-use rlnet::train::teacher::{run, AugmentConfig, RunOptions, TeacherConfig, CHECKPOINT_NAME};
+use rlnet::train::driver::LoopConfig;
+use rlnet::train::teacher::{run, AugmentConfig, TeacherConfig, CHECKPOINT_NAME};
+use rlnet::train::RunOptions;
 
 fn small_model(seed: u64) -> Model {
     let (norm_mean, norm_std) = DatasetKind::Synthetic.normalization();
@@ -117,17 +119,19 @@ fn tiny_teacher(epochs: usize) -> TeacherConfig {
     TeacherConfig {
         model: small_model(0).config.clone(),
         data,
-        epochs,
-        batch_size: 16,
-        schedule: StepSchedule::steps(0.05, vec![1], 0.1),
+        run: LoopConfig {
+            epochs,
+            batch_size: 16,
+            schedule: StepSchedule::steps(0.05, vec![1], 0.1),
+            crop_pad: 4,
+            seed: 5,
+            eval_every: 0,
+            checkpoint_every: 0,
+        },
         sgd: SgdConfig::default(),
         pgd: PgdConfig::linf(1),
         eval_pgd_steps: 1,
         eval_batch: 8,
-        crop_pad: 4,
-        seed: 5,
-        eval_every: 0,
-        checkpoint_every: 0,
         // AugMix with the JSD term, so the resume tests cover every view of the step.
         augment: AugmentConfig {
             augmix: Some(AugMixConfig::default()),

@@ -1,10 +1,11 @@
 //! `rlnet distill`: stage 3, distillation with the frozen stage-2 mask, from the command line.
 
 use super::student::{print_outcome, StageDefaults, StudentArgs};
+use crate::checkpoint::load_search_student;
 use crate::error::Result;
-use crate::train::distill::{load_search_student, run as run_distill};
+use crate::search::MaskPlan;
 use crate::train::distill_step::LossMode;
-use crate::train::student::MaskPlan;
+use crate::train::student;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -15,8 +16,9 @@ pub struct DistillArgs {
     /// The stage-2 checkpoint (`rlnet search`'s search_best.safetensors): weights and mask.
     #[arg(long)]
     student: PathBuf,
-    /// The distillation loss: rslad, rslad+ce, rslad+attn, rslad+attn+augattn,
-    /// rslad+attn+augattn+ce (the paper's), rslad+attn+augattn+advattn[+ce], pgd-at, natural.
+    /// The distillation loss: `rslad` (the KL term) joined by `+` with any of `attn`,
+    /// `augattn`, `advattn` (attention transfer on the clean, AugMix and adversarial views) and
+    /// `ce` (rslad+attn+augattn+ce is the paper's); or pgd-at (CE alone), or natural.
     #[arg(long, default_value = "rslad+attn+augattn+ce")]
     mode: String,
     /// Output folder (distill.safetensors, distill_best.safetensors, report.json).
@@ -34,6 +36,6 @@ pub fn run(a: DistillArgs) -> Result<()> {
     };
     let cfg = a.common.config(defaults, masks, model, mode)?;
     let opts = a.common.options(&a.out)?;
-    print_outcome(run_distill(&cfg, &opts)?, &a.out);
+    print_outcome(student::run(&cfg, &opts)?, &a.out);
     Ok(())
 }

@@ -329,7 +329,7 @@ fn claim_folder(a: &PipelineArgs) -> Result<()> {
 pub fn run(a: PipelineArgs) -> Result<()> {
     // A malformed budget or --fractions fails now, not after the teacher has trained.
     crate::search::parse_budget(&a.budget)?;
-    crate::train::search::Fractions::parse(&a.fractions)?;
+    crate::search::Fractions::parse(&a.fractions)?;
     if a.method == Method::Snl && a.fractions != "auto" {
         return Err(Error::Config(format!(
             "--fractions {}: SNL places its ReLUs over the whole network itself; leave \

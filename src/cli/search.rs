@@ -1,14 +1,12 @@
 //! `rlnet search`: stage 2, the ReLU mask search, from the command line.
 
 use super::student::{print_outcome, StageDefaults, StudentArgs};
+use crate::checkpoint::load_teacher;
 use crate::device::Device;
 use crate::error::Result;
-use crate::search::parse_budget;
+use crate::search::{layer_counts, layer_sizes, parse_budget, student_config, Fractions, MaskPlan};
 use crate::train::distill_step::LossMode;
-use crate::train::search::{
-    layer_counts, layer_sizes, run as run_search, student_config, Fractions,
-};
-use crate::train::student::{load_teacher, MaskPlan};
+use crate::train::student;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -61,6 +59,6 @@ pub fn run(a: SearchArgs) -> Result<()> {
     let defaults = StageDefaults::rlnet(150, 0.05, Vec::new());
     let cfg = a.common.config(defaults, masks, model, mode)?;
     let opts = a.common.options(&a.out)?;
-    print_outcome(run_search(&cfg, &opts)?, &a.out);
+    print_outcome(student::run(&cfg, &opts)?, &a.out);
     Ok(())
 }

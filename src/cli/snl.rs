@@ -4,10 +4,10 @@
 
 use super::student::{print_outcome, StageDefaults, StudentArgs};
 use crate::error::Result;
-use crate::search::parse_budget;
+use crate::search::snl::SnlConfig;
+use crate::search::{parse_budget, MaskPlan};
 use crate::train::distill_step::{DistillWeights, LossMode};
-use crate::train::snl::{run as run_snl, SnlConfig};
-use crate::train::student::MaskPlan;
+use crate::train::student;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -70,8 +70,8 @@ pub fn run(a: SnlArgs) -> Result<()> {
     };
     let cfg = a
         .common
-        .config(defaults, MaskPlan::Linearize(snl), model, LossMode::Natural)?;
+        .config(defaults, MaskPlan::Linearize(snl), model, LossMode::NATURAL)?;
     let opts = a.common.options(&a.out)?;
-    print_outcome(run_snl(&cfg, &opts)?, &a.out);
+    print_outcome(student::run(&cfg, &opts)?, &a.out);
     Ok(())
 }

@@ -3,15 +3,17 @@
 
 use super::common::{show_progress, DataArgs, DeviceArgs, TrainingArgs};
 use crate::augmix::AugMixConfig;
-use crate::checkpoint;
+use crate::checkpoint::teacher_settings;
 use crate::data::source::{DatasetKind, DatasetSpec};
 use crate::error::{Error, Result};
 use crate::nn::ModelConfig;
 use crate::optim::{SgdConfig, StepSchedule};
 use crate::robust::pgd::PgdConfig;
+use crate::search::MaskPlan;
 use crate::train::distill_step::{DistillWeights, LossMode};
-use crate::train::student::{MaskPlan, StudentConfig, StudentReport};
-use crate::train::teacher::RunOptions;
+use crate::train::driver::LoopConfig;
+use crate::train::student::{StudentConfig, StudentReport};
+use crate::train::RunOptions;
 use clap::{Args, ValueEnum};
 use std::path::{Path, PathBuf};
 
@@ -84,24 +86,6 @@ impl StageDefaults {
     }
 }
 
-/// The teacher's model config and the dataset settings it was trained with.
-fn teacher_setup(path: &Path) -> Result<(ModelConfig, Option<DatasetSpec>)> {
-    if !path.is_file() {
-        return Err(Error::Config(format!(
-            "teacher checkpoint {}: no such file (train one with `rlnet teacher`)",
-            path.display()
-        )));
-    }
-    let c = checkpoint::load(path)?;
-    let data = c
-        .meta
-        .state
-        .get("config")
-        .and_then(|v| v.get("data"))
-        .and_then(|v| serde_json::from_value(v.clone()).ok());
-    Ok((c.meta.model, data))
-}
-
 impl StudentArgs {
     /// The config for a stage with the given mask plan, student model and loss mode.
     pub fn config(
@@ -160,14 +144,20 @@ impl StudentArgs {
             teacher: self.teacher.clone(),
             model,
             data,
-            epochs,
-            batch_size: self.run.batch_size.unwrap_or(if smoke { 64 } else { 128 }),
-            schedule: StepSchedule {
-                cosine_epochs: self.cosine.then_some(epochs),
-                ..StepSchedule::steps(lr, milestones, 0.1)
+            run: LoopConfig {
+                epochs,
+                batch_size: self.run.batch_size.unwrap_or(if smoke { 64 } else { 128 }),
+                schedule: StepSchedule {
+                    cosine_epochs: self.cosine.then_some(epochs),
+                    ..StepSchedule::steps(lr, milestones, 0.1)
+                },
+                crop_pad: 4,
+                seed: self.run.seed,
+                eval_every: self.run.eval_every.unwrap_or(0),
+                checkpoint_every: self.run.checkpoint_every.unwrap_or(0),
             },
             sgd: SgdConfig::default(),
-            loss: loss.name().into(),
+            loss: loss.name(),
             weights,
             pgd: PgdConfig::linf(self.run.pgd_steps.unwrap_or(if smoke { 2 } else { 7 })),
             // The reference's AugMix (`--augment_mode augmix`).
@@ -177,10 +167,6 @@ impl StudentArgs {
                 .eval_pgd_steps
                 .unwrap_or(if smoke { 5 } else { 20 }),
             eval_batch: 200,
-            crop_pad: 4,
-            seed: self.run.seed,
-            eval_every: self.run.eval_every.unwrap_or(0),
-            checkpoint_every: self.run.checkpoint_every.unwrap_or(0),
         })
     }
 
@@ -190,13 +176,13 @@ impl StudentArgs {
 
     /// The teacher's model config (the student's starting point in stage 2).
     pub fn teacher_model(&self) -> Result<ModelConfig> {
-        Ok(teacher_setup(&self.teacher)?.0)
+        Ok(teacher_settings(&self.teacher)?.0)
     }
 
     /// --dataset and friends when given, else the teacher's dataset (with --data-dir and the
     /// limits still applied); the smoke preset trims synthetic data to 2,000 + 500 images.
     fn data_spec(&self) -> Result<DatasetSpec> {
-        let mut spec = match (self.data.dataset, teacher_setup(&self.teacher)?.1) {
+        let mut spec = match (self.data.dataset, teacher_settings(&self.teacher)?.1) {
             (None, Some(mut s)) => {
                 if self.data.data_dir.is_some() {
                     s.data_dir = self.data.data_dir.clone();

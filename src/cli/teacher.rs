@@ -7,7 +7,9 @@ use crate::error::{Error, Result};
 use crate::nn::Arch;
 use crate::optim::{SgdConfig, StepSchedule};
 use crate::robust::pgd::PgdConfig;
-use crate::train::teacher::{run as run_teacher, AugmentConfig, RunOptions, TeacherConfig};
+use crate::train::driver::LoopConfig;
+use crate::train::teacher::{run as run_teacher, AugmentConfig, TeacherConfig};
+use crate::train::RunOptions;
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 
@@ -94,17 +96,19 @@ fn preset_config(a: &TeacherArgs) -> TeacherConfig {
     TeacherConfig {
         model,
         data,
-        epochs,
-        batch_size: batch,
-        schedule: StepSchedule::steps(0.05, milestones, 0.1),
+        run: LoopConfig {
+            epochs,
+            batch_size: batch,
+            schedule: StepSchedule::steps(0.05, milestones, 0.1),
+            crop_pad: 4,
+            seed: a.run.seed,
+            eval_every: 0,
+            checkpoint_every: 0,
+        },
         sgd: SgdConfig::default(),
         pgd: PgdConfig::linf(if smoke { 3 } else { 7 }),
         eval_pgd_steps: if smoke { 10 } else { 20 },
         eval_batch: 200,
-        crop_pad: 4,
-        seed: a.run.seed,
-        eval_every: 0,
-        checkpoint_every: 0,
         // The reference teacher trains with AugMix (`--augment_mode augmix`, no JSD).
         augment: AugmentConfig {
             augmix: Some(AugMixConfig::default()),
@@ -117,19 +121,20 @@ fn preset_config(a: &TeacherArgs) -> TeacherConfig {
 pub fn build_config(a: &TeacherArgs) -> Result<TeacherConfig> {
     let mut c = preset_config(a);
     if let Some(e) = a.run.epochs {
-        c.epochs = e;
+        c.run.epochs = e;
         if a.run.milestones.is_none() {
             // Keep the reference's milestones at the same fractions of the run.
-            c.schedule.milestones = c
+            c.run.schedule.milestones = c
+                .run
                 .schedule
                 .milestones
                 .iter()
-                .map(|&m| m * e / preset_config(a).epochs.max(1))
+                .map(|&m| m * e / preset_config(a).run.epochs.max(1))
                 .collect();
         }
     }
     if let Some(b) = a.run.batch_size {
-        c.batch_size = b;
+        c.run.batch_size = b;
     }
     if let Some(lr) = a.run.lr {
         if !(lr > 0.0 && lr.is_finite()) {
@@ -137,10 +142,10 @@ pub fn build_config(a: &TeacherArgs) -> Result<TeacherConfig> {
                 "--lr {lr}: expected a positive number"
             )));
         }
-        c.schedule.base_lr = lr;
+        c.run.schedule.base_lr = lr;
     }
     if let Some(m) = &a.run.milestones {
-        c.schedule.milestones = m.clone();
+        c.run.schedule.milestones = m.clone();
     }
     if let Some(s) = a.run.pgd_steps {
         c.pgd.steps = s;
@@ -149,10 +154,10 @@ pub fn build_config(a: &TeacherArgs) -> Result<TeacherConfig> {
         c.eval_pgd_steps = s;
     }
     if let Some(e) = a.run.eval_every {
-        c.eval_every = e;
+        c.run.eval_every = e;
     }
     if let Some(k) = a.run.checkpoint_every {
-        c.checkpoint_every = k;
+        c.run.checkpoint_every = k;
     }
     if a.non_robust {
         c.robust = false;

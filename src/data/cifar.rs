@@ -1,6 +1,7 @@
 //! CIFAR-10 and CIFAR-100 in both official layouts: the binary version (fixed-size records)
 //! and the python version (pickled dicts holding numpy arrays).
 
+use super::numpy;
 use super::pickle::{self, Value};
 use super::{ImageSet, Split};
 use crate::error::{Error, Result};
@@ -201,7 +202,7 @@ fn pixels(data: Value, what: &str) -> Result<Vec<u8>> {
             out
         }
         other => {
-            let a = pickle::ndarray(other, what)?;
+            let a = numpy::ndarray(other, what)?;
             let (k, size) = a.kind();
             let shape_ok = match a.shape.as_slice() {
                 [_, p] => *p == PIXELS,
@@ -238,7 +239,7 @@ fn label_list(labels: Value, what: &str) -> Result<Vec<i64>> {
             })
             .collect(),
         other => {
-            let a = pickle::ndarray(other, what)?;
+            let a = numpy::ndarray(other, what)?;
             a.to_i64s()
                 .ok_or_else(|| bad(format!("a {} array, expected integers", a.dtype)))
         }

@@ -605,5 +605,3 @@ fn opcode_name(op: u8) -> &'static str {
         _ => " (not a pickle opcode)",
     }
 }
-
-pub use super::numpy::{ndarray, NdArray};

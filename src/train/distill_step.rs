@@ -17,106 +17,165 @@ use crate::tensor::Tensor;
 use crate::train::step::{StepKey, StepStats};
 use serde::{Deserialize, Serialize};
 
-/// The student loss (spec §6's table). CE = (CE_n+CE_a+CE_adv)/3, KL = (KL_n+KL_a+KL_adv)/3,
-/// AT_v = Σ over the model's taps of AT(S_v, T_v).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum LossMode {
-    /// KL
-    #[serde(rename = "rslad")]
-    Rslad,
-    /// γ·CE + α·KL (stage 2's mode)
-    #[serde(rename = "rslad+ce")]
-    RsladCe,
-    /// KL + β·AT_n
-    #[serde(rename = "rslad+attn")]
-    RsladAttn,
-    /// KL + β·(AT_n+AT_a)/2
-    #[serde(rename = "rslad+attn+augattn")]
-    RsladAttnAugattn,
-    /// γ·CE + α·KL + β·(AT_n+AT_a)/2 (stage 3's default)
-    #[serde(rename = "rslad+attn+augattn+ce")]
-    RsladAttnAugattnCe,
-    /// KL + β·(AT_n+AT_a+AT_adv)/3, AT_adv against the teacher's BN_a taps on x_adv
-    #[serde(rename = "rslad+attn+augattn+advattn")]
-    RsladAttnAugattnAdvattn,
-    /// γ·CE + α·KL + β·(AT_n+AT_a+AT_adv)/3
-    #[serde(rename = "rslad+attn+augattn+advattn+ce")]
-    RsladAttnAugattnAdvattnCe,
-    /// CE alone (PGD-AT; its attack maximises the summed CE, spec §3)
-    #[serde(rename = "pgd-at")]
-    PgdAt,
-    /// The non-robust SENet recipe (spec §6 end): the whole batch clean through BN_c, no
-    /// attack, no AugMix: γ·CE + α·KL_T + β·AT (β = 0 leaves the AT term out).
-    #[serde(rename = "natural")]
-    Natural,
+/// Which views a term sees: the clean first half H1, its AugMix view, the adversarial half H2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Views {
+    pub clean: bool,
+    pub aug: bool,
+    pub adv: bool,
 }
 
-impl LossMode {
-    pub const ALL: [LossMode; 9] = [
-        LossMode::Rslad,
-        LossMode::RsladCe,
-        LossMode::RsladAttn,
-        LossMode::RsladAttnAugattn,
-        LossMode::RsladAttnAugattnCe,
-        LossMode::RsladAttnAugattnAdvattn,
-        LossMode::RsladAttnAugattnAdvattnCe,
-        LossMode::PgdAt,
-        LossMode::Natural,
-    ];
+impl Views {
+    pub const NONE: Views = Views::of(false, false, false);
 
-    pub fn parse(s: &str) -> Result<LossMode> {
-        LossMode::ALL
-            .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| {
-                let known: Vec<&str> = LossMode::ALL.iter().map(|m| m.name()).collect();
-                Error::Config(format!(
-                    "unknown loss mode {s:?}: expected one of {}",
-                    known.join(", ")
-                ))
-            })
+    const fn of(clean: bool, aug: bool, adv: bool) -> Views {
+        Views { clean, aug, adv }
+    }
+}
+
+/// The student loss as the composition of its terms (spec §6's table). A robust step has three
+/// views (H1 clean and its AugMix view through BN_c, H2 adversarial through BN_a): CE and KL
+/// are means over the three, AT the mean over `attention`'s views of Σ_taps AT(S_v, T_v), each
+/// KL against the teacher's clean logits (§9.5). CE and KL together are weighted γ and α; one
+/// alone enters unweighted (as in the reference: `rslad` is KL, `pgd-at` is CE, and PGD-AT's
+/// attack then maximises CE instead of the KL); AT is weighted β, and β = 0 leaves it out.
+/// The natural recipe has one view, the whole batch clean through BN_c, and no attack.
+///
+/// Names compose the terms: `rslad` (KL), `attn`, `augattn`, `advattn` (AT on the clean,
+/// AugMix and adversarial views), `ce`; `pgd-at` and `natural` stand alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct LossMode {
+    /// The whole batch clean through BN_c, no attack, no AugMix (spec §6 end).
+    pub natural: bool,
+    pub ce: bool,
+    pub kl: bool,
+    pub attention: Views,
+}
+
+/// The term names a robust mode composes, in the order its name lists them.
+const TERMS: [&str; 5] = ["rslad", "attn", "augattn", "advattn", "ce"];
+
+impl LossMode {
+    const fn robust(ce: bool, attention: Views) -> LossMode {
+        LossMode {
+            natural: false,
+            ce,
+            kl: true,
+            attention,
+        }
     }
 
-    pub fn name(self) -> &'static str {
-        match self {
-            LossMode::Rslad => "rslad",
-            LossMode::RsladCe => "rslad+ce",
-            LossMode::RsladAttn => "rslad+attn",
-            LossMode::RsladAttnAugattn => "rslad+attn+augattn",
-            LossMode::RsladAttnAugattnCe => "rslad+attn+augattn+ce",
-            LossMode::RsladAttnAugattnAdvattn => "rslad+attn+augattn+advattn",
-            LossMode::RsladAttnAugattnAdvattnCe => "rslad+attn+augattn+advattn+ce",
-            LossMode::PgdAt => "pgd-at",
-            LossMode::Natural => "natural",
+    /// KL
+    pub const RSLAD: LossMode = LossMode::robust(false, Views::NONE);
+    /// γ·CE + α·KL (stage 2's mode)
+    pub const RSLAD_CE: LossMode = LossMode::robust(true, Views::NONE);
+    /// KL + β·AT_n
+    pub const RSLAD_ATTN: LossMode = LossMode::robust(false, Views::of(true, false, false));
+    /// KL + β·(AT_n+AT_a)/2
+    pub const RSLAD_ATTN_AUGATTN: LossMode = LossMode::robust(false, Views::of(true, true, false));
+    /// γ·CE + α·KL + β·(AT_n+AT_a)/2 (stage 3's default)
+    pub const RSLAD_ATTN_AUGATTN_CE: LossMode =
+        LossMode::robust(true, Views::of(true, true, false));
+    /// KL + β·(AT_n+AT_a+AT_adv)/3, AT_adv against the teacher's BN_a taps on x_adv
+    pub const RSLAD_ATTN_AUGATTN_ADVATTN: LossMode =
+        LossMode::robust(false, Views::of(true, true, true));
+    /// γ·CE + α·KL + β·(AT_n+AT_a+AT_adv)/3
+    pub const RSLAD_ATTN_AUGATTN_ADVATTN_CE: LossMode =
+        LossMode::robust(true, Views::of(true, true, true));
+    /// CE alone (PGD-AT; its attack maximises the summed CE, spec §3)
+    pub const PGD_AT: LossMode = LossMode {
+        kl: false,
+        ..LossMode::robust(true, Views::NONE)
+    };
+    /// The non-robust SENet recipe (spec §6 end): γ·CE + α·KL_T + β·AT on the clean batch.
+    pub const NATURAL: LossMode = LossMode {
+        natural: true,
+        ..LossMode::robust(true, Views::of(true, false, false))
+    };
+
+    /// The modes of spec §6's table and the two baselines' (any other composition of the
+    /// robust terms parses too).
+    pub const ALL: [LossMode; 9] = [
+        LossMode::RSLAD,
+        LossMode::RSLAD_CE,
+        LossMode::RSLAD_ATTN,
+        LossMode::RSLAD_ATTN_AUGATTN,
+        LossMode::RSLAD_ATTN_AUGATTN_CE,
+        LossMode::RSLAD_ATTN_AUGATTN_ADVATTN,
+        LossMode::RSLAD_ATTN_AUGATTN_ADVATTN_CE,
+        LossMode::PGD_AT,
+        LossMode::NATURAL,
+    ];
+
+    /// `natural`, `pgd-at`, or `rslad` joined by `+` with any of `attn`, `augattn`, `advattn`
+    /// and `ce`, each at most once.
+    pub fn parse(s: &str) -> Result<LossMode> {
+        let bad = |why: &str| {
+            let known: Vec<String> = LossMode::ALL.iter().map(|m| m.name()).collect();
+            Error::Config(format!(
+                "unknown loss mode {s:?}: {why}; expected `rslad` joined by `+` with any of \
+                 attn, augattn, advattn, ce (such as {}), or pgd-at, or natural",
+                known.join(", ")
+            ))
+        };
+        match s {
+            "natural" => return Ok(LossMode::NATURAL),
+            "pgd-at" => return Ok(LossMode::PGD_AT),
+            _ => {}
         }
+        let mut seen = [false; TERMS.len()];
+        for term in s.split('+') {
+            let i = TERMS
+                .iter()
+                .position(|t| *t == term)
+                .ok_or_else(|| bad(&format!("no term {term:?}")))?;
+            if std::mem::replace(&mut seen[i], true) {
+                return Err(bad(&format!("{term:?} twice")));
+            }
+        }
+        let [kl, clean, aug, adv, ce] = seen;
+        if !kl {
+            return Err(bad("every robust mode has the KL term `rslad`"));
+        }
+        Ok(LossMode::robust(ce, Views::of(clean, aug, adv)))
+    }
+
+    /// The canonical name: `natural`, `pgd-at`, or the terms in the order of [`TERMS`].
+    pub fn name(self) -> String {
+        if self.natural {
+            return "natural".into();
+        }
+        if !self.kl {
+            return "pgd-at".into();
+        }
+        let a = self.attention;
+        let on = [true, a.clean, a.aug, a.adv, self.ce];
+        let terms: Vec<&str> = TERMS
+            .iter()
+            .zip(on)
+            .filter(|(_, o)| *o)
+            .map(|(t, _)| *t)
+            .collect();
+        terms.join("+")
     }
 
     /// Whether the second half of each batch is attacked.
     pub fn needs_attack(self) -> bool {
-        self != LossMode::Natural
+        !self.natural
     }
 
     /// Whether the batch carries an AugMix view of its first half (every robust mode assumes
     /// AugMix, spec §6).
     pub fn needs_augmix(self) -> bool {
-        self != LossMode::Natural
+        !self.natural
     }
 
-    /// Whether the loss is γ·CE + α·KL (+ AT) rather than KL (+ AT) alone.
-    fn weighted_ce(self) -> bool {
-        matches!(
-            self,
-            LossMode::RsladCe | LossMode::RsladAttnAugattnCe | LossMode::RsladAttnAugattnAdvattnCe
-        )
-    }
-
-    /// How many of the views (clean, AugMix, adversarial) enter the AT term.
-    fn at_views(self) -> usize {
-        match self {
-            LossMode::RsladAttn => 1,
-            LossMode::RsladAttnAugattn | LossMode::RsladAttnAugattnCe => 2,
-            LossMode::RsladAttnAugattnAdvattn | LossMode::RsladAttnAugattnAdvattnCe => 3,
-            _ => 0,
+    /// The views whose AT term enters under weights `w` (none when β = 0).
+    fn attention_views(self, w: &DistillWeights) -> Views {
+        match w.beta == 0.0 {
+            true => Views::NONE,
+            false => self.attention,
         }
     }
 }
@@ -125,6 +184,19 @@ impl std::str::FromStr for LossMode {
     type Err = Error;
     fn from_str(s: &str) -> Result<LossMode> {
         LossMode::parse(s)
+    }
+}
+
+impl TryFrom<String> for LossMode {
+    type Error = Error;
+    fn try_from(s: String) -> Result<LossMode> {
+        LossMode::parse(&s)
+    }
+}
+
+impl From<LossMode> for String {
+    fn from(m: LossMode) -> String {
+        m.name()
     }
 }
 
@@ -250,6 +322,9 @@ fn sum(g: &mut Graph<'_>, terms: &[Var]) -> Var {
 }
 
 fn mean(g: &mut Graph<'_>, terms: &[Var]) -> Var {
+    if let [one] = terms {
+        return *one;
+    }
     let s = sum(g, terms);
     g.scale(s, 1.0 / terms.len() as f32)
 }
@@ -386,8 +461,8 @@ pub fn distill_gradients(
     scores: Option<&mut [Tensor]>,
 ) -> Result<DistillGrads> {
     validate(student, teacher, batch, mode, adversary, scores.as_deref())?;
-    if mode == LossMode::Natural {
-        return natural_gradients(student, teacher, batch, w, scores);
+    if mode.natural {
+        return natural_gradients(student, teacher, batch, mode, w, scores);
     }
     let temp = w.temperature as f64;
     let n = batch.labels.len();
@@ -396,7 +471,7 @@ pub fn distill_gradients(
     let aug = batch
         .aug
         .expect("validated: robust modes carry the AugMix view");
-    let at_views = mode.at_views();
+    let views = mode.attention_views(w);
 
     // Teacher: the full clean batch (logits t, taps T_n, activations A^T), AugMix H1 (T_a).
     let clean = teacher_pass(teacher, batch.x, Domain::Clean, scores.is_some());
@@ -406,16 +481,18 @@ pub fn distill_gradients(
     let relus_t = rows(&clean.relus, 0, h);
     drop(clean);
     // Dual BN routes AugMix to BN_c; a triple-BN model has BN_r for it.
-    let taps_a = (at_views >= 2).then(|| teacher_pass(teacher, aug, Domain::Aug, false).taps);
+    let taps_a = views
+        .aug
+        .then(|| teacher_pass(teacher, aug, Domain::Aug, false).taps);
 
     // The adversarial half: PGD on the student, in eval mode with BN_a (spec §3).
     let x_adv = match adversary {
         _ if y_adv.is_empty() => None,
         Adversary::Given(x) => Some((*x).clone()),
         Adversary::Pgd { config, key } => {
-            let loss = match mode {
-                LossMode::PgdAt => AttackLoss::CrossEntropySum,
-                _ => AttackLoss::Kl {
+            let loss = match mode.kl {
+                false => AttackLoss::CrossEntropySum,
+                true => AttackLoss::Kl {
                     target: &t_h2,
                     temp,
                 },
@@ -430,14 +507,14 @@ pub fn distill_gradients(
             Some(attack(student, &x_rest, y_adv, &spec, key.step))
         }
     };
-    let taps_adv = match (&x_adv, at_views) {
-        (Some(x), 3) => Some(teacher_pass(teacher, x, Domain::Adv, false).taps),
+    let taps_adv = match &x_adv {
+        Some(x) if views.adv => Some(teacher_pass(teacher, x, Domain::Adv, false).taps),
         _ => None,
     };
 
     let mut g = Graph::new(&student.store, GradMode::All);
     let mut stats = StepStats::default();
-    let (mut ce, mut kl, mut at) = (Vec::new(), Vec::new(), Vec::new());
+    let mut terms = Terms::default();
     let train = |domain| Pass {
         domain,
         train: true,
@@ -445,11 +522,8 @@ pub fn distill_gradients(
 
     let xv = g.input(batch.x.slice_rows(0, h), false);
     let out_n: ModelOutput = student.forward(&mut g, xv, train(Domain::Clean));
-    ce.push(g.cross_entropy(out_n.logits, y_clean, false));
-    kl.push(g.kl_div(out_n.logits, &t_h1, temp));
-    if at_views >= 1 {
-        at.push(attention_sum(&mut g, &out_n.taps, &taps_n));
-    }
+    let clean_taps = views.clean.then_some(taps_n.as_slice());
+    terms.add(&mut g, mode, &out_n, y_clean, &t_h1, temp, clean_taps);
     if let Some(scores) = scores {
         accumulate_scores(scores, &relus_t, &g, &out_n.relus)?;
     }
@@ -459,45 +533,80 @@ pub fn distill_gradients(
 
     let av = g.input(aug.clone(), false);
     let out_a = student.forward(&mut g, av, train(Domain::Aug));
-    ce.push(g.cross_entropy(out_a.logits, y_clean, false));
-    kl.push(g.kl_div(out_a.logits, &t_h1, temp));
-    if let Some(taps_a) = &taps_a {
-        at.push(attention_sum(&mut g, &out_a.taps, taps_a));
-    }
+    terms.add(
+        &mut g,
+        mode,
+        &out_a,
+        y_clean,
+        &t_h1,
+        temp,
+        taps_a.as_deref(),
+    );
 
     if let Some(x_adv) = x_adv {
         let xv = g.input(x_adv, false);
         let out = student.forward(&mut g, xv, train(Domain::Adv));
-        ce.push(g.cross_entropy(out.logits, y_adv, false));
-        kl.push(g.kl_div(out.logits, &t_h2, temp));
-        if let Some(taps_adv) = &taps_adv {
-            at.push(attention_sum(&mut g, &out.taps, taps_adv));
-        }
+        terms.add(&mut g, mode, &out, y_adv, &t_h2, temp, taps_adv.as_deref());
         stats.adv_correct = correct(&g.value(out.logits).to_host()?, y_adv);
         stats.adv_seen = y_adv.len();
     }
-
-    let loss = match mode {
-        LossMode::PgdAt => mean(&mut g, &ce),
-        _ => {
-            let kl = mean(&mut g, &kl);
-            let mut loss = match mode.weighted_ce() {
-                true => {
-                    let ce = mean(&mut g, &ce);
-                    let (ce, kl) = (g.scale(ce, w.gamma), g.scale(kl, w.alpha));
-                    g.add(ce, kl)
-                }
-                false => kl,
-            };
-            if !at.is_empty() {
-                let a = mean(&mut g, &at);
-                let a = g.scale(a, w.beta);
-                loss = g.add(loss, a);
-            }
-            loss
-        }
-    };
+    let loss = terms.combine(&mut g, w);
     finish(g, loss, stats)
+}
+
+/// Each view's terms, combined at the end into the loss.
+#[derive(Default)]
+struct Terms {
+    ce: Vec<Var>,
+    kl: Vec<Var>,
+    at: Vec<Var>,
+}
+
+impl Terms {
+    /// The terms `mode` has on one view: CE against `labels`, KL against the teacher's
+    /// `target` logits, and with `taps` (the teacher's, for this view) AT.
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &mut self,
+        g: &mut Graph<'_>,
+        mode: LossMode,
+        out: &ModelOutput,
+        labels: &[u32],
+        target: &Tensor,
+        temp: f64,
+        taps: Option<&[Tensor]>,
+    ) {
+        if mode.ce {
+            self.ce.push(g.cross_entropy(out.logits, labels, false));
+        }
+        if mode.kl {
+            self.kl.push(g.kl_div(out.logits, target, temp));
+        }
+        if let Some(taps) = taps {
+            self.at.push(attention_sum(g, &out.taps, taps));
+        }
+    }
+
+    /// γ·CE + α·KL (or the one present, unweighted) + β·AT, each the mean over its views.
+    fn combine(self, g: &mut Graph<'_>, w: &DistillWeights) -> Var {
+        let mut loss = match (self.ce.is_empty(), self.kl.is_empty()) {
+            (false, false) => {
+                let kl = mean(g, &self.kl);
+                let ce = mean(g, &self.ce);
+                let (ce, kl) = (g.scale(ce, w.gamma), g.scale(kl, w.alpha));
+                g.add(ce, kl)
+            }
+            (false, true) => mean(g, &self.ce),
+            (true, false) => mean(g, &self.kl),
+            (true, true) => unreachable!("every mode has CE or KL"),
+        };
+        if !self.at.is_empty() {
+            let a = mean(g, &self.at);
+            let a = g.scale(a, w.beta);
+            loss = g.add(loss, a);
+        }
+        loss
+    }
 }
 
 /// Spec §6's non-robust recipe: the whole batch clean through BN_c, γ·CE + α·KL_T + β·AT.
@@ -505,6 +614,7 @@ fn natural_gradients(
     student: &Model,
     teacher: &Model,
     batch: &DistillBatch,
+    mode: LossMode,
     w: &DistillWeights,
     scores: Option<&mut [Tensor]>,
 ) -> Result<DistillGrads> {
@@ -519,16 +629,11 @@ fn natural_gradients(
             train: true,
         },
     );
-    let ce = g.cross_entropy(out.logits, batch.labels, false);
-    let kl = g.kl_div(out.logits, &t.logits, w.temperature as f64);
-    let (ce, kl) = (g.scale(ce, w.gamma), g.scale(kl, w.alpha));
-    let mut loss = g.add(ce, kl);
-    // Stage 2's natural recipe has no AT (β = 0): skip the term rather than compute it × 0.
-    if w.beta != 0.0 {
-        let a = attention_sum(&mut g, &out.taps, &t.taps);
-        let a = g.scale(a, w.beta);
-        loss = g.add(loss, a);
-    }
+    let mut terms = Terms::default();
+    let taps = mode.attention_views(w).clean.then_some(t.taps.as_slice());
+    let temp = w.temperature as f64;
+    terms.add(&mut g, mode, &out, batch.labels, &t.logits, temp, taps);
+    let loss = terms.combine(&mut g, w);
     // Every image is clean here, so all of them enter the mask statistic.
     if let Some(scores) = scores {
         accumulate_scores(scores, &t.relus, &g, &out.relus)?;

@@ -1,69 +1,34 @@
-//! The run loop shared by stage 2 (mask search, spec §5) and stage 3 (distillation with a
-//! frozen mask, spec §6): a student trained against a frozen teacher with `distill_step`,
-//! resumable mid-epoch from atomic checkpoints, the best-BN_c-clean-accuracy checkpoint kept
-//! (spec §5.1 step 4, §6 step 6), and a final evaluation under BN_c and BN_a.
-//!
-//! The stages differ in the mask: stage 2 accumulates the teacher-student activation
-//! discrepancy over each epoch and re-selects the exact per-layer top-k at its end
-//! ([`MaskPlan::Search`]); stage 3 never touches the mask ([`MaskPlan::Frozen`]); the SNL
-//! baseline learns a real α per site with Adam and an L1 penalty until few enough remain, then
-//! binarises to the exact budget ([`MaskPlan::Linearize`], rules in `snl`).
+//! The student stages: stage 2 (mask search, spec §5) and stage 3 (distillation with a frozen
+//! mask, spec §6), and the SNL baseline's linearisation: a student trained against a frozen
+//! teacher with `distill_step`, resumable mid-epoch from atomic checkpoints, the
+//! best-BN_c-clean-accuracy checkpoint kept (spec §5.1 step 4, §6 step 6), and a final
+//! evaluation under BN_c and BN_a. What the stages do with the mask is their
+//! [`MaskPolicy`](crate::search::MaskPolicy): stage 2 re-selects the exact per-layer top-k after
+//! every epoch, stage 3 never touches it, SNL learns α until few enough remain.
 
 use super::distill_step::{DistillBatch, DistillWeights, LossMode};
-use super::snl::{binarise_top, count_alive, restore_alphas, SnlConfig, SnlProgress};
-use super::step::StepKey;
+use super::driver::{
+    self, validate_domains, Clock, Datasets, EpochDone, LoopConfig, RunOptions, Stage, StepBatch,
+    TrainData,
+};
+use super::step::StepStats;
 use super::student_optim::{Optim, StepSettings};
-use super::tally::{after_step, AfterStep, EpochTally};
-use super::teacher::{validate_domains, Datasets, Metrics, RunOptions, TrainData};
+use super::teacher::Metrics;
 use crate::augmix::AugMixConfig;
-use crate::checkpoint::{self, CheckpointMeta, FORMAT_VERSION};
-use crate::data::batch::{epoch_order, CropFlip};
+use crate::checkpoint::{self, load_teacher};
 use crate::data::source::DatasetSpec;
 use crate::data::ImageSet;
-use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::eval::Accuracy;
-use crate::nn::{kept_count, Model, ModelConfig};
-use crate::optim::{SgdConfig, StepSchedule};
+use crate::nn::{Model, ModelConfig};
+use crate::optim::SgdConfig;
 use crate::report::pi_cost::{estimate_model, CostModel, LayerCost};
-use crate::report::{write_json, Progress};
 use crate::robust::pgd::PgdConfig;
-use crate::search::apply_top_k;
-use crate::tensor::Tensor;
+use crate::search::policy::Resumed;
+use crate::search::snl::SnlProgress;
+use crate::search::{MaskPlan, MaskPolicy};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
-use std::time::Instant;
-
-/// Prefix of the search's score accumulators inside a mid-epoch checkpoint.
-const SCORES_PREFIX: &str = "search.scores.";
-
-/// What happens to the student's ReLU masks.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum MaskPlan {
-    /// Stage 2: after every epoch keep exactly `ks[l]` ReLUs in layer l (Σ ks = `budget`).
-    Search {
-        budget: usize,
-        /// How the per-layer counts were chosen (for the report).
-        fractions: String,
-        ks: Vec<usize>,
-    },
-    /// Stage 3: the mask of the stage-2 checkpoint `from`, never changed.
-    Frozen { from: PathBuf },
-    /// The SNL baseline: learnable α per site until at most `budget` remain, then exactly
-    /// `budget` binary sites. `epochs` is a cap; the run usually ends earlier.
-    Linearize(SnlConfig),
-}
-
-impl MaskPlan {
-    /// The stage name, used for checkpoint headers and file names.
-    pub fn stage(&self) -> &'static str {
-        match self {
-            MaskPlan::Search { .. } => "search",
-            MaskPlan::Frozen { .. } => "distill",
-            MaskPlan::Linearize(_) => "snl",
-        }
-    }
-}
+use std::path::PathBuf;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StudentConfig {
@@ -73,9 +38,9 @@ pub struct StudentConfig {
     /// The student's model (stage 2: the teacher's; stage 3: the stage-2 checkpoint's).
     pub model: ModelConfig,
     pub data: DatasetSpec,
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub schedule: StepSchedule,
+    /// Epochs, batch size, learning rate, seed, validation and checkpoint cadence.
+    #[serde(flatten)]
+    pub run: LoopConfig,
     pub sgd: SgdConfig,
     /// Loss mode name (`LossMode::parse`).
     pub loss: String,
@@ -86,13 +51,6 @@ pub struct StudentConfig {
     /// PGD steps of the final evaluation (20 in the reference).
     pub eval_pgd_steps: usize,
     pub eval_batch: usize,
-    pub crop_pad: usize,
-    pub seed: u64,
-    /// Also validate PGD accuracy (both BNs) every this many epochs; 0 = only at the end. The
-    /// BN_c clean accuracy that picks the best checkpoint is measured after every epoch.
-    pub eval_every: usize,
-    /// Also checkpoint every this many steps inside an epoch; 0 = at epoch ends only.
-    pub checkpoint_every: usize,
 }
 
 impl StudentConfig {
@@ -106,15 +64,7 @@ impl StudentConfig {
 
     fn validate(&self) -> Result<LossMode> {
         self.model.validate()?;
-        if self.batch_size < 2 {
-            return Err(Error::Config(format!(
-                "batch size {}: need at least 2 (half clean, half adversarial)",
-                self.batch_size
-            )));
-        }
-        if self.epochs == 0 {
-            return Err(Error::Config("epochs must be at least 1".into()));
-        }
+        self.run.validate()?;
         self.augmix.validate()?;
         LossMode::parse(&self.loss)
     }
@@ -130,26 +80,13 @@ pub struct Best {
 /// Progress saved in the checkpoint, enough to continue exactly where the run stopped.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct StudentState {
-    pub epoch: usize,
-    pub step_in_epoch: usize,
+    #[serde(flatten)]
+    pub clock: Clock,
     pub history: Vec<EpochLog>,
-    pub train_secs: f64,
-    pub images_trained: usize,
     pub best: Option<Best>,
     /// SNL runs: λ, counts and Adam's step counts.
     #[serde(default)]
     pub snl: Option<SnlProgress>,
-}
-
-impl StudentState {
-    /// Whether training is over: every epoch ran, or SNL binarised its α.
-    fn finished(&self, epochs: usize) -> bool {
-        self.epoch >= epochs
-            || self
-                .snl
-                .as_ref()
-                .is_some_and(|p| p.binarised_after.is_some())
-    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -170,12 +107,6 @@ pub struct EpochLog {
     pub val_clean_acc: f32,
     /// Clean + PGD accuracy under both BNs, on `eval_every` epochs.
     pub val: Vec<Accuracy>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct SavedState {
-    config: StudentConfig,
-    progress: StudentState,
 }
 
 /// What `rlnet search` / `rlnet distill` write to report.json.
@@ -210,66 +141,23 @@ pub struct StudentReport {
     pub history: Vec<EpochLog>,
 }
 
-/// A stage-1 teacher checkpoint, on `device`.
-pub fn load_teacher(path: &Path, device: &Device) -> Result<Model> {
-    if !path.is_file() {
-        return Err(Error::Config(format!(
-            "teacher checkpoint {}: no such file (train one with `rlnet teacher`)",
-            path.display()
-        )));
-    }
-    let c = checkpoint::load(path)?;
-    if c.meta.stage != "teacher" {
-        return Err(Error::Config(format!(
-            "{} is a '{}' checkpoint; --teacher expects a stage-1 teacher checkpoint",
-            path.display(),
-            c.meta.stage
-        )));
-    }
-    let mut m = c.model()?;
-    m.to_device(device)?;
-    Ok(m)
-}
-
 /// Trains (or resumes) a student; writes `<stage>.safetensors`, `<stage>_best.safetensors`
-/// and report.json into `out_dir`. `init` builds the starting student on `device` when the
-/// run is new. Returns None when the run stopped early on `stop_after`/`stop_after_steps`.
-pub fn run(
-    cfg: &StudentConfig,
-    opts: &RunOptions,
-    init: impl FnOnce(&Device) -> Result<Model>,
-) -> Result<Option<StudentReport>> {
+/// and report.json into `out_dir`. A new run starts from the student its mask plan names.
+/// Returns None when the run stopped early on `stop_after`/`stop_after_steps`.
+pub fn run(cfg: &StudentConfig, opts: &RunOptions) -> Result<Option<StudentReport>> {
     let mode = cfg.validate()?;
     opts.check()?;
     let teacher = load_teacher(&cfg.teacher, &opts.device)?;
     check_pair(&teacher.config, &cfg.model)?;
-    std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::io(&opts.out_dir, e))?;
-    let ckpt = opts.out_dir.join(cfg.checkpoint_name());
-    let mut run = start_or_resume(cfg, &ckpt, opts, init)?;
+    opts.create_out_dir()?;
+    let mut run = start_or_resume(cfg, opts, mode, &teacher)?;
     let sets = Datasets::load(&cfg.data, &cfg.model, &opts.device)?;
-    let (train, test) = (&sets.train, &sets.test);
-    let data = sets.train_data();
-    let ctx = Ctx {
-        cfg,
-        opts,
-        mode,
-        teacher: &teacher,
-        ckpt: &ckpt,
-        data: &data,
-        test,
-        steps: train.len().div_ceil(cfg.batch_size),
-    };
-    let last_epoch = opts.stop_after.map_or(cfg.epochs, |s| s.min(cfg.epochs));
-    let mut stopped = false;
-    while run.state.epoch < last_epoch && !stopped && !run.state.finished(cfg.epochs) {
-        stopped = ctx.train_epoch(&mut run)?;
-    }
-    if !run.state.finished(cfg.epochs) {
+    run.test = Some(&sets.test);
+    if !driver::train(&mut run, &sets.train_data(), opts)? {
         return Ok(None);
     }
-    let report = final_report(&ctx, &run.state)?;
-    write_json(&opts.out_dir.join("report.json"), &report)?;
-    Ok(Some(report))
+    let report = final_report(&run)?;
+    driver::write_report(opts, report).map(Some)
 }
 
 /// The teacher and the student must agree on what they classify and at what size, and share
@@ -292,365 +180,207 @@ fn check_pair(teacher: &ModelConfig, student: &ModelConfig) -> Result<()> {
     Ok(())
 }
 
-/// The student being trained and everything a checkpoint restores.
-struct Run {
-    model: Model,
-    optim: Optim,
-    state: StudentState,
-    /// Stage 2: this epoch's accumulated discrepancy per ReLU layer ([C,H,W], model device).
-    scores: Option<Vec<Tensor>>,
-}
-
-fn zero_scores(model: &Model) -> Result<Vec<Tensor>> {
-    model
-        .relu_layers
-        .iter()
-        .map(|l| Tensor::zeros(&l.shape).into_device(model.store.device()))
-        .collect()
-}
-
-fn start_or_resume(
-    cfg: &StudentConfig,
-    ckpt: &Path,
-    opts: &RunOptions,
-    init: impl FnOnce(&Device) -> Result<Model>,
-) -> Result<Run> {
-    let searching = matches!(cfg.masks, MaskPlan::Search { .. });
-    if ckpt.exists() {
-        if !opts.resume {
-            return Err(Error::Config(format!(
-                "{} already exists: pass --resume to continue it, or choose another --out",
-                ckpt.display()
-            )));
-        }
-        let c = checkpoint::load(ckpt)?;
-        let saved: SavedState =
-            serde_json::from_value(c.meta.state.clone()).map_err(|e| Error::Checkpoint {
-                path: ckpt.to_path_buf(),
-                msg: format!("not a {} checkpoint: {e}", cfg.masks.stage()),
-            })?;
-        if saved.config != *cfg {
-            return Err(Error::Config(format!(
-                "{} was started with different settings; resume with the same flags (saved: {})",
-                ckpt.display(),
-                serde_json::to_string(&saved.config).unwrap_or_default()
-            )));
-        }
-        let mut model = c.model()?;
-        let learning_alpha = saved
-            .progress
-            .snl
-            .as_ref()
-            .is_some_and(|p| p.binarised_after.is_none());
-        if learning_alpha {
-            restore_alphas(&c, &mut model, ckpt)?;
-        }
-        model.to_device(&opts.device)?;
-        let mut optim = Optim::for_plan(cfg, &model);
-        optim.restore(&c, &model, saved.progress.snl.as_ref(), ckpt)?;
-        let scores = if searching {
-            let mut s = zero_scores(&model)?;
-            if saved.progress.step_in_epoch > 0 {
-                for (t, l) in s.iter_mut().zip(&model.relu_layers) {
-                    let name = format!("{SCORES_PREFIX}{}", l.name);
-                    let v = c.tensor(&name).ok_or_else(|| Error::Checkpoint {
-                        path: ckpt.to_path_buf(),
-                        msg: format!("mid-epoch search checkpoint without {name}"),
-                    })?;
-                    *t = v.clone().into_device(&opts.device)?;
-                }
-            }
-            Some(s)
-        } else {
-            None
-        };
-        return Ok(Run {
-            model,
-            optim,
-            state: saved.progress,
-            scores,
-        });
-    }
-    let mut model = init(&opts.device)?;
-    if model.config != cfg.model {
-        return Err(Error::Config(
-            "the starting student's model differs from the run's model config".into(),
-        ));
-    }
-    model.to_device(&opts.device)?;
-    let mut state = StudentState::default();
-    if let MaskPlan::Linearize(snl) = &cfg.masks {
-        snl.validate(model.total_relus())?;
-        // SNL starts from the all-ReLU network: every α = 1.
-        for l in &model.relu_layers {
-            if kept_count(&model.mask(l)) != l.count() {
-                return Err(Error::Config(
-                    "SNL starts from an all-ReLU network; the starting model has linear sites"
-                        .into(),
-                ));
-            }
-        }
-        model.soft_masks = true;
-        state.snl = Some(SnlProgress::start(snl, model.total_relus()));
-    }
-    let optim = Optim::for_plan(cfg, &model);
-    let scores = searching.then(|| zero_scores(&model)).transpose()?;
-    Ok(Run {
-        model,
-        optim,
-        state,
-        scores,
-    })
-}
-
-fn meta(cfg: &StudentConfig, state: &StudentState) -> Result<CheckpointMeta> {
-    let saved = SavedState {
-        config: cfg.clone(),
-        progress: state.clone(),
-    };
-    Ok(CheckpointMeta {
-        format_version: FORMAT_VERSION,
-        stage: cfg.masks.stage().into(),
-        model: cfg.model.clone(),
-        state: serde_json::to_value(saved).map_err(|e| Error::Config(e.to_string()))?,
-    })
-}
-
-/// The resumable checkpoint: weights, masks, the optimiser's state, progress, (mid-epoch
-/// search) the scores accumulated so far and (SNL) the α, in one atomically written file.
-fn save(ckpt: &Path, cfg: &StudentConfig, run: &mut Run) -> Result<()> {
-    let mut extra: Vec<(String, &Tensor)> = match (&run.scores, run.state.step_in_epoch > 0) {
-        (Some(s), true) => run
-            .model
-            .relu_layers
-            .iter()
-            .zip(s)
-            .map(|(l, t)| (format!("{SCORES_PREFIX}{}", l.name), t))
-            .collect(),
-        _ => Vec::new(),
-    };
-    extra.extend(run.optim.extra_tensors(&run.model, run.state.snl.as_mut()));
-    checkpoint::save_with(
-        ckpt,
-        &run.model,
-        run.optim.sgd(),
-        &extra,
-        &meta(cfg, &run.state)?,
-    )
-}
-
-/// Everything an epoch reads.
-struct Ctx<'a> {
+/// A student run: the student, its optimiser, its mask policy and its progress.
+struct StudentRun<'a> {
     cfg: &'a StudentConfig,
     opts: &'a RunOptions,
     mode: LossMode,
     teacher: &'a Model,
-    ckpt: &'a Path,
-    data: &'a TrainData<'a>,
-    test: &'a ImageSet,
-    steps: usize,
+    ckpt: PathBuf,
+    model: Model,
+    optim: Optim,
+    policy: Box<dyn MaskPolicy>,
+    state: StudentState,
+    /// The validation set (set once the data is loaded).
+    test: Option<&'a ImageSet>,
 }
 
-impl Ctx<'_> {
-    /// Trains the rest of the current epoch; returns true when `stop_after_steps` ended the
-    /// run (after a checkpoint).
-    fn train_epoch(&self, run: &mut Run) -> Result<bool> {
-        let (cfg, opts, steps) = (self.cfg, self.opts, self.steps);
-        let epoch = run.state.epoch;
-        let lr = cfg.schedule.lr(epoch);
-        let train = self.data.set;
-        let order = epoch_order(cfg.seed, epoch, train.len());
-        let crop = CropFlip {
-            pad: cfg.crop_pad,
-            seed: cfg.seed,
-        };
-        let stage = cfg.masks.stage();
-        let mut bar = Progress::new(
-            opts.show_progress,
-            steps,
-            &format!("{stage} epoch {}/{}", epoch + 1, cfg.epochs),
-        );
-        bar.set_position(run.state.step_in_epoch);
-        let mut tally = EpochTally::default();
-        let started = Instant::now();
-        for step in run.state.step_in_epoch..steps {
-            let idx = &order[step * cfg.batch_size..((step + 1) * cfg.batch_size).min(train.len())];
-            if idx.len() < 2 {
-                continue; // one image cannot be split into clean and adversarial halves
-            }
-            let draw_key = (epoch * train.len() + step * cfg.batch_size) as u64;
-            let (x, y) = self.data.batch(idx, crop, draw_key)?;
-            let aug = if self.mode.needs_augmix() {
-                let h1 = &idx[..idx.len().div_ceil(2)];
-                Some(self.data.augmix_view(
-                    h1,
-                    cfg.crop_pad,
-                    cfg.seed,
-                    &cfg.augmix,
-                    draw_key,
-                    cfg.seed,
-                )?)
-            } else {
-                None
+fn start_or_resume<'a>(
+    cfg: &'a StudentConfig,
+    opts: &'a RunOptions,
+    mode: LossMode,
+    teacher: &'a Model,
+) -> Result<StudentRun<'a>> {
+    let ckpt = opts.out_dir.join(cfg.checkpoint_name());
+    let mut policy = cfg.masks.policy();
+    let stage = cfg.masks.stage();
+    let (model, optim, state) = match driver::reopen(&ckpt, opts.resume, stage, cfg)? {
+        Some((c, state)) => {
+            let mut state: StudentState = state;
+            let mut model = c.model()?;
+            let progress = state.snl.take();
+            let adam_steps = progress.as_ref().map(|p| p.adam_steps.clone());
+            let resumed = Resumed {
+                path: &ckpt,
+                model: &mut model,
+                progress,
+                mid_epoch: state.clock.step_in_epoch > 0,
+                device: &opts.device,
             };
-            let key = StepKey {
-                seed: cfg.seed,
-                step: (epoch * steps + step) as u64,
-            };
-            let batch = DistillBatch {
-                x: &x,
-                aug: aug.as_ref(),
-                labels: &y,
-            };
-            let settings = StepSettings {
-                mode: self.mode,
-                weights: &cfg.weights,
-                pgd: &cfg.pgd,
-                lr,
-                key,
-                lambda: run.state.snl.as_ref().map_or(0.0, |p| p.lambda),
-            };
-            let s = run.optim.step(
-                &mut run.model,
-                self.teacher,
-                &batch,
-                &settings,
-                run.scores.as_deref_mut(),
-            )?;
-            tally.add(&s, idx.len());
-            bar.update(step + 1, &tally.progress(started.elapsed().as_secs_f64()));
-            let next = after_step(
-                opts.stop_after_steps,
-                cfg.checkpoint_every,
-                epoch,
-                steps,
-                step,
-            );
-            if next == AfterStep::EndEpoch {
-                break;
-            }
-            if matches!(next, AfterStep::Checkpoint | AfterStep::Stop) {
-                run.state.step_in_epoch = step + 1;
-                run.state.train_secs += started.elapsed().as_secs_f64();
-                run.state.images_trained += tally.images;
-                save(self.ckpt, cfg, run)?;
-                if next == AfterStep::Stop {
-                    bar.finish();
-                    return Ok(true);
-                }
-                run.state.train_secs -= started.elapsed().as_secs_f64();
-                run.state.images_trained -= tally.images;
-            }
+            policy.resume(&c, resumed)?;
+            model.to_device(&opts.device)?;
+            let mut optim = Optim::new(&cfg.sgd, cfg.masks.alpha_optimiser(), &model);
+            optim.restore(&c, &model, adam_steps.as_deref())?;
+            (model, optim, state)
         }
-        let secs = started.elapsed().as_secs_f64();
-        bar.finish();
-        run.state.train_secs += secs;
-        run.state.images_trained += tally.images;
-        let lambda = run.state.snl.as_ref().map(|p| p.lambda);
-        self.end_masks(run, epoch)?;
-        let (val_clean_acc, val) = self.validate(&run.model, epoch)?;
-        // SNL: only the binarised network is a candidate (before that it is not at budget).
-        let candidate = run
-            .state
-            .snl
-            .as_ref()
-            .is_none_or(|p| p.binarised_after.is_some());
-        let better = candidate && run.state.best.is_none_or(|b| val_clean_acc > b.clean_acc);
-        if better {
-            run.state.best = Some(Best {
-                epoch,
-                clean_acc: val_clean_acc,
-            });
+        None => {
+            let mut model = policy.starting_student(&cfg.model, cfg.run.seed, &cfg.teacher)?;
+            if model.config != cfg.model {
+                return Err(Error::Config(
+                    "the starting student's model differs from the run's model config".into(),
+                ));
+            }
+            model.to_device(&opts.device)?;
+            policy.start(&mut model)?;
+            let optim = Optim::new(&cfg.sgd, cfg.masks.alpha_optimiser(), &model);
+            (model, optim, StudentState::default())
         }
-        run.state.history.push(EpochLog {
-            epoch,
-            lr,
-            loss: tally.mean_loss(),
-            clean_train_acc: tally.clean_acc(),
-            adv_train_acc: tally.adv_acc(),
-            images_per_sec: tally.images_per_sec(secs),
-            kept_relus: match &run.state.snl {
-                Some(p) if p.binarised_after.is_none() => p.count,
-                _ => run.model.kept_relus(),
-            },
-            lambda,
-            val_clean_acc,
-            val,
-        });
-        run.state.epoch += 1;
-        run.state.step_in_epoch = 0;
-        // The best checkpoint first: if the run dies between the two writes, the resumed run
-        // redoes this epoch bit for bit and writes the same best checkpoint again.
-        if better {
-            let best = self.opts.out_dir.join(cfg.best_name());
-            checkpoint::save(&best, &run.model, None, &meta(cfg, &run.state)?)?;
-        }
-        save(self.ckpt, cfg, run)?;
-        Ok(opts.stop_after_steps == Some(epoch * steps + steps))
-    }
+    };
+    Ok(StudentRun {
+        cfg,
+        opts,
+        mode,
+        teacher,
+        ckpt,
+        model,
+        optim,
+        policy,
+        state,
+        test: None,
+    })
+}
 
-    /// Stage 2's epoch end (spec §5.1 step 2.3): the new mask keeps exactly k_l ReLUs per
-    /// layer where the teacher and student differed most; the accumulators start again at 0.
-    /// Stage 3: the mask must be what it was. SNL: count, adjust λ, and binarise once the
-    /// count is within the budget or the epoch cap is reached.
-    fn end_masks(&self, run: &mut Run, epoch: usize) -> Result<()> {
-        match (&self.cfg.masks, &mut run.scores) {
-            (MaskPlan::Linearize(snl), _) => {
-                let count = count_alive(&run.model, snl.threshold)?;
-                let p = run
-                    .state
-                    .snl
-                    .as_mut()
-                    .expect("an SNL run carries its progress");
-                p.end_epoch(snl, epoch, count);
-                if p.reached || epoch + 1 == self.cfg.epochs {
-                    binarise_top(&mut run.model, snl.budget)?;
-                    p.binarised_after = Some(epoch);
-                    assert_eq!(run.model.kept_relus(), snl.budget);
-                }
-            }
-            (MaskPlan::Search { budget, ks, .. }, Some(scores)) => {
-                let kept = apply_top_k(&mut run.model, scores, ks)?;
-                assert_eq!(kept, *budget, "the per-layer counts sum to the budget");
-                assert_eq!(
-                    run.model.kept_relus(),
-                    *budget,
-                    "the search keeps exactly the budget after every epoch"
-                );
-                *scores = zero_scores(&run.model)?;
-            }
-            (MaskPlan::Search { .. }, None) => unreachable!("a search run has score tensors"),
-            (MaskPlan::Frozen { .. }, _) => {}
-        }
-        Ok(())
+impl StudentRun<'_> {
+    /// The checkpoint header, with the policy's progress as it stands.
+    fn header(&mut self) -> Result<checkpoint::CheckpointMeta> {
+        self.state.snl = self.policy.progress().cloned();
+        driver::header(
+            self.cfg.masks.stage(),
+            &self.cfg.model,
+            self.cfg,
+            &self.state,
+        )
     }
 
     /// BN_c clean accuracy (every epoch) and, on `eval_every` epochs, clean + PGD under both
     /// BNs with the training attack's step count (spec: PGD-7 validation).
-    fn validate(&self, model: &Model, epoch: usize) -> Result<(f32, Vec<Accuracy>)> {
-        let cfg = self.cfg;
+    fn validate(&self, epoch: usize) -> (f32, Vec<Accuracy>) {
+        let (cfg, test) = (self.cfg, self.test.expect("the data is loaded"));
         let show = self.opts.show_progress;
-        let full = cfg.eval_every > 0
-            && (epoch + 1).is_multiple_of(cfg.eval_every)
-            && epoch + 1 < cfg.epochs;
-        if full {
-            let val = validate_domains(
-                model,
-                self.test,
-                Some(&cfg.pgd),
-                cfg.eval_batch,
-                cfg.seed,
-                show,
-            );
-            return Ok((val[0].clean_acc, val));
+        let full = cfg.run.full_validation_due(epoch);
+        let pgd = full.then_some(&cfg.pgd);
+        let val = validate_domains(&self.model, test, pgd, cfg.eval_batch, cfg.run.seed, show);
+        match full {
+            true => (val[0].clean_acc, val),
+            false => (val[0].clean_acc, Vec::new()),
         }
-        let clean = validate_domains(model, self.test, None, cfg.eval_batch, cfg.seed, show);
-        Ok((clean[0].clean_acc, Vec::new()))
     }
 }
 
-fn final_report(ctx: &Ctx<'_>, state: &StudentState) -> Result<StudentReport> {
-    let (cfg, opts) = (ctx.cfg, ctx.opts);
+impl Stage for StudentRun<'_> {
+    fn name(&self) -> &str {
+        self.cfg.masks.stage()
+    }
+
+    fn loop_config(&self) -> &LoopConfig {
+        &self.cfg.run
+    }
+
+    fn clock(&mut self) -> &mut Clock {
+        &mut self.state.clock
+    }
+
+    /// Every epoch ran, or the policy ended the training (SNL binarised its α).
+    fn finished(&mut self) -> bool {
+        self.state.clock.epoch >= self.cfg.run.epochs || self.policy.ended()
+    }
+
+    fn step(&mut self, data: &TrainData<'_>, b: StepBatch<'_>) -> Result<StepStats> {
+        let cfg = self.cfg;
+        let aug = match self.mode.needs_augmix() {
+            true => {
+                let h1 = &b.indices[..b.indices.len().div_ceil(2)];
+                let (pad, seed) = (cfg.run.crop_pad, cfg.run.seed);
+                Some(data.augmix_view(h1, pad, seed, &cfg.augmix, b.draw_key, seed)?)
+            }
+            false => None,
+        };
+        let batch = DistillBatch {
+            x: &b.x,
+            aug: aug.as_ref(),
+            labels: &b.labels,
+        };
+        let settings = StepSettings {
+            mode: self.mode,
+            weights: &cfg.weights,
+            pgd: &cfg.pgd,
+            lr: b.lr,
+            key: b.key,
+            lambda: self.policy.penalty().unwrap_or(0.0),
+        };
+        let (model, teacher) = (&mut self.model, self.teacher);
+        let scores = self.policy.scores();
+        self.optim.step(model, teacher, &batch, &settings, scores)
+    }
+
+    /// The policy's mask update, validation, the best checkpoint (written before the run's
+    /// own: if the run dies between the two writes, the resumed run redoes this epoch bit for
+    /// bit and writes the same best checkpoint again).
+    fn end_epoch(&mut self, done: EpochDone<'_>) -> Result<()> {
+        let epoch = done.epoch;
+        let lambda = self.policy.penalty();
+        let last = epoch + 1 == self.cfg.run.epochs;
+        self.policy.end_epoch(&mut self.model, epoch, last)?;
+        let (val_clean_acc, val) = self.validate(epoch);
+        let state = &mut self.state;
+        let better =
+            self.policy.at_budget() && state.best.is_none_or(|b| val_clean_acc > b.clean_acc);
+        if better {
+            state.best = Some(Best {
+                epoch,
+                clean_acc: val_clean_acc,
+            });
+        }
+        let t = done.tally;
+        state.history.push(EpochLog {
+            epoch,
+            lr: done.lr,
+            loss: t.mean_loss(),
+            clean_train_acc: t.clean_acc(),
+            adv_train_acc: t.adv_acc(),
+            images_per_sec: t.images_per_sec(done.secs),
+            kept_relus: self.policy.kept_relus(&self.model),
+            lambda,
+            val_clean_acc,
+            val,
+        });
+        if better {
+            let best = self.opts.out_dir.join(self.cfg.best_name());
+            let meta = self.header()?;
+            checkpoint::save(&best, &self.model, None, &meta)?;
+        }
+        Ok(())
+    }
+
+    /// Weights, masks, the optimiser's state, progress and the policy's tensors (the scores
+    /// of a mid-epoch search, SNL's α), in one atomically written file.
+    fn save(&mut self) -> Result<()> {
+        if let (Some(p), Some(steps)) = (
+            self.policy.progress_mut(),
+            self.optim.step_counts(&self.model),
+        ) {
+            p.adam_steps = steps;
+        }
+        let meta = self.header()?;
+        let mid_epoch = self.state.clock.step_in_epoch > 0;
+        let mut extra = self.policy.tensors(&self.model, mid_epoch);
+        extra.extend(self.optim.state_tensors(&self.model));
+        checkpoint::save_with(&self.ckpt, &self.model, self.optim.sgd(), &extra, &meta)
+    }
+}
+
+fn final_report(run: &StudentRun<'_>) -> Result<StudentReport> {
+    let (cfg, opts, state) = (run.cfg, run.opts, &run.state);
     let evaluated = opts.out_dir.join(cfg.best_name());
     let mut model = checkpoint::load(&evaluated)?.model()?;
     model.to_device(&opts.device)?;
@@ -660,10 +390,10 @@ fn final_report(ctx: &Ctx<'_>, state: &StudentState) -> Result<StudentReport> {
     };
     let per_bn = validate_domains(
         &model,
-        ctx.test,
+        run.test.expect("the data is loaded"),
         Some(&pgd),
         cfg.eval_batch,
-        cfg.seed,
+        cfg.run.seed,
         opts.show_progress,
     );
     let cost = estimate_model(&CostModel::DELPHI, &model);
@@ -672,7 +402,7 @@ fn final_report(ctx: &Ctx<'_>, state: &StudentState) -> Result<StudentReport> {
         model: cfg.model.arch.name().into(),
         dataset: cfg.data.kind.name().into(),
         loss: cfg.loss.clone(),
-        epochs: cfg.epochs,
+        epochs: cfg.run.epochs,
         evaluated,
         best: state.best,
         metrics: Metrics {
@@ -687,11 +417,11 @@ fn final_report(ctx: &Ctx<'_>, state: &StudentState) -> Result<StudentReport> {
         pi_cost: cost.total,
         pi_cost_model: cost.model,
         params: model.num_params(),
-        images_per_sec: (state.images_trained as f64 / state.train_secs.max(1e-9)) as f32,
-        train_secs: state.train_secs,
+        images_per_sec: state.clock.images_per_sec(),
+        train_secs: state.clock.train_secs,
         device: opts.device.name().into(),
         config: cfg.clone(),
-        snl: state.snl.clone(),
+        snl: run.policy.progress().cloned(),
         history: state.history.clone(),
     })
 }

@@ -4,19 +4,16 @@
 use super::distill_step::{
     distill_gradients, distill_step, Adversary, DistillBatch, DistillWeights, LossMode,
 };
-use super::snl::{alpha_tensors, SnlProgress};
 use super::step::{StepKey, StepStats};
-use super::student::{MaskPlan, StudentConfig};
 use crate::autograd::EntryId;
 use crate::checkpoint::Checkpoint;
 use crate::device::ok;
 use crate::error::{Error, Result};
 use crate::nn::Model;
 use crate::ops::bn_act;
-use crate::optim::{Adam, Sgd};
+use crate::optim::{Adam, AdamConfig, Sgd, SgdConfig};
 use crate::robust::pgd::PgdConfig;
 use crate::tensor::Tensor;
-use std::path::Path;
 
 /// `alphas`: the mask entries, which SNL's Adam trains and penalises.
 pub(super) enum Optim {
@@ -36,18 +33,19 @@ pub(super) struct StepSettings<'a> {
 }
 
 impl Optim {
-    pub fn for_plan(cfg: &StudentConfig, model: &Model) -> Optim {
-        match &cfg.masks {
-            MaskPlan::Linearize(snl) => {
+    /// SGD on the weights, or with `alpha_adam` Adam on the weights and the mask entries.
+    pub fn new(sgd: &SgdConfig, alpha_adam: Option<&AdamConfig>, model: &Model) -> Optim {
+        match alpha_adam {
+            Some(cfg) => {
                 let alphas: Vec<EntryId> = model.relu_layers.iter().map(|l| l.mask).collect();
                 let mut ids = model.store.param_ids();
                 ids.extend(&alphas);
                 Optim::Adam {
-                    adam: Adam::new(snl.adam.clone(), ids),
+                    adam: Adam::new(cfg.clone(), ids),
                     alphas,
                 }
             }
-            _ => Optim::Sgd(Sgd::new(cfg.sgd.clone(), &model.store)),
+            None => Optim::Sgd(Sgd::new(sgd.clone(), &model.store)),
         }
     }
 
@@ -85,7 +83,7 @@ impl Optim {
         }
     }
 
-    /// The SGD to save with the model (Adam's state goes in `extra_tensors`).
+    /// The SGD to save with the model (Adam's state goes in `state_tensors`).
     pub fn sgd(&self) -> Option<&Sgd> {
         match self {
             Optim::Sgd(s) => Some(s),
@@ -93,41 +91,36 @@ impl Optim {
         }
     }
 
-    /// Adam's moments and, while SNL still learns them, the real α, as extra checkpoint
-    /// tensors; Adam's step counts go into `snl` (the checkpoint's JSON header).
-    pub fn extra_tensors<'a>(
-        &'a self,
-        model: &'a Model,
-        snl: Option<&mut SnlProgress>,
-    ) -> Vec<(String, &'a Tensor)> {
-        let Optim::Adam { adam, .. } = self else {
-            return Vec::new();
-        };
-        if let Some(p) = snl {
-            p.adam_steps = adam.step_counts(&model.store);
+    /// Adam's moments, as extra checkpoint tensors.
+    pub fn state_tensors<'a>(&'a self, model: &'a Model) -> Vec<(String, &'a Tensor)> {
+        match self {
+            Optim::Adam { adam, .. } => adam.state_tensors(&model.store),
+            Optim::Sgd(_) => Vec::new(),
         }
-        let mut out = adam.state_tensors(&model.store);
-        if model.soft_masks {
-            out.extend(alpha_tensors(model));
-        }
-        out
     }
 
-    /// Restores the optimiser's state saved in `c` (`snl`: the run's saved progress).
+    /// Adam's per-entry step counts (they go in the checkpoint's JSON header).
+    pub fn step_counts(&self, model: &Model) -> Option<Vec<(String, u64)>> {
+        match self {
+            Optim::Adam { adam, .. } => Some(adam.step_counts(&model.store)),
+            Optim::Sgd(_) => None,
+        }
+    }
+
+    /// Restores the optimiser's state saved in `c` (`adam_steps`: Adam's saved step counts).
     pub fn restore(
         &mut self,
         c: &Checkpoint,
         model: &Model,
-        snl: Option<&SnlProgress>,
-        ckpt: &Path,
+        adam_steps: Option<&[(String, u64)]>,
     ) -> Result<()> {
-        match (self, snl) {
+        match (self, adam_steps) {
             (Optim::Sgd(sgd), _) => c.restore_optimizer(model, sgd),
-            (Optim::Adam { adam, .. }, Some(p)) => {
-                adam.restore(&model.store, &p.adam_steps, |n| c.tensor(n).cloned())
+            (Optim::Adam { adam, .. }, Some(steps)) => {
+                adam.restore(&model.store, steps, |n| c.tensor(n).cloned())
             }
             (Optim::Adam { .. }, None) => Err(Error::Checkpoint {
-                path: ckpt.to_path_buf(),
+                path: c.path.clone(),
                 msg: "an SNL checkpoint without its progress".into(),
             }),
         }

@@ -1,15 +1,52 @@
-//! Stage 2: the ReLU mask search (spec §5). A randomly initialised student with a random
-//! channel-uniform mask (§5.1 step 1) is distilled from the frozen teacher ('rslad+ce'), and
-//! after every epoch its mask becomes the exact per-layer top-k of the accumulated
-//! teacher-student activation discrepancy (`student` runs the loop).
+//! The plan of a student stage (spec §5, §6; baselines.md §2): which masks it trains
+//! ([`MaskPlan`]), and for the stage-2 search how the budget is spread over the layers
+//! ([`Fractions`], [`layer_counts`]) and the random channel-uniform mask it starts from.
 
-use super::student::{self, MaskPlan, StudentConfig, StudentReport};
-use super::teacher::RunOptions;
+use super::sensitivity::{check_density, sensitivity, DEFAULT_DENSITY, FLOOR};
+use super::snl::SnlConfig;
+use super::{allocate, uniform_weights, Preset, PRESETS};
 use crate::error::{Error, Result};
 use crate::nn::{Arch, Model, ModelConfig};
+use crate::optim::AdamConfig;
 use crate::rng::{self, stream};
-use crate::search::sensitivity::{check_density, sensitivity, DEFAULT_DENSITY, FLOOR};
-use crate::search::{allocate, set_model_masks, uniform_weights, Preset, PRESETS};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// What happens to the student's ReLU masks (its policy at work: [`MaskPlan::policy`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum MaskPlan {
+    /// Stage 2: after every epoch keep exactly `ks[l]` ReLUs in layer l (Σ ks = `budget`).
+    Search {
+        budget: usize,
+        /// How the per-layer counts were chosen (for the report).
+        fractions: String,
+        ks: Vec<usize>,
+    },
+    /// Stage 3: the mask of the stage-2 checkpoint `from`, never changed.
+    Frozen { from: PathBuf },
+    /// The SNL baseline: learnable α per site until at most `budget` remain, then exactly
+    /// `budget` binary sites. `epochs` is a cap; the run usually ends earlier.
+    Linearize(SnlConfig),
+}
+
+impl MaskPlan {
+    /// The stage name, used for checkpoint headers and file names.
+    pub fn stage(&self) -> &'static str {
+        match self {
+            MaskPlan::Search { .. } => "search",
+            MaskPlan::Frozen { .. } => "distill",
+            MaskPlan::Linearize(_) => "snl",
+        }
+    }
+
+    /// The Adam that trains the weights and the α together (SNL), None for SGD on the weights.
+    pub fn alpha_optimiser(&self) -> Option<&AdamConfig> {
+        match self {
+            MaskPlan::Linearize(snl) => Some(&snl.adam),
+            _ => None,
+        }
+    }
+}
 
 /// How the budget is spread over the layers.
 #[derive(Clone, Debug, PartialEq)]
@@ -180,17 +217,4 @@ pub fn initial_masks(model: &Model, ks: &[usize], seed: u64) -> Vec<Vec<u8>> {
             plane.repeat(c)
         })
         .collect()
-}
-
-/// Runs (or resumes) a search configured by `cfg` (whose `masks` is a [`MaskPlan::Search`]).
-pub fn run(cfg: &StudentConfig, opts: &RunOptions) -> Result<Option<StudentReport>> {
-    let MaskPlan::Search { ks, .. } = &cfg.masks else {
-        return Err(Error::Config("search::run needs a search mask plan".into()));
-    };
-    student::run(cfg, opts, |_| {
-        let mut model = Model::new(cfg.model.clone(), cfg.seed)?;
-        let masks = initial_masks(&model, ks, cfg.seed);
-        set_model_masks(&mut model, &masks)?;
-        Ok(model)
-    })
 }

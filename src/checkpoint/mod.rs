@@ -3,6 +3,11 @@
 //! SGD momentum buffers (`optimizer.momentum.<param>`), and a JSON header (`rlnet` metadata key)
 //! with the model config and the stage's own state. Files are written to a temporary name,
 //! synced and renamed, so an interruption never leaves a half-written checkpoint behind.
+//! `stages` loads the checkpoints later stages start from.
+
+mod stages;
+
+pub use stages::{load_search_student, load_teacher, teacher_settings};
 
 use crate::autograd::EntryKind;
 use crate::error::{Error, Result};

@@ -15,16 +15,14 @@
 //! ResNet18 on CIFAR); SNL's code has none there (491,520). Here the stem site is linearised
 //! like every other, so budgets count the same sites for all three methods.
 //!
-//! `student` runs the loop; this file holds SNL's own settings, state and epoch-end rule.
+//! The training driver runs the loop; this file holds SNL's own settings, state and epoch-end
+//! rule (its mask policy is in `policies`).
 
-use super::student::{self, load_teacher, MaskPlan, StudentConfig, StudentReport};
-use super::teacher::RunOptions;
+use super::{set_model_masks, top_k_indices};
 use crate::checkpoint::Checkpoint;
-use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::nn::Model;
 use crate::optim::AdamConfig;
-use crate::search::{set_model_masks, top_k_indices};
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -183,17 +181,6 @@ pub fn binarise_top(model: &mut Model, budget: usize) -> Result<Vec<usize>> {
     model.soft_masks = false;
     set_model_masks(model, &masks)?;
     Ok(kept)
-}
-
-/// Runs (or resumes) an SNL linearisation configured by `cfg` (whose `masks` is a
-/// [`MaskPlan::Linearize`]): the student starts as the teacher itself, every α = 1.
-pub fn run(cfg: &StudentConfig, opts: &RunOptions) -> Result<Option<StudentReport>> {
-    if !matches!(cfg.masks, MaskPlan::Linearize(_)) {
-        return Err(Error::Config(
-            "snl::run needs a linearisation mask plan".into(),
-        ));
-    }
-    student::run(cfg, opts, |_| load_teacher(&cfg.teacher, &Device::Cpu))
 }
 
 #[cfg(test)]
