@@ -114,3 +114,52 @@ __device__ __forceinline__ float rl_div(float a, float b) { return __fdiv_rn(a, 
 __device__ __forceinline__ float rl_clamp(float v, float lo, float hi) {
     return v < lo ? lo : (v > hi ? hi : v);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Tiled implicit GEMMs (the convolutions, both versions, all three directions).
+//
+// The double-buffered K loop: load(k0) fetches the K step starting at k0 into registers,
+// stage(buf) writes them into shared buffer buf, math(buf) multiplies that buffer's tiles into
+// the accumulators. The next step's global loads are issued before the current step's math,
+// so one barrier per step suffices and global latency overlaps the arithmetic. Every thread
+// of the block calls it (it contains __syncthreads).
+template <int BK, class Load, class Stage, class Math>
+__device__ __forceinline__ void rl_gemm_k_loop(int kbeg, int tiles, Load load, Stage stage,
+                                               Math math) {
+    if (tiles > 0) {
+        load(kbeg);
+        stage(0);
+    }
+    __syncthreads();
+    for (int t = 0; t < tiles; ++t) {
+        const int cur = t & 1;
+        const bool more = t + 1 < tiles;
+        if (more) load(kbeg + (t + 1) * BK);
+        math(cur);
+        if (more) stage(cur ^ 1);
+        __syncthreads();
+    }
+}
+
+// Where element (row, col) of a GEMM output goes, bounds-checked against M x N.
+// Channels by pixels: row = channel, col = (image, pixel) over images of `hw` pixels, into an
+// NCHW tensor with M channels (the forward's y, the input gradient dx).
+struct rl_out_nchw {
+    float* out;
+    int M, N, hw;
+    __device__ __forceinline__ void operator()(int row, int col, float v) const {
+        if (row < M && col < N) {
+            const int im = col / hw;
+            out[((long long)im * M + row) * hw + (col - im * hw)] = v;
+        }
+    }
+};
+
+// Row-major [M][N] (the weight gradient's [c_out][c_in*k*k]).
+struct rl_out_rows {
+    float* out;
+    int M, N;
+    __device__ __forceinline__ void operator()(int row, int col, float v) const {
+        if (row < M && col < N) out[(long long)row * N + col] = v;
+    }
+};

@@ -83,6 +83,29 @@ __device__ __forceinline__ void conv_tile_fma(const conv_tile_a& As, const conv_
     }
 }
 
+// Stages the registers of the forward and input-gradient loaders: A (thread -> k = tid % 16,
+// rows tid / 16 + 16r) transposed to [k][m], B (thread -> column tid % 64, rows tid / 64 + 4r).
+__device__ __forceinline__ void conv_stage(conv_tile_a& As, conv_tile_b& Bs, const float ra[4],
+                                           const float rb[4]) {
+    const int tid = threadIdx.x;
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+        As[tid & 15][(tid >> 4) + 16 * r] = ra[r];
+        Bs[(tid >> 6) + 4 * r][tid & 63] = rb[r];
+    }
+}
+
+// Hands the thread's 4 x 4 accumulators (rows ty*4 + i, columns tx*4 + j of the block tile)
+// to the output's store.
+template <class Out>
+__device__ __forceinline__ void conv_epilogue(const float acc[4][4], int m0, int n0, int ty,
+                                              int tx, Out out) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) out(m0 + ty * 4 + i, n0 + tx * 4 + j, acc[i][j]);
+}
+
 // ------------------------------------------------------------------------------------------
 // Forward.
 
@@ -140,43 +163,14 @@ conv2d_fwd(const float* __restrict__ x, const float* __restrict__ wt, float* __r
     const int ty = tid >> 4, tx = tid & 15;
     const int tiles = (K + CONV_BK - 1) / CONV_BK;
 
-    fwd_load_a(wt, M, K, m0, 0, ra);
-    fwd_load_b(xn, col_ok, iy0, ix0, K, kk2, k, h, w, 0, rb);
-#pragma unroll
-    for (int r = 0; r < 4; ++r) {
-        As[0][tid & 15][(tid >> 4) + 16 * r] = ra[r];
-        Bs[0][(tid >> 6) + 4 * r][tid & 63] = rb[r];
-    }
-    __syncthreads();
-    for (int t = 0; t < tiles; ++t) {
-        const int cur = t & 1;
-        const bool more = t + 1 < tiles;
-        if (more) {
-            fwd_load_a(wt, M, K, m0, (t + 1) * CONV_BK, ra);
-            fwd_load_b(xn, col_ok, iy0, ix0, K, kk2, k, h, w, (t + 1) * CONV_BK, rb);
-        }
-        conv_tile_fma(As[cur], Bs[cur], ty, tx, acc);
-        if (more) {
-#pragma unroll
-            for (int r = 0; r < 4; ++r) {
-                As[cur ^ 1][tid & 15][(tid >> 4) + 16 * r] = ra[r];
-                Bs[cur ^ 1][(tid >> 6) + 4 * r][tid & 63] = rb[r];
-            }
-        }
-        __syncthreads();
-    }
-
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-        const int c = n0 + tx * 4 + j;
-        if (c >= N) continue;
-        const int im = c / hw_out, pp = c - im * hw_out;
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const int m = m0 + ty * 4 + i;
-            if (m < M) y[((long long)im * c_out + m) * hw_out + pp] = acc[i][j];
-        }
-    }
+    auto load = [&](int k0) {
+        fwd_load_a(wt, M, K, m0, k0, ra);
+        fwd_load_b(xn, col_ok, iy0, ix0, K, kk2, k, h, w, k0, rb);
+    };
+    auto stage = [&](int buf) { conv_stage(As[buf], Bs[buf], ra, rb); };
+    auto math = [&](int buf) { conv_tile_fma(As[buf], Bs[buf], ty, tx, acc); };
+    rl_gemm_k_loop<CONV_BK>(0, tiles, load, stage, math);
+    conv_epilogue(acc, m0, n0, ty, tx, rl_out_nchw{y, M, N, hw_out});
 }
 
 // ------------------------------------------------------------------------------------------
@@ -242,44 +236,14 @@ conv2d_bwd_data(const float* __restrict__ wt, const float* __restrict__ dy,
     const int ty = tid >> 4, tx = tid & 15;
     const int tiles = (K + CONV_BK - 1) / CONV_BK;
 
-    bwdd_load_a(wt, M, K, kk2, m0, 0, ra);
-    bwdd_load_b(dyn, col_ok, iy + pad, ix + pad, K, kk2, k, stride, h_out, w_out, 0, rb);
-#pragma unroll
-    for (int r = 0; r < 4; ++r) {
-        As[0][tid & 15][(tid >> 4) + 16 * r] = ra[r];
-        Bs[0][(tid >> 6) + 4 * r][tid & 63] = rb[r];
-    }
-    __syncthreads();
-    for (int t = 0; t < tiles; ++t) {
-        const int cur = t & 1;
-        const bool more = t + 1 < tiles;
-        if (more) {
-            bwdd_load_a(wt, M, K, kk2, m0, (t + 1) * CONV_BK, ra);
-            bwdd_load_b(dyn, col_ok, iy + pad, ix + pad, K, kk2, k, stride, h_out, w_out,
-                        (t + 1) * CONV_BK, rb);
-        }
-        conv_tile_fma(As[cur], Bs[cur], ty, tx, acc);
-        if (more) {
-#pragma unroll
-            for (int r = 0; r < 4; ++r) {
-                As[cur ^ 1][tid & 15][(tid >> 4) + 16 * r] = ra[r];
-                Bs[cur ^ 1][(tid >> 6) + 4 * r][tid & 63] = rb[r];
-            }
-        }
-        __syncthreads();
-    }
-
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-        const int c = n0 + tx * 4 + j;
-        if (c >= N) continue;
-        const int im = c / hw, pp = c - im * hw;
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const int m = m0 + ty * 4 + i;
-            if (m < M) dx[((long long)im * c_in + m) * hw + pp] = acc[i][j];
-        }
-    }
+    auto load = [&](int k0) {
+        bwdd_load_a(wt, M, K, kk2, m0, k0, ra);
+        bwdd_load_b(dyn, col_ok, iy + pad, ix + pad, K, kk2, k, stride, h_out, w_out, k0, rb);
+    };
+    auto stage = [&](int buf) { conv_stage(As[buf], Bs[buf], ra, rb); };
+    auto math = [&](int buf) { conv_tile_fma(As[buf], Bs[buf], ty, tx, acc); };
+    rl_gemm_k_loop<CONV_BK>(0, tiles, load, stage, math);
+    conv_epilogue(acc, m0, n0, ty, tx, rl_out_nchw{dx, M, N, hw});
 }
 
 // ------------------------------------------------------------------------------------------
@@ -340,39 +304,17 @@ conv2d_bwd_weight(const float* __restrict__ x, const float* __restrict__ dy,
                         : 0.0f;
         }
     };
-    auto store = [&](int buf) {
+    auto stage = [&](int buf) {
 #pragma unroll
         for (int r = 0; r < 4; ++r) {
             As[buf][tid & 15][row_l + 16 * r] = ra[r];
             Bs[buf][tid & 15][row_l + 16 * r] = rb[r];
         }
     };
-
-    if (tiles > 0) {
-        load(kbeg);
-        store(0);
-    }
-    __syncthreads();
-    for (int t = 0; t < tiles; ++t) {
-        const int cur = t & 1;
-        const bool more = t + 1 < tiles;
-        if (more) load(kbeg + (t + 1) * CONV_BK);
-        conv_tile_fma(As[cur], Bs[cur], ty, tx, acc);
-        if (more) store(cur ^ 1);
-        __syncthreads();
-    }
-
+    auto math = [&](int buf) { conv_tile_fma(As[buf], Bs[buf], ty, tx, acc); };
+    rl_gemm_k_loop<CONV_BK>(kbeg, tiles, load, stage, math);
     float* out = dw_part + (long long)blockIdx.z * M * N;
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        const int m = m0 + ty * 4 + i;
-        if (m >= M) continue;
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            const int c = n0 + tx * 4 + j;
-            if (c < N) out[(long long)m * N + c] = acc[i][j];
-        }
-    }
+    conv_epilogue(acc, m0, n0, ty, tx, rl_out_rows{out, M, N});
 }
 
 extern "C" __global__ void __launch_bounds__(256)

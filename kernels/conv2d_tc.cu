@@ -128,16 +128,22 @@ struct v2_kwalk {
     }
 };
 
-// Stores the accumulators of the warp's sub-tile: element (row, col) of the block tile goes to
-// out[row_off(row) + col_off(col)] through the caller's index functions.
-#define V2_EPILOGUE(STORE)                                                                   \
-    _Pragma("unroll") for (int mi = 0; mi < 2; ++mi)                                         \
-    _Pragma("unroll") for (int ni = 0; ni < 4; ++ni)                                         \
-    _Pragma("unroll") for (int q = 0; q < 4; ++q) {                                          \
-        const int row = m0 + wm * 32 + mi * 16 + g + (q >> 1) * 8;                         \
-        const int col = n0 + wn * 32 + ni * 8 + 2 * t + (q & 1);                            \
-        STORE(row, col, acc[mi][ni][q]);                                                     \
-    }
+// Hands the accumulators of the warp's 32 x 32 sub-tile (fragment layout of conv_mma_tf32) to
+// the output's store, as (row, col) of the GEMM.
+template <class Out>
+__device__ __forceinline__ void v2_epilogue(const float acc[2][4][4], int m0, int n0, int wm,
+                                            int wn, int g, int t, Out out) {
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < 4; ++ni)
+#pragma unroll
+            for (int q = 0; q < 4; ++q) {
+                const int row = m0 + wm * 32 + mi * 16 + g + (q >> 1) * 8;
+                const int col = n0 + wn * 32 + ni * 8 + 2 * t + (q & 1);
+                out(row, col, acc[mi][ni][q]);
+            }
+}
 
 extern "C" __global__ void __launch_bounds__(V2_THREADS, 2)
 conv2d_fwd_v2(const float* __restrict__ x, const float* __restrict__ wt, float* __restrict__ y,
@@ -186,32 +192,17 @@ conv2d_fwd_v2(const float* __restrict__ x, const float* __restrict__ wt, float* 
         }
         kw.add(kstep, k, hw_in);
     };
-    auto store = [&](int buf) {
+    auto stage = [&](int buf) {
 #pragma unroll
         for (int r = 0; r < 4; ++r) As[buf][a_m + 16 * r][a_k] = conv_to_tf32(ra[r]);
 #pragma unroll
         for (int j = 0; j < 8; ++j) Bs[buf][b_k + j][b_n] = conv_to_tf32(rb[j]);
     };
 
-    load(0);
-    store(0);
-    __syncthreads();
-    for (int tt = 0; tt < tiles; ++tt) {
-        const int cur = tt & 1;
-        const bool more = tt + 1 < tiles;
-        if (more) load((tt + 1) * V2_BK);
-        v2_tile_mma<false>(As[cur], &Bs[cur][0][0], wm, wn, g, t, acc);
-        if (more) store(cur ^ 1);
-        __syncthreads();
-    }
+    auto math = [&](int buf) { v2_tile_mma<false>(As[buf], &Bs[buf][0][0], wm, wn, g, t, acc); };
+    rl_gemm_k_loop<V2_BK>(0, tiles, load, stage, math);
 
-#define V2_STORE_FWD(row, col, v)                                                        \
-    if (row < M && col < N) {                                                            \
-        const int im = col / hw_out;                                                     \
-        y[((long long)im * c_out + row) * hw_out + (col - im * hw_out)] = v;             \
-    }
-    V2_EPILOGUE(V2_STORE_FWD)
-#undef V2_STORE_FWD
+    v2_epilogue(acc, m0, n0, wm, wn, g, t, rl_out_nchw{y, M, N, hw_out});
 }
 
 extern "C" __global__ void __launch_bounds__(V2_THREADS, 2)
@@ -278,32 +269,17 @@ conv2d_bwd_data_v2(const float* __restrict__ wt, const float* __restrict__ dy,
         }
         bw.add(bstep, k, hw_out);
     };
-    auto store = [&](int buf) {
+    auto stage = [&](int buf) {
 #pragma unroll
         for (int r = 0; r < 4; ++r) As[buf][a_m + 16 * r][a_k] = conv_to_tf32(ra[r]);
 #pragma unroll
         for (int j = 0; j < 8; ++j) Bs[buf][b_k + j][b_n] = conv_to_tf32(rb[j]);
     };
 
-    load(0);
-    store(0);
-    __syncthreads();
-    for (int tt = 0; tt < tiles; ++tt) {
-        const int cur = tt & 1;
-        const bool more = tt + 1 < tiles;
-        if (more) load((tt + 1) * V2_BK);
-        v2_tile_mma<false>(As[cur], &Bs[cur][0][0], wm, wn, g, t, acc);
-        if (more) store(cur ^ 1);
-        __syncthreads();
-    }
+    auto math = [&](int buf) { v2_tile_mma<false>(As[buf], &Bs[buf][0][0], wm, wn, g, t, acc); };
+    rl_gemm_k_loop<V2_BK>(0, tiles, load, stage, math);
 
-#define V2_STORE_BWDD(row, col, v)                                                       \
-    if (row < M && col < N) {                                                            \
-        const int im = col / hw;                                                         \
-        dx[((long long)im * c_in + row) * hw + (col - im * hw)] = v;                     \
-    }
-    V2_EPILOGUE(V2_STORE_BWDD)
-#undef V2_STORE_BWDD
+    v2_epilogue(acc, m0, n0, wm, wn, g, t, rl_out_nchw{dx, M, N, hw});
 }
 
 extern "C" __global__ void __launch_bounds__(V2_THREADS, 2)
@@ -373,30 +349,16 @@ conv2d_bwd_weight_v2(const float* __restrict__ x, const float* __restrict__ dy,
         if (ox >= w_out) { ox -= w_out; ++oy; }
         if (oy >= h_out) { oy -= h_out; ++img; }
     };
-    auto store = [&](int buf) {
+    auto stage = [&](int buf) {
 #pragma unroll
         for (int r = 0; r < 4; ++r) As[buf][rl + 16 * r][kl] = conv_to_tf32(ra[r]);
 #pragma unroll
         for (int r = 0; r < 8; ++r) Bs[buf][rl + 16 * r][kl] = conv_to_tf32(rb[r]);
     };
 
-    if (tiles > 0) {
-        load(kbeg);
-        store(0);
-    }
-    __syncthreads();
-    for (int tt = 0; tt < tiles; ++tt) {
-        const int cur = tt & 1;
-        const bool more = tt + 1 < tiles;
-        if (more) load(kbeg + (tt + 1) * V2_BK);
-        v2_tile_mma<true>(As[cur], &Bs[cur][0][0], wm, wn, g, t, acc);
-        if (more) store(cur ^ 1);
-        __syncthreads();
-    }
+    auto math = [&](int buf) { v2_tile_mma<true>(As[buf], &Bs[buf][0][0], wm, wn, g, t, acc); };
+    rl_gemm_k_loop<V2_BK>(kbeg, tiles, load, stage, math);
 
     float* out = dw_part + (long long)blockIdx.z * M * N;
-#define V2_STORE_BWDW(row, col, v) \
-    if (row < M && col < N) out[(long long)row * N + col] = v;
-    V2_EPILOGUE(V2_STORE_BWDW)
-#undef V2_STORE_BWDW
+    v2_epilogue(acc, m0, n0, wm, wn, g, t, rl_out_rows{out, M, N});
 }

@@ -3,8 +3,9 @@
 //! Layers, top to bottom (a layer only uses the ones below it; tests/layering.rs checks that no
 //! two modules import each other, directly or around a circle, nor two files of one folder):
 //!
-//! - `cli` (commands) → `train` (one run loop for the three stages and the baselines),
-//!   `bench`, `report`
+//! - `cli` (commands: flags, printing) → `recipe` (presets and stage configs, the pipeline
+//!   and its final evaluation)
+//! - `train` (one run loop for the three stages and the baselines), `bench`, `report`
 //! - `eval` (clean, PGD and corruption accuracy), `search` (budgets, masks, the mask policies
 //!   of the student stages), `robust` (PGD)
 //! - `nn` (ResNet18, WRN-22-8), `checkpoint` (and the stage checkpoints later stages load)
@@ -32,6 +33,7 @@ pub mod geom;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod recipe;
 pub mod report;
 pub mod rng;
 pub mod robust;

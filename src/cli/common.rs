@@ -1,12 +1,11 @@
 //! Flags shared by several commands.
 
-use crate::data::source::{DatasetKind, DatasetSpec};
 use crate::device::{Device, DeviceChoice, DeviceRequest};
 use crate::error::Result;
-use crate::nn::{Arch, BnMode, ModelConfig, WRN_22_8};
+use crate::train::RunOptions;
 use clap::Args;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::Path;
 
 #[derive(Args, Debug, Clone)]
 pub struct DeviceArgs {
@@ -25,97 +24,9 @@ impl DeviceArgs {
     }
 }
 
+/// How one invocation of a training command runs (not part of the stage's config).
 #[derive(Args, Debug, Clone)]
-pub struct DataArgs {
-    /// Dataset: the built-in synthetic set (no download), or CIFAR-10/100 or Tiny-ImageNet
-    /// from --data-dir.
-    #[arg(long, value_enum)]
-    pub dataset: Option<DatasetKind>,
-    /// Folder of the CIFAR batches (binary `.bin` or python-pickle layout, or their parent), or
-    /// the tiny-imagenet-200 folder (or its parent).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Use only the first N training images.
-    #[arg(long)]
-    pub train_limit: Option<usize>,
-    /// Use only the first N test images.
-    #[arg(long)]
-    pub test_limit: Option<usize>,
-}
-
-impl DataArgs {
-    pub fn spec(&self, default: DatasetKind) -> DatasetSpec {
-        let mut s = DatasetSpec::new(self.dataset.unwrap_or(default), self.data_dir.clone());
-        s.train_limit = self.train_limit;
-        s.test_limit = self.test_limit;
-        s
-    }
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct ModelArgs {
-    #[arg(long, value_enum)]
-    pub model: Option<Arch>,
-    /// Channel width multiplier (1 = the paper's widths; 0.125 = ResNet18 with 8..64 channels).
-    #[arg(long)]
-    pub width_mult: Option<f32>,
-    /// BatchNorm sets per layer.
-    #[arg(long, value_enum)]
-    pub bn: Option<BnMode>,
-    /// Share one shortcut BN across domains, as the reference's ResNet18 teacher does.
-    #[arg(long)]
-    pub shared_shortcut_bn: bool,
-}
-
-impl ModelArgs {
-    pub fn config(
-        &self,
-        data: &DatasetSpec,
-        default_arch: Arch,
-        default_width: f32,
-    ) -> ModelConfig {
-        let (norm_mean, norm_std) = data.kind.normalization();
-        ModelConfig {
-            arch: self.model.unwrap_or(default_arch),
-            width_mult: self.width_mult.unwrap_or(default_width),
-            input_size: data.kind.input_size(),
-            num_classes: data.kind.num_classes(),
-            bn: self.bn.unwrap_or(BnMode::Dual),
-            shared_shortcut_bn: self.shared_shortcut_bn,
-            norm_mean,
-            norm_std,
-            wrn: WRN_22_8,
-        }
-    }
-}
-
-/// The training-run flags stage 1 and stages 2-3 share; a preset fills what is not given.
-#[derive(Args, Debug, Clone)]
-pub struct TrainingArgs {
-    #[arg(long)]
-    pub epochs: Option<usize>,
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    #[arg(long)]
-    pub lr: Option<f32>,
-    /// Epochs (from 0) after which the learning rate is multiplied by 0.1, comma separated.
-    #[arg(long, value_delimiter = ',')]
-    pub milestones: Option<Vec<usize>>,
-    /// PGD steps of the training attack.
-    #[arg(long)]
-    pub pgd_steps: Option<usize>,
-    /// PGD steps of the final evaluation.
-    #[arg(long)]
-    pub eval_pgd_steps: Option<usize>,
-    /// Validate clean and PGD accuracy under both BN sets every N epochs (0: only at the end;
-    /// stages 2-3 also measure BN_c clean accuracy every epoch to keep the best checkpoint).
-    #[arg(long)]
-    pub eval_every: Option<usize>,
-    /// Also checkpoint every N steps inside an epoch (0: at epoch ends only).
-    #[arg(long)]
-    pub checkpoint_every: Option<usize>,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+pub struct RunFlags {
     /// Continue the run saved in --out.
     #[arg(long)]
     pub resume: bool,
@@ -126,6 +37,20 @@ pub struct TrainingArgs {
     /// later with --resume).
     #[arg(long)]
     pub stop_after_steps: Option<usize>,
+}
+
+impl RunFlags {
+    /// The run's options: writing into `out`, on `device`.
+    pub fn options(&self, out: &Path, device: Device, quiet: bool) -> RunOptions {
+        RunOptions {
+            out_dir: out.to_path_buf(),
+            resume: self.resume,
+            stop_after: self.stop_after,
+            stop_after_steps: self.stop_after_steps,
+            show_progress: show_progress(quiet),
+            device,
+        }
+    }
 }
 
 /// Show progress bars only on a terminal and when not asked to be quiet.

@@ -2,11 +2,12 @@
 //! severities stacked 1..5, plus `labels.npy`) and a PNG contact sheet, from a dataset's test
 //! split or from a uint8 (N, 32, 32, 3) .npy.
 
-use super::common::{show_progress, DataArgs, DeviceArgs};
+use super::common::{show_progress, DeviceArgs};
 use crate::corrupt::{self, io, sheet, Corruption, Plane, Resources, Severity};
 use crate::data::source::DatasetKind;
 use crate::data::Split;
 use crate::error::{Error, Result};
+use crate::recipe::DataArgs;
 use crate::report::Progress;
 use clap::Args;
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
 //! `rlnet eval`: clean and PGD accuracy of a checkpoint under BN_c and/or BN_a.
 
-use super::common::{show_progress, DataArgs, DeviceArgs};
+use super::common::{show_progress, DeviceArgs};
 use crate::checkpoint;
 use crate::corrupt::{Corruption, Resources, Severity};
 use crate::data::source::{DatasetKind, DatasetSpec};
@@ -12,6 +12,7 @@ use crate::eval::corrupt::{evaluate_corruptions, CorruptionSource, NpaReport};
 use crate::eval::{evaluate, Accuracy, EvalOptions};
 use crate::nn::Domain;
 use crate::nn::Model;
+use crate::recipe::DataArgs;
 use crate::report::Progress;
 use crate::robust::pgd::PgdConfig;
 use clap::{Args, ValueEnum};

@@ -2,10 +2,10 @@
 //! cost estimate of the kept ReLUs under the Delphi cost model (baselines.md §6, see
 //! [`crate::report::pi_cost`]).
 
-use super::common::ModelArgs;
 use crate::checkpoint;
 use crate::error::{Error, Result};
 use crate::nn::{Arch, BnMode, Model, ModelConfig};
+use crate::recipe::ModelArgs;
 use crate::report::pi_cost::{estimate_model, CostModel};
 use clap::Args;
 use std::path::PathBuf;

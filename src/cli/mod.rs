@@ -7,6 +7,7 @@ mod corrupt;
 mod distill;
 mod eval;
 mod info;
+mod outcome;
 mod pipeline;
 mod report;
 mod search;
@@ -69,7 +70,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Runs one command (`pipeline` runs the stage commands through here too).
+/// Runs one command.
 fn dispatch(command: Command) -> crate::error::Result<()> {
     match command {
         Command::Teacher(a) => teacher::run(a),

@@ -139,6 +139,32 @@ pub(crate) struct EpochDone<'a> {
     pub secs: f64,
 }
 
+impl EpochDone<'_> {
+    /// The part of the epoch's log every stage writes.
+    pub fn log(&self) -> EpochTraining {
+        let t = self.tally;
+        EpochTraining {
+            epoch: self.epoch,
+            lr: self.lr,
+            loss: t.mean_loss(),
+            clean_train_acc: t.clean_acc(),
+            adv_train_acc: t.adv_acc(),
+            images_per_sec: t.images_per_sec(self.secs),
+        }
+    }
+}
+
+/// How an epoch trained, in every stage's history (flattened into the stage's epoch log).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EpochTraining {
+    pub epoch: usize,
+    pub lr: f32,
+    pub loss: f32,
+    pub clean_train_acc: f32,
+    pub adv_train_acc: f32,
+    pub images_per_sec: f32,
+}
+
 /// What differs between the stages.
 pub(crate) trait Stage {
     /// "teacher", "search", ...: the progress bar's label.

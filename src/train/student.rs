@@ -8,8 +8,8 @@
 
 use super::distill_step::{DistillBatch, DistillWeights, LossMode};
 use super::driver::{
-    self, validate_domains, Clock, Datasets, EpochDone, LoopConfig, RunOptions, Stage, StepBatch,
-    TrainData,
+    self, validate_domains, Clock, Datasets, EpochDone, EpochTraining, LoopConfig, RunOptions,
+    Stage, StepBatch, TrainData,
 };
 use super::step::StepStats;
 use super::student_optim::{Optim, StepSettings};
@@ -91,12 +91,8 @@ pub struct StudentState {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EpochLog {
-    pub epoch: usize,
-    pub lr: f32,
-    pub loss: f32,
-    pub clean_train_acc: f32,
-    pub adv_train_acc: f32,
-    pub images_per_sec: f32,
+    #[serde(flatten)]
+    pub training: EpochTraining,
     /// ReLUs the mask keeps after this epoch (stage 2: after the top-k update; SNL: sites
     /// with α above the threshold until binarised).
     pub kept_relus: usize,
@@ -341,14 +337,8 @@ impl Stage for StudentRun<'_> {
                 clean_acc: val_clean_acc,
             });
         }
-        let t = done.tally;
         state.history.push(EpochLog {
-            epoch,
-            lr: done.lr,
-            loss: t.mean_loss(),
-            clean_train_acc: t.clean_acc(),
-            adv_train_acc: t.adv_acc(),
-            images_per_sec: t.images_per_sec(done.secs),
+            training: done.log(),
             kept_relus: self.policy.kept_relus(&self.model),
             lambda,
             val_clean_acc,

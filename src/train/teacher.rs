@@ -1,8 +1,8 @@
 //! Stage 1: the robust all-ReLU teacher (spec §4), with resumable checkpoints and a report.
 
 use super::driver::{
-    self, validate_domains, Clock, Datasets, EpochDone, LoopConfig, RunOptions, Stage, StepBatch,
-    TrainData,
+    self, validate_domains, Clock, Datasets, EpochDone, EpochTraining, LoopConfig, RunOptions,
+    Stage, StepBatch, TrainData,
 };
 use super::step::{plain_step, teacher_step, AugViews, StepStats};
 use crate::augmix::AugMixConfig;
@@ -68,12 +68,8 @@ pub struct TeacherState {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EpochLog {
-    pub epoch: usize,
-    pub lr: f32,
-    pub loss: f32,
-    pub clean_train_acc: f32,
-    pub adv_train_acc: f32,
-    pub images_per_sec: f32,
+    #[serde(flatten)]
+    pub training: EpochTraining,
     pub val: Vec<Accuracy>,
 }
 
@@ -254,14 +250,8 @@ impl Stage for TeacherRun<'_> {
             ),
             false => Vec::new(),
         };
-        let t = done.tally;
         self.state.history.push(EpochLog {
-            epoch: done.epoch,
-            lr: done.lr,
-            loss: t.mean_loss(),
-            clean_train_acc: t.clean_acc(),
-            adv_train_acc: t.adv_acc(),
-            images_per_sec: t.images_per_sec(done.secs),
+            training: done.log(),
             val,
         });
         Ok(())

@@ -29,9 +29,10 @@ pub const MUTANTS: &[Mutant] = &[
     Mutant {
         name: "conv_k_loop_barrier_deleted",
         file: "conv2d",
-        what: "the __syncthreads at the end of the forward convolution's K loop deleted",
-        find: "fwd_load_b(xn, col_ok, iy0, ix0, K, kk2, k, h, w, (t + 1) * CONV_BK, rb);\n        }\n        conv_tile_fma(As[cur], Bs[cur], ty, tx, acc);\n        if (more) {\n#pragma unroll\n            for (int r = 0; r < 4; ++r) {\n                As[cur ^ 1][tid & 15][(tid >> 4) + 16 * r] = ra[r];\n                Bs[cur ^ 1][(tid >> 6) + 4 * r][tid & 63] = rb[r];\n            }\n        }\n        __syncthreads();",
-        replace: "fwd_load_b(xn, col_ok, iy0, ix0, K, kk2, k, h, w, (t + 1) * CONV_BK, rb);\n        }\n        conv_tile_fma(As[cur], Bs[cur], ty, tx, acc);\n        if (more) {\n#pragma unroll\n            for (int r = 0; r < 4; ++r) {\n                As[cur ^ 1][tid & 15][(tid >> 4) + 16 * r] = ra[r];\n                Bs[cur ^ 1][(tid >> 6) + 4 * r][tid & 63] = rb[r];\n            }\n        }",
+        what: "the forward convolution's K loop (rl_gemm_k_loop spelled out) without the \
+               __syncthreads that ends each step",
+        find: "fwd_load_b(xn, col_ok, iy0, ix0, K, kk2, k, h, w, k0, rb);\n    };\n    auto stage = [&](int buf) { conv_stage(As[buf], Bs[buf], ra, rb); };\n    auto math = [&](int buf) { conv_tile_fma(As[buf], Bs[buf], ty, tx, acc); };\n    rl_gemm_k_loop<CONV_BK>(0, tiles, load, stage, math);",
+        replace: "fwd_load_b(xn, col_ok, iy0, ix0, K, kk2, k, h, w, k0, rb);\n    };\n    auto stage = [&](int buf) { conv_stage(As[buf], Bs[buf], ra, rb); };\n    auto math = [&](int buf) { conv_tile_fma(As[buf], Bs[buf], ty, tx, acc); };\n    if (tiles > 0) { load(0); stage(0); }\n    __syncthreads();\n    for (int t = 0; t < tiles; ++t) {\n        const bool more = t + 1 < tiles;\n        if (more) load((t + 1) * CONV_BK);\n        math(t & 1);\n        if (more) stage((t & 1) ^ 1);\n    }",
     },
     Mutant {
         name: "bounds_guard_removed",

@@ -1,0 +1,64 @@
+//! What a training command prints when its run has finished or stopped.
+
+use crate::train::student::StudentReport;
+use crate::train::teacher::{Metrics, TeacherReport};
+use std::path::Path;
+
+fn print_stopped(out: &Path) {
+    println!(
+        "stopped as asked; continue with --resume (checkpoint in {})",
+        out.display()
+    );
+}
+
+/// Clean and PGD accuracy under each BN set, and where the report went.
+fn print_metrics(m: &Metrics, out: &Path) {
+    for acc in &m.per_bn {
+        println!(
+            "  BN_{:<5} clean {:6.2}%  PGD-{} {:6.2}%",
+            acc.bn,
+            100.0 * acc.clean_acc,
+            m.pgd_steps,
+            100.0 * acc.pgd_acc.unwrap_or(0.0)
+        );
+    }
+    println!("wrote {}", out.join("report.json").display());
+}
+
+/// A stage-1 run's summary.
+pub fn print_teacher(report: Option<&TeacherReport>, out: &Path) {
+    let Some(r) = report else {
+        return print_stopped(out);
+    };
+    println!(
+        "teacher {} on {}: {} epochs, {:.0} images/s",
+        r.model, r.dataset, r.epochs, r.images_per_sec
+    );
+    print_metrics(&r.metrics, out);
+}
+
+/// A student stage's summary.
+pub fn print_student(report: Option<&StudentReport>, out: &Path) {
+    let Some(r) = report else {
+        return print_stopped(out);
+    };
+    println!(
+        "{} {} on {} ({}): {} epochs, {:.0} images/s, best epoch {}",
+        r.stage,
+        r.model,
+        r.dataset,
+        r.loss,
+        r.epochs,
+        r.images_per_sec,
+        r.best.map_or(0, |b| b.epoch + 1)
+    );
+    println!(
+        "  kept ReLUs {} of {}; Delphi PI cost {:.0} ms online, {:.0} ms offline, {:.1} MB",
+        r.kept_relus,
+        r.total_relus,
+        r.pi_cost.cost.online_ms,
+        r.pi_cost.cost.offline_ms,
+        r.pi_cost.cost.comm_mb
+    );
+    print_metrics(&r.metrics, out);
+}
