@@ -1,4 +1,5 @@
-//! Layer 2 of the op tests: every backward rule against central finite differences, in f64.
+//! Layer 2 of the op tests: the backward rules of the ops outside tests/op_table.rs (which
+//! checks its entries the same way) against central finite differences, in f64.
 //! For a random upstream gradient dy, d<dy, f(x)>/dx_i is estimated as
 //! (<dy, f(x + h e_i)> − <dy, f(x − h e_i)>) / 2h and compared with the analytic gradient.
 
@@ -7,7 +8,7 @@ mod common;
 use common::assert_close;
 use rlnet::ops::bn_act::{self, Activation, BnGeom, BnGrads, BN_EPS};
 use rlnet::ops::conv::{self, ConvGeom};
-use rlnet::ops::{elementwise, linear, loss, pool, soft_relu};
+use rlnet::ops::{linear, loss};
 use rlnet::rng::Stream;
 
 const H: f64 = 1e-6;
@@ -228,32 +229,6 @@ fn linear_gradients() {
 }
 
 #[test]
-fn pool_and_affine_gradients() {
-    let (planes, hw) = (6, 9);
-    let x = randn(planes * hw, 7);
-    let dy = randn(planes, 8);
-    let mut dx = vec![0.0; planes * hw];
-    pool::cpu::backward(&dy, planes, hw, &mut dx);
-    let pooled = |x: &[f64]| {
-        let mut y = vec![0.0; planes];
-        pool::cpu::forward(x, planes, hw, &mut y);
-        dot(&y, &dy)
-    };
-    check("avg_pool dx", &dx, &numeric(&x, pooled));
-
-    let (scale, shift) = (vec![2.0, -0.5, 4.0], vec![0.1, 0.2, -0.3]);
-    let dy = randn(planes * hw, 9);
-    let mut dx = vec![0.0; planes * hw];
-    elementwise::cpu::channel_affine_backward(&dy, &scale, hw, &mut dx);
-    let affine = |x: &[f64]| {
-        let mut y = vec![0.0; planes * hw];
-        elementwise::cpu::channel_affine(x, &scale, &shift, hw, &mut y);
-        dot(&y, &dy)
-    };
-    check("channel_affine dx", &dx, &numeric(&x, affine));
-}
-
-#[test]
 fn loss_gradients() {
     let (n, k) = (4, 7);
     let z = randn(n * k, 31);
@@ -314,27 +289,4 @@ fn jsd_gradients() {
     loss::cpu::jsd_backward([&z[0][..], &z[1], &z[2]], k, 2.5, [a, b, c]);
     let scaled: Vec<f64> = d[0].iter().map(|v| 2.5 * v).collect();
     check("jsd g=2.5", &d2x[0], &scaled);
-}
-
-#[test]
-fn soft_relu_gradients() {
-    let (n, len) = (3, 10);
-    let z = randn(n * len, 51);
-    // α over [-1, 2]: negative, inside (0, 1) and above 1 (SNL does not clamp it).
-    let alpha: Vec<f64> = randn(len, 52).iter().map(|v| 0.5 + v).collect();
-    assert!(alpha.iter().any(|&a| a < 0.0) && alpha.iter().any(|&a| a > 1.0));
-    // Central differences straddle the kink only for |z| < H; none is that close.
-    assert!(z.iter().all(|v| v.abs() > 1e3 * H));
-    let dy = randn(n * len, 53);
-    let f = |z: &[f64], a: &[f64]| {
-        let mut y = vec![0.0; n * len];
-        soft_relu::cpu::forward(z, a, &mut y);
-        dot(&y, &dy)
-    };
-    let mut dz = vec![0.0; n * len];
-    soft_relu::cpu::backward_input(&z, &alpha, &dy, &mut dz);
-    check("soft_relu dz", &dz, &numeric(&z, |z| f(z, &alpha)));
-    let mut da = vec![0.0; len];
-    soft_relu::cpu::backward_alpha(&z, &dy, &mut da);
-    check("soft_relu dalpha", &da, &numeric(&alpha, |a| f(&z, a)));
 }

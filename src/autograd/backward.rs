@@ -79,11 +79,27 @@ impl Graph<'_> {
             1,
             "backward: the loss must be a scalar"
         );
+        self.propagate(loss, Tensor::scalar(1.0))
+    }
+
+    /// The vector-Jacobian product: gradients of <seed, out> for a `seed` shaped like `out`,
+    /// on the graph's device (PyTorch's `out.backward(seed)`).
+    pub fn backward_from(&self, out: Var, seed: Tensor) -> Gradients {
+        assert_eq!(
+            self.value(out).shape(),
+            seed.shape(),
+            "backward_from: the seed must have the output's shape"
+        );
+        self.propagate(out, seed)
+    }
+
+    /// Runs the tape backwards from `loss`, whose gradient is `seed`.
+    fn propagate(&self, loss: Var, seed: Tensor) -> Gradients {
         let mut pass = BackwardPass {
             graph: self,
             grads: (0..self.nodes.len()).map(|_| None).collect(),
         };
-        pass.grads[loss.0] = Some(Tensor::scalar(1.0));
+        pass.grads[loss.0] = Some(seed);
         let mut out = Gradients::default();
         for i in (0..=loss.0).rev() {
             let node = &self.nodes[i];

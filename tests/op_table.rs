@@ -1,0 +1,411 @@
+//! The op table: each op described once (its inputs, its device functions, its f64 reference,
+//! its graph method, its tolerances and its PyTorch fixture), and the three layers of op tests
+//! run over every entry and every device present (the CPU, and the CUDA device: a GPU when
+//! usable, else the emulator):
+//! - golden: the CPU against PyTorch's values (tools/make_golden.py);
+//! - gradcheck: the f64 backward against central finite differences of the f64 forward;
+//! - parity: every device against the CPU, forward and backward, and the graph method on every
+//!   device against the op's own functions there (exactly: the node must call them).
+//!
+//! Adding an op adds one entry to `ops()`. Ops whose inputs are not plain tensors (conv's
+//! geometry, BN's statistics, the losses' labels) keep their own tests in golden.rs,
+//! gradcheck.rs and gpu_parity.rs.
+
+mod common;
+
+use common::{assert_close, fixture_dir, load_f32, npy};
+use rlnet::autograd::{GradMode, Graph, ParamStore, Var};
+use rlnet::device::Device;
+use rlnet::error::Result;
+use rlnet::ops::{elementwise, pool, soft_relu};
+use rlnet::rng::Stream;
+use rlnet::tensor::Tensor;
+
+/// How closely two results must agree: |got − want| ≤ atol + rtol·|want|.
+#[derive(Clone, Copy)]
+struct Tol {
+    atol: f64,
+    rtol: f64,
+}
+
+const EXACT: Tol = Tol {
+    atol: 0.0,
+    rtol: 0.0,
+};
+
+/// PyTorch's values for an op: the fixture folder and its file names.
+struct Golden {
+    case: &'static str,
+    /// The inputs, in the op's order.
+    inputs: &'static [&'static str],
+    /// The upstream gradient, the output, and each input's gradient (None: none is stored).
+    dy: &'static str,
+    y: &'static str,
+    grads: &'static [Option<&'static str>],
+    /// Against the float64 values PyTorch stored as f32: forward, backward.
+    tol: (Tol, Tol),
+}
+
+/// Each input's gradient (None for an input without one).
+type InputGrads<T> = Vec<Option<T>>;
+/// Values of the inputs, and their shapes.
+type Values<'a> = &'a [Vec<f64>];
+type Shapes<'a> = &'a [&'a [usize]];
+
+/// One op, described once.
+struct Op {
+    name: &'static str,
+    /// The inputs' shapes in the random cases (gradcheck and parity).
+    shapes: &'static [&'static [usize]],
+    /// Shapes input i's standard-normal draws into the op's domain (away from its kinks).
+    draw: fn(usize, &mut [f64]),
+    /// Puts input i on the op's kinks (where it has no derivative, so finite differences do
+    /// not apply): the parity cases include them, gradcheck does not.
+    kinks: fn(usize, &mut [f64]),
+    forward: fn(&Device, &[Tensor]) -> Result<Tensor>,
+    /// The input gradients for upstream `dy` (None for an input without one).
+    backward: fn(&Device, &[Tensor], &Tensor) -> Result<InputGrads<Tensor>>,
+    /// The same op in f64, on the inputs' values and shapes.
+    forward_f64: fn(Values<'_>, Shapes<'_>) -> Vec<f64>,
+    backward_f64: fn(Values<'_>, Shapes<'_>, &[f64]) -> InputGrads<Vec<f64>>,
+    /// The graph method, on inputs that all want their gradients.
+    graph: fn(&mut Graph<'_>, &[Var]) -> Var,
+    /// A CUDA device against the CPU, forward and backward.
+    parity: Tol,
+    golden: Option<Golden>,
+}
+
+fn no_change(_: usize, _: &mut [f64]) {}
+
+fn ops() -> Vec<Op> {
+    vec![
+        Op {
+            name: "soft_relu",
+            shapes: &[&[3, 4, 5, 7], &[4, 5, 7]],
+            draw: |i, v| match i {
+                // z away from the kink at 0, farther than finite differences step.
+                0 => v
+                    .iter_mut()
+                    .for_each(|x| *x = x.signum() * (x.abs() + 0.05)),
+                // α over [-1, 2]: negative, inside (0, 1) and above 1 (SNL does not clamp it).
+                _ => v.iter_mut().for_each(|a| *a += 0.5),
+            },
+            // Every 7th z exactly 0 (relu'(0) = 0); α exactly 0 and 1 once each.
+            kinks: |i, v| match i {
+                0 => v.iter_mut().step_by(7).for_each(|x| *x = 0.0),
+                _ => v[..2].copy_from_slice(&[0.0, 1.0]),
+            },
+            forward: |d, x| soft_relu::forward(d, &x[0], &x[1]),
+            backward: |d, x, dy| {
+                Ok(vec![
+                    Some(soft_relu::backward_input(d, &x[0], &x[1], dy)?),
+                    Some(soft_relu::backward_alpha(d, &x[0], x[1].shape(), dy)?),
+                ])
+            },
+            forward_f64: |x, _| {
+                let mut y = vec![0.0; x[0].len()];
+                soft_relu::cpu::forward(&x[0], &x[1], &mut y);
+                y
+            },
+            backward_f64: |x, _, dy| {
+                let (mut dz, mut da) = (vec![0.0; x[0].len()], vec![0.0; x[1].len()]);
+                soft_relu::cpu::backward_input(&x[0], &x[1], dy, &mut dz);
+                soft_relu::cpu::backward_alpha(&x[0], dy, &mut da);
+                vec![Some(dz), Some(da)]
+            },
+            graph: |g, v| g.soft_relu(v[0], v[1]),
+            parity: EXACT,
+            golden: Some(Golden {
+                case: "soft_relu",
+                inputs: &["z", "alpha"],
+                dy: "dy",
+                y: "y",
+                grads: &[Some("dz"), Some("dalpha")],
+                // One rounding per value in f32 against float64; dα sums 4 products.
+                tol: (
+                    Tol {
+                        atol: 1e-7,
+                        rtol: 1e-6,
+                    },
+                    Tol {
+                        atol: 1e-6,
+                        rtol: 1e-6,
+                    },
+                ),
+            }),
+        },
+        Op {
+            name: "avg_pool",
+            shapes: &[&[2, 3, 5, 7]],
+            draw: no_change,
+            kinks: no_change,
+            forward: |d, x| pool::forward(d, &x[0]),
+            backward: |d, x, dy| Ok(vec![Some(pool::backward(d, dy, x[0].shape())?)]),
+            forward_f64: |x, s| {
+                let (planes, hw) = (s[0][0] * s[0][1], s[0][2] * s[0][3]);
+                let mut y = vec![0.0; planes];
+                pool::cpu::forward(&x[0], planes, hw, &mut y);
+                y
+            },
+            backward_f64: |_, s, dy| {
+                let (planes, hw) = (s[0][0] * s[0][1], s[0][2] * s[0][3]);
+                let mut dx = vec![0.0; planes * hw];
+                pool::cpu::backward(dy, planes, hw, &mut dx);
+                vec![Some(dx)]
+            },
+            graph: |g, v| g.avg_pool(v[0]),
+            parity: EXACT,
+            golden: None,
+        },
+        Op {
+            name: "channel_affine",
+            shapes: &[&[2, 3, 4, 6]],
+            draw: no_change,
+            kinks: no_change,
+            forward: |d, x| elementwise::channel_affine(d, &x[0], &AFFINE.0, &AFFINE.1),
+            backward: |d, _, dy| {
+                Ok(vec![Some(elementwise::channel_affine_backward(
+                    d, dy, &AFFINE.0,
+                )?)])
+            },
+            forward_f64: |x, s| {
+                let (scale, shift) = affine_f64();
+                let mut y = vec![0.0; x[0].len()];
+                elementwise::cpu::channel_affine(&x[0], &scale, &shift, hw(s[0]), &mut y);
+                y
+            },
+            backward_f64: |_, s, dy| {
+                let mut dx = vec![0.0; dy.len()];
+                elementwise::cpu::channel_affine_backward(dy, &affine_f64().0, hw(s[0]), &mut dx);
+                vec![Some(dx)]
+            },
+            graph: |g, v| g.channel_affine(v[0], &AFFINE.0, &AFFINE.1),
+            parity: EXACT,
+            golden: None,
+        },
+        Op {
+            name: "add",
+            shapes: &[&[3, 2, 5, 5], &[3, 2, 5, 5]],
+            draw: no_change,
+            kinks: no_change,
+            forward: |d, x| elementwise::add(d, &x[0], &x[1]),
+            backward: |_, _, dy| Ok(vec![Some(dy.clone()), Some(dy.clone())]),
+            forward_f64: |x, _| {
+                let mut y = x[0].clone();
+                elementwise::cpu::add_assign(&mut y, &x[1]);
+                y
+            },
+            backward_f64: |_, _, dy| vec![Some(dy.to_vec()), Some(dy.to_vec())],
+            graph: |g, v| g.add(v[0], v[1]),
+            parity: EXACT,
+            golden: None,
+        },
+        Op {
+            name: "scale",
+            shapes: &[&[4, 3, 3, 5]],
+            draw: no_change,
+            kinks: no_change,
+            forward: |d, x| elementwise::scale(d, &x[0], 0.3),
+            backward: |d, _, dy| Ok(vec![Some(elementwise::scale(d, dy, 0.3)?)]),
+            forward_f64: |x, _| x[0].iter().map(|v| v * f64::from(0.3f32)).collect(),
+            backward_f64: |_, _, dy| vec![Some(dy.iter().map(|v| v * f64::from(0.3f32)).collect())],
+            graph: |g, v| g.scale(v[0], 0.3),
+            parity: EXACT,
+            golden: None,
+        },
+    ]
+}
+
+/// The per-channel scale and shift of the channel_affine cases (3 channels).
+const AFFINE: ([f32; 3], [f32; 3]) = ([2.0, -0.5, 4.0], [0.1, 0.2, -0.3]);
+
+fn affine_f64() -> (Vec<f64>, Vec<f64>) {
+    (
+        AFFINE.0.iter().map(|&v| v.into()).collect(),
+        AFFINE.1.iter().map(|&v| v.into()).collect(),
+    )
+}
+
+/// Pixels per plane of an NCHW shape.
+fn hw(shape: &[usize]) -> usize {
+    shape[2..].iter().product()
+}
+
+/// The devices present: the CPU, and the CUDA device (GPU or emulator) when there is one.
+fn devices() -> Vec<Device> {
+    let mut out = vec![Device::Cpu];
+    out.extend(common::gpu().map(Device::Cuda));
+    out
+}
+
+fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+/// An op's random inputs (its draws applied, and its kinks with `kinks`) and an upstream
+/// gradient for its output, in f64.
+fn random_case(op: &Op, seed: u64, kinks: bool) -> (Vec<Vec<f64>>, Vec<f64>) {
+    let mut s = Stream::new(seed, 99);
+    let inputs: Vec<Vec<f64>> = op
+        .shapes
+        .iter()
+        .enumerate()
+        .map(|(i, shape)| {
+            let mut v: Vec<f64> = (0..numel(shape)).map(|_| s.normal()).collect();
+            (op.draw)(i, &mut v);
+            if kinks {
+                (op.kinks)(i, &mut v);
+            }
+            v
+        })
+        .collect();
+    let y = (op.forward_f64)(&inputs, op.shapes);
+    let dy = (0..y.len()).map(|_| s.normal()).collect();
+    (inputs, dy)
+}
+
+fn tensor(shape: &[usize], v: &[f64], dev: &Device) -> Tensor {
+    let t = Tensor::from_vec(shape, v.iter().map(|&x| x as f32).collect()).unwrap();
+    t.into_device(dev).unwrap()
+}
+
+fn host(t: &Tensor) -> Vec<f32> {
+    t.to_host().unwrap().into_vec()
+}
+
+#[test]
+fn every_op_matches_pytorch() {
+    for op in ops() {
+        let Some(gold) = &op.golden else { continue };
+        let c = gold.case;
+        let inputs: Vec<Tensor> = gold
+            .inputs
+            .iter()
+            .map(|name| {
+                let (shape, _) = npy(&fixture_dir(c).join(format!("{name}.npy")));
+                Tensor::from_vec(&shape, load_f32(c, name)).unwrap()
+            })
+            .collect();
+        let dy_shape = npy(&fixture_dir(c).join(format!("{}.npy", gold.dy))).0;
+        let dy = Tensor::from_vec(&dy_shape, load_f32(c, gold.dy)).unwrap();
+        let (fwd, bwd) = gold.tol;
+        let y = (op.forward)(&Device::Cpu, &inputs).unwrap();
+        let want = common::load(c, gold.y);
+        assert_close(
+            &format!("{} y", op.name),
+            y.data(),
+            &want,
+            fwd.atol,
+            fwd.rtol,
+        );
+        let grads = (op.backward)(&Device::Cpu, &inputs, &dy).unwrap();
+        for (g, name) in grads.iter().zip(gold.grads) {
+            if let (Some(g), Some(name)) = (g, name) {
+                let want = common::load(c, name);
+                let label = format!("{} {name}", op.name);
+                assert_close(&label, g.data(), &want, bwd.atol, bwd.rtol);
+            }
+        }
+    }
+}
+
+/// Central finite differences of <dy, f(x)>, with respect to input `i`.
+fn numeric(op: &Op, inputs: &[Vec<f64>], i: usize, dy: &[f64]) -> Vec<f64> {
+    const H: f64 = 1e-6;
+    let mut x = inputs.to_vec();
+    let dot = |x: &[Vec<f64>]| -> f64 {
+        let y = (op.forward_f64)(x, op.shapes);
+        y.iter().zip(dy).map(|(a, b)| a * b).sum()
+    };
+    (0..inputs[i].len())
+        .map(|j| {
+            let v = x[i][j];
+            x[i][j] = v + H;
+            let up = dot(&x);
+            x[i][j] = v - H;
+            let down = dot(&x);
+            x[i][j] = v;
+            (up - down) / (2.0 * H)
+        })
+        .collect()
+}
+
+#[test]
+fn every_backward_matches_finite_differences() {
+    for op in ops() {
+        let (inputs, dy) = random_case(&op, 51, false);
+        let grads = (op.backward_f64)(&inputs, op.shapes, &dy);
+        for (i, g) in grads.iter().enumerate() {
+            if let Some(g) = g {
+                // Central differences in f64 agree with exact gradients to ~1e-8 relative on
+                // smooth functions.
+                let label = format!("{} d(input {i})", op.name);
+                assert_close(&label, g, &numeric(&op, &inputs, i, &dy), 1e-6, 1e-5);
+            }
+        }
+    }
+}
+
+#[test]
+fn every_op_matches_the_cpu_on_every_device_and_in_the_graph() {
+    for op in ops() {
+        let (inputs, dy) = random_case(&op, 30, true);
+        let on = |dev: &Device| -> Vec<Tensor> {
+            let shapes = op.shapes.iter().zip(&inputs);
+            shapes.map(|(s, v)| tensor(s, v, dev)).collect()
+        };
+        let cpu_x = on(&Device::Cpu);
+        let cpu_y = (op.forward)(&Device::Cpu, &cpu_x).unwrap();
+        let cpu_dy = tensor(cpu_y.shape(), &dy, &Device::Cpu);
+        let cpu_grads = (op.backward)(&Device::Cpu, &cpu_x, &cpu_dy).unwrap();
+        for dev in devices() {
+            let tol = if dev.gpu().is_some() {
+                op.parity
+            } else {
+                EXACT
+            };
+            let name = format!("{} on {}", op.name, dev.name());
+            let xs = on(&dev);
+            let y = (op.forward)(&dev, &xs).unwrap();
+            assert_close(
+                &format!("{name}: y"),
+                &host(&y),
+                cpu_y.data(),
+                tol.atol,
+                tol.rtol,
+            );
+            let dyd = tensor(y.shape(), &dy, &dev);
+            let grads = (op.backward)(&dev, &xs, &dyd).unwrap();
+            for (i, (g, want)) in grads.iter().zip(&cpu_grads).enumerate() {
+                if let (Some(g), Some(want)) = (g, want) {
+                    let label = format!("{name}: d(input {i})");
+                    assert_close(&label, &host(g), want.data(), tol.atol, tol.rtol);
+                }
+            }
+
+            // The graph method: its value and its input gradients are the op's own, exactly.
+            let mut store = ParamStore::new();
+            store.to_device(&dev).unwrap();
+            let mut g = Graph::new(&store, GradMode::All);
+            let vars: Vec<Var> = xs.iter().map(|x| g.input(x.clone(), true)).collect();
+            let out = (op.graph)(&mut g, &vars);
+            assert_close(
+                &format!("{name}: graph y"),
+                &host(g.value(out)),
+                &host(&y),
+                0.0,
+                0.0,
+            );
+            let got = g.backward_from(out, dyd.clone());
+            for (i, (v, want)) in vars.iter().zip(&grads).enumerate() {
+                if let Some(want) = want {
+                    let label = format!("{name}: graph d(input {i})");
+                    let have = got
+                        .input(*v)
+                        .unwrap_or_else(|| panic!("{label}: no gradient"));
+                    assert_close(&label, &host(have), &host(want), 0.0, 0.0);
+                }
+            }
+        }
+    }
+}
