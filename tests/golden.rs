@@ -8,47 +8,8 @@ use common::{assert_close, load, load_f32, shape};
 use rlnet::autograd::{GradMode, Graph};
 use rlnet::nn::{Arch, Domain, Model, ModelConfig, Pass, WRN_22_8};
 use rlnet::ops::bn_act::{self, Activation, BnGeom, BnGrads, BN_EPS, BN_MOMENTUM};
-use rlnet::ops::conv::{self, ConvGeom};
-use rlnet::ops::{linear, loss};
+use rlnet::ops::loss;
 use rlnet::tensor::Tensor;
-
-fn conv_case(case: &str, stride: usize, pad: usize) {
-    let (xs, ws) = (shape(case, "x"), shape(case, "w"));
-    let g = ConvGeom {
-        n: xs[0],
-        c_in: xs[1],
-        h: xs[2],
-        w: xs[3],
-        c_out: ws[0],
-        k: ws[2],
-        stride,
-        pad,
-    };
-    let (x, w, dy) = (
-        load_f32(case, "x"),
-        load_f32(case, "w"),
-        load_f32(case, "dy"),
-    );
-    let mut y = vec![0f32; g.y_len()];
-    conv::cpu::forward(&g, &x, &w, &mut y);
-    // f32 sums of at most 36 products of O(1) values: 1e-5 absolute is ample.
-    assert_close(&format!("{case} y"), &y, &load(case, "y"), 1e-5, 1e-5);
-    let mut dx = vec![0f32; g.x_len()];
-    conv::cpu::backward_data(&g, &w, &dy, &mut dx);
-    assert_close(&format!("{case} dx"), &dx, &load(case, "dx"), 1e-5, 1e-5);
-    let mut dw = vec![0f32; g.w_len()];
-    conv::cpu::backward_weight(&g, &x, &dy, &mut dw);
-    assert_close(&format!("{case} dw"), &dw, &load(case, "dw"), 1e-4, 1e-5);
-}
-
-#[test]
-fn conv_matches_pytorch() {
-    conv_case("conv_k3s1p1", 1, 1);
-    conv_case("conv_k3s2p1", 2, 1);
-    conv_case("conv_k1s2p0", 2, 0);
-    conv_case("conv_k1s1p0", 1, 0);
-    conv_case("conv_k3s2p1_even", 2, 1);
-}
 
 fn bn_case(case: &str, train: bool, relu: bool, residual: bool) {
     let xs = shape(case, "x");
@@ -144,29 +105,6 @@ fn bn_masked_relu_matches_pytorch() {
     bn_case("bn_add_relu_train", true, true, true);
     bn_case("bn_relu_eval", false, true, false);
     bn_case("bn_relu_train_allones", true, true, false);
-}
-
-#[test]
-fn linear_matches_pytorch() {
-    let c = "linear";
-    let (xs, ws) = (shape(c, "x"), shape(c, "w"));
-    let (n, inp, out) = (xs[0], xs[1], ws[0]);
-    let (x, w, b, dy) = (
-        load_f32(c, "x"),
-        load_f32(c, "w"),
-        load_f32(c, "b"),
-        load_f32(c, "dy"),
-    );
-    let mut y = vec![0f32; n * out];
-    linear::cpu::forward(&x, &w, &b, n, inp, out, &mut y);
-    assert_close("linear y", &y, &load(c, "y"), 1e-6, 1e-5);
-    let mut dx = vec![0f32; n * inp];
-    linear::cpu::backward_data(&w, &dy, n, inp, out, &mut dx);
-    assert_close("linear dx", &dx, &load(c, "dx"), 1e-6, 1e-5);
-    let (mut dw, mut db) = (vec![0f32; out * inp], vec![0f32; out]);
-    linear::cpu::backward_params(&x, &dy, n, inp, out, &mut dw, &mut db);
-    assert_close("linear dw", &dw, &load(c, "dw"), 1e-6, 1e-5);
-    assert_close("linear db", &db, &load(c, "db"), 1e-6, 1e-5);
 }
 
 #[test]

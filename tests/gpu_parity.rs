@@ -18,9 +18,8 @@ use rlnet::geom::{BnGeom, ConvGeom};
 use rlnet::ops::bn_act::cuda::{self as gbn, BnGradsGpu, BnParams};
 use rlnet::ops::bn_act::{self, Activation, BnGrads, BN_EPS, BN_MOMENTUM};
 use rlnet::ops::conv::cuda::{self as gconv, ConvVersion};
-use rlnet::ops::linear::cuda::{self as glin, LinearShape};
 use rlnet::ops::loss::cuda::{self as gloss, AtShape};
-use rlnet::ops::{conv, elementwise, linear, loss, pgd};
+use rlnet::ops::{conv, elementwise, loss, pgd};
 use rlnet::ops::{elementwise::cuda as gel, pgd::cuda as gpgd, soft_relu::cuda as gsr};
 use rlnet::optim::cuda as gopt;
 use rlnet::optim::SgdConfig;
@@ -303,41 +302,6 @@ fn gradient_accumulation_fill_and_mask_statistic_match_cpu_exactly() {
     gel::abs_diff_accumulate(&d, &mut accg, &up(&d, &x), &up(&d, &b)).unwrap();
     assert_close("abs_diff_accumulate", &down(&d, &accg), &acc, 0.0, 0.0);
     assert!(gel::abs_diff_accumulate(&d, &mut accg, &up(&d, &x[1..]), &up(&d, &b[1..])).is_err());
-}
-
-#[test]
-fn linear_matches_cpu() {
-    let Some(d) = gpu() else { return };
-    let s = LinearShape {
-        n: 37,
-        inp: 130,
-        out: 11,
-    };
-    let (x, w, bias, dy) = (
-        randn(s.n * s.inp, 1),
-        randn(s.out * s.inp, 2),
-        randn(s.out, 3),
-        randn(s.n * s.out, 4),
-    );
-    let mut y = vec![0f32; s.n * s.out];
-    linear::cpu::forward(&x, &w, &bias, s.n, s.inp, s.out, &mut y);
-    let mut yg = d.alloc::<f32>(y.len()).unwrap();
-    glin::forward(&d, s, &up(&d, &x), &up(&d, &w), &up(&d, &bias), &mut yg).unwrap();
-    assert_close("linear y", &down(&d, &yg), &y, 1e-5, 1e-5);
-    let mut dx = vec![0f32; x.len()];
-    linear::cpu::backward_data(&w, &dy, s.n, s.inp, s.out, &mut dx);
-    let mut dxg = d.alloc::<f32>(x.len()).unwrap();
-    glin::backward_data(&d, s, &up(&d, &w), &up(&d, &dy), &mut dxg).unwrap();
-    assert_close("linear dx", &down(&d, &dxg), &dx, 1e-5, 1e-5);
-    let (mut dw, mut db) = (vec![0f32; w.len()], vec![0f32; s.out]);
-    linear::cpu::backward_params(&x, &dy, s.n, s.inp, s.out, &mut dw, &mut db);
-    let (mut dwg, mut dbg) = (
-        d.alloc::<f32>(w.len()).unwrap(),
-        d.alloc::<f32>(s.out).unwrap(),
-    );
-    glin::backward_params(&d, s, &up(&d, &x), &up(&d, &dy), &mut dwg, &mut dbg).unwrap();
-    assert_close("linear dw", &down(&d, &dwg), &dw, 1e-5, 1e-5);
-    assert_close("linear db", &down(&d, &dbg), &db, 0.0, 0.0);
 }
 
 #[test]

@@ -14,9 +14,11 @@
 mod common;
 
 use common::{assert_close, fixture_dir, load_f32, npy};
-use rlnet::autograd::{GradMode, Graph, ParamStore, Var};
+use rlnet::autograd::{EntryId, EntryKind, GradMode, Graph, ParamStore, Var};
 use rlnet::device::Device;
 use rlnet::error::Result;
+use rlnet::ops::conv::{self, ConvGeom};
+use rlnet::ops::linear::{self, LinearShape};
 use rlnet::ops::{elementwise, pool, soft_relu};
 use rlnet::rng::Stream;
 use rlnet::tensor::Tensor;
@@ -68,17 +70,136 @@ struct Op {
     /// The same op in f64, on the inputs' values and shapes.
     forward_f64: fn(Values<'_>, Shapes<'_>) -> Vec<f64>,
     backward_f64: fn(Values<'_>, Shapes<'_>, &[f64]) -> InputGrads<Vec<f64>>,
-    /// The graph method, on inputs that all want their gradients.
-    graph: fn(&mut Graph<'_>, &[Var]) -> Var,
+    /// How many of the last inputs are parameters (weights) in the graph rather than inputs.
+    params: usize,
+    /// The graph method, on the leading inputs (all wanting their gradients) and the
+    /// parameters (in the graph's store).
+    graph: fn(&mut Graph<'_>, &[Var], &[EntryId]) -> Var,
     /// A CUDA device against the CPU, forward and backward.
     parity: Tol,
-    golden: Option<Golden>,
+    /// Its PyTorch fixtures (none for the ops PyTorch has no fixture for here).
+    goldens: &'static [Golden],
 }
 
 fn no_change(_: usize, _: &mut [f64]) {}
 
 fn ops() -> Vec<Op> {
     vec![
+        Op {
+            name: "conv k3 s1 p1",
+            shapes: &[&[2, 3, 5, 5], &[4, 3, 3, 3]],
+            draw: no_change,
+            kinks: no_change,
+            forward: conv_forward::<1, 1>,
+            backward: conv_backward::<1, 1>,
+            forward_f64: conv_forward_f64::<1, 1>,
+            backward_f64: conv_backward_f64::<1, 1>,
+            params: 1,
+            graph: |g, v, p| g.conv2d(v[0], p[0], 1, 1),
+            parity: CONV_PARITY,
+            goldens: const { &[conv_golden("conv_k3s1p1")] },
+        },
+        Op {
+            name: "conv k3 s2 p1",
+            shapes: &[&[2, 2, 7, 6], &[3, 2, 3, 3]],
+            draw: no_change,
+            kinks: no_change,
+            forward: conv_forward::<2, 1>,
+            backward: conv_backward::<2, 1>,
+            forward_f64: conv_forward_f64::<2, 1>,
+            backward_f64: conv_backward_f64::<2, 1>,
+            params: 1,
+            graph: |g, v, p| g.conv2d(v[0], p[0], 2, 1),
+            parity: CONV_PARITY,
+            goldens: const { &[conv_golden("conv_k3s2p1"), conv_golden("conv_k3s2p1_even")] },
+        },
+        Op {
+            name: "conv k1 s2 p0",
+            shapes: &[&[3, 4, 6, 6], &[5, 4, 1, 1]],
+            draw: no_change,
+            kinks: no_change,
+            forward: conv_forward::<2, 0>,
+            backward: conv_backward::<2, 0>,
+            forward_f64: conv_forward_f64::<2, 0>,
+            backward_f64: conv_backward_f64::<2, 0>,
+            params: 1,
+            graph: |g, v, p| g.conv2d(v[0], p[0], 2, 0),
+            parity: CONV_PARITY,
+            goldens: const { &[conv_golden("conv_k1s2p0")] },
+        },
+        Op {
+            name: "conv k1 s1 p0",
+            shapes: &[&[2, 3, 4, 4], &[2, 3, 1, 1]],
+            draw: no_change,
+            kinks: no_change,
+            forward: conv_forward::<1, 0>,
+            backward: conv_backward::<1, 0>,
+            forward_f64: conv_forward_f64::<1, 0>,
+            backward_f64: conv_backward_f64::<1, 0>,
+            params: 1,
+            graph: |g, v, p| g.conv2d(v[0], p[0], 1, 0),
+            parity: CONV_PARITY,
+            goldens: const { &[conv_golden("conv_k1s1p0")] },
+        },
+        Op {
+            name: "linear",
+            shapes: &[&[37, 130], &[11, 130], &[11]],
+            draw: no_change,
+            kinks: no_change,
+            forward: |d, x| {
+                linear::forward(
+                    d,
+                    linear_shape(x[0].shape(), x[1].shape()),
+                    &x[0],
+                    &x[1],
+                    &x[2],
+                )
+            },
+            backward: |d, x, dy| {
+                let s = linear_shape(x[0].shape(), x[1].shape());
+                let dx = linear::backward_data(d, s, &x[1], dy)?;
+                let (dw, db) = linear::backward_params(d, s, &x[0], dy)?;
+                Ok(vec![Some(dx), Some(dw), Some(db)])
+            },
+            forward_f64: |x, sh| {
+                let s = linear_shape(sh[0], sh[1]);
+                let mut y = vec![0.0; s.n * s.out];
+                linear::cpu::forward(&x[0], &x[1], &x[2], s.n, s.inp, s.out, &mut y);
+                y
+            },
+            backward_f64: |x, sh, dy| {
+                let s = linear_shape(sh[0], sh[1]);
+                let mut dx = vec![0.0; s.n * s.inp];
+                linear::cpu::backward_data(&x[1], dy, s.n, s.inp, s.out, &mut dx);
+                let (mut dw, mut db) = (vec![0.0; s.out * s.inp], vec![0.0; s.out]);
+                linear::cpu::backward_params(&x[0], dy, s.n, s.inp, s.out, &mut dw, &mut db);
+                vec![Some(dx), Some(dw), Some(db)]
+            },
+            params: 2,
+            graph: |g, v, p| g.linear(v[0], p[0], p[1]),
+            // Sums of 130 products in another order on the device.
+            parity: Tol {
+                atol: 1e-5,
+                rtol: 1e-5,
+            },
+            goldens: &[Golden {
+                case: "linear",
+                inputs: &["x", "w", "b"],
+                dy: "dy",
+                y: "y",
+                grads: &[Some("dx"), Some("dw"), Some("db")],
+                tol: (
+                    Tol {
+                        atol: 1e-6,
+                        rtol: 1e-5,
+                    },
+                    Tol {
+                        atol: 1e-6,
+                        rtol: 1e-5,
+                    },
+                ),
+            }],
+        },
         Op {
             name: "soft_relu",
             shapes: &[&[3, 4, 5, 7], &[4, 5, 7]],
@@ -113,9 +234,10 @@ fn ops() -> Vec<Op> {
                 soft_relu::cpu::backward_alpha(&x[0], dy, &mut da);
                 vec![Some(dz), Some(da)]
             },
-            graph: |g, v| g.soft_relu(v[0], v[1]),
+            params: 0,
+            graph: |g, v, _| g.soft_relu(v[0], v[1]),
             parity: EXACT,
-            golden: Some(Golden {
+            goldens: &[Golden {
                 case: "soft_relu",
                 inputs: &["z", "alpha"],
                 dy: "dy",
@@ -132,7 +254,7 @@ fn ops() -> Vec<Op> {
                         rtol: 1e-6,
                     },
                 ),
-            }),
+            }],
         },
         Op {
             name: "avg_pool",
@@ -153,9 +275,10 @@ fn ops() -> Vec<Op> {
                 pool::cpu::backward(dy, planes, hw, &mut dx);
                 vec![Some(dx)]
             },
-            graph: |g, v| g.avg_pool(v[0]),
+            params: 0,
+            graph: |g, v, _| g.avg_pool(v[0]),
             parity: EXACT,
-            golden: None,
+            goldens: &[],
         },
         Op {
             name: "channel_affine",
@@ -179,9 +302,10 @@ fn ops() -> Vec<Op> {
                 elementwise::cpu::channel_affine_backward(dy, &affine_f64().0, hw(s[0]), &mut dx);
                 vec![Some(dx)]
             },
-            graph: |g, v| g.channel_affine(v[0], &AFFINE.0, &AFFINE.1),
+            params: 0,
+            graph: |g, v, _| g.channel_affine(v[0], &AFFINE.0, &AFFINE.1),
             parity: EXACT,
-            golden: None,
+            goldens: &[],
         },
         Op {
             name: "add",
@@ -196,9 +320,10 @@ fn ops() -> Vec<Op> {
                 y
             },
             backward_f64: |_, _, dy| vec![Some(dy.to_vec()), Some(dy.to_vec())],
-            graph: |g, v| g.add(v[0], v[1]),
+            params: 0,
+            graph: |g, v, _| g.add(v[0], v[1]),
             parity: EXACT,
-            golden: None,
+            goldens: &[],
         },
         Op {
             name: "scale",
@@ -209,11 +334,99 @@ fn ops() -> Vec<Op> {
             backward: |d, _, dy| Ok(vec![Some(elementwise::scale(d, dy, 0.3)?)]),
             forward_f64: |x, _| x[0].iter().map(|v| v * f64::from(0.3f32)).collect(),
             backward_f64: |_, _, dy| vec![Some(dy.iter().map(|v| v * f64::from(0.3f32)).collect())],
-            graph: |g, v| g.scale(v[0], 0.3),
+            params: 0,
+            graph: |g, v, _| g.scale(v[0], 0.3),
             parity: EXACT,
-            golden: None,
+            goldens: &[],
         },
     ]
+}
+
+/// The convolution of x [n, c_in, h, w] by w [c_out, c_in, k, k] with stride S and padding P.
+fn conv_geom<const S: usize, const P: usize>(x: &[usize], w: &[usize]) -> ConvGeom {
+    ConvGeom {
+        n: x[0],
+        c_in: x[1],
+        h: x[2],
+        w: x[3],
+        c_out: w[0],
+        k: w[2],
+        stride: S,
+        pad: P,
+    }
+}
+
+fn conv_forward<const S: usize, const P: usize>(d: &Device, x: &[Tensor]) -> Result<Tensor> {
+    let g = conv_geom::<S, P>(x[0].shape(), x[1].shape());
+    conv::forward(d, &g, &x[0], &x[1])
+}
+
+fn conv_backward<const S: usize, const P: usize>(
+    d: &Device,
+    x: &[Tensor],
+    dy: &Tensor,
+) -> Result<InputGrads<Tensor>> {
+    let g = conv_geom::<S, P>(x[0].shape(), x[1].shape());
+    let dx = conv::backward_data(d, &g, &x[1], dy)?;
+    Ok(vec![
+        Some(dx),
+        Some(conv::backward_weight(d, &g, &x[0], dy)?),
+    ])
+}
+
+fn conv_forward_f64<const S: usize, const P: usize>(x: Values<'_>, s: Shapes<'_>) -> Vec<f64> {
+    let g = conv_geom::<S, P>(s[0], s[1]);
+    let mut y = vec![0.0; g.y_len()];
+    conv::cpu::forward(&g, &x[0], &x[1], &mut y);
+    y
+}
+
+fn conv_backward_f64<const S: usize, const P: usize>(
+    x: Values<'_>,
+    s: Shapes<'_>,
+    dy: &[f64],
+) -> InputGrads<Vec<f64>> {
+    let g = conv_geom::<S, P>(s[0], s[1]);
+    let (mut dx, mut dw) = (vec![0.0; g.x_len()], vec![0.0; g.w_len()]);
+    conv::cpu::backward_data(&g, &x[1], dy, &mut dx);
+    conv::cpu::backward_weight(&g, &x[0], dy, &mut dw);
+    vec![Some(dx), Some(dw)]
+}
+
+/// The f32 SIMT kernels sum in another order than the CPU: relative to values of ~10.
+const CONV_PARITY: Tol = Tol {
+    atol: 1e-3,
+    rtol: 1e-4,
+};
+
+/// A PyTorch conv case: f32 sums of at most 36 products of O(1) values (dw's of at most
+/// 162), 1e-5 absolute is ample.
+const fn conv_golden(case: &'static str) -> Golden {
+    Golden {
+        case,
+        inputs: &["x", "w"],
+        dy: "dy",
+        y: "y",
+        grads: &[Some("dx"), Some("dw")],
+        tol: (
+            Tol {
+                atol: 1e-5,
+                rtol: 1e-5,
+            },
+            Tol {
+                atol: 1e-5,
+                rtol: 1e-5,
+            },
+        ),
+    }
+}
+
+fn linear_shape(x: &[usize], w: &[usize]) -> LinearShape {
+    LinearShape {
+        n: x[0],
+        inp: x[1],
+        out: w[0],
+    }
 }
 
 /// The per-channel scale and shift of the channel_affine cases (3 channels).
@@ -276,34 +489,35 @@ fn host(t: &Tensor) -> Vec<f32> {
 #[test]
 fn every_op_matches_pytorch() {
     for op in ops() {
-        let Some(gold) = &op.golden else { continue };
-        let c = gold.case;
-        let inputs: Vec<Tensor> = gold
-            .inputs
-            .iter()
-            .map(|name| {
-                let (shape, _) = npy(&fixture_dir(c).join(format!("{name}.npy")));
-                Tensor::from_vec(&shape, load_f32(c, name)).unwrap()
-            })
-            .collect();
-        let dy_shape = npy(&fixture_dir(c).join(format!("{}.npy", gold.dy))).0;
-        let dy = Tensor::from_vec(&dy_shape, load_f32(c, gold.dy)).unwrap();
-        let (fwd, bwd) = gold.tol;
-        let y = (op.forward)(&Device::Cpu, &inputs).unwrap();
-        let want = common::load(c, gold.y);
-        assert_close(
-            &format!("{} y", op.name),
-            y.data(),
-            &want,
-            fwd.atol,
-            fwd.rtol,
-        );
-        let grads = (op.backward)(&Device::Cpu, &inputs, &dy).unwrap();
-        for (g, name) in grads.iter().zip(gold.grads) {
-            if let (Some(g), Some(name)) = (g, name) {
-                let want = common::load(c, name);
-                let label = format!("{} {name}", op.name);
-                assert_close(&label, g.data(), &want, bwd.atol, bwd.rtol);
+        for gold in op.goldens {
+            let c = gold.case;
+            let inputs: Vec<Tensor> = gold
+                .inputs
+                .iter()
+                .map(|name| {
+                    let (shape, _) = npy(&fixture_dir(c).join(format!("{name}.npy")));
+                    Tensor::from_vec(&shape, load_f32(c, name)).unwrap()
+                })
+                .collect();
+            let dy_shape = npy(&fixture_dir(c).join(format!("{}.npy", gold.dy))).0;
+            let dy = Tensor::from_vec(&dy_shape, load_f32(c, gold.dy)).unwrap();
+            let (fwd, bwd) = gold.tol;
+            let y = (op.forward)(&Device::Cpu, &inputs).unwrap();
+            let want = common::load(c, gold.y);
+            assert_close(
+                &format!("{} y", op.name),
+                y.data(),
+                &want,
+                fwd.atol,
+                fwd.rtol,
+            );
+            let grads = (op.backward)(&Device::Cpu, &inputs, &dy).unwrap();
+            for (g, name) in grads.iter().zip(gold.grads) {
+                if let (Some(g), Some(name)) = (g, name) {
+                    let want = common::load(c, name);
+                    let label = format!("{} {name}", op.name);
+                    assert_close(&label, g.data(), &want, bwd.atol, bwd.rtol);
+                }
             }
         }
     }
@@ -384,11 +598,20 @@ fn every_op_matches_the_cpu_on_every_device_and_in_the_graph() {
             }
 
             // The graph method: its value and its input gradients are the op's own, exactly.
+            let split = xs.len() - op.params;
             let mut store = ParamStore::new();
+            let ids: Vec<EntryId> = xs[split..]
+                .iter()
+                .enumerate()
+                .map(|(i, x)| store.add(&format!("p{i}"), EntryKind::Param, x.to_host().unwrap()))
+                .collect();
             store.to_device(&dev).unwrap();
             let mut g = Graph::new(&store, GradMode::All);
-            let vars: Vec<Var> = xs.iter().map(|x| g.input(x.clone(), true)).collect();
-            let out = (op.graph)(&mut g, &vars);
+            let vars: Vec<Var> = xs[..split]
+                .iter()
+                .map(|x| g.input(x.clone(), true))
+                .collect();
+            let out = (op.graph)(&mut g, &vars, &ids);
             assert_close(
                 &format!("{name}: graph y"),
                 &host(g.value(out)),
@@ -397,14 +620,15 @@ fn every_op_matches_the_cpu_on_every_device_and_in_the_graph() {
                 0.0,
             );
             let got = g.backward_from(out, dyd.clone());
-            for (i, (v, want)) in vars.iter().zip(&grads).enumerate() {
-                if let Some(want) = want {
-                    let label = format!("{name}: graph d(input {i})");
-                    let have = got
-                        .input(*v)
-                        .unwrap_or_else(|| panic!("{label}: no gradient"));
-                    assert_close(&label, &host(have), &host(want), 0.0, 0.0);
-                }
+            for (i, want) in grads.iter().enumerate() {
+                let Some(want) = want else { continue };
+                let label = format!("{name}: graph d(input {i})");
+                let have = match i < split {
+                    true => got.input(vars[i]),
+                    false => got.param(ids[i - split]),
+                };
+                let have = have.unwrap_or_else(|| panic!("{label}: no gradient"));
+                assert_close(&label, &host(have), &host(want), 0.0, 0.0);
             }
         }
     }
