@@ -92,62 +92,26 @@ fn no_change(_: usize, _: &mut [f64]) {}
 
 fn ops() -> Vec<Op> {
     vec![
-        Op {
-            name: "conv k3 s1 p1",
-            shapes: &[&[2, 3, 5, 5], &[4, 3, 3, 3]],
-            draw: no_change,
-            kinks: no_change,
-            forward: conv_forward::<1, 1>,
-            backward: conv_backward::<1, 1>,
-            forward_f64: conv_forward_f64::<1, 1>,
-            backward_f64: conv_backward_f64::<1, 1>,
-            params: 1,
-            graph: |g, v, p, _| g.conv2d(v[0], p[0], 1, 1),
-            parity: (CONV_PARITY, CONV_PARITY),
-            goldens: const { &[conv_golden("conv_k3s1p1")] },
-        },
-        Op {
-            name: "conv k3 s2 p1",
-            shapes: &[&[2, 2, 7, 6], &[3, 2, 3, 3]],
-            draw: no_change,
-            kinks: no_change,
-            forward: conv_forward::<2, 1>,
-            backward: conv_backward::<2, 1>,
-            forward_f64: conv_forward_f64::<2, 1>,
-            backward_f64: conv_backward_f64::<2, 1>,
-            params: 1,
-            graph: |g, v, p, _| g.conv2d(v[0], p[0], 2, 1),
-            parity: (CONV_PARITY, CONV_PARITY),
-            goldens: const { &[conv_golden("conv_k3s2p1"), conv_golden("conv_k3s2p1_even")] },
-        },
-        Op {
-            name: "conv k1 s2 p0",
-            shapes: &[&[3, 4, 6, 6], &[5, 4, 1, 1]],
-            draw: no_change,
-            kinks: no_change,
-            forward: conv_forward::<2, 0>,
-            backward: conv_backward::<2, 0>,
-            forward_f64: conv_forward_f64::<2, 0>,
-            backward_f64: conv_backward_f64::<2, 0>,
-            params: 1,
-            graph: |g, v, p, _| g.conv2d(v[0], p[0], 2, 0),
-            parity: (CONV_PARITY, CONV_PARITY),
-            goldens: const { &[conv_golden("conv_k1s2p0")] },
-        },
-        Op {
-            name: "conv k1 s1 p0",
-            shapes: &[&[2, 3, 4, 4], &[2, 3, 1, 1]],
-            draw: no_change,
-            kinks: no_change,
-            forward: conv_forward::<1, 0>,
-            backward: conv_backward::<1, 0>,
-            forward_f64: conv_forward_f64::<1, 0>,
-            backward_f64: conv_backward_f64::<1, 0>,
-            params: 1,
-            graph: |g, v, p, _| g.conv2d(v[0], p[0], 1, 0),
-            parity: (CONV_PARITY, CONV_PARITY),
-            goldens: const { &[conv_golden("conv_k1s1p0")] },
-        },
+        conv_op::<1, 1>(
+            "conv k3 s1 p1",
+            &[&[2, 3, 5, 5], &[4, 3, 3, 3]],
+            const { &[conv_golden("conv_k3s1p1")] },
+        ),
+        conv_op::<2, 1>(
+            "conv k3 s2 p1",
+            &[&[2, 2, 7, 6], &[3, 2, 3, 3]],
+            const { &[conv_golden("conv_k3s2p1"), conv_golden("conv_k3s2p1_even")] },
+        ),
+        conv_op::<2, 0>(
+            "conv k1 s2 p0",
+            &[&[3, 4, 6, 6], &[5, 4, 1, 1]],
+            const { &[conv_golden("conv_k1s2p0")] },
+        ),
+        conv_op::<1, 0>(
+            "conv k1 s1 p0",
+            &[&[2, 3, 4, 4], &[2, 3, 1, 1]],
+            const { &[conv_golden("conv_k1s1p0")] },
+        ),
         Op {
             name: "linear",
             shapes: &[&[37, 130], &[11, 130], &[11]],
@@ -203,34 +167,14 @@ fn ops() -> Vec<Op> {
                 ),
             }],
         },
-        Op {
-            name: "cross_entropy mean",
-            shapes: &[&[6, 10], &[6]],
-            draw: labels_in_input_1,
-            kinks: no_change,
-            forward: ce_forward::<false>,
-            backward: ce_backward::<false>,
-            forward_f64: ce_forward_f64::<false>,
-            backward_f64: ce_backward_f64::<false>,
-            params: 0,
-            graph: |g, v, _, x| g.cross_entropy(v[0], &labels(&x[1]), false),
-            parity: LOSS_PARITY,
-            goldens: const { &[ce_golden("loss_mean", &[Some("dlogits_mean"), None])] },
-        },
-        Op {
-            name: "cross_entropy sum",
-            shapes: &[&[6, 10], &[6]],
-            draw: labels_in_input_1,
-            kinks: no_change,
-            forward: ce_forward::<true>,
-            backward: ce_backward::<true>,
-            forward_f64: ce_forward_f64::<true>,
-            backward_f64: ce_backward_f64::<true>,
-            params: 0,
-            graph: |g, v, _, x| g.cross_entropy(v[0], &labels(&x[1]), true),
-            parity: LOSS_PARITY,
-            goldens: const { &[ce_golden("loss_sum", &[Some("dlogits_sum"), None])] },
-        },
+        ce_op::<false>(
+            "cross_entropy mean",
+            const { &[ce_golden("loss_mean", &[Some("dlogits_mean"), None])] },
+        ),
+        ce_op::<true>(
+            "cross_entropy sum",
+            const { &[ce_golden("loss_sum", &[Some("dlogits_sum"), None])] },
+        ),
         Op {
             name: "kl_div T=4",
             shapes: &[&[6, 10], &[6, 10]],
@@ -576,6 +520,28 @@ fn conv_backward_f64<const S: usize, const P: usize>(
     vec![Some(dx), Some(dw)]
 }
 
+/// A convolution with stride S and padding P: x [n, c_in, h, w] and the weights, a parameter.
+fn conv_op<const S: usize, const P: usize>(
+    name: &'static str,
+    shapes: &'static [&'static [usize]],
+    goldens: &'static [Golden],
+) -> Op {
+    Op {
+        name,
+        shapes,
+        draw: no_change,
+        kinks: no_change,
+        forward: conv_forward::<S, P>,
+        backward: conv_backward::<S, P>,
+        forward_f64: conv_forward_f64::<S, P>,
+        backward_f64: conv_backward_f64::<S, P>,
+        params: 1,
+        graph: |g, v, p, _| g.conv2d(v[0], p[0], S, P),
+        parity: (CONV_PARITY, CONV_PARITY),
+        goldens,
+    }
+}
+
 /// The f32 SIMT kernels sum in another order than the CPU: relative to values of ~10.
 const CONV_PARITY: Tol = Tol {
     atol: 1e-3,
@@ -627,6 +593,25 @@ fn labels(t: &Tensor) -> Vec<u32> {
 /// A scalar upstream gradient on any device.
 fn item(t: &Tensor) -> f32 {
     host(t)[0]
+}
+
+/// Softmax cross-entropy of logits [6, 10] (the mean, or with SUM the sum): input 1 holds the
+/// labels.
+fn ce_op<const SUM: bool>(name: &'static str, goldens: &'static [Golden]) -> Op {
+    Op {
+        name,
+        shapes: &[&[6, 10], &[6]],
+        draw: labels_in_input_1,
+        kinks: no_change,
+        forward: ce_forward::<SUM>,
+        backward: ce_backward::<SUM>,
+        forward_f64: ce_forward_f64::<SUM>,
+        backward_f64: ce_backward_f64::<SUM>,
+        params: 0,
+        graph: |g, v, _, x| g.cross_entropy(v[0], &labels(&x[1]), SUM),
+        parity: LOSS_PARITY,
+        goldens,
+    }
 }
 
 fn ce_forward<const SUM: bool>(d: &Device, x: &[Tensor]) -> Result<Tensor> {
