@@ -34,6 +34,18 @@ pub enum Error {
     /// fault the CUDA emulator found while running it.
     #[error("launching {kernel}: {msg}")]
     Launch { kernel: String, msg: String },
+    /// Training left the finite numbers (a NaN or infinite loss or weight): the run stopped
+    /// without writing the bad state.
+    #[error("{stage} diverged at {at}: {what}. {recovery}")]
+    Diverged {
+        stage: String,
+        /// Where: the step overall and within its epoch.
+        at: String,
+        /// What was not finite (the loss, or the first tensor so).
+        what: String,
+        /// What is kept and what to do.
+        recovery: String,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -288,3 +288,32 @@ fn checkpoint_round_trip_keeps_every_tensor_mask_and_momentum() {
     assert!(err.contains("conv1.weight"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_diverging_run_stops_naming_the_step_and_keeps_its_last_good_checkpoint() {
+    let dir = std::env::temp_dir().join(format!("rlnet-diverge-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    let mut cfg = tiny_teacher(2);
+    cfg.run.schedule.base_lr = 1e6;
+    cfg.run.checkpoint_every = 1;
+    let e = run(&cfg, &opts(&dir, false, None)).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(e, rlnet::Error::Diverged { .. }) && msg.contains("teacher diverged at step"),
+        "{msg}"
+    );
+    assert!(msg.contains("lower --lr"), "{msg}");
+    // The checkpoint of the first step is kept, finite, and loads.
+    let ckpt = dir.join(CHECKPOINT_NAME);
+    assert!(ckpt.is_file(), "{msg}");
+    assert!(msg.contains("still holds the last good state"), "{msg}");
+    let model = checkpoint::load(&ckpt).unwrap().model().unwrap();
+    for e in model.store.entries() {
+        assert!(
+            e.tensor.data().iter().all(|v| v.is_finite()),
+            "{} saved with non-finite values",
+            e.name
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -14,7 +14,7 @@ use crate::data::{ImageSet, Split};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::eval::{evaluate, Accuracy, EvalOptions};
-use crate::nn::{Domain, ModelConfig};
+use crate::nn::{Domain, Model, ModelConfig};
 use crate::optim::StepSchedule;
 use crate::report::{write_json, Progress};
 use crate::rng::{self, stream};
@@ -176,8 +176,72 @@ pub(crate) trait Stage {
     fn step(&mut self, data: &TrainData<'_>, batch: StepBatch<'_>) -> Result<StepStats>;
     /// After the clock has counted the epoch: mask updates, validation, the epoch's log.
     fn end_epoch(&mut self, done: EpochDone<'_>) -> Result<()>;
+    /// The model being trained (checked for non-finite values before every checkpoint).
+    fn model(&self) -> &Model;
+    /// Where `save` writes.
+    fn checkpoint_path(&self) -> PathBuf;
     /// The run's resumable checkpoint.
     fn save(&mut self) -> Result<()>;
+}
+
+/// The first tensor of `model` holding a NaN or an infinity, with how many such values.
+fn non_finite(model: &Model) -> Result<Option<(String, usize)>> {
+    for e in model.store.entries() {
+        let t = e.tensor.to_host()?;
+        let bad = t.data().iter().filter(|v| !v.is_finite()).count();
+        if bad > 0 {
+            return Ok(Some((e.name.clone(), bad)));
+        }
+    }
+    Ok(None)
+}
+
+/// Where the run stands, for a divergence error: step `step` (from 0) of epoch `epoch`.
+struct Position<'a> {
+    stage: &'a str,
+    epoch: usize,
+    step: usize,
+    steps: usize,
+}
+
+impl Position<'_> {
+    /// The divergence error: what was not finite, and what the checkpoint `ckpt` still holds.
+    fn diverged(&self, what: String, opts: &RunOptions, ckpt: &Path) -> Error {
+        let recovery = match ckpt.is_file() {
+            true => format!(
+                "Nothing was written after it: {} still holds the last good state (its run \
+                 resumes with --resume, but repeats these steps exactly, so it diverges again); \
+                 start again in another --out with a lower --lr",
+                ckpt.display()
+            ),
+            false => format!(
+                "No checkpoint was written in {}; start again with a lower --lr",
+                opts.out_dir.display()
+            ),
+        };
+        Error::Diverged {
+            stage: self.stage.to_string(),
+            at: format!(
+                "step {} (epoch {}, step {} of {})",
+                self.epoch * self.steps + self.step + 1,
+                self.epoch + 1,
+                self.step + 1,
+                self.steps
+            ),
+            what,
+            recovery,
+        }
+    }
+}
+
+/// Saves the run's checkpoint unless its model has left the finite numbers (then the last
+/// good checkpoint stays as it is).
+fn save_checked(stage: &mut impl Stage, at: &Position<'_>, opts: &RunOptions) -> Result<()> {
+    if let Some((name, count)) = non_finite(stage.model())? {
+        let what = format!("{count} values of {name} are NaN or infinite");
+        return Err(at.diverged(what, opts, &stage.checkpoint_path()));
+    }
+    stage.save()
 }
 
 /// Trains until the stage is finished or an asked-for stop; returns whether it finished.
@@ -214,7 +278,8 @@ fn train_epoch(stage: &mut impl Stage, data: &TrainData<'_>, opts: &RunOptions) 
     let train = data.set;
     let steps = train.len().div_ceil(batch_size);
     let order = epoch_order(seed, epoch, train.len());
-    let label = format!("{} epoch {}/{epochs}", stage.name(), epoch + 1);
+    let name = stage.name().to_string();
+    let label = format!("{name} epoch {}/{epochs}", epoch + 1);
     let mut bar = Progress::new(opts.show_progress, steps, &label);
     bar.set_position(first);
     let mut tally = EpochTally::default();
@@ -238,6 +303,16 @@ fn train_epoch(stage: &mut impl Stage, data: &TrainData<'_>, opts: &RunOptions) 
             lr,
         };
         let stats = stage.step(data, batch)?;
+        let at = Position {
+            stage: &name,
+            epoch,
+            step,
+            steps,
+        };
+        if !stats.loss.is_finite() {
+            let what = format!("the loss is {}", stats.loss);
+            return Err(at.diverged(what, opts, &stage.checkpoint_path()));
+        }
         tally.add(&stats, idx.len());
         bar.update(step + 1, &tally.progress(started.elapsed().as_secs_f64()));
         let next = after_step(opts.stop_after_steps, every, epoch, steps, step);
@@ -249,7 +324,7 @@ fn train_epoch(stage: &mut impl Stage, data: &TrainData<'_>, opts: &RunOptions) 
             let secs = started.elapsed().as_secs_f64();
             stage.clock().step_in_epoch = step + 1;
             stage.clock().add(secs, tally.images);
-            stage.save()?;
+            save_checked(stage, &at, opts)?;
             if next == AfterStep::Stop {
                 bar.finish();
                 return Ok(true);
@@ -269,7 +344,13 @@ fn train_epoch(stage: &mut impl Stage, data: &TrainData<'_>, opts: &RunOptions) 
         tally: &tally,
         secs,
     })?;
-    stage.save()?;
+    let at = Position {
+        stage: &name,
+        epoch,
+        step: steps - 1,
+        steps,
+    };
+    save_checked(stage, &at, opts)?;
     Ok(opts.stop_after_steps == Some(epoch * steps + steps))
 }
 
@@ -428,7 +509,7 @@ impl TrainData<'_> {
 
 /// Clean (and, with `pgd`, PGD) accuracy under BN_c and BN_a, with progress bars.
 pub fn validate_domains(
-    model: &crate::nn::Model,
+    model: &Model,
     test: &ImageSet,
     pgd: Option<&PgdConfig>,
     batch: usize,

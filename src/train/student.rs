@@ -352,6 +352,14 @@ impl Stage for StudentRun<'_> {
         Ok(())
     }
 
+    fn model(&self) -> &Model {
+        &self.model
+    }
+
+    fn checkpoint_path(&self) -> PathBuf {
+        self.ckpt.clone()
+    }
+
     /// Weights, masks, the optimiser's state, progress and the policy's tensors (the scores
     /// of a mid-epoch search, SNL's α), in one atomically written file.
     fn save(&mut self) -> Result<()> {

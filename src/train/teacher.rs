@@ -257,6 +257,14 @@ impl Stage for TeacherRun<'_> {
         Ok(())
     }
 
+    fn model(&self) -> &Model {
+        &self.model
+    }
+
+    fn checkpoint_path(&self) -> PathBuf {
+        self.ckpt.clone()
+    }
+
     fn save(&mut self) -> Result<()> {
         let meta = driver::header("teacher", &self.cfg.model, self.cfg, &self.state)?;
         checkpoint::save(&self.ckpt, &self.model, Some(&self.sgd), &meta)
