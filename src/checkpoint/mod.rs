@@ -114,11 +114,16 @@ pub fn save_with(
 /// says so.
 pub fn load(path: &Path) -> Result<Checkpoint> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    from_bytes(&bytes, path)
+}
+
+/// A checkpoint from the bytes of its file (`path`: where they came from, for messages).
+pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
     let bad = |msg: String| Error::Checkpoint {
         path: path.to_path_buf(),
         msg,
     };
-    let (_, md) = SafeTensors::read_metadata(&bytes).map_err(|e| {
+    let (_, md) = SafeTensors::read_metadata(bytes).map_err(|e| {
         bad(format!(
             "not a readable safetensors file ({e}); truncated or not a checkpoint?"
         ))
@@ -136,7 +141,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             meta.format_version
         )));
     }
-    let st = SafeTensors::deserialize(&bytes)
+    let st = SafeTensors::deserialize(bytes)
         .map_err(|e| bad(format!("tensor data unreadable ({e}); truncated?")))?;
     let mut tensors = HashMap::new();
     for (name, view) in st.tensors() {

@@ -81,18 +81,14 @@ impl FrostTiles {
                         dir.display()
                     ))
                 })?;
-                let (h, w, rgb) = if name.ends_with(".png") {
-                    decode_png(&bytes)
-                } else {
-                    decode_jpeg(&bytes)
-                }
-                .map_err(|why| {
-                    Error::Data(format!(
-                        "frost texture {}: {why} (expected an 8- or 16-bit PNG or a \
+                let (h, w, rgb) =
+                    decode_texture(&bytes, name.ends_with(".png")).map_err(|why| {
+                        Error::Data(format!(
+                            "frost texture {}: {why} (expected an 8- or 16-bit PNG or a \
                          baseline/progressive JPEG, as in hendrycks/robustness)",
-                        path.display()
-                    ))
-                })?;
+                            path.display()
+                        ))
+                    })?;
                 shrink(h, w, &rgb).ok_or_else(|| {
                     Error::Data(format!(
                         "frost texture {}: {w}x{h} pixels is too small (expected at least \
@@ -115,6 +111,20 @@ impl FrostTiles {
 
 /// Decodes a PNG to 8-bit RGB as OpenCV's `imread(IMREAD_COLOR)` does: palettes and low bit
 /// depths expanded, 16-bit samples cut to their high byte, grey replicated, alpha dropped.
+/// The largest texture read (pixels): 4096 x 4096.
+const MAX_TEXTURE_PIXELS: usize = 1 << 24;
+
+/// A texture file's RGB pixels (height, width, HWC bytes): PNG, or with `png` false JPEG.
+pub fn decode_texture(
+    bytes: &[u8],
+    png: bool,
+) -> std::result::Result<(usize, usize, Vec<u8>), String> {
+    match png {
+        true => decode_png(bytes),
+        false => decode_jpeg(bytes),
+    }
+}
+
 fn decode_png(bytes: &[u8]) -> std::result::Result<(usize, usize, Vec<u8>), String> {
     let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
     decoder.set_transformations(png::Transformations::normalize_to_color8());
@@ -150,7 +160,16 @@ fn decode_png(bytes: &[u8]) -> std::result::Result<(usize, usize, Vec<u8>), Stri
 /// unwinding; they are caught here and returned as messages.
 fn decode_jpeg(bytes: &[u8]) -> std::result::Result<(usize, usize, Vec<u8>), String> {
     let decoded = std::panic::catch_unwind(|| -> std::io::Result<(usize, usize, Vec<u8>)> {
-        let mut started = mozjpeg::Decompress::new_mem(bytes)?.rgb()?;
+        let d = mozjpeg::Decompress::new_mem(bytes)?;
+        let (w, h) = d.size();
+        // The header's size is checked before the pixels are reserved (a short file can claim
+        // 65535 x 65535); the reference's textures are under a megapixel.
+        if w * h > MAX_TEXTURE_PIXELS {
+            return Err(std::io::Error::other(format!(
+                "{w}x{h} pixels: more than the {MAX_TEXTURE_PIXELS} a texture may have"
+            )));
+        }
+        let mut started = d.rgb()?;
         let (h, w) = (started.height(), started.width());
         let rgb = started.read_scanlines::<u8>()?;
         started.finish()?;

@@ -36,31 +36,78 @@ pub fn chw_to_hwc(chw: &[u8], hw: usize) -> Vec<u8> {
     out
 }
 
-fn open_npy(path: &Path) -> Result<npyz::NpyFile<std::io::Cursor<Vec<u8>>>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    npyz::NpyFile::new(std::io::Cursor::new(bytes))
-        .map_err(|e| Error::Data(format!("{}: not a readable .npy file: {e}", path.display())))
+/// An .npy file's header, checked against the file: the data its shape and dtype declare must
+/// be in the file, so a short file cannot ask for more memory than it holds.
+fn open_npy<'a>(bytes: &'a [u8], what: &str) -> Result<npyz::NpyFile<&'a [u8]>> {
+    check_preamble(bytes, what)?;
+    let f = npyz::NpyFile::new(bytes)
+        .map_err(|e| Error::Data(format!("{what}: not a readable .npy file: {e}")))?;
+    let item = match f.dtype() {
+        npyz::DType::Plain(t) => t.num_bytes().unwrap_or(0),
+        _ => 0,
+    };
+    let declared = f
+        .shape()
+        .iter()
+        .try_fold(item as u64, |acc, &d| acc.checked_mul(d));
+    match declared {
+        Some(n) if n <= bytes.len() as u64 => Ok(f),
+        _ => Err(Error::Data(format!(
+            "{what}: the header declares shape {:?} of {} ({} bytes), more than the file's {} \
+             bytes: truncated or corrupt",
+            f.shape(),
+            f.dtype().descr(),
+            declared.map_or("over 2^64".to_string(), |n| n.to_string()),
+            bytes.len()
+        ))),
+    }
+}
+
+/// The magic, version and header length of an .npy file, checked before its header is read:
+/// the length field (4 bytes from version 2 on) must not claim more than the file holds.
+fn check_preamble(bytes: &[u8], what: &str) -> Result<()> {
+    let bad = |why: String| Error::Data(format!("{what}: not a readable .npy file: {why}"));
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(bad("no .npy magic (\\x93NUMPY) at its start".into()));
+    }
+    let (len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        v => return Err(bad(format!("format version {v} (expected 1, 2 or 3)"))),
+    };
+    if len > bytes.len() - start {
+        return Err(bad(format!(
+            "its header claims {len} bytes, the file has {} after the preamble: truncated",
+            bytes.len() - start
+        )));
+    }
+    Ok(())
 }
 
 /// Reads a uint8 [N, H, W, 3] image array as CHW bytes with (N, H, W).
 pub fn read_images_npy(path: &Path) -> Result<(Vec<u8>, usize, usize, usize)> {
-    let f = open_npy(path)?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    images_from_npy(&bytes, &path.display().to_string())
+}
+
+/// The same, from the bytes of an .npy file (`what` names it in messages).
+pub fn images_from_npy(bytes: &[u8], what: &str) -> Result<(Vec<u8>, usize, usize, usize)> {
+    let f = open_npy(bytes, what)?;
     let shape: Vec<usize> = f.shape().iter().map(|&d| d as usize).collect();
     let is_u8 = matches!(f.dtype(), npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Uint && t.size_field() == 1);
-    if !is_u8 || shape.len() != 4 || shape[3] != 3 {
+    if !is_u8 || shape.len() != 4 || shape[3] != 3 || shape[1] == 0 || shape[2] == 0 {
         return Err(Error::Data(format!(
-            "{}: expected uint8 images of shape (N, H, W, 3) (HWC RGB, the CIFAR-10-C layout), got {} {:?}",
-            path.display(),
+            "{what}: expected uint8 images of shape (N, H, W, 3) with H, W > 0 (HWC RGB, the CIFAR-10-C layout), got {} {:?}",
             f.dtype().descr(),
             shape
         )));
     }
-    let data: Vec<u8> = f.into_vec().map_err(|e| {
-        Error::Data(format!(
-            "{}: truncated or corrupt data: {e}",
-            path.display()
-        ))
-    })?;
+    let data: Vec<u8> = f
+        .into_vec()
+        .map_err(|e| Error::Data(format!("{what}: truncated or corrupt data: {e}")))?;
     Ok((
         hwc_to_chw(&data, shape[1] * shape[2]),
         shape[0],
@@ -71,9 +118,15 @@ pub fn read_images_npy(path: &Path) -> Result<(Vec<u8>, usize, usize, usize)> {
 
 /// Reads a 1-D integer label array (uint8, as CIFAR-10-C ships it, or any integer width).
 pub fn read_labels_npy(path: &Path) -> Result<Vec<u32>> {
-    let f = open_npy(path)?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    labels_from_npy(&bytes, &path.display().to_string())
+}
+
+/// The same, from the bytes of an .npy file (`what` names it in messages).
+pub fn labels_from_npy(bytes: &[u8], what: &str) -> Result<Vec<u32>> {
+    let f = open_npy(bytes, what)?;
     let shape: Vec<usize> = f.shape().iter().map(|&d| d as usize).collect();
-    let bad = |what: String| Error::Data(format!("{}: {what}", path.display()));
+    let bad = |msg: String| Error::Data(format!("{what}: {msg}"));
     if shape.len() != 1 {
         return Err(bad(format!(
             "expected a 1-D label array, got shape {shape:?}"

@@ -77,12 +77,16 @@ impl CifarKind {
 /// Reads one file of the binary layout. Any whole number of records is accepted.
 pub fn read_bin_file(path: &Path, kind: CifarKind) -> Result<ImageSet> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    read_bin_bytes(&bytes, kind, &path.display().to_string())
+}
+
+/// The binary layout's records in `bytes` (read from `what`, as messages name it).
+pub fn read_bin_bytes(bytes: &[u8], kind: CifarKind, what: &str) -> Result<ImageSet> {
     let rec = kind.record_size();
     let (size, count) = (bytes.len(), bytes.len() / rec);
     let describe = || {
         format!(
-            "{}: {size} bytes, {count} whole {rec}-byte {} records",
-            path.display(),
+            "{what}: {size} bytes, {count} whole {rec}-byte {} records",
             kind.name()
         )
     };
@@ -116,10 +120,13 @@ pub fn read_bin_file(path: &Path, kind: CifarKind) -> Result<ImageSet> {
 /// Reads one file of the python layout: a pickled dict with `data` (numpy uint8 [N, 3072]) and
 /// `labels` (CIFAR-10) or `fine_labels` (CIFAR-100). Keys may be bytes (Python 2) or str.
 pub fn read_pickle_file(path: &Path, kind: CifarKind) -> Result<ImageSet> {
-    let what = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let root = pickle::parse(&bytes, &what)?;
-    drop(bytes);
+    read_pickle_bytes(&bytes, kind, &path.display().to_string())
+}
+
+/// The python layout's pickled dict in `bytes` (read from `what`, as messages name it).
+pub fn read_pickle_bytes(bytes: &[u8], kind: CifarKind, what: &str) -> Result<ImageSet> {
+    let root = pickle::parse(bytes, what)?;
     let bad = |msg: String| Error::Data(format!("{what}: {msg}"));
     let Value::Dict(items) = root else {
         return Err(bad(format!(
@@ -145,8 +152,8 @@ pub fn read_pickle_file(path: &Path, kind: CifarKind) -> Result<ImageSet> {
             kind.name()
         )));
     };
-    let images = pixels(data, &what)?;
-    let labels = label_list(labels, &what)?;
+    let images = pixels(data, what)?;
+    let labels = label_list(labels, what)?;
     let n = images.len() / PIXELS;
     if labels.len() != n {
         return Err(bad(format!(
