@@ -316,4 +316,22 @@ fn a_diverging_run_stops_naming_the_step_and_keeps_its_last_good_checkpoint() {
         );
     }
     std::fs::remove_dir_all(&dir).ok();
+
+    // As the message says, --resume with a lower learning rate continues from the last good
+    // checkpoint: a run that is sane in epoch 1 and diverges in epoch 2 (its lr x1e7).
+    let mut cfg = tiny_teacher(2);
+    cfg.run.schedule = StepSchedule::steps(0.05, vec![1], 1e7);
+    let e = run(&cfg, &opts(&dir, false, None)).unwrap_err().to_string();
+    assert!(
+        e.contains("diverged at step") && e.contains("(epoch 2,"),
+        "{e}"
+    );
+    cfg.run.schedule = StepSchedule::steps(0.05, vec![1], 0.1);
+    let report = run(&cfg, &opts(&dir, true, None)).unwrap().unwrap();
+    assert!(report.metrics.clean_acc.is_finite() && report.history.len() == 2);
+    // Any other change of settings is still refused.
+    cfg.run.batch_size = 8;
+    let e = run(&cfg, &opts(&dir, true, None)).unwrap_err().to_string();
+    assert!(e.contains("different settings"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
 }

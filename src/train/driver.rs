@@ -209,9 +209,9 @@ impl Position<'_> {
     fn diverged(&self, what: String, opts: &RunOptions, ckpt: &Path) -> Error {
         let recovery = match ckpt.is_file() {
             true => format!(
-                "Nothing was written after it: {} still holds the last good state (its run \
-                 resumes with --resume, but repeats these steps exactly, so it diverges again); \
-                 start again in another --out with a lower --lr",
+                "Nothing was written after it: {} still holds the last good state; continue \
+                 from it with --resume and a lower --lr (the same settings would repeat these \
+                 steps exactly and diverge again)",
                 ckpt.display()
             ),
             false => format!(
@@ -354,6 +354,12 @@ fn train_epoch(stage: &mut impl Stage, data: &TrainData<'_>, opts: &RunOptions) 
     Ok(opts.stop_after_steps == Some(epoch * steps + steps))
 }
 
+/// A stage's config, as the driver sees it.
+pub(crate) trait StageConfig: Clone + PartialEq + Serialize + DeserializeOwned {
+    fn loop_config(&self) -> &LoopConfig;
+    fn loop_config_mut(&mut self) -> &mut LoopConfig;
+}
+
 /// A checkpoint's stage state: the run's config and its progress.
 #[derive(Deserialize)]
 struct Saved<C, P> {
@@ -376,7 +382,7 @@ pub(crate) fn reopen<C, P>(
     cfg: &C,
 ) -> Result<Option<(Checkpoint, P)>>
 where
-    C: PartialEq + Serialize + DeserializeOwned,
+    C: StageConfig,
     P: DeserializeOwned,
 {
     if !ckpt.exists() {
@@ -394,9 +400,14 @@ where
             path: ckpt.to_path_buf(),
             msg: format!("not a {stage} checkpoint: {e}"),
         })?;
-    if saved.config != *cfg {
+    // The learning-rate schedule may change on resume (after a divergence, say): the run
+    // continues from its checkpoint with the new one; every other setting must be the run's.
+    let mut same_but_lr = saved.config.clone();
+    same_but_lr.loop_config_mut().schedule = cfg.loop_config().schedule.clone();
+    if same_but_lr != *cfg {
         return Err(Error::Config(format!(
-            "{} was started with different settings; resume with the same flags (saved: {})",
+            "{} was started with different settings; resume with the same flags, the learning \
+             rate schedule aside (saved: {})",
             ckpt.display(),
             serde_json::to_string(&saved.config).unwrap_or_default()
         )));

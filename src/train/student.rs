@@ -9,7 +9,7 @@
 use super::distill_step::{DistillBatch, DistillWeights, LossMode};
 use super::driver::{
     self, validate_domains, Clock, Datasets, EpochDone, EpochTraining, LoopConfig, RunOptions,
-    Stage, StepBatch, TrainData,
+    Stage, StageConfig, StepBatch, TrainData,
 };
 use super::step::StepStats;
 use super::student_optim::{Optim, StepSettings};
@@ -270,6 +270,16 @@ impl StudentRun<'_> {
             true => (val[0].clean_acc, val),
             false => (val[0].clean_acc, Vec::new()),
         }
+    }
+}
+
+impl StageConfig for StudentConfig {
+    fn loop_config(&self) -> &LoopConfig {
+        &self.run
+    }
+
+    fn loop_config_mut(&mut self) -> &mut LoopConfig {
+        &mut self.run
     }
 }
 

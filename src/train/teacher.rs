@@ -2,7 +2,7 @@
 
 use super::driver::{
     self, validate_domains, Clock, Datasets, EpochDone, EpochTraining, LoopConfig, RunOptions,
-    Stage, StepBatch, TrainData,
+    Stage, StageConfig, StepBatch, TrainData,
 };
 use super::step::{plain_step, teacher_step, AugViews, StepStats};
 use crate::augmix::AugMixConfig;
@@ -192,6 +192,16 @@ fn aug_views(
             .transpose()?,
         jsd_lambda: cfg.augment.jsd_lambda,
     })
+}
+
+impl StageConfig for TeacherConfig {
+    fn loop_config(&self) -> &LoopConfig {
+        &self.run
+    }
+
+    fn loop_config_mut(&mut self) -> &mut LoopConfig {
+        &mut self.run
+    }
 }
 
 impl Stage for TeacherRun<'_> {
