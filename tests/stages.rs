@@ -244,7 +244,7 @@ fn snl_config(t: &Path, budget: usize, epochs: usize) -> StudentConfig {
     StudentConfig {
         run: LoopConfig {
             epochs,
-            schedule: StepSchedule::steps(0.2, Vec::new(), 0.1),
+            schedule: StepSchedule::steps(1e6, Vec::new(), 0.1),
             ..base.run.clone()
         },
         weights: DistillWeights {
@@ -458,4 +458,28 @@ fn cli_errors_are_clear() {
         ]),
         "cannot be used with",
     );
+}
+
+#[test]
+fn a_diverging_student_stage_writes_no_checkpoint_of_its_bad_state() {
+    let root = tmp("diverge");
+    let t = teacher(&root);
+    let mut cfg = search_config(&t, 1_000, Fractions::Uniform);
+    // At lr 1e4 the BN running variances overflow in the second epoch.
+    cfg.run.batch_size = 16;
+    cfg.run.schedule = StepSchedule::steps(1e4, Vec::new(), 0.1);
+    let out = root.join("s");
+    let e = student::run(&cfg, &opts(&out, false, None)).unwrap_err();
+    assert!(matches!(e, rlnet::Error::Diverged { .. }), "{e}");
+    assert!(e.to_string().contains("search diverged at step"), "{e}");
+    // Neither the run's checkpoint nor the best one holds a non-finite value.
+    for f in ["search.safetensors", "search_best.safetensors"] {
+        let p = out.join(f);
+        if p.is_file() {
+            for (name, v) in tensors(&p) {
+                assert!(v.iter().all(|x| x.is_finite()), "{f}: {name} is not finite");
+            }
+        }
+    }
+    std::fs::remove_dir_all(&root).ok();
 }

@@ -234,13 +234,21 @@ impl Position<'_> {
     }
 }
 
+/// An error when the stage's model has left the finite numbers.
+fn ensure_finite(stage: &impl Stage, at: &Position<'_>, opts: &RunOptions) -> Result<()> {
+    match non_finite(stage.model())? {
+        Some((name, count)) => {
+            let what = format!("{count} values of {name} are NaN or infinite");
+            Err(at.diverged(what, opts, &stage.checkpoint_path()))
+        }
+        None => Ok(()),
+    }
+}
+
 /// Saves the run's checkpoint unless its model has left the finite numbers (then the last
 /// good checkpoint stays as it is).
 fn save_checked(stage: &mut impl Stage, at: &Position<'_>, opts: &RunOptions) -> Result<()> {
-    if let Some((name, count)) = non_finite(stage.model())? {
-        let what = format!("{count} values of {name} are NaN or infinite");
-        return Err(at.diverged(what, opts, &stage.checkpoint_path()));
-    }
+    ensure_finite(stage, at, opts)?;
     stage.save()
 }
 
@@ -334,6 +342,14 @@ fn train_epoch(stage: &mut impl Stage, data: &TrainData<'_>, opts: &RunOptions) 
     }
     let secs = started.elapsed().as_secs_f64();
     bar.finish();
+    let at = Position {
+        stage: &name,
+        epoch,
+        step: steps - 1,
+        steps,
+    };
+    // Before the epoch's end writes anything (a student's best checkpoint, say).
+    ensure_finite(stage, &at, opts)?;
     let clock = stage.clock();
     clock.add(secs, tally.images);
     clock.epoch += 1;
@@ -344,12 +360,6 @@ fn train_epoch(stage: &mut impl Stage, data: &TrainData<'_>, opts: &RunOptions) 
         tally: &tally,
         secs,
     })?;
-    let at = Position {
-        stage: &name,
-        epoch,
-        step: steps - 1,
-        steps,
-    };
     save_checked(stage, &at, opts)?;
     Ok(opts.stop_after_steps == Some(epoch * steps + steps))
 }
