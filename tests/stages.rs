@@ -244,7 +244,7 @@ fn snl_config(t: &Path, budget: usize, epochs: usize) -> StudentConfig {
     StudentConfig {
         run: LoopConfig {
             epochs,
-            schedule: StepSchedule::steps(1e6, Vec::new(), 0.1),
+            schedule: StepSchedule::steps(0.2, Vec::new(), 0.1),
             ..base.run.clone()
         },
         weights: DistillWeights {
