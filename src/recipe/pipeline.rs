@@ -405,24 +405,23 @@ impl PipelineRecipe {
                 return Ok(PipelineOutcome::Stopped(stage.name));
             }
         }
-        let a = self;
         let settings = FinalSettings {
-            out: &a.out,
-            method: a.method.name(),
-            robust: a.method.robust(),
-            pgd_steps: a.eval_pgd_steps.unwrap_or(match a.preset {
+            out: &self.out,
+            method: self.method.name(),
+            robust: self.method.robust(),
+            pgd_steps: self.eval_pgd_steps.unwrap_or(match self.preset {
                 Preset::Smoke => 10,
                 Preset::Paper => 20,
             }),
-            seed: a.seed,
-            corruptions: &a.corruptions,
-            frost_dir: a.frost_dir.as_deref(),
-            budget: parse_budget(&a.budget)?,
+            seed: self.seed,
+            corruptions: &self.corruptions,
+            frost_dir: self.frost_dir.as_deref(),
+            budget: parse_budget(&self.budget)?,
             stages: stages.iter().map(|s| (s.name, s.dir.clone())).collect(),
             config: serde_json::json!({
-                "preset": a.preset.name(), "budget": a.budget, "fractions": a.fractions,
-                "method": a.method.name(), "mode": a.distill_mode(), "seed": a.seed,
-                "corruptions": a.corruptions, "frost_dir": a.frost_dir,
+                "preset": self.preset.name(), "budget": self.budget, "fractions": self.fractions,
+                "method": self.method.name(), "mode": self.distill_mode(), "seed": self.seed,
+                "corruptions": self.corruptions, "frost_dir": self.frost_dir,
             }),
         };
         final_evaluation(&settings, device, show_progress).map(PipelineOutcome::Finished)

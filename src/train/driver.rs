@@ -186,9 +186,13 @@ pub(crate) trait Stage {
 
 /// The first tensor of `model` holding a NaN or an infinity, with how many such values.
 fn non_finite(model: &Model) -> Result<Option<(String, usize)>> {
+    let count = |v: &[f32]| v.iter().filter(|x| !x.is_finite()).count();
     for e in model.store.entries() {
-        let t = e.tensor.to_host()?;
-        let bad = t.data().iter().filter(|v| !v.is_finite()).count();
+        // A host tensor is read where it is; a device one is downloaded.
+        let bad = match e.tensor.is_cuda() {
+            true => count(e.tensor.to_host()?.data()),
+            false => count(e.tensor.data()),
+        };
         if bad > 0 {
             return Ok(Some((e.name.clone(), bad)));
         }

@@ -266,10 +266,7 @@ impl StudentRun<'_> {
         let full = cfg.run.full_validation_due(epoch);
         let pgd = full.then_some(&cfg.pgd);
         let val = validate_domains(&self.model, test, pgd, cfg.eval_batch, cfg.run.seed, show);
-        match full {
-            true => (val[0].clean_acc, val),
-            false => (val[0].clean_acc, Vec::new()),
-        }
+        (val[0].clean_acc, if full { val } else { Vec::new() })
     }
 }
 
