@@ -6,8 +6,9 @@
 //! - `cli` (commands: flags, printing) → `recipe` (presets and stage configs, the pipeline
 //!   and its final evaluation)
 //! - `train` (one run loop for the three stages and the baselines), `bench`, `report`
-//! - `eval` (clean, PGD and corruption accuracy), `search` (budgets, masks, the mask policies
-//!   of the student stages), `robust` (PGD)
+//! - `eval` (clean, PGD and corruption accuracy; the strong attacks as accuracies and the
+//!   gradient-masking checks), `search` (budgets, masks, the mask policies of the student
+//!   stages), `robust` (the adversaries: PGD, APGD, Square, and their objectives)
 //! - `nn` (ResNet18, WRN-22-8), `checkpoint` (and the stage checkpoints later stages load)
 //! - `ops` (one folder per op family: CPU reference, CUDA launchers, device dispatch, graph
 //!   node), `optim` (SGD, Adam, with their launchers)

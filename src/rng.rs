@@ -17,6 +17,8 @@ pub mod stream {
     pub const MASK_INIT: u64 = 7;
     pub const CORRUPT: u64 = 8;
     pub const AUGMIX: u64 = 9;
+    pub const APGD_START: u64 = 10;
+    pub const SQUARE: u64 = 11;
 }
 
 /// SplitMix64 finaliser: a bijective avalanche mix of 64 bits.

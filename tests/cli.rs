@@ -149,6 +149,33 @@ fn bad_flags_and_inputs_give_clear_errors() {
         &rlnet(&["eval", "--checkpoint", "/nonexistent/teacher.safetensors"]),
         "nonexistent",
     );
+    let eval_bad = |extra: &[&str], needle: &str| {
+        let mut args = vec!["eval", "--checkpoint", "/nonexistent/teacher.safetensors"];
+        args.extend_from_slice(extra);
+        assert_clean_error(&rlnet(&args), needle);
+    };
+    eval_bad(&["--attack", "pgd,fab"], "unknown attack \"fab\"");
+    eval_bad(&["--eps", "0"], "must be in (0, 1]");
+    eval_bad(&["--eps", "-8/255"], "must be in (0, 1]");
+    eval_bad(&["--eps", "1.5"], "must be in (0, 1]");
+    eval_bad(&["--eps", "eight"], "--eps takes");
+    eval_bad(
+        &["--attack", "apgd-ce", "--apgd-iters", "0"],
+        "APGD iterations must be at least 1",
+    );
+    eval_bad(
+        &["--attack", "square", "--square-queries", "0"],
+        "Square queries must be at least 1",
+    );
+    eval_bad(&["--restarts", "0"], "PGD restarts must be at least 1");
+    eval_bad(
+        &["--attack", "pgd", "--pgd-steps", "0"],
+        "PGD needs at least 1 step",
+    );
+    eval_bad(
+        &["--eps-sweep", "2,300"],
+        "--eps-sweep values must be in (0, 255]",
+    );
     std::fs::create_dir_all(&out).unwrap();
     let junk = out.join("junk.safetensors");
     std::fs::write(&junk, b"not a checkpoint at all").unwrap();
@@ -219,6 +246,49 @@ fn smoke_teacher_learns_and_its_checkpoint_evaluates() {
         "--json",
     ]));
     assert_eq!(r["results"].as_array().unwrap().len(), 1);
+
+    // The strong evaluation end to end: every attack, the masking checks, the report folder.
+    let rep = out.join("attacks");
+    let r = json(&rlnet(&[
+        "eval",
+        "--checkpoint",
+        ckpt_s,
+        "--bn",
+        "adv",
+        "--test-limit",
+        "20",
+        "--attack",
+        "pgd,apgd-ce,apgd-t,square,aa",
+        "--apgd-iters",
+        "5",
+        "--apgd-targets",
+        "2",
+        "--square-queries",
+        "20",
+        "--masking-checks",
+        "--report",
+        rep.to_str().unwrap(),
+        "--json",
+    ]));
+    let adv = &r["results"][0];
+    let labels: Vec<&str> = adv["attacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["attack"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["PGD-20", "APGD-CE", "APGD-T", "Square", "AA"]);
+    let acc = |i: usize| adv["attacks"][i]["acc"].as_f64().unwrap();
+    assert!(
+        acc(4) <= acc(1).min(acc(2)).min(acc(3)) + 1e-9,
+        "AA is the worst case of its parts"
+    );
+    assert_eq!(adv["masking"]["checks"].as_array().unwrap().len(), 5);
+    assert_eq!(adv["eps_sweep"].as_array().unwrap().len(), 4);
+    let md = std::fs::read_to_string(rep.join("report.md")).unwrap();
+    assert!(md.contains("| BN | clean % | PGD-20 % | APGD-CE % | APGD-T % | Square % | AA % |"));
+    assert!(md.contains("## Gradient-masking checks, BN_adv"));
+    assert!(rep.join("accuracy_vs_eps.svg").exists());
 
     let info = json(&rlnet(&["info", "--checkpoint", ckpt_s, "--json"]));
     assert_eq!(info["kept_relus"], info["total_relus"]);
@@ -328,6 +398,10 @@ fn teacher_trains_on_real_cifar10_mini() {
         "1",
         "--eval-pgd-steps",
         "1",
+        "--attack",
+        "apgd-ce",
+        "--apgd-iters",
+        "2",
         "--out",
         out.to_str().unwrap(),
         "--quiet",
@@ -337,6 +411,14 @@ fn teacher_trains_on_real_cifar10_mini() {
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["dataset"], "cifar10");
     assert_eq!(report["metrics"]["per_bn"][0]["images"], 64);
+    // The stage's final evaluation extended by --attack, written into its report.
+    for bn in 0..2 {
+        assert_eq!(
+            report["metrics"]["per_bn"][bn]["attacks"][0]["attack"],
+            "APGD-CE"
+        );
+    }
+    assert!(stdout(&o).contains("APGD-CE"), "{}", stdout(&o));
     std::fs::remove_dir_all(&out).ok();
 }
 
@@ -465,6 +547,14 @@ fn pipeline_runs_end_to_end_and_resumes_to_the_same_result() {
         "fog,saturate",
         "--eval-pgd-steps",
         "2",
+        "--attack",
+        "pgd,aa",
+        "--apgd-iters",
+        "2",
+        "--apgd-targets",
+        "1",
+        "--square-queries",
+        "4",
         "--quiet",
         "--out",
     ];
@@ -496,6 +586,9 @@ fn pipeline_runs_end_to_end_and_resumes_to_the_same_result() {
     let per_bn = report["metrics"]["per_bn"].as_array().unwrap();
     assert_eq!(per_bn.len(), 2);
     assert!(per_bn.iter().all(|r| !r["pgd_acc"].is_null()));
+    assert!(per_bn.iter().all(|r| r["attacks"][1]["attack"] == "AA"));
+    let md = std::fs::read_to_string(whole.join("report.md")).unwrap();
+    assert!(md.contains("| BN | clean % | PGD-2 % | AA % |"), "{md}");
     let npa = &report["corruptions"][0];
     assert_eq!(npa["bn"], "clean");
     assert_eq!(
@@ -546,7 +639,17 @@ fn pipeline_runs_end_to_end_and_resumes_to_the_same_result() {
     );
     let again: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(parts.join("report.json")).unwrap()).unwrap();
-    assert_eq!(again["metrics"], report["metrics"]);
+    // Equal but for the attacks' wall times.
+    let untimed = |m: &serde_json::Value| {
+        let mut m = m.clone();
+        for bn in m["per_bn"].as_array_mut().unwrap() {
+            for a in bn["attacks"].as_array_mut().unwrap() {
+                a.as_object_mut().unwrap().remove("secs");
+            }
+        }
+        m
+    };
+    assert_eq!(untimed(&again["metrics"]), untimed(&report["metrics"]));
     assert_eq!(again["corruptions"], report["corruptions"]);
 
     // A finished run folder is reused, stage by stage, never retrained.

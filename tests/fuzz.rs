@@ -392,3 +392,71 @@ fn the_inputs_the_fuzzer_found_are_clean_errors() {
         .to_string();
     assert!(e.contains("z.npy") && e.contains("H, W > 0"), "{e}");
 }
+
+/// A checkpoint's header says which model to build; a header describing a bigger model than
+/// the file's tensors (a corrupt or hostile file of a few kilobytes asking for gigabytes) is
+/// refused before anything is allocated, and absurd settings fail validation.
+#[test]
+fn a_checkpoint_header_cannot_ask_for_more_model_than_its_file_holds() {
+    let dir = std::env::temp_dir().join(format!("rlnet-fuzz-header-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tiny = Model::new(ModelConfig::new(Arch::ResNet18, 0.0625), 1).unwrap();
+    let base = tiny.config.clone();
+    let mut wrn = ModelConfig::new(Arch::Wrn22_8, 1.0);
+    wrn.wrn = (994, 64);
+    let cases: Vec<(ModelConfig, &str)> = vec![
+        (
+            ModelConfig {
+                width_mult: 16.0,
+                ..base.clone()
+            },
+            "header describes a model",
+        ),
+        (
+            ModelConfig {
+                num_classes: 100_000,
+                ..base.clone()
+            },
+            "header describes a model",
+        ),
+        (
+            ModelConfig {
+                input_size: 1024,
+                ..base.clone()
+            },
+            "header describes a model",
+        ),
+        (wrn, "header describes a model"),
+        (
+            ModelConfig {
+                num_classes: 1 << 40,
+                ..base.clone()
+            },
+            "classes",
+        ),
+        (
+            ModelConfig {
+                input_size: 1 << 30,
+                ..base.clone()
+            },
+            "input size",
+        ),
+    ];
+    for (i, (config, needle)) in cases.into_iter().enumerate() {
+        let path = dir.join(format!("h{i}.safetensors"));
+        let meta = checkpoint::CheckpointMeta {
+            format_version: checkpoint::FORMAT_VERSION,
+            stage: "teacher".into(),
+            model: config,
+            state: serde_json::json!({}),
+        };
+        checkpoint::save(&path, &tiny, None, &meta).unwrap();
+        let e = checkpoint::load(&path).and_then(|c| c.model()).err();
+        let e = e.map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            e.contains(needle) && e.contains(&format!("h{i}")),
+            "case {i}: {e}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -1,7 +1,11 @@
 //! Flags shared by several commands.
 
+use super::outcome::{print_accuracy, warn_masking};
 use crate::device::{Device, DeviceChoice, DeviceRequest};
 use crate::error::Result;
+use crate::eval::robustness::RobustnessPlan;
+use crate::recipe::evaluation::attack_stage;
+use crate::recipe::AttackArgs;
 use crate::train::RunOptions;
 use clap::Args;
 use std::io::IsTerminal;
@@ -56,4 +60,35 @@ impl RunFlags {
 /// Show progress bars only on a terminal and when not asked to be quiet.
 pub fn show_progress(quiet: bool) -> bool {
     !quiet && std::io::stderr().is_terminal()
+}
+
+/// The stage commands' extra attacks, checked before training starts (None: none asked).
+pub fn attack_plan(
+    a: &AttackArgs,
+    pgd_steps: usize,
+    seed: u64,
+    classes: usize,
+) -> Result<Option<RobustnessPlan>> {
+    if !a.asked() {
+        return Ok(None);
+    }
+    let plan = a.plan(pgd_steps, seed)?;
+    if let Some(p) = &plan {
+        p.validate(classes)?;
+    }
+    Ok(plan)
+}
+
+/// Runs `plan` on the finished stage in `dir`, updates its report.json and prints the results.
+pub fn attack_finished(
+    dir: &Path,
+    plan: &RobustnessPlan,
+    device: &Device,
+    quiet: bool,
+) -> Result<()> {
+    for acc in attack_stage(dir, plan, device, show_progress(quiet))? {
+        print_accuracy(&acc);
+        warn_masking(&acc);
+    }
+    Ok(())
 }

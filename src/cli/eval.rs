@@ -1,6 +1,7 @@
 //! `rlnet eval`: clean and PGD accuracy of a checkpoint under BN_c and/or BN_a.
 
 use super::common::{show_progress, DeviceArgs};
+use super::outcome::{print_accuracy, warn_masking};
 use crate::checkpoint;
 use crate::corrupt::{Corruption, Resources, Severity};
 use crate::data::source::{DatasetKind, DatasetSpec};
@@ -12,9 +13,8 @@ use crate::eval::corrupt::{evaluate_corruptions, CorruptionSource, NpaReport};
 use crate::eval::{evaluate, Accuracy, EvalOptions};
 use crate::nn::Domain;
 use crate::nn::Model;
-use crate::recipe::DataArgs;
+use crate::recipe::{AttackArgs, DataArgs};
 use crate::report::Progress;
-use crate::robust::pgd::PgdConfig;
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 
@@ -34,9 +34,14 @@ pub struct EvalArgs {
     data: DataArgs,
     #[arg(long)]
     checkpoint: PathBuf,
-    /// PGD steps (eps 8/255, step 2/255, one random start); 0 skips the attack.
+    /// PGD steps (step ε/4, i.e. 2/255 at ε = 8/255); 0 skips PGD.
     #[arg(long, default_value_t = 20)]
     pgd_steps: usize,
+    #[command(flatten)]
+    attacks: AttackArgs,
+    /// Also write report.json, report.md and the charts (accuracy against ε) into this folder.
+    #[arg(long)]
+    report: Option<PathBuf>,
     /// BN set(s) to evaluate; the attack uses the BN under evaluation.
     #[arg(long, value_enum, default_value_t = BnChoice::Both)]
     bn: BnChoice,
@@ -83,6 +88,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
     if a.batch == 0 {
         return Err(Error::Config("--batch must be at least 1".into()));
     }
+    let plan = a.attacks.plan(a.pgd_steps, a.seed)?;
     let ckpt = checkpoint::load(&a.checkpoint)?;
     let mut model = ckpt.model()?;
     model.to_device(&device)?;
@@ -108,7 +114,9 @@ pub fn run(a: EvalArgs) -> Result<()> {
         BnChoice::Adv => &[Domain::Adv],
         BnChoice::Both => &[Domain::Clean, Domain::Adv],
     };
-    let pgd = (a.pgd_steps > 0).then(|| PgdConfig::linf(a.pgd_steps));
+    if let Some(p) = &plan {
+        p.validate(model.config.num_classes)?;
+    }
     let mut results: Vec<Accuracy> = Vec::new();
     let mut logits = Vec::new();
     for &d in domains {
@@ -120,15 +128,26 @@ pub fn run(a: EvalArgs) -> Result<()> {
         let mut done = 0;
         let eo = EvalOptions {
             batch: a.batch,
-            pgd: pgd.as_ref(),
+            pgd: None,
             seed: a.seed,
             keep_logits: a.dump_logits.is_some(),
         };
-        let (acc, z) = evaluate(&model, &test, d, &eo, |n| {
+        let (mut acc, z) = evaluate(&model, &test, d, &eo, |n| {
             done += n;
-            bar.update(done, "");
+            bar.update(done, "clean");
         });
+        if let Some(p) = &plan {
+            let mut done = 0;
+            bar.set_position(0);
+            p.run(&model, &test, d, a.batch, &mut acc, |n| {
+                done += n;
+                bar.update(done, "attacks");
+            });
+        }
         bar.finish();
+        if !a.json {
+            warn_masking(&acc);
+        }
         results.push(acc);
         logits.extend(z.unwrap_or_default());
     }
@@ -153,12 +172,16 @@ pub fn run(a: EvalArgs) -> Result<()> {
         };
         write_npy(path, &shape, &logits)?;
     }
+    if let Some(dir) = &a.report {
+        write_report(dir, &a, &spec, &model, &device, &results, &npa)?;
+    }
     if a.json {
         let out = serde_json::json!({
             "checkpoint": a.checkpoint,
             "dataset": spec.kind.name(),
             "images": test.len(),
             "pgd_steps": a.pgd_steps,
+            "attack_settings": plan.as_ref().map(|p| &p.settings),
             "kept_relus": model.kept_relus(),
             "total_relus": model.total_relus(),
             "results": results,
@@ -178,19 +201,45 @@ pub fn run(a: EvalArgs) -> Result<()> {
             model.total_relus()
         );
         for r in &results {
-            match r.pgd_acc {
-                Some(p) => println!(
-                    "  BN_{:<5} clean {:6.2}%  PGD-{} {:6.2}%",
-                    r.bn,
-                    100.0 * r.clean_acc,
-                    a.pgd_steps,
-                    100.0 * p
-                ),
-                None => println!("  BN_{:<5} clean {:6.2}%", r.bn, 100.0 * r.clean_acc),
-            }
+            print_accuracy(r);
         }
         for r in &npa {
             print_npa(r);
+        }
+    }
+    Ok(())
+}
+
+/// report.json (readable by `rlnet report`), report.md and the charts of this evaluation.
+fn write_report(
+    dir: &std::path::Path,
+    a: &EvalArgs,
+    spec: &DatasetSpec,
+    model: &Model,
+    device: &Device,
+    results: &[Accuracy],
+    npa: &[NpaReport],
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let report = serde_json::json!({
+        "stage": "eval",
+        "model": model.config.arch.name(),
+        "dataset": spec.kind.name(),
+        "device": device.name(),
+        "total_relus": model.total_relus(),
+        "kept_relus": model.kept_relus(),
+        "metrics": {"per_bn": results},
+        "corruptions": npa,
+        "relu_layers": crate::report::run::relu_layers(model),
+        "evaluated": a.checkpoint,
+    });
+    let path = dir.join("report.json");
+    crate::report::write_json(&path, &report)?;
+    let charts = crate::report::folders::write_run(&crate::report::run::Run::load(dir)?)?;
+    if !a.json {
+        println!("wrote {}", path.display());
+        for c in charts {
+            println!("wrote {}", c.display());
         }
     }
     Ok(())

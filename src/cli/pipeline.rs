@@ -2,7 +2,7 @@
 //! each stage's summary as its own command prints it.
 
 use super::common::{show_progress, DeviceArgs};
-use super::outcome::{print_student, print_teacher};
+use super::outcome::{print_accuracy, print_student, print_teacher, warn_masking};
 use crate::error::Result;
 use crate::recipe::pipeline::{PipelineEvent, PipelineOutcome, PipelineRecipe, StageOutcome};
 use clap::Args;
@@ -62,6 +62,15 @@ pub fn run(a: PipelineArgs) -> Result<()> {
         f.pgd_steps,
         100.0 * f.pgd_acc
     );
+    if f.per_bn
+        .iter()
+        .any(|r| !r.attacks.is_empty() || r.masking.is_some())
+    {
+        for r in &f.per_bn {
+            print_accuracy(r);
+            warn_masking(r);
+        }
+    }
     println!("wrote {}", f.report.display());
     for p in f.charts {
         println!("wrote {}", p.display());

@@ -1,6 +1,10 @@
-//! Evaluation: clean accuracy and white-box PGD accuracy under a chosen BN set (spec §7).
+//! Evaluation: clean accuracy and white-box PGD accuracy under a chosen BN set (spec §7), the
+//! strong attacks (`attacks`), the gradient-masking checks (`masking`) and the corruptions.
 
+pub mod attacks;
 pub mod corrupt;
+pub mod masking;
+pub mod robustness;
 
 use crate::autograd::{GradMode, Graph};
 use crate::data::batch::make_batch;
@@ -58,6 +62,15 @@ pub struct Accuracy {
     /// PGD accuracy, attacking the evaluated model with the same BN set.
     pub pgd_acc: Option<f32>,
     pub pgd_steps: Option<usize>,
+    /// The strong evaluation's accuracies (`--attack`), when run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attacks: Vec<attacks::AttackAccuracy>,
+    /// PGD accuracy against ε (`--eps-sweep` or the masking checks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub eps_sweep: Vec<masking::EpsPoint>,
+    /// The gradient-masking checks and their verdict, when run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masking: Option<masking::MaskingReport>,
 }
 
 pub fn bn_name(d: Domain) -> &'static str {
@@ -119,6 +132,9 @@ pub fn evaluate(
         clean_acc: clean as f32 / n,
         pgd_acc: pgd.map(|_| robust as f32 / n),
         pgd_steps: pgd.map(|c| c.steps),
+        attacks: Vec::new(),
+        eps_sweep: Vec::new(),
+        masking: None,
     };
     (acc, all_logits)
 }

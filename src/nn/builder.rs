@@ -11,6 +11,9 @@ pub(super) struct Builder<'c> {
     store: ParamStore,
     relus: Vec<ReluLayer>,
     rng: Stream,
+    /// Count the elements without allocating them (every tensor stays empty).
+    count_only: bool,
+    elements: u64,
 }
 
 impl<'c> Builder<'c> {
@@ -20,6 +23,17 @@ impl<'c> Builder<'c> {
             store: ParamStore::new(),
             relus: Vec::new(),
             rng: Stream::new(seed, stream::INIT),
+            count_only: false,
+            elements: 0,
+        }
+    }
+
+    /// A builder that only counts what the model would hold (`elements`), allocating nothing:
+    /// a checkpoint's header is checked against its file with it before any tensor is made.
+    pub fn counting(cfg: &'c ModelConfig) -> Self {
+        Builder {
+            count_only: true,
+            ..Builder::new(cfg, 0)
         }
     }
 
@@ -27,14 +41,27 @@ impl<'c> Builder<'c> {
         (self.store, self.relus)
     }
 
+    /// The elements of every tensor registered so far.
+    pub fn elements(&self) -> u64 {
+        self.elements
+    }
+
+    /// A tensor of `shape` whose elements `fill` draws in order (empty when only counting).
+    fn tensor(&mut self, shape: &[usize], mut fill: impl FnMut(&mut Stream) -> f32) -> Tensor {
+        let n = shape.iter().fold(1u64, |a, &d| a.saturating_mul(d as u64));
+        self.elements = self.elements.saturating_add(n);
+        if self.count_only {
+            return Tensor::zeros(&[0]);
+        }
+        let data = (0..n).map(|_| fill(&mut self.rng)).collect();
+        Tensor::from_vec(shape, data).expect("the data has the shape's size")
+    }
+
     /// A bias-free conv weight [c_out, c_in, k, k], N(0, 2 / (k·k·c_out)): Kaiming-normal with
     /// fan_out (ResNet18) and WRN's explicit init are the same formula.
     pub fn conv(&mut self, name: &str, c_out: usize, c_in: usize, k: usize) -> EntryId {
         let std = (2.0 / (k * k * c_out) as f64).sqrt();
-        let data = (0..c_out * c_in * k * k)
-            .map(|_| (self.rng.normal() * std) as f32)
-            .collect();
-        let t = Tensor::from_vec(&[c_out, c_in, k, k], data).expect("conv shape");
+        let t = self.tensor(&[c_out, c_in, k, k], |r| (r.normal() * std) as f32);
         self.store
             .add(&format!("{name}.weight"), EntryKind::Param, t)
     }
@@ -48,35 +75,22 @@ impl<'c> Builder<'c> {
         zero_bias: bool,
     ) -> (EntryId, EntryId) {
         let bound = 1.0 / (inp as f64).sqrt();
-        let w: Vec<f32> = (0..out * inp)
-            .map(|_| self.rng.range(-bound, bound) as f32)
-            .collect();
-        let b: Vec<f32> = (0..out)
-            .map(|_| {
-                if zero_bias {
-                    0.0
-                } else {
-                    self.rng.range(-bound, bound) as f32
-                }
-            })
-            .collect();
-        let w = self.store.add(
-            &format!("{name}.weight"),
-            EntryKind::Param,
-            Tensor::from_vec(&[out, inp], w).expect("linear shape"),
-        );
-        let b = self.store.add(
-            &format!("{name}.bias"),
-            EntryKind::Param,
-            Tensor::from_vec(&[out], b).expect("bias shape"),
-        );
+        let w = self.tensor(&[out, inp], |r| r.range(-bound, bound) as f32);
+        let b = self.tensor(&[out], |r| match zero_bias {
+            true => 0.0,
+            false => r.range(-bound, bound) as f32,
+        });
+        let w = self
+            .store
+            .add(&format!("{name}.weight"), EntryKind::Param, w);
+        let b = self.store.add(&format!("{name}.bias"), EntryKind::Param, b);
         (w, b)
     }
 
     fn bn_set(&mut self, prefix: &str, c: usize) -> BnIds {
         let mut add = |suffix: &str, kind, v: f32| {
-            self.store
-                .add(&format!("{prefix}.{suffix}"), kind, Tensor::full(&[c], v))
+            let t = self.tensor(&[c], |_| v);
+            self.store.add(&format!("{prefix}.{suffix}"), kind, t)
         };
         BnIds {
             weight: add("weight", EntryKind::Param, 1.0),
@@ -116,11 +130,10 @@ impl<'c> Builder<'c> {
         w: usize,
         source_conv: EntryId,
     ) -> usize {
-        let mask = self.store.add(
-            &format!("{name}.mask"),
-            EntryKind::Mask,
-            Tensor::full(&[c, h, w], 1.0),
-        );
+        let ones = self.tensor(&[c, h, w], |_| 1.0);
+        let mask = self
+            .store
+            .add(&format!("{name}.mask"), EntryKind::Mask, ones);
         self.relus.push(ReluLayer {
             name: name.to_string(),
             shape: [c, h, w],

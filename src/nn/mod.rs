@@ -48,6 +48,15 @@ pub enum Domain {
     Adv,
 }
 
+/// The largest class count a model may have (Tiny-ImageNet has 200; ImageNet 1,000).
+pub const MAX_CLASSES: usize = 100_000;
+/// The largest input side (pixels) a model may take.
+pub const MAX_INPUT_SIZE: usize = 1024;
+/// The deepest WRN a model may be (WRN-22-8 is 22).
+pub const MAX_WRN_DEPTH: usize = 1000;
+/// The widest WRN widening factor a model may have.
+pub const MAX_WRN_WIDEN: usize = 64;
+
 /// Everything that fixes a model's tensors; stored in every checkpoint.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
@@ -90,6 +99,8 @@ impl ModelConfig {
         }
     }
 
+    /// The settings a model is built from, in range (the bounds keep a corrupt checkpoint
+    /// header from describing a model no machine could hold).
     pub fn validate(&self) -> Result<()> {
         if !(self.width_mult > 0.0 && self.width_mult <= 16.0) {
             return Err(Error::Config(format!(
@@ -108,17 +119,27 @@ impl ModelConfig {
                 self.arch.name()
             )));
         }
-        if self.num_classes < 2 {
+        if !(2..=MAX_CLASSES).contains(&self.num_classes) {
             return Err(Error::Config(format!(
-                "{} classes: expected at least 2",
+                "{} classes: expected 2 to {MAX_CLASSES}",
                 self.num_classes
             )));
         }
+        if self.input_size > MAX_INPUT_SIZE {
+            return Err(Error::Config(format!(
+                "input size {} is too large (expected at most {MAX_INPUT_SIZE})",
+                self.input_size
+            )));
+        }
         if self.arch == Arch::Wrn22_8
-            && (self.wrn.0 < 10 || !(self.wrn.0 - 4).is_multiple_of(6) || self.wrn.1 == 0)
+            && (self.wrn.0 < 10
+                || self.wrn.0 > MAX_WRN_DEPTH
+                || !(self.wrn.0 - 4).is_multiple_of(6)
+                || !(1..=MAX_WRN_WIDEN).contains(&self.wrn.1))
         {
             return Err(Error::Config(format!(
-                "WRN depth {} / widen {}: expected depth = 6n + 4 (n >= 1) and widen >= 1",
+                "WRN depth {} / widen {}: expected depth = 6n + 4 (10 to {MAX_WRN_DEPTH}) and \
+                 widen 1 to {MAX_WRN_WIDEN}",
                 self.wrn.0, self.wrn.1
             )));
         }
@@ -211,10 +232,7 @@ impl Model {
     pub fn new(config: ModelConfig, seed: u64) -> Result<Model> {
         config.validate()?;
         let mut b = Builder::new(&config, seed);
-        let layout = match config.arch {
-            Arch::ResNet18 => Layout::ResNet(resnet::ResNet::build(&mut b)),
-            Arch::Wrn22_8 => Layout::Wrn(wrn::Wrn::build(&mut b)),
-        };
+        let layout = Self::layout(&mut b);
         let (store, relu_layers) = b.finish();
         let norm_scale = config.norm_std.map(|s| 1.0 / s);
         let norm_shift = [0, 1, 2].map(|i| -config.norm_mean[i] / config.norm_std[i]);
@@ -227,6 +245,22 @@ impl Model {
             norm_scale,
             norm_shift,
         })
+    }
+
+    fn layout(b: &mut Builder<'_>) -> Layout {
+        match b.cfg.arch {
+            Arch::ResNet18 => Layout::ResNet(resnet::ResNet::build(b)),
+            Arch::Wrn22_8 => Layout::Wrn(wrn::Wrn::build(b)),
+        }
+    }
+
+    /// The f32 elements (parameters, buffers and masks) a model of `config` holds, counted
+    /// without allocating any.
+    pub fn elements(config: &ModelConfig) -> Result<u64> {
+        config.validate()?;
+        let mut b = Builder::counting(config);
+        Self::layout(&mut b);
+        Ok(b.elements())
     }
 
     /// Forward pass of raw [0,1] pixels x [n, 3, s, s]; normalisation happens inside. The

@@ -10,13 +10,13 @@ use crate::data::Split;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::eval::corrupt::{evaluate_corruptions, CorruptionSource, NpaReport};
+use crate::eval::robustness::RobustnessPlan;
 use crate::eval::{bn_name, evaluate, Accuracy, EvalOptions};
-use crate::nn::Domain;
+use crate::nn::{Domain, Model};
 use crate::report::folders::write_run;
 use crate::report::pi_cost::{estimate_model, CostModel};
 use crate::report::run::{relu_layers, Run};
 use crate::report::{write_json, Progress};
-use crate::robust::pgd::PgdConfig;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -30,6 +30,8 @@ pub struct FinalSettings<'a> {
     pub robust: bool,
     /// PGD steps of the evaluation (0: no attack).
     pub pgd_steps: usize,
+    /// The attacks, sweep and masking checks (None: clean accuracy only).
+    pub robustness: Option<RobustnessPlan>,
     pub seed: u64,
     /// "standard", "all", a list, or "none".
     pub corruptions: &'a str,
@@ -54,6 +56,8 @@ pub struct FinalEvaluation {
     pub npa: Option<(f32, usize)>,
     pub report: PathBuf,
     pub charts: Vec<PathBuf>,
+    /// Each BN set's accuracies (clean, PGD, the strong attacks, the sweep, masking).
+    pub per_bn: Vec<Accuracy>,
 }
 
 /// The part of a stage's report.json the pipeline reads.
@@ -74,25 +78,12 @@ pub(super) fn final_evaluation(
 ) -> Result<FinalEvaluation> {
     let t0 = Instant::now();
     let best = a.out.join("distill").join("distill_best.safetensors");
-    let ckpt = checkpoint::load(&best)?;
-    let mut model = ckpt.model()?;
-    model.to_device(device)?;
-    let data: DatasetSpec = ckpt
-        .meta
-        .state
-        .get("config")
-        .and_then(|c| c.get("data"))
-        .and_then(|d| serde_json::from_value(d.clone()).ok())
-        .ok_or_else(|| Error::Checkpoint {
-            path: best.clone(),
-            msg: "no dataset settings in its metadata".into(),
-        })?;
+    let (model, data) = load_evaluated(&best, device)?;
     let test = data.load(Split::Test)?;
     let steps = a.pgd_steps;
-    let pgd = (steps > 0).then(|| PgdConfig::linf(steps));
     let eo = EvalOptions {
         batch: 200,
-        pgd: pgd.as_ref(),
+        pgd: None,
         seed: a.seed,
         keep_logits: false,
     };
@@ -105,10 +96,18 @@ pub(super) fn final_evaluation(
     for &d in domains {
         let mut bar = Progress::new(show, test.len(), &format!("eval BN_{}", bn_name(d)));
         let mut done = 0;
-        let (acc, _) = evaluate(&model, &test, d, &eo, |n| {
+        let (mut acc, _) = evaluate(&model, &test, d, &eo, |n| {
             done += n;
-            bar.update(done, "");
+            bar.update(done, "clean");
         });
+        if let Some(plan) = &a.robustness {
+            let mut done = 0;
+            bar.set_position(0);
+            plan.run(&model, &test, d, eo.batch, &mut acc, |n| {
+                done += n;
+                bar.update(done, "attacks");
+            });
+        }
         bar.finish();
         per_bn.push(acc);
     }
@@ -164,7 +163,7 @@ pub(super) fn final_evaluation(
             "pgd_acc": headline("adv").and_then(|r| r.pgd_acc),
             "npa": corruptions.first().and_then(|r| r.npa),
             "pgd_steps": steps,
-            "per_bn": per_bn,
+            "per_bn": &per_bn,
         },
         "corruptions": corruptions,
         "relu_layers": relu_layers(&model),
@@ -191,7 +190,78 @@ pub(super) fn final_evaluation(
         npa,
         report: path,
         charts,
+        per_bn,
     })
+}
+
+/// The model of checkpoint `path`, on `device`, and the dataset its stage trained on.
+fn load_evaluated(path: &Path, device: &Device) -> Result<(Model, DatasetSpec)> {
+    let ckpt = checkpoint::load(path)?;
+    let mut model = ckpt.model()?;
+    model.to_device(device)?;
+    let data: DatasetSpec = ckpt
+        .meta
+        .state
+        .get("config")
+        .and_then(|c| c.get("data"))
+        .and_then(|d| serde_json::from_value(d.clone()).ok())
+        .ok_or_else(|| Error::Checkpoint {
+            path: path.to_path_buf(),
+            msg: "no dataset settings in its metadata".into(),
+        })?;
+    Ok((model, data))
+}
+
+/// A finished stage's final evaluation extended by `plan` (the stage commands' `--attack`):
+/// the checkpoint the stage's report.json evaluated, attacked under each BN set the report
+/// lists; the results replace those entries of `metrics.per_bn`, and the report is rewritten.
+/// Returns the updated entries.
+pub fn attack_stage(
+    dir: &Path,
+    plan: &RobustnessPlan,
+    device: &Device,
+    show: bool,
+) -> Result<Vec<Accuracy>> {
+    let path = dir.join("report.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let mut report: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::Data(format!("{}: not a stage report: {e}", path.display())))?;
+    let evaluated = match report.get("evaluated").and_then(|v| v.as_str()) {
+        Some(p) => PathBuf::from(p),
+        None => dir.join(crate::train::teacher::CHECKPOINT_NAME),
+    };
+    let (model, data) = load_evaluated(&evaluated, device)?;
+    plan.validate(model.config.num_classes)?;
+    let test = data.load(Split::Test)?;
+    let entries: Vec<Accuracy> = report
+        .pointer("/metrics/per_bn")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .ok_or_else(|| Error::Data(format!("{}: no metrics.per_bn", path.display())))?;
+    let mut updated = Vec::new();
+    for mut acc in entries {
+        let domain = match acc.bn.as_str() {
+            "clean" => Domain::Clean,
+            "adv" => Domain::Adv,
+            other => {
+                return Err(Error::Data(format!(
+                    "{}: unknown BN set {other:?} in metrics.per_bn",
+                    path.display()
+                )))
+            }
+        };
+        let mut bar = Progress::new(show, test.len(), &format!("attacks BN_{}", acc.bn));
+        let mut done = 0;
+        plan.run(&model, &test, domain, 200, &mut acc, |n| {
+            done += n;
+            bar.update(done, "");
+        });
+        bar.finish();
+        updated.push(acc);
+    }
+    report["metrics"]["per_bn"] = serde_json::to_value(&updated)
+        .map_err(|e| Error::Data(format!("the attack results do not serialise: {e}")))?;
+    write_json(&path, &report)?;
+    Ok(updated)
 }
 
 fn read_stage(dir: &Path) -> Result<StageReport> {

@@ -2,6 +2,9 @@
 //! pipeline fills them in code). Every value left out is None: the recipe's preset decides it.
 
 use crate::data::source::{DatasetKind, DatasetSpec};
+use crate::error::{Error, Result};
+use crate::eval::attacks::{AttackKind, AttackSettings};
+use crate::eval::robustness::{parse_eps, parse_sweep, RobustnessPlan};
 use crate::nn::{Arch, BnMode, ModelConfig, WRN_22_8};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
@@ -121,4 +124,79 @@ pub struct TrainingArgs {
     pub checkpoint_every: Option<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+/// The robustness evaluation's flags (`rlnet eval`, the pipeline's final evaluation).
+#[derive(Args, Debug, Clone, Default, PartialEq)]
+pub struct AttackArgs {
+    /// Attacks, comma separated: pgd, apgd-ce, apgd-t, square, aa (AutoAttack's standard
+    /// ensemble: APGD-CE, then APGD-T, then Square on the points still correct). Default: pgd.
+    #[arg(long)]
+    pub attack: Option<String>,
+    /// The L∞ radius: a fraction or N/255.
+    #[arg(long, default_value = "8/255", allow_hyphen_values = true)]
+    pub eps: String,
+    /// PGD random starts; an image counts as robust only if it survives all of them.
+    #[arg(long, default_value_t = 1)]
+    pub restarts: usize,
+    /// APGD iterations per run (APGD-T runs once per target class).
+    #[arg(long, default_value_t = 100)]
+    pub apgd_iters: usize,
+    /// APGD-T's target classes: the N most likely wrong ones.
+    #[arg(long, default_value_t = 9)]
+    pub apgd_targets: usize,
+    /// Square's queries per image.
+    #[arg(long, default_value_t = 5000)]
+    pub square_queries: usize,
+    /// PGD accuracy against ε at these values, in units of 1/255 (alone: 2,4,8,16).
+    #[arg(long, num_args = 0..=1, default_missing_value = "2,4,8,16")]
+    pub eps_sweep: Option<String>,
+    /// Check for gradient masking (ε = 1, PGD-100 vs PGD-K, APGD vs PGD, Square vs the
+    /// white-box attacks, the ε sweep) and write a verdict.
+    #[arg(long)]
+    pub masking_checks: bool,
+}
+
+impl AttackArgs {
+    /// Whether anything beyond the stages' own PGD evaluation was asked for.
+    pub fn asked(&self) -> bool {
+        self.attack.is_some() || self.eps_sweep.is_some() || self.masking_checks
+    }
+
+    /// The evaluation these flags ask for, with PGD-`pgd_steps` (0 leaves PGD out when it was
+    /// not named); None when nothing beyond clean accuracy is asked.
+    pub fn plan(&self, pgd_steps: usize, seed: u64) -> Result<Option<RobustnessPlan>> {
+        let named = self.attack.is_some();
+        let mut attacks = AttackKind::parse_list(self.attack.as_deref().unwrap_or("pgd"))?;
+        if pgd_steps == 0 {
+            if (named && attacks.contains(&AttackKind::Pgd)) || self.masking_checks {
+                return Err(Error::Config(
+                    "PGD needs at least 1 step: --pgd-steps 0 leaves PGD out, but --attack \
+                     names it or --masking-checks needs it"
+                        .into(),
+                ));
+            }
+            attacks.retain(|&k| k != AttackKind::Pgd);
+        }
+        let sweep = self.eps_sweep.as_deref().map(parse_sweep).transpose()?;
+        if attacks.is_empty() && sweep.is_none() && !self.masking_checks {
+            return Ok(None);
+        }
+        let plan = RobustnessPlan {
+            attacks,
+            settings: AttackSettings {
+                eps: parse_eps(&self.eps)?,
+                pgd_steps: pgd_steps.max(1),
+                restarts: self.restarts,
+                apgd_iters: self.apgd_iters,
+                targets: self.apgd_targets,
+                square_queries: self.square_queries,
+                seed,
+            },
+            sweep,
+            masking: self.masking_checks,
+        };
+        plan.settings.validate()?;
+        Ok(Some(plan))
+    }
 }

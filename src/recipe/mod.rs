@@ -11,4 +11,4 @@ pub mod pipeline;
 pub mod student;
 pub mod teacher;
 
-pub use flags::{DataArgs, ModelArgs, Preset, TrainingArgs};
+pub use flags::{AttackArgs, DataArgs, ModelArgs, Preset, TrainingArgs};

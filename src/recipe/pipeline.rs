@@ -13,9 +13,10 @@
 //! stage resumes bit-identically).
 
 use super::evaluation::{final_evaluation, FinalEvaluation, FinalSettings};
-use super::flags::{DataArgs, ModelArgs, Preset, TrainingArgs};
+use super::flags::{AttackArgs, DataArgs, ModelArgs, Preset, TrainingArgs};
 use super::student::{DistillRecipe, SearchRecipe, SnlRecipe, StudentRecipe};
 use super::teacher::TeacherRecipe;
+use crate::data::source::DatasetKind;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::report::write_json;
@@ -89,6 +90,9 @@ pub struct PipelineRecipe {
     /// PGD steps of the final evaluation (default: 20, or 10 with the smoke preset).
     #[arg(long)]
     pub eval_pgd_steps: Option<usize>,
+    /// The final evaluation's attacks (default: PGD alone).
+    #[command(flatten)]
+    pub attacks: AttackArgs,
     /// Corruptions of the final NPA: "standard" (the 15), "all", a list, or "none".
     #[arg(long, default_value = "standard")]
     pub corruptions: String,
@@ -357,6 +361,12 @@ impl PipelineRecipe {
     fn check(&self) -> Result<()> {
         parse_budget(&self.budget)?;
         Fractions::parse(&self.fractions)?;
+        if let Some(plan) = self
+            .attacks
+            .plan(self.eval_pgd_steps.unwrap_or(20), self.seed)?
+        {
+            plan.validate(self.data.spec(DatasetKind::Synthetic).kind.num_classes())?;
+        }
         if self.method == Method::Snl && self.fractions != "auto" {
             return Err(Error::Config(format!(
                 "--fractions {}: SNL places its ReLUs over the whole network itself; leave \
@@ -405,14 +415,16 @@ impl PipelineRecipe {
                 return Ok(PipelineOutcome::Stopped(stage.name));
             }
         }
+        let pgd_steps = self.eval_pgd_steps.unwrap_or(match self.preset {
+            Preset::Smoke => 10,
+            Preset::Paper => 20,
+        });
         let settings = FinalSettings {
             out: &self.out,
             method: self.method.name(),
             robust: self.method.robust(),
-            pgd_steps: self.eval_pgd_steps.unwrap_or(match self.preset {
-                Preset::Smoke => 10,
-                Preset::Paper => 20,
-            }),
+            pgd_steps,
+            robustness: self.attacks.plan(pgd_steps, self.seed)?,
             seed: self.seed,
             corruptions: &self.corruptions,
             frost_dir: self.frost_dir.as_deref(),

@@ -1,10 +1,11 @@
 //! Finding run folders and writing their reports: report.md and charts into each run
 //! folder, comparison.md and comparison.svg into an output folder.
 
-use super::markdown::{self, COMPARISON_SVG, CORRUPTIONS_SVG, RELUS_SVG};
+use super::markdown::{self, COMPARISON_SVG, CORRUPTIONS_SVG, EPS_SVG, RELUS_SVG};
 use super::run::Run;
 use super::svg;
 use crate::error::{Error, Result};
+use crate::eval::masking::EpsPoint;
 use crate::files::write_atomic;
 use std::path::{Component, Path, PathBuf};
 
@@ -64,6 +65,13 @@ pub fn write_run(run: &Run) -> Result<Vec<PathBuf>> {
         charts.push(CORRUPTIONS_SVG);
         written.push(p);
     }
+    let sweeps = eps_series(std::slice::from_ref(run), false);
+    if !sweeps.is_empty() {
+        let p = run.dir.join(EPS_SVG);
+        write_atomic(&p, svg::accuracy_vs_eps(&sweeps).as_bytes())?;
+        charts.push(EPS_SVG);
+        written.push(p);
+    }
     let p = run.dir.join("report.md");
     write_atomic(&p, markdown::run_report(run, &charts).as_bytes())?;
     written.push(p);
@@ -82,7 +90,34 @@ pub fn write_comparison(runs: &[Run], out: &Path) -> Result<Vec<PathBuf>> {
     write_atomic(&md, markdown::comparison(runs, &links).as_bytes())?;
     let chart = out.join(COMPARISON_SVG);
     write_atomic(&chart, svg::metrics_vs_relus(runs).as_bytes())?;
-    Ok(vec![md, chart])
+    let mut written = vec![md, chart];
+    let sweeps = eps_series(runs, true);
+    if !sweeps.is_empty() {
+        let p = out.join(EPS_SVG);
+        write_atomic(&p, svg::accuracy_vs_eps(&sweeps).as_bytes())?;
+        written.push(p);
+    }
+    Ok(written)
+}
+
+/// Each BN set's ε sweep as a chart series, named by its BN set (and run, with `named`).
+fn eps_series(runs: &[Run], named: bool) -> Vec<(String, Vec<EpsPoint>)> {
+    runs.iter()
+        .flat_map(|run| {
+            run.report
+                .metrics
+                .per_bn
+                .iter()
+                .filter(|a| !a.eps_sweep.is_empty())
+                .map(move |a| {
+                    let name = match named {
+                        true => format!("{} BN_{}", run.name(), a.bn),
+                        false => format!("BN_{}", a.bn),
+                    };
+                    (name, a.eps_sweep.clone())
+                })
+        })
+        .collect()
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {

@@ -1,12 +1,13 @@
 //! report.md for one run folder and comparison.md across runs (the file names of the charts
 //! they link to are the `*_SVG` constants).
 
-use super::run::{compact_count, Run, RunReport};
+use super::run::{compact_count, BnAccuracy, Run, RunReport};
 use std::fmt::Write;
 
 pub const RELUS_SVG: &str = "relus_per_layer.svg";
 pub const CORRUPTIONS_SVG: &str = "accuracy_per_corruption.svg";
 pub const COMPARISON_SVG: &str = "comparison.svg";
+pub const EPS_SVG: &str = "accuracy_vs_eps.svg";
 
 fn pct(v: Option<f32>) -> String {
     v.map_or("–".into(), |v| format!("{:.2}", 100.0 * v))
@@ -98,6 +99,8 @@ pub fn run_report(run: &Run, charts: &[&str]) -> String {
         }
     }
 
+    robustness_tables(&mut s, &r.metrics.per_bn);
+
     s.push_str("\n## ReLUs per layer\n\n");
     if r.relu_layers.is_empty() {
         s.push_str("The report lists no per-layer ReLU counts (`relu_layers`).\n");
@@ -126,6 +129,93 @@ pub fn run_report(run: &Run, charts: &[&str]) -> String {
         }
     }
     s
+}
+
+/// The attack labels of `rows` in first-seen order ("PGD-20", "APGD-CE", ...).
+fn attack_columns<'a>(rows: impl Iterator<Item = &'a BnAccuracy>) -> Vec<String> {
+    let mut cols: Vec<String> = Vec::new();
+    for a in rows {
+        for at in &a.attacks {
+            if !cols.contains(&at.attack) {
+                cols.push(at.attack.clone());
+            }
+        }
+    }
+    cols
+}
+
+/// A row's accuracy under attack `label`, as a percentage cell.
+fn attack_cell(a: &BnAccuracy, label: &str) -> String {
+    pct(a.attacks.iter().find(|x| x.attack == label).map(|x| x.acc))
+}
+
+/// The RobustBench-style table (clean and each attack per BN set), how far AA falls below
+/// PGD, and the gradient-masking verdicts with their checks.
+fn robustness_tables(s: &mut String, per_bn: &[BnAccuracy]) {
+    let cols = attack_columns(per_bn.iter());
+    if !cols.is_empty() {
+        let eps = per_bn.iter().flat_map(|a| &a.attacks).map(|a| a.eps).next();
+        let _ = writeln!(
+            s,
+            "\n## Robust accuracy (L-inf, eps = {:.1}/255)\n",
+            255.0 * eps.unwrap_or(0.0)
+        );
+        let _ = writeln!(s, "| BN | clean % | {} % |", cols.join(" % | "));
+        let _ = writeln!(s, "|---|---|{}", "---|".repeat(cols.len()));
+        for a in per_bn {
+            let cells: Vec<String> = cols.iter().map(|c| attack_cell(a, c)).collect();
+            let _ = writeln!(
+                s,
+                "| BN_{} | {} | {} |",
+                a.bn,
+                pct(Some(a.clean_acc)),
+                cells.join(" | ")
+            );
+        }
+        for a in per_bn {
+            let find = |p: &dyn Fn(&str) -> bool| a.attacks.iter().find(|x| p(&x.attack));
+            if let (Some(pgd), Some(aa)) = (find(&|l| l.starts_with("PGD-")), find(&|l| l == "AA"))
+            {
+                let gap = 100.0 * (pgd.acc - aa.acc);
+                let side = if gap >= 0.0 { "below" } else { "above" };
+                let _ = writeln!(
+                    s,
+                    "\nBN_{}: AA is {:.2} points {side} {} ({} against {}).",
+                    a.bn,
+                    gap.abs(),
+                    pgd.attack,
+                    pct(Some(aa.acc)),
+                    pct(Some(pgd.acc))
+                );
+            }
+        }
+        let secs: Vec<String> = per_bn
+            .iter()
+            .map(|a| {
+                let parts: Vec<String> = a
+                    .attacks
+                    .iter()
+                    .map(|x| format!("{} {}", x.attack, duration(x.secs)))
+                    .collect();
+                format!("BN_{}: {}", a.bn, parts.join(", "))
+            })
+            .collect();
+        let _ = writeln!(s, "\nAttack wall times: {}.", secs.join("; "));
+    }
+    for a in per_bn {
+        if let Some(m) = &a.masking {
+            let _ = writeln!(
+                s,
+                "\n## Gradient-masking checks, BN_{}\n\n**{}**\n",
+                a.bn, m.verdict
+            );
+            s.push_str("| check | result | numbers |\n|---|---|---|\n");
+            for c in &m.checks {
+                let mark = if c.passed { "pass" } else { "**FAIL**" };
+                let _ = writeln!(s, "| {} | {mark} | {} |", c.check, c.detail);
+            }
+        }
+    }
 }
 
 /// One row per corruption, one column per BN set, then the NPA and all-corruption means.
@@ -206,6 +296,32 @@ pub fn comparison(runs: &[Run], links: &[String]) -> String {
             cost.online_ms,
             cost.comm_mb,
         );
+    }
+    let rows: Vec<(String, &BnAccuracy)> = runs
+        .iter()
+        .flat_map(|run| {
+            run.report
+                .metrics
+                .per_bn
+                .iter()
+                .map(move |a| (run.name(), a))
+        })
+        .collect();
+    let cols = attack_columns(rows.iter().map(|(_, a)| *a));
+    if !cols.is_empty() {
+        s.push_str("\n## Robust accuracy per BN set\n\n");
+        let _ = writeln!(s, "| run | BN | clean % | {} % |", cols.join(" % | "));
+        let _ = writeln!(s, "|---|---|---|{}", "---|".repeat(cols.len()));
+        for (name, a) in &rows {
+            let cells: Vec<String> = cols.iter().map(|c| attack_cell(a, c)).collect();
+            let _ = writeln!(
+                s,
+                "| {name} | BN_{} | {} | {} |",
+                a.bn,
+                pct(Some(a.clean_acc)),
+                cells.join(" | ")
+            );
+        }
     }
     let _ = writeln!(s, "\n![{COMPARISON_SVG}]({COMPARISON_SVG})");
     s

@@ -12,7 +12,7 @@
 //! | `device` | string | no | where the stage ran |
 //! | `method` | string | no | label in comparisons (e.g. "rlnet", "snl"); default: `stage` |
 //! | `budget` | integer | no | the stage-2 ReLU budget the mask was searched for |
-//! | `metrics.per_bn` | list | no | `{bn, images, clean_acc, pgd_acc, pgd_steps}` per BN set ("clean" = BN_c, "adv" = BN_a), fractions in [0,1] |
+//! | `metrics.per_bn` | list | no | `{bn, images, clean_acc, pgd_acc, pgd_steps}` per BN set ("clean" = BN_c, "adv" = BN_a), fractions in [0,1]; with `--attack` also `attacks: [{attack, eps, acc, secs}]`, `eps_sweep: [{eps, acc}]` and `masking: {checks: [{check, passed, detail}], suspected, verdict}` |
 //! | `corruptions` | list | no | `NpaReport`s as `rlnet eval --corruptions .. --json` writes them: `{bn, corruptions: [{corruption, by_severity, mean}], npa, npa_corruptions, mean_all, skipped}` |
 //! | `relu_layers` | list | no | `{name, relus, kept}` per ReLU layer, forward order (as `rlnet info --json`) |
 //! | `train_secs` | number | no | wall time of the stage, seconds |
@@ -29,7 +29,9 @@
 
 use super::pi_cost::{Cost, CostModel};
 use crate::error::{Error, Result};
+use crate::eval::attacks::AttackAccuracy;
 use crate::eval::corrupt::NpaReport;
+use crate::eval::masking::{EpsPoint, MaskingReport};
 use crate::nn::{kept_count, Model};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -42,6 +44,12 @@ pub struct BnAccuracy {
     pub pgd_acc: Option<f32>,
     #[serde(default)]
     pub pgd_steps: Option<usize>,
+    #[serde(default)]
+    pub attacks: Vec<AttackAccuracy>,
+    #[serde(default)]
+    pub eps_sweep: Vec<EpsPoint>,
+    #[serde(default)]
+    pub masking: Option<MaskingReport>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

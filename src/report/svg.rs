@@ -7,6 +7,7 @@
 
 use super::run::{compact_count, Run};
 use crate::eval::corrupt::NpaReport;
+use crate::eval::masking::EpsPoint;
 use crate::report::run::LayerRelus;
 use std::fmt::Write;
 
@@ -326,6 +327,60 @@ pub fn accuracy_per_corruption(reports: &[NpaReport]) -> String {
         c.category(centre, name);
     }
     c.frame();
+    c.legend(&legend);
+    c.finish()
+}
+
+/// "Robust accuracy against ε": one line per series (a BN set, or a run and BN set in a
+/// comparison), PGD accuracy at each ε of the sweep, ε in units of 1/255.
+pub fn accuracy_vs_eps(series: &[(String, Vec<EpsPoint>)]) -> String {
+    let max_eps = series
+        .iter()
+        .flat_map(|(_, pts)| pts.iter().map(|p| 255.0 * p.eps as f64))
+        .fold(1.0, f64::max);
+    let step = nice_step(max_eps, 6.0);
+    let x_max = (max_eps / step).ceil() * step;
+    let mut c = Chart::new(
+        "Robust accuracy against eps (PGD)",
+        ("eps (L-inf, units of 1/255)", "accuracy (%)"),
+        false,
+        x_max,
+        100.0,
+    );
+    c.y_axis(20.0, pct);
+    c.x_axis(step, |v| format!("{v}"));
+    c.frame();
+    let mut legend = Vec::new();
+    for (k, (name, pts)) in series.iter().enumerate() {
+        let colour = COLOURS[k % COLOURS.len()];
+        let path: Vec<String> = pts
+            .iter()
+            .map(|p| {
+                format!(
+                    "{:.1},{:.1}",
+                    c.px(255.0 * p.eps as f64),
+                    c.py(100.0 * p.acc as f64)
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            c.out,
+            "<polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"/>",
+            path.join(" ")
+        );
+        for p in pts {
+            let (x, y) = (c.px(255.0 * p.eps as f64), c.py(100.0 * p.acc as f64));
+            let _ = writeln!(
+                c.out,
+                "<g transform=\"translate({x:.1} {y:.1})\">{m}<title>{n}: {v:.1}% at eps {e:.1}/255</title></g>",
+                m = marker(k % 3, colour),
+                n = esc(name),
+                v = 100.0 * p.acc,
+                e = 255.0 * p.eps,
+            );
+        }
+        legend.push((marker(k % 3, colour), name.clone()));
+    }
     c.legend(&legend);
     c.finish()
 }
