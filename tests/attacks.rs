@@ -3,6 +3,8 @@
 //! classes, Square's budget and ball, AutoAttack as the worst case of its parts, and the
 //! gradient-masking checks firing on a saturated model and staying quiet on a normal one.
 
+mod common;
+
 use rlnet::checkpoint;
 use rlnet::data::batch::make_batch;
 use rlnet::data::source::{DatasetKind, DatasetSpec};
@@ -11,30 +13,20 @@ use rlnet::eval::attacks::{evaluate_attacks, AttackKind, AttackSettings};
 use rlnet::eval::masking;
 use rlnet::eval::robustness::RobustnessPlan;
 use rlnet::eval::{evaluate, EvalOptions};
-use rlnet::nn::{Arch, Domain, Model, ModelConfig};
+use rlnet::nn::{Domain, Model};
 use rlnet::optim::{SgdConfig, StepSchedule};
 use rlnet::rng::Stream;
 use rlnet::robust::apgd::{self, checkpoints, ApgdConfig, RHO};
-use rlnet::robust::objective::{margins, Objective};
+use rlnet::robust::objective::{self, margins, Objective};
 use rlnet::robust::pgd::PgdConfig;
 use rlnet::robust::square::{self, SquareConfig};
-use rlnet::robust::victim::Victim;
+use rlnet::robust::victim::{rows, Victim};
 use rlnet::tensor::Tensor;
 use rlnet::train::driver::LoopConfig;
 use rlnet::train::teacher::{self, AugmentConfig, TeacherConfig};
 use rlnet::train::RunOptions;
 
 const EPS: f32 = 8.0 / 255.0;
-
-fn small_model(seed: u64) -> Model {
-    let (norm_mean, norm_std) = DatasetKind::Synthetic.normalization();
-    let cfg = ModelConfig {
-        norm_mean,
-        norm_std,
-        ..ModelConfig::new(Arch::ResNet18, 0.0625)
-    };
-    Model::new(cfg, seed).unwrap()
-}
 
 /// A model trained naturally for two epochs on 512 synthetic images (about 10 s on 2 cores):
 /// an untrained network is nearly constant in its input, so nothing can fool it even at
@@ -55,7 +47,7 @@ fn train_small() -> (Vec<u8>, ImageSet) {
     data.synthetic_train = 2000;
     data.synthetic_test = 32;
     let cfg = TeacherConfig {
-        model: small_model(0).config.clone(),
+        model: common::small_model(0).config.clone(),
         data: data.clone(),
         run: LoopConfig {
             epochs: 2,
@@ -125,22 +117,22 @@ fn batch(set: &ImageSet) -> (Tensor, Vec<u32>) {
 /// halve at w_{j−1} and the best loss has not grown since; it never changes elsewhere.
 #[test]
 fn apgd_halves_its_step_exactly_where_the_published_rule_says() {
-    let model = small_model(1);
-    let set = own_labels(&model, 6);
-    let (x, y) = batch(&set);
-    let ids: Vec<u64> = (0..6).collect();
+    let (model, set) = trained_model();
+    let (x, y) = batch(&set.subset(&(0..12).collect::<Vec<_>>()));
+    let ids: Vec<u64> = (0..12).collect();
     let cfg = ApgdConfig {
         eps: EPS,
         iters: 30,
         seed: 9,
     };
-    let victim = Victim::new(&model, Domain::Adv);
+    let victim = Victim::new(&model, Domain::Clean);
     let out = apgd::run(victim, &x, &y, &ids, Objective::CrossEntropy, &cfg, 0);
     let marks = checkpoints(30);
     assert_eq!(marks, vec![7, 13, 18, 21, 24, 27, 28, 30]);
     assert_eq!(out.trace.losses.len(), 31);
-    let mut halvings = 0;
-    for img in 0..6 {
+    // Halvings decided by each condition alone.
+    let (mut by_rises, mut by_stall) = (0, 0);
+    for img in 0..12 {
         let loss = |t: usize| out.trace.losses[t][img];
         let mut eta = 2.0 * EPS;
         let (mut last, mut reduced_last) = (0usize, true);
@@ -149,12 +141,14 @@ fn apgd_halves_its_step_exactly_where_the_published_rule_says() {
             if marks.contains(&t) {
                 let rises = (last + 1..=t).filter(|&u| loss(u) > loss(u - 1)).count();
                 let best = (0..=t).map(loss).fold(f64::NEG_INFINITY, f64::max);
-                let halve =
-                    rises as f64 <= RHO * (t - last) as f64 || (!reduced_last && best_last >= best);
+                let oscillating = rises as f64 <= RHO * (t - last) as f64;
+                let stalled = !reduced_last && best_last >= best;
+                let halve = oscillating || stalled;
                 if halve {
                     eta /= 2.0;
-                    halvings += 1;
                 }
+                by_rises += usize::from(oscillating && !stalled);
+                by_stall += usize::from(stalled && !oscillating);
                 reduced_last = halve;
                 best_last = best;
                 last = t;
@@ -165,9 +159,12 @@ fn apgd_halves_its_step_exactly_where_the_published_rule_says() {
             );
         }
     }
+    println!("halvings by the rise count alone: {by_rises}, by the stall alone: {by_stall}");
+    // The stall condition alone rarely decides on real losses; the unit test of `StepSize`
+    // drives it with made-up ones.
     assert!(
-        halvings > 0,
-        "the run never reached a halving: the check tested nothing"
+        by_rises > 0,
+        "no checkpoint halved: the comparison tested little"
     );
     for (a, b) in out.adversarial.iter().zip(x.data()) {
         assert!((0.0..=1.0).contains(a) && (a - b).abs() <= EPS + 1e-6);
@@ -178,8 +175,8 @@ fn apgd_halves_its_step_exactly_where_the_published_rule_says() {
             .map(|t| out.trace.losses[t][img])
             .fold(f64::NEG_INFINITY, f64::max)
     };
-    assert!((0..6).all(|img| best_loss(img) >= out.trace.losses[0][img]));
-    assert!((0..6).any(|img| best_loss(img) > out.trace.losses[0][img] + 1e-3));
+    assert!((0..12).all(|img| best_loss(img) >= out.trace.losses[0][img]));
+    assert!((0..12).any(|img| best_loss(img) > out.trace.losses[0][img] + 1e-3));
     let again = apgd::run(victim, &x, &y, &ids, Objective::CrossEntropy, &cfg, 0);
     assert_eq!(again.robust, out.robust, "the same key gives the same run");
 }
@@ -198,6 +195,63 @@ fn apgd_t_targets_the_most_likely_wrong_classes_in_order() {
         rlnet::robust::objective::loss_and_grad(Objective::DlrTargeted(&[1]), row, 5, &[0]).0[0]
     };
     assert!(loss(&near) > loss(&far));
+}
+
+/// APGD-T run by run: run t attacks exactly the images every earlier run left correct, each
+/// towards its (t+1)-th most likely wrong class on the clean logits.
+#[test]
+fn apgd_t_runs_target_by_target_on_the_survivors() {
+    let (model, test) = trained_model();
+    let victim = Victim::new(&model, Domain::Clean);
+    let (x, y) = batch(&test);
+    let z = victim.logits(&x);
+    let keep: Vec<usize> = objective::correct(&z, 10, &y)
+        .iter()
+        .enumerate()
+        .filter(|(_, &c)| c)
+        .map(|(i, _)| i)
+        .take(10)
+        .collect();
+    let x = rows(&x, &keep);
+    let y: Vec<u32> = keep.iter().map(|&i| y[i]).collect();
+    let z: Vec<f32> = keep
+        .iter()
+        .flat_map(|&i| z[i * 10..(i + 1) * 10].to_vec())
+        .collect();
+    let ids: Vec<u64> = keep.iter().map(|&i| i as u64).collect();
+    let cfg = ApgdConfig {
+        eps: 1.0 / 255.0,
+        iters: 10,
+        seed: 2,
+    };
+    let out = apgd::run_targeted(victim, &x, &y, &ids, &z, 3, &cfg);
+    assert!(
+        out.runs.len() >= 2,
+        "a second target run was reached: {:?}",
+        out.runs
+    );
+    assert!(out.runs.len() <= 3);
+    assert_eq!(out.runs[0].images, (0..keep.len()).collect::<Vec<_>>());
+    for (t, run) in out.runs.iter().enumerate() {
+        for (&img, &target) in run.images.iter().zip(&run.targets) {
+            let ranked = objective::ranked_classes(&z[img * 10..(img + 1) * 10]);
+            assert_eq!(
+                ranked[0], y[img] as usize,
+                "the label leads the clean logits"
+            );
+            assert_eq!(target as usize, ranked[t + 1], "run {t}, image {img}");
+        }
+        if let Some(next) = out.runs.get(t + 1) {
+            assert!(next.images.iter().all(|i| run.images.contains(i)));
+        }
+    }
+    let last = &out.runs.last().unwrap().images;
+    for (img, &r) in out.robust.iter().enumerate() {
+        assert!(
+            !r || last.contains(&img),
+            "a survivor went through every run"
+        );
+    }
 }
 
 #[test]
@@ -253,7 +307,7 @@ fn small_settings() -> AttackSettings {
 
 #[test]
 fn autoattack_is_the_worst_case_of_its_parts_and_pgd_matches_the_evaluation() {
-    let model = small_model(3);
+    let model = common::small_model(3);
     let set = own_labels(&model, 12);
     let s = small_settings();
     let kinds = [

@@ -1,26 +1,18 @@
 //! Stage-1 machinery: PGD, SGD, checkpoints, and resuming an interrupted run.
 
+mod common;
+
 use rlnet::augmix::AugMixConfig;
 use rlnet::autograd::{GradMode, Graph};
 use rlnet::checkpoint;
 use rlnet::data::source::{DatasetKind, DatasetSpec};
-use rlnet::nn::{Arch, Domain, Model, ModelConfig, Pass};
+use rlnet::nn::{Domain, Model, Pass};
 use rlnet::optim::{Sgd, SgdConfig, StepSchedule};
 use rlnet::robust::pgd::{attack, Attack, AttackLoss, PgdConfig};
 use rlnet::tensor::Tensor;
 use rlnet::train::driver::LoopConfig;
 use rlnet::train::teacher::{run, AugmentConfig, TeacherConfig, CHECKPOINT_NAME};
 use rlnet::train::RunOptions;
-
-fn small_model(seed: u64) -> Model {
-    let (norm_mean, norm_std) = DatasetKind::Synthetic.normalization();
-    let cfg = ModelConfig {
-        norm_mean,
-        norm_std,
-        ..ModelConfig::new(Arch::ResNet18, 0.0625)
-    };
-    Model::new(cfg, seed).unwrap()
-}
 
 fn images(n: usize) -> (Tensor, Vec<u32>) {
     let x = (0..n * 3072)
@@ -49,7 +41,7 @@ fn ce_sum(m: &Model, x: &Tensor, y: &[u32]) -> f32 {
 
 #[test]
 fn pgd_stays_in_the_ball_and_raises_the_loss() {
-    let m = small_model(1);
+    let m = common::small_model(1);
     let (x, y) = images(4);
     let cfg = PgdConfig::linf(5);
     let spec = Attack {
@@ -75,8 +67,8 @@ fn pgd_stays_in_the_ball_and_raises_the_loss() {
 
 #[test]
 fn sgd_follows_pytorch_momentum_and_weight_decay() {
-    let m0 = small_model(2);
-    let mut m = small_model(2);
+    let m0 = common::small_model(2);
+    let mut m = common::small_model(2);
     let (x, y) = images(4);
     let mut sgd = Sgd::new(SgdConfig::default(), &m.store);
     let id = m.store.id("linear.weight").unwrap();
@@ -117,7 +109,7 @@ fn tiny_teacher(epochs: usize) -> TeacherConfig {
     data.synthetic_train = 48;
     data.synthetic_test = 16;
     TeacherConfig {
-        model: small_model(0).config.clone(),
+        model: common::small_model(0).config.clone(),
         data,
         run: LoopConfig {
             epochs,
@@ -211,7 +203,7 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run() {
 fn checkpoint_round_trip_keeps_every_tensor_mask_and_momentum() {
     let dir = std::env::temp_dir().join(format!("rlnet-ckpt-{}", std::process::id()));
     let path = dir.join("model.safetensors");
-    let mut m = small_model(4);
+    let mut m = common::small_model(4);
     let mask = Tensor::from_vec(
         &[4, 32, 32],
         (0..4096).map(|i| (i % 3 == 0) as u8 as f32).collect(),

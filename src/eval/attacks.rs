@@ -12,7 +12,7 @@ use crate::robust::apgd::{self, ApgdConfig};
 use crate::robust::objective::{self, Objective};
 use crate::robust::pgd::{attack, Attack, AttackLoss, PgdConfig};
 use crate::robust::square::{self, SquareConfig};
-use crate::robust::victim::Victim;
+use crate::robust::victim::{rows, Victim};
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -338,7 +338,8 @@ impl BatchRun<'_> {
                     .iter()
                     .flat_map(|&i| self.clean_logits[i * k..(i + 1) * k].to_vec())
                     .collect();
-                self.apgd_targeted(&x, &y, &ids, &z)
+                let cfg = self.s.apgd();
+                apgd::run_targeted(self.victim, &x, &y, &ids, &z, self.s.targets, &cfg).robust
             }
             AttackKind::Square => {
                 let cfg = SquareConfig {
@@ -355,46 +356,4 @@ impl BatchRun<'_> {
         }
         out
     }
-
-    /// APGD-T: one run per target class, the (t+1)-th most likely wrong class of the clean
-    /// logits, each on the images that survived the runs before.
-    fn apgd_targeted(&self, x: &Tensor, y: &[u32], ids: &[u64], clean_logits: &[f32]) -> Vec<bool> {
-        let k = self.victim.classes();
-        let mut alive = vec![true; y.len()];
-        for t in 0..self.s.targets.min(k - 1) {
-            let pick: Vec<usize> = (0..y.len()).filter(|&i| alive[i]).collect();
-            if pick.is_empty() {
-                break;
-            }
-            let all_targets = apgd::targets(clean_logits, k, t);
-            let targets: Vec<u32> = pick.iter().map(|&i| all_targets[i]).collect();
-            let ys: Vec<u32> = pick.iter().map(|&i| y[i]).collect();
-            let idsp: Vec<u64> = pick.iter().map(|&i| ids[i]).collect();
-            let out = apgd::run(
-                self.victim,
-                &rows(x, &pick),
-                &ys,
-                &idsp,
-                Objective::DlrTargeted(&targets),
-                &self.s.apgd(),
-                t as u64 + 1,
-            );
-            for (&i, r) in pick.iter().zip(out.robust) {
-                alive[i] = r;
-            }
-        }
-        alive
-    }
-}
-
-/// The rows `pick` of a host batch [n, ...].
-pub(crate) fn rows(x: &Tensor, pick: &[usize]) -> Tensor {
-    let d = x.numel() / x.dim(0).max(1);
-    let data: Vec<f32> = pick
-        .iter()
-        .flat_map(|&i| x.data()[i * d..(i + 1) * d].iter().copied())
-        .collect();
-    let mut shape = x.shape().to_vec();
-    shape[0] = pick.len();
-    Tensor::from_vec(&shape, data).expect("rows keep the row shape")
 }

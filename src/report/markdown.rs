@@ -144,9 +144,18 @@ fn attack_columns<'a>(rows: impl Iterator<Item = &'a BnAccuracy>) -> Vec<String>
     cols
 }
 
-/// A row's accuracy under attack `label`, as a percentage cell.
-fn attack_cell(a: &BnAccuracy, label: &str) -> String {
-    pct(a.attacks.iter().find(|x| x.attack == label).map(|x| x.acc))
+/// A BN set's cells of a robust-accuracy table: its name, clean accuracy, then each attack's
+/// of `cols` ("–" where it was not run).
+fn attack_row(a: &BnAccuracy, cols: &[String]) -> String {
+    let mut cells = vec![format!("BN_{}", a.bn), pct(Some(a.clean_acc))];
+    for label in cols {
+        cells.push(pct(a
+            .attacks
+            .iter()
+            .find(|x| &x.attack == label)
+            .map(|x| x.acc)));
+    }
+    cells.join(" | ")
 }
 
 /// The RobustBench-style table (clean and each attack per BN set), how far AA falls below
@@ -163,14 +172,7 @@ fn robustness_tables(s: &mut String, per_bn: &[BnAccuracy]) {
         let _ = writeln!(s, "| BN | clean % | {} % |", cols.join(" % | "));
         let _ = writeln!(s, "|---|---|{}", "---|".repeat(cols.len()));
         for a in per_bn {
-            let cells: Vec<String> = cols.iter().map(|c| attack_cell(a, c)).collect();
-            let _ = writeln!(
-                s,
-                "| BN_{} | {} | {} |",
-                a.bn,
-                pct(Some(a.clean_acc)),
-                cells.join(" | ")
-            );
+            let _ = writeln!(s, "| {} |", attack_row(a, &cols));
         }
         for a in per_bn {
             let find = |p: &dyn Fn(&str) -> bool| a.attacks.iter().find(|x| p(&x.attack));
@@ -313,14 +315,7 @@ pub fn comparison(runs: &[Run], links: &[String]) -> String {
         let _ = writeln!(s, "| run | BN | clean % | {} % |", cols.join(" % | "));
         let _ = writeln!(s, "|---|---|---|{}", "---|".repeat(cols.len()));
         for (name, a) in &rows {
-            let cells: Vec<String> = cols.iter().map(|c| attack_cell(a, c)).collect();
-            let _ = writeln!(
-                s,
-                "| {name} | BN_{} | {} | {} |",
-                a.bn,
-                pct(Some(a.clean_acc)),
-                cells.join(" | ")
-            );
+            let _ = writeln!(s, "| {name} | {} |", attack_row(a, &cols));
         }
     }
     let _ = writeln!(s, "\n![{COMPARISON_SVG}]({COMPARISON_SVG})");

@@ -15,7 +15,7 @@
 //! (`Victim::probe`), so the attack runs unchanged on every device.
 
 use super::objective::{correct, ranked_classes, Objective};
-use super::victim::Victim;
+use super::victim::{host_batch as host, rows, Victim};
 use crate::rng::{self, stream};
 use crate::tensor::Tensor;
 
@@ -89,18 +89,18 @@ pub fn run(
     let mut robust: Vec<bool> = correct(&first.logits, k, labels);
     let mut adversarial = x.clone();
     let mut grad = first.grad;
-    let mut loss_best = first.losses.clone();
-    let mut prev_loss = first.losses.clone();
     let (mut x_best, mut grad_best) = (x.clone(), grad.clone());
-    let mut eta = vec![2.0 * eps; n];
+    let mut steps: Vec<StepSize> = first
+        .losses
+        .iter()
+        .map(|&l| StepSize::new(eps, l))
+        .collect();
+    let etas = |steps: &[StepSize]| steps.iter().map(|s| s.eta).collect::<Vec<f32>>();
     let mut trace = ApgdTrace {
+        step_sizes: vec![etas(&steps)],
         losses: vec![first.losses],
-        step_sizes: vec![eta.clone()],
     };
     let mut x_prev = x.clone();
-    let mut rises = vec![0usize; n];
-    let mut reduced_last = vec![true; n];
-    let mut loss_best_last = loss_best.clone();
     let marks = checkpoints(cfg.iters);
     let (mut mark, mut last_mark) = (0usize, 0usize);
     for i in 0..cfg.iters {
@@ -109,7 +109,7 @@ pub fn run(
             .map(|j| {
                 let lo = (x0[j] - eps).max(0.0);
                 let hi = (x0[j] + eps).min(1.0);
-                let z = (x[j] + eta[j / d] * sign(grad[j])).clamp(lo, hi);
+                let z = (x[j] + steps[j / d].eta * sign(grad[j])).clamp(lo, hi);
                 (x[j] + a * (z - x[j]) + (1.0 - a) * (x[j] - x_prev[j])).clamp(lo, hi)
             })
             .collect();
@@ -122,29 +122,17 @@ pub fn run(
                 robust[img] = false;
                 adversarial[r.clone()].copy_from_slice(&x[r.clone()]);
             }
-            if p.losses[img] > prev_loss[img] {
-                rises[img] += 1;
-            }
-            if p.losses[img] > loss_best[img] {
-                loss_best[img] = p.losses[img];
+            if steps[img].observe(p.losses[img]) {
                 x_best[r.clone()].copy_from_slice(&x[r.clone()]);
                 grad_best[r.clone()].copy_from_slice(&p.grad[r]);
             }
         }
         grad = p.grad;
-        prev_loss.clone_from(&p.losses);
         if marks.get(mark) == Some(&(i + 1)) {
-            let window = (i + 1 - last_mark) as f64;
-            for img in 0..n {
-                let oscillating = rises[img] as f64 <= RHO * window;
-                let stalled = !reduced_last[img] && loss_best_last[img] >= loss_best[img];
-                let halve = oscillating || stalled;
-                reduced_last[img] = halve;
-                loss_best_last[img] = loss_best[img];
-                rises[img] = 0;
-                if halve {
+            let window = i + 1 - last_mark;
+            for (img, step) in steps.iter_mut().enumerate() {
+                if step.checkpoint(window) {
                     let r = img * d..(img + 1) * d;
-                    eta[img] /= 2.0;
                     x[r.clone()].copy_from_slice(&x_best[r.clone()]);
                     grad[r.clone()].copy_from_slice(&grad_best[r]);
                 }
@@ -153,7 +141,7 @@ pub fn run(
             mark += 1;
         }
         trace.losses.push(p.losses);
-        trace.step_sizes.push(eta.clone());
+        trace.step_sizes.push(etas(&steps));
     }
     for (img, _) in robust.iter().enumerate().filter(|(_, &r)| r) {
         let r = img * d..(img + 1) * d;
@@ -163,6 +151,124 @@ pub fn run(
         robust,
         adversarial,
         trace,
+    }
+}
+
+/// One APGD-T target run, for inspection: the images it attacked (indices into the batch)
+/// and the target class of each.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TargetRun {
+    pub images: Vec<usize>,
+    pub targets: Vec<u32>,
+}
+
+/// What APGD-T found: the images correct at every point of every run, and the runs made.
+pub struct TargetedOutcome {
+    pub robust: Vec<bool>,
+    pub runs: Vec<TargetRun>,
+}
+
+/// APGD-T as AutoAttack runs it: one APGD run with the targeted DLR loss per target class,
+/// the (t+1)-th most likely wrong class on `clean_logits` for run t, up to `targets` runs (at
+/// most classes − 1), each on the images every run before left correct. `x0`'s images should
+/// be correctly classified (`clean_logits` rank their labels first).
+pub fn run_targeted(
+    victim: Victim<'_>,
+    x0: &Tensor,
+    labels: &[u32],
+    ids: &[u64],
+    clean_logits: &[f32],
+    targets_wanted: usize,
+    cfg: &ApgdConfig,
+) -> TargetedOutcome {
+    let k = victim.classes();
+    let mut alive = vec![true; labels.len()];
+    let mut runs = Vec::new();
+    for t in 0..targets_wanted.min(k - 1) {
+        let pick: Vec<usize> = (0..labels.len()).filter(|&i| alive[i]).collect();
+        if pick.is_empty() {
+            break;
+        }
+        let all = targets(clean_logits, k, t);
+        let run_targets: Vec<u32> = pick.iter().map(|&i| all[i]).collect();
+        let ys: Vec<u32> = pick.iter().map(|&i| labels[i]).collect();
+        let run_ids: Vec<u64> = pick.iter().map(|&i| ids[i]).collect();
+        let obj = Objective::DlrTargeted(&run_targets);
+        let out = run(
+            victim,
+            &rows(x0, &pick),
+            &ys,
+            &run_ids,
+            obj,
+            cfg,
+            t as u64 + 1,
+        );
+        for (&i, r) in pick.iter().zip(out.robust) {
+            alive[i] = r;
+        }
+        runs.push(TargetRun {
+            images: pick,
+            targets: run_targets,
+        });
+    }
+    TargetedOutcome {
+        robust: alive,
+        runs,
+    }
+}
+
+/// One image's step size η and the rule that halves it at the checkpoints.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepSize {
+    pub eta: f32,
+    /// Steps since the last checkpoint whose loss rose over the step before.
+    rises: usize,
+    previous: f64,
+    best: f64,
+    best_at_last_checkpoint: f64,
+    /// Whether the last checkpoint halved η (true before the first, as in AutoAttack: the
+    /// stall condition cannot fire at the first checkpoint).
+    halved_last: bool,
+}
+
+impl StepSize {
+    /// η = 2ε at a start whose loss is `first`.
+    pub fn new(eps: f32, first: f64) -> Self {
+        StepSize {
+            eta: 2.0 * eps,
+            rises: 0,
+            previous: first,
+            best: first,
+            best_at_last_checkpoint: first,
+            halved_last: true,
+        }
+    }
+
+    /// Records the loss of the next point; true when it is the best so far.
+    pub fn observe(&mut self, loss: f64) -> bool {
+        self.rises += usize::from(loss > self.previous);
+        self.previous = loss;
+        let best = loss > self.best;
+        if best {
+            self.best = loss;
+        }
+        best
+    }
+
+    /// The checkpoint `window` steps after the last one: halves η (true) when the loss rose
+    /// in at most ρ·window of those steps, or when η was not halved last time and the best
+    /// loss has not grown since.
+    pub fn checkpoint(&mut self, window: usize) -> bool {
+        let oscillating = self.rises as f64 <= RHO * window as f64;
+        let stalled = !self.halved_last && self.best_at_last_checkpoint >= self.best;
+        let halve = oscillating || stalled;
+        if halve {
+            self.eta /= 2.0;
+        }
+        self.halved_last = halve;
+        self.best_at_last_checkpoint = self.best;
+        self.rises = 0;
+        halve
     }
 }
 
@@ -209,13 +315,36 @@ fn sign(v: f32) -> f32 {
     }
 }
 
-fn host(shape: &[usize], data: &[f32]) -> Tensor {
-    Tensor::from_vec(shape, data.to_vec()).expect("the attacked batch keeps its shape")
-}
-
 #[cfg(test)]
 mod tests {
-    use super::checkpoints;
+    use super::{checkpoints, StepSize};
+
+    /// Feeds `losses` after a start of loss 5 and checkpoints after the whole window.
+    fn halves(s: &mut StepSize, losses: &[f64]) -> bool {
+        for &l in losses {
+            s.observe(l);
+        }
+        s.checkpoint(losses.len())
+    }
+
+    #[test]
+    fn each_condition_halves_the_step_on_its_own() {
+        let mut s = StepSize::new(0.5, 5.0);
+        // Rising in every step: no halving (the first checkpoint cannot stall).
+        assert!(!halves(&mut s, &[6.0, 7.0, 8.0, 9.0]));
+        assert_eq!(s.eta, 1.0);
+        // Rising in 4 of 5 steps (more than 0.75·5) but never past the best 9: the stall alone.
+        assert!(halves(&mut s, &[1.0, 2.0, 3.0, 4.0, 4.5]));
+        assert_eq!(s.eta, 0.5);
+        // Halved last time, so a stall cannot repeat; rising in 4 of 4 past the best: none.
+        assert!(!halves(&mut s, &[5.0, 10.0, 11.0, 12.0]));
+        // Rising in 3 of 4 (= 0.75·4, the inclusive bound) while improving: the rise count.
+        assert!(halves(&mut s, &[13.0, 14.0, 15.0, 14.5]));
+        assert_eq!(s.eta, 0.25);
+        // Rising in 2 of 4 steps, no new best, halved last time: the rise count again.
+        assert!(halves(&mut s, &[14.0, 14.2, 13.0, 14.1]));
+        assert_eq!(s.eta, 0.125);
+    }
 
     #[test]
     fn checkpoints_follow_the_published_sequence() {

@@ -11,7 +11,7 @@
 //! 1000, 2000, 4000, 6000 and 8000 (no rescaling to the query budget, as AutoAttack runs it).
 
 use super::objective::margins;
-use super::victim::Victim;
+use super::victim::{host_batch as host, Victim};
 use crate::rng::{self, stream};
 use crate::tensor::Tensor;
 
@@ -152,10 +152,6 @@ fn pm(key: u64, index: u64) -> f32 {
     } else {
         1.0
     }
-}
-
-fn host(shape: &[usize], data: &[f32]) -> Tensor {
-    Tensor::from_vec(shape, data.to_vec()).expect("the queried batch keeps its shape")
 }
 
 #[cfg(test)]

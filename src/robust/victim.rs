@@ -66,3 +66,20 @@ impl<'m> Victim<'m> {
         }
     }
 }
+
+/// A host batch of `shape` from the attack's working copy of its pixels.
+pub fn host_batch(shape: &[usize], data: &[f32]) -> Tensor {
+    Tensor::from_vec(shape, data.to_vec()).expect("an attacked batch keeps its shape")
+}
+
+/// The rows `pick` of a host batch [n, ...].
+pub fn rows(x: &Tensor, pick: &[usize]) -> Tensor {
+    let d = x.numel() / x.dim(0).max(1);
+    let data: Vec<f32> = pick
+        .iter()
+        .flat_map(|&i| x.data()[i * d..(i + 1) * d].iter().copied())
+        .collect();
+    let mut shape = x.shape().to_vec();
+    shape[0] = pick.len();
+    Tensor::from_vec(&shape, data).expect("rows keep the row shape")
+}

@@ -158,3 +158,16 @@ pub fn device_flag(d: &CudaDevice) -> &'static str {
         "cuda"
     }
 }
+
+/// ResNet18 at width 1/16 with the synthetic set's normalisation: the small model of the
+/// training and attack tests.
+pub fn small_model(seed: u64) -> rlnet::nn::Model {
+    use rlnet::nn::{Arch, Model, ModelConfig};
+    let (norm_mean, norm_std) = rlnet::data::source::DatasetKind::Synthetic.normalization();
+    let cfg = ModelConfig {
+        norm_mean,
+        norm_std,
+        ..ModelConfig::new(Arch::ResNet18, 0.0625)
+    };
+    Model::new(cfg, seed).unwrap()
+}
