@@ -605,6 +605,41 @@ fn gpu_device() -> Option<rlnet::device::Device> {
     gpu().map(rlnet::device::Device::Cuda)
 }
 
+/// The evaluation attacks see the model only through `Victim` (logits, per-image losses and
+/// the input gradient of a host objective); on the GPU it gives what the CPU gives, for each
+/// objective, so APGD, APGD-T and Square (host bookkeeping) run the same on both.
+#[test]
+fn the_attacked_model_answers_on_the_gpu_as_on_the_cpu() {
+    use rlnet::nn::{Domain, Model};
+    use rlnet::robust::objective::Objective;
+    use rlnet::robust::victim::Victim;
+    use rlnet::tensor::Tensor;
+    let Some(device) = gpu_device() else { return };
+    let cpu = common::small_model(5);
+    let mut dev = Model::new(cpu.config.clone(), 5).unwrap();
+    dev.to_device(&device).unwrap();
+    let x = Tensor::from_vec(
+        &[2, 3, 32, 32],
+        randn(2 * 3072, 4)
+            .iter()
+            .map(|v| (0.5 + 0.2 * v).clamp(0.0, 1.0))
+            .collect(),
+    )
+    .unwrap();
+    let labels = [3u32, 8];
+    for obj in [
+        Objective::CrossEntropy,
+        Objective::DlrTargeted(&[1, 2]),
+        Objective::NegMargin,
+    ] {
+        let c = Victim::new(&cpu, Domain::Adv).probe(&x, &labels, obj);
+        let g = Victim::new(&dev, Domain::Adv).probe(&x, &labels, obj);
+        assert_close("logits", &g.logits, &c.logits, 1e-4, 1e-3);
+        assert_close("losses", &g.losses, &c.losses, 1e-4, 1e-3);
+        assert_close("input gradient", &g.grad, &c.grad, 1e-4, 2e-3);
+    }
+}
+
 /// A whole ResNet18 (width 0.125, random masks) forward and backward through the graph on the
 /// GPU against the CPU: logits, input gradient and every parameter gradient.
 #[test]

@@ -59,7 +59,8 @@ pub struct Accuracy {
     pub bn: String,
     pub images: usize,
     pub clean_acc: f32,
-    /// PGD accuracy, attacking the evaluated model with the same BN set.
+    /// PGD accuracy, attacking the evaluated model with the same BN set: the images
+    /// classified correctly both clean and attacked.
     pub pgd_acc: Option<f32>,
     pub pgd_steps: Option<usize>,
     /// The strong evaluation's accuracies (`--attack`), when run.
@@ -121,7 +122,17 @@ pub fn evaluate(
                 seed: opts.seed,
             };
             let adv = attack(model, &x, &y, &spec, bi as u64);
-            robust += correct(&logits(model, &adv, domain), &y);
+            // Robust: correct on the clean image and on the attacked one (the attack's ball
+            // holds the clean image too), as AutoAttack and RobustBench count.
+            let k = z.dim(1);
+            let za = logits(model, &adv, domain);
+            robust += z
+                .data()
+                .chunks(k)
+                .zip(za.data().chunks(k))
+                .zip(&y)
+                .filter(|((c, a), &l)| argmax(c) == l as usize && argmax(a) == l as usize)
+                .count();
         }
         progress(chunk.len());
     }
