@@ -393,9 +393,10 @@ fn the_inputs_the_fuzzer_found_are_clean_errors() {
     assert!(e.contains("z.npy") && e.contains("H, W > 0"), "{e}");
 }
 
-/// A checkpoint's header says which model to build; a header describing a bigger model than
+/// A checkpoint's header says which model to build; a header describing another model than
 /// the file's tensors (a corrupt or hostile file of a few kilobytes asking for gigabytes) is
-/// refused before anything is allocated, and absurd settings fail validation.
+/// refused, naming a tensor that does not fit, before anything is allocated; absurd settings
+/// fail validation.
 #[test]
 fn a_checkpoint_header_cannot_ask_for_more_model_than_its_file_holds() {
     let dir = std::env::temp_dir().join(format!("rlnet-fuzz-header-{}", std::process::id()));
@@ -410,23 +411,23 @@ fn a_checkpoint_header_cannot_ask_for_more_model_than_its_file_holds() {
                 width_mult: 16.0,
                 ..base.clone()
             },
-            "header describes a model",
+            "the header's model needs",
         ),
         (
             ModelConfig {
                 num_classes: 100_000,
                 ..base.clone()
             },
-            "header describes a model",
+            "the header's model needs",
         ),
         (
             ModelConfig {
                 input_size: 1024,
                 ..base.clone()
             },
-            "header describes a model",
+            "the header's model needs",
         ),
-        (wrn, "header describes a model"),
+        (wrn, "the header's model needs"),
         (
             ModelConfig {
                 num_classes: 1 << 40,

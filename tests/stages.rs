@@ -9,6 +9,7 @@ use rlnet::device::Device;
 use rlnet::nn::{Arch, Model, ModelConfig};
 use rlnet::optim::{SgdConfig, StepSchedule};
 use rlnet::robust::pgd::PgdConfig;
+use rlnet::search::plan::StudentInit;
 use rlnet::search::snl::SnlConfig;
 use rlnet::search::{layer_counts, layer_sizes, student_config, Fractions, MaskPlan};
 use rlnet::train::distill_step::DistillWeights;
@@ -87,6 +88,7 @@ fn search_config(teacher_path: &Path, budget: usize, fractions: Fractions) -> St
         budget,
         fractions: how,
         ks,
+        init: StudentInit::Random,
     };
     config(teacher_path, masks, model, "rslad+ce")
 }
@@ -482,4 +484,95 @@ fn a_diverging_student_stage_writes_no_checkpoint_of_its_bad_state() {
         }
     }
     std::fs::remove_dir_all(&root).ok();
+}
+
+/// `--student-init teacher`: the search's student starts with the teacher's weights (a shared
+/// teacher shortcut BN feeding both of the student's BN sets), keeps its own starting mask, and
+/// a teacher whose network is not the student's is a clear error.
+#[test]
+fn a_student_initialised_from_the_teacher_starts_with_its_weights() {
+    let dir = tmp("init");
+    // A teacher with the reference's shared shortcut BN, so the BN mapping is exercised.
+    let (norm_mean, norm_std) = DatasetKind::Synthetic.normalization();
+    let cfg = ModelConfig {
+        norm_mean,
+        norm_std,
+        shared_shortcut_bn: true,
+        ..ModelConfig::new(Arch::ResNet18, 0.0625)
+    };
+    let path = dir.join("shared.safetensors");
+    let trained = Model::new(cfg.clone(), 11).unwrap();
+    let meta = CheckpointMeta {
+        format_version: FORMAT_VERSION,
+        stage: "teacher".into(),
+        model: cfg,
+        state: serde_json::json!({ "config": { "data": data() } }),
+    };
+    checkpoint::save(&path, &trained, None, &meta).unwrap();
+    let mut sc = search_config(&path, 2_000, Fractions::Uniform);
+    let with_init = |sc: &mut StudentConfig, want: StudentInit| {
+        if let MaskPlan::Search { init, .. } = &mut sc.masks {
+            *init = want;
+        }
+    };
+    with_init(&mut sc, StudentInit::Teacher);
+    let student = sc
+        .masks
+        .policy()
+        .starting_student(&sc.model, 9, &path)
+        .unwrap();
+    let (mut same, mut mapped) = (0, 0);
+    for e in student.store.entries() {
+        if e.name.ends_with(".mask") {
+            continue;
+        }
+        let id = trained.store.id(&e.name).or_else(|| {
+            mapped += 1;
+            trained
+                .store
+                .id(&e.name.replacen(".BN_a.", ".", 1).replacen(".BN_c.", ".", 1))
+        });
+        let t = trained
+            .store
+            .get(id.unwrap_or_else(|| panic!("no source for {}", e.name)));
+        assert_eq!(t.data(), e.tensor.data(), "{}", e.name);
+        same += 1;
+    }
+    assert!(
+        same > 100 && mapped > 0,
+        "{same} tensors copied, {mapped} through a shared BN"
+    );
+    // The default starts from fresh weights, not the teacher's, with the same starting mask.
+    with_init(&mut sc, StudentInit::Random);
+    let fresh = sc
+        .masks
+        .policy()
+        .starting_student(&sc.model, 9, &path)
+        .unwrap();
+    let conv = fresh.store.id("conv1.weight").unwrap();
+    assert_ne!(fresh.store.get(conv).data(), trained.store.get(conv).data());
+    for l in &student.relu_layers {
+        assert_eq!(
+            student.mask(l),
+            fresh.mask(l),
+            "{}: the mask is the search's own",
+            l.name
+        );
+    }
+    assert!(student.kept_relus() < student.total_relus());
+    // Another width is refused, naming the tensor that does not fit.
+    with_init(&mut sc, StudentInit::Teacher);
+    sc.model.width_mult = 0.125;
+    let e = sc
+        .masks
+        .policy()
+        .starting_student(&sc.model, 9, &path)
+        .err()
+        .expect("a wider student cannot take this teacher's weights")
+        .to_string();
+    assert!(
+        e.contains("--student-init teacher") && e.contains("in the teacher but"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -178,14 +178,20 @@ impl Checkpoint {
 
     /// The model this checkpoint holds: built from its config, every tensor filled and checked.
     pub fn model(&self) -> Result<Model> {
-        // Every tensor of the model must be in the file, so a header describing more elements
-        // than the file holds is corrupt: refuse it before allocating the model.
-        let needed = Model::elements(&self.meta.model).map_err(|e| self.bad(e.to_string()))?;
-        let held: u64 = self.tensors.values().map(|t| t.numel() as u64).sum();
-        if needed > held {
-            return Err(self.bad(format!(
-                "its header describes a model of {needed} values but the file holds {held}"
-            )));
+        // Every tensor of the header's model must be in the file with its shape: checked
+        // before the model is allocated, so a corrupt header cannot ask for gigabytes.
+        let shapes = Model::tensor_shapes(&self.meta.model).map_err(|e| self.bad(e.to_string()))?;
+        for (name, shape) in &shapes {
+            let t = self
+                .tensors
+                .get(name)
+                .ok_or_else(|| self.bad(format!("tensor {name} is missing")))?;
+            if t.shape() != shape.as_slice() {
+                return Err(self.bad(format!(
+                    "tensor {name} is {:?} in the file but the header's model needs {shape:?}",
+                    t.shape()
+                )));
+            }
         }
         let mut model = Model::new(self.meta.model.clone(), 0)?;
         self.fill(&mut model)?;

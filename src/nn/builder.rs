@@ -11,9 +11,10 @@ pub(super) struct Builder<'c> {
     store: ParamStore,
     relus: Vec<ReluLayer>,
     rng: Stream,
-    /// Count the elements without allocating them (every tensor stays empty).
+    /// Record the shapes without allocating (every tensor stays empty).
     count_only: bool,
-    elements: u64,
+    /// The shape of every tensor made, in order (each is registered right after it is made).
+    shapes: Vec<Vec<usize>>,
 }
 
 impl<'c> Builder<'c> {
@@ -24,11 +25,11 @@ impl<'c> Builder<'c> {
             relus: Vec::new(),
             rng: Stream::new(seed, stream::INIT),
             count_only: false,
-            elements: 0,
+            shapes: Vec::new(),
         }
     }
 
-    /// A builder that only counts what the model would hold (`elements`), allocating nothing:
+    /// A builder that only records what the model would hold (`shapes`), allocating nothing:
     /// a checkpoint's header is checked against its file with it before any tensor is made.
     pub fn counting(cfg: &'c ModelConfig) -> Self {
         Builder {
@@ -41,18 +42,23 @@ impl<'c> Builder<'c> {
         (self.store, self.relus)
     }
 
-    /// The elements of every tensor registered so far.
-    pub fn elements(&self) -> u64 {
-        self.elements
+    /// Every registered entry's name and shape, in order.
+    pub fn layout(&self) -> Vec<(String, Vec<usize>)> {
+        self.store
+            .entries()
+            .iter()
+            .zip(&self.shapes)
+            .map(|(e, shape)| (e.name.clone(), shape.clone()))
+            .collect()
     }
 
     /// A tensor of `shape` whose elements `fill` draws in order (empty when only counting).
     fn tensor(&mut self, shape: &[usize], mut fill: impl FnMut(&mut Stream) -> f32) -> Tensor {
-        let n = shape.iter().fold(1u64, |a, &d| a.saturating_mul(d as u64));
-        self.elements = self.elements.saturating_add(n);
+        self.shapes.push(shape.to_vec());
         if self.count_only {
             return Tensor::zeros(&[0]);
         }
+        let n: usize = shape.iter().product();
         let data = (0..n).map(|_| fill(&mut self.rng)).collect();
         Tensor::from_vec(shape, data).expect("the data has the shape's size")
     }

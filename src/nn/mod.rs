@@ -254,13 +254,13 @@ impl Model {
         }
     }
 
-    /// The f32 elements (parameters, buffers and masks) a model of `config` holds, counted
-    /// without allocating any.
-    pub fn elements(config: &ModelConfig) -> Result<u64> {
+    /// The name and shape of every tensor (parameters, buffers and masks) a model of `config`
+    /// holds, in store order, found without allocating any.
+    pub fn tensor_shapes(config: &ModelConfig) -> Result<Vec<(String, Vec<usize>)>> {
         config.validate()?;
         let mut b = Builder::counting(config);
         Self::layout(&mut b);
-        Ok(b.elements())
+        Ok(b.layout())
     }
 
     /// Forward pass of raw [0,1] pixels x [n, 3, s, s]; normalisation happens inside. The

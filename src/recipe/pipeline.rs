@@ -20,6 +20,7 @@ use crate::data::source::DatasetKind;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::report::write_json;
+use crate::search::plan::StudentInit;
 use crate::search::{parse_budget, Fractions};
 use crate::train::student::{self, StudentConfig, StudentReport};
 use crate::train::teacher::{self, TeacherReport};
@@ -71,6 +72,10 @@ pub struct PipelineRecipe {
     /// --method snl, which places ReLUs over the whole network itself).
     #[arg(long, default_value = "auto")]
     pub fractions: String,
+    /// Where the stage-2 student's weights start: random (the reference's default) or the
+    /// teacher's (see `rlnet search --help`).
+    #[arg(long, value_enum, default_value_t)]
+    pub student_init: StudentInit,
     /// Stage 3's loss mode (see `rlnet distill --help`; default rslad+attn+augattn+ce, and
     /// natural for --method senet and snl).
     #[arg(long)]
@@ -264,6 +269,7 @@ impl PipelineRecipe {
                         budget: self.budget.clone(),
                         fractions: Some(self.fractions.clone()),
                         mode: senet.then(|| "natural".into()),
+                        student_init: self.student_init,
                     }),
                 )
             }
@@ -316,14 +322,19 @@ impl PipelineRecipe {
     /// evaluation settings, the device and the stop flag may change).
     fn identity(&self) -> serde_json::Value {
         let d = &self.data;
-        serde_json::json!({
+        let mut id = serde_json::json!({
             "method": self.method.name(), "preset": self.preset.name(), "budget": self.budget,
             "fractions": self.fractions, "mode": self.distill_mode(),
             "dataset": d.dataset.map(|k| k.name()), "data_dir": d.data_dir,
             "train_limit": d.train_limit, "test_limit": d.test_limit,
             "model": self.model.map(|a| a.name()), "width_mult": self.width_mult,
             "epochs": self.epochs, "seed": self.seed,
-        })
+        });
+        // Recorded only when not the default, so folders made before the flag still match.
+        if self.student_init != StudentInit::Random {
+            id["student_init"] = self.student_init.name().into();
+        }
+        id
     }
 
     /// Records the run's identity in `pipeline.json`, or checks a rerun against it.
@@ -433,6 +444,7 @@ impl PipelineRecipe {
             config: serde_json::json!({
                 "preset": self.preset.name(), "budget": self.budget, "fractions": self.fractions,
                 "method": self.method.name(), "mode": self.distill_mode(), "seed": self.seed,
+                "student_init": self.student_init.name(),
                 "corruptions": self.corruptions, "frost_dir": self.frost_dir,
             }),
         };

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::nn::ModelConfig;
 use crate::optim::{SgdConfig, StepSchedule};
 use crate::robust::pgd::PgdConfig;
+use crate::search::plan::StudentInit;
 use crate::search::snl::SnlConfig;
 use crate::search::{layer_counts, layer_sizes, parse_budget, student_config, Fractions, MaskPlan};
 use crate::train::distill_step::{DistillWeights, LossMode};
@@ -217,6 +218,10 @@ pub struct SearchRecipe {
     /// The loss of the search (default rslad+ce, spec §5; see `rlnet distill --help`).
     #[arg(long)]
     pub mode: Option<String>,
+    /// Where the student's weights start: random (the reference's default) or the teacher's
+    /// (its `--pretrain_load`), before the search picks the mask.
+    #[arg(long, value_enum, default_value_t)]
+    pub student_init: StudentInit,
 }
 
 impl SearchRecipe {
@@ -242,6 +247,7 @@ impl SearchRecipe {
             budget,
             fractions,
             ks,
+            init: self.student_init,
         };
         // Spec §5: 150 epochs whose milestones (150/180/210) are never reached: a constant lr.
         let defaults = StageDefaults::rlnet(150, 0.05, Vec::new());

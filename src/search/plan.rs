@@ -12,6 +12,27 @@ use crate::rng::{self, stream};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
+/// Where the stage-2 student's weights start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StudentInit {
+    /// Freshly initialised weights (the reference's default, spec §5.1 step 1).
+    #[default]
+    Random,
+    /// The trained teacher's weights (the reference's `--pretrain_load`): every BN set of the
+    /// student takes the teacher's matching one, a shared teacher BN feeding each.
+    Teacher,
+}
+
+impl StudentInit {
+    pub fn name(self) -> &'static str {
+        match self {
+            StudentInit::Random => "random",
+            StudentInit::Teacher => "teacher",
+        }
+    }
+}
+
 /// What happens to the student's ReLU masks (its policy at work: [`MaskPlan::policy`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum MaskPlan {
@@ -21,6 +42,10 @@ pub enum MaskPlan {
         /// How the per-layer counts were chosen (for the report).
         fractions: String,
         ks: Vec<usize>,
+        /// Where the student's weights start (absent in checkpoints from before the choice
+        /// existed: random).
+        #[serde(default)]
+        init: StudentInit,
     },
     /// Stage 3: the mask of the stage-2 checkpoint `from`, never changed.
     Frozen { from: PathBuf },

@@ -1,18 +1,59 @@
 //! The three mask policies (`policy`): the stage-2 top-k search, the frozen stage-3 mask and
 //! SNL's learnable α, and the plan that picks one.
 
-use super::plan::{initial_masks, MaskPlan};
+use super::plan::{initial_masks, MaskPlan, StudentInit};
 use super::policy::{MaskPolicy, Resumed};
 use super::snl::{
     alpha_tensors, binarise_top, count_alive, restore_alphas, SnlConfig, SnlProgress,
 };
 use super::{apply_top_k, set_model_masks};
+use crate::autograd::EntryKind;
 use crate::checkpoint::{load_search_student, load_teacher, Checkpoint};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::nn::{kept_count, Model, ModelConfig};
 use crate::tensor::Tensor;
 use std::path::{Path, PathBuf};
+
+/// `--student-init teacher`: every parameter and BN statistic of `student` from the entry of
+/// the same name in `teacher`, or, for a per-domain BN set (`x.BN_c.weight`), from the
+/// teacher's shared one (`x.weight`); masks stay the student's. A teacher of another
+/// architecture, width or class count is an error naming the tensor that does not fit.
+fn copy_teacher_weights(student: &mut Model, teacher: &Model, path: &Path) -> Result<()> {
+    let refuse = |what: String| {
+        Error::Config(format!(
+            "--student-init teacher: {what} in {}; the student must be the teacher's network \
+             (same architecture, width and classes)",
+            path.display()
+        ))
+    };
+    for id in 0..student.store.len() {
+        let e = student.store.entry(id);
+        if e.kind == EntryKind::Mask {
+            continue;
+        }
+        let shared = [".BN_c.", ".BN_a.", ".BN_r."]
+            .iter()
+            .find_map(|set| e.name.contains(set).then(|| e.name.replacen(set, ".", 1)));
+        let source = teacher
+            .store
+            .id(&e.name)
+            .or_else(|| shared.as_deref().and_then(|n| teacher.store.id(n)))
+            .ok_or_else(|| refuse(format!("the teacher has no tensor for {}", e.name)))?;
+        let t = teacher.store.get(source);
+        if t.shape() != e.tensor.shape() {
+            return Err(refuse(format!(
+                "{} is {:?} in the teacher but {:?} in the student",
+                e.name,
+                t.shape(),
+                e.tensor.shape()
+            )));
+        }
+        let t = t.clone();
+        student.store.set(id, t)?;
+    }
+    Ok(())
+}
 
 /// Prefix of the search's score accumulators inside a mid-epoch checkpoint.
 const SCORES_PREFIX: &str = "search.scores.";
@@ -21,9 +62,12 @@ impl MaskPlan {
     /// This plan's policy for a new or resumed run.
     pub fn policy(&self) -> Box<dyn MaskPolicy> {
         match self {
-            MaskPlan::Search { budget, ks, .. } => Box::new(TopK {
+            MaskPlan::Search {
+                budget, ks, init, ..
+            } => Box::new(TopK {
                 budget: *budget,
                 ks: ks.clone(),
+                init: *init,
                 scores: Vec::new(),
             }),
             MaskPlan::Frozen { from } => Box::new(Frozen { from: from.clone() }),
@@ -37,6 +81,7 @@ impl MaskPlan {
 struct TopK {
     budget: usize,
     ks: Vec<usize>,
+    init: StudentInit,
     scores: Vec<Tensor>,
 }
 
@@ -49,9 +94,13 @@ fn zero_scores(model: &Model, device: &Device) -> Result<Vec<Tensor>> {
 }
 
 impl MaskPolicy for TopK {
-    /// A randomly initialised student with the random channel-uniform mask of spec §5.1 step 1.
-    fn starting_student(&self, model: &ModelConfig, seed: u64, _: &Path) -> Result<Model> {
+    /// A randomly initialised student (or one with the teacher's weights) with the random
+    /// channel-uniform mask of spec §5.1 step 1.
+    fn starting_student(&self, model: &ModelConfig, seed: u64, teacher: &Path) -> Result<Model> {
         let mut m = Model::new(model.clone(), seed)?;
+        if self.init == StudentInit::Teacher {
+            copy_teacher_weights(&mut m, &load_teacher(teacher, &Device::Cpu)?, teacher)?;
+        }
         let masks = initial_masks(&m, &self.ks, seed);
         set_model_masks(&mut m, &masks)?;
         Ok(m)
