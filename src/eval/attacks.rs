@@ -295,12 +295,12 @@ impl BatchRun<'_> {
                 seed: self.s.seed,
             };
             let adv = attack(model, self.x, self.y, &spec, self.key | (r << 32));
-            let adv = crate::device::ok(adv.to_host());
-            let z = self.victim.logits(&adv);
-            for (a, ok) in
-                alive
-                    .iter_mut()
-                    .zip(objective::correct(&z, self.victim.classes(), self.y))
+            // The attacked batch stays on the model's device; only its logits come back.
+            let z = super::logits(model, &adv, self.victim.domain);
+            let k = self.victim.classes();
+            for (a, ok) in alive
+                .iter_mut()
+                .zip(objective::correct(z.data(), k, self.y))
             {
                 *a &= ok;
             }

@@ -169,7 +169,7 @@ pub struct TargetedOutcome {
 }
 
 /// APGD-T as AutoAttack runs it: one APGD run with the targeted DLR loss per target class,
-/// the (t+1)-th most likely wrong class on `clean_logits` for run t, up to `targets` runs (at
+/// the (t+1)-th most likely wrong class on `clean_logits` for run t, up to `targets_wanted` runs (at
 /// most classes − 1), each on the images every run before left correct. `x0`'s images should
 /// be correctly classified (`clean_logits` rank their labels first).
 pub fn run_targeted(
