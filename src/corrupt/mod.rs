@@ -264,7 +264,8 @@ impl Resources {
         if c == Corruption::Frost && self.frost.is_none() {
             return Err(Error::Config(
                 "frost needs its textures (frost1.png, frost2.png, frost3.png, frost4.jpg, \
-                 frost5.jpg): pass --frost-dir DIR (e.g. ../shared/data/frost)"
+                 frost5.jpg: the frost images of hendrycks/robustness): pass \
+                 --frost-dir DIR, the folder that holds them"
                     .into(),
             ));
         }

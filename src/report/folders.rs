@@ -1,7 +1,7 @@
 //! Finding run folders and writing their reports: report.md and charts into each run
 //! folder, comparison.md and comparison.svg into an output folder.
 
-use super::markdown::{self, COMPARISON_SVG, CORRUPTIONS_SVG, EPS_SVG, RELUS_SVG};
+use super::markdown::{self, COMPARISON_SVG, CORRUPTIONS_SVG, CURVES_SVG, EPS_SVG, RELUS_SVG};
 use super::run::Run;
 use super::svg;
 use crate::error::{Error, Result};
@@ -63,6 +63,23 @@ pub fn write_run(run: &Run) -> Result<Vec<PathBuf>> {
         let p = run.dir.join(CORRUPTIONS_SVG);
         write_atomic(&p, svg::accuracy_per_corruption(&r.corruptions).as_bytes())?;
         charts.push(CORRUPTIONS_SVG);
+        written.push(p);
+    }
+    if !r.history.is_empty() {
+        let curves: Vec<svg::EpochCurve> = r
+            .history
+            .iter()
+            .map(|e| svg::EpochCurve {
+                epoch: e.epoch,
+                loss: e.loss,
+                clean_train_acc: e.clean_train_acc,
+                adv_train_acc: e.adv_train_acc,
+                val: e.validation(),
+            })
+            .collect();
+        let p = run.dir.join(CURVES_SVG);
+        write_atomic(&p, svg::training_curves(&r.stage, &curves).as_bytes())?;
+        charts.push(CURVES_SVG);
         written.push(p);
     }
     let sweeps = eps_series(std::slice::from_ref(run), false);

@@ -8,6 +8,7 @@ pub const RELUS_SVG: &str = "relus_per_layer.svg";
 pub const CORRUPTIONS_SVG: &str = "accuracy_per_corruption.svg";
 pub const COMPARISON_SVG: &str = "comparison.svg";
 pub const EPS_SVG: &str = "accuracy_vs_eps.svg";
+pub const CURVES_SVG: &str = "training_curves.svg";
 
 fn pct(v: Option<f32>) -> String {
     v.map_or("–".into(), |v| format!("{:.2}", 100.0 * v))

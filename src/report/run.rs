@@ -18,6 +18,7 @@
 //! | `train_secs` | number | no | wall time of the stage, seconds |
 //! | `images_per_sec` | number | no | training throughput |
 //! | `stages` | list | no | `{stage, secs, images_per_sec}` per stage of a pipeline run |
+//! | `history` | list | no | a stage's epochs: `{epoch, loss, clean_train_acc, adv_train_acc, val_clean_acc?, val: [per_bn entries]}` (the training-curve chart) |
 //!
 //! When `report.json` has no `corruptions` and the folder holds an `eval.json` (the output
 //! of `rlnet eval --corruptions .. --json > eval.json`), its `corruptions` are used.
@@ -113,6 +114,43 @@ pub struct RunReport {
     pub images_per_sec: Option<f32>,
     #[serde(default)]
     pub stages: Vec<StageTime>,
+    /// A stage's per-epoch log (training curves).
+    #[serde(default)]
+    pub history: Vec<EpochLog>,
+}
+
+/// One epoch of a stage's `history`: training loss and accuracies, and the validation run
+/// that epoch (the students' BN_c clean accuracy every epoch, full validation when due).
+#[derive(Clone, Debug, Deserialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub loss: f32,
+    pub clean_train_acc: f32,
+    pub adv_train_acc: f32,
+    #[serde(default)]
+    pub val_clean_acc: Option<f32>,
+    #[serde(default)]
+    pub val: Vec<BnAccuracy>,
+}
+
+impl EpochLog {
+    /// Its validation accuracies as chart series: BN_x clean and BN_x PGD for each BN set
+    /// validated, else the students' BN_c clean accuracy.
+    pub fn validation(&self) -> Vec<(String, f32)> {
+        let mut out = Vec::new();
+        for a in &self.val {
+            out.push((format!("val BN_{} clean", a.bn), a.clean_acc));
+            if let Some(p) = a.pgd_acc {
+                out.push((format!("val BN_{} PGD", a.bn), p));
+            }
+        }
+        if out.is_empty() {
+            if let Some(v) = self.val_clean_acc {
+                out.push(("val BN_clean clean".into(), v));
+            }
+        }
+        out
+    }
 }
 
 /// The `corruptions` of an `rlnet eval --json` output.

@@ -20,7 +20,9 @@ const RIGHT: f64 = 150.0;
 const TOP: f64 = 50.0;
 const BOTTOM: f64 = 110.0;
 /// Colour-blind-safe (Okabe-Ito) series colours.
-const COLOURS: [&str; 4] = ["#0072B2", "#E69F00", "#009E73", "#CC79A7"];
+const COLOURS: [&str; 7] = [
+    "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#000000",
+];
 const GREY: &str = "#BBBBBB";
 
 /// Escapes text for XML content and attribute values.
@@ -334,52 +336,137 @@ pub fn accuracy_per_corruption(reports: &[NpaReport]) -> String {
 /// "Robust accuracy against ε": one line per series (a BN set, or a run and BN set in a
 /// comparison), PGD accuracy at each ε of the sweep, ε in units of 1/255.
 pub fn accuracy_vs_eps(series: &[(String, Vec<EpsPoint>)]) -> String {
-    let max_eps = series
+    let lines: Vec<Line> = series
         .iter()
-        .flat_map(|(_, pts)| pts.iter().map(|p| 255.0 * p.eps as f64))
-        .fold(1.0, f64::max);
-    let step = nice_step(max_eps, 6.0);
-    let x_max = (max_eps / step).ceil() * step;
-    let mut c = Chart::new(
+        .map(|(name, pts)| Line {
+            name: name.clone(),
+            points: pts
+                .iter()
+                .map(|p| (255.0 * p.eps as f64, 100.0 * p.acc as f64))
+                .collect(),
+            tip: |n, x, y| format!("{n}: {y:.1}% at eps {x:.1}/255"),
+        })
+        .collect();
+    line_chart(
         "Robust accuracy against eps (PGD)",
-        ("eps (L-inf, units of 1/255)", "accuracy (%)"),
-        false,
-        x_max,
-        100.0,
-    );
+        "eps (L-inf, units of 1/255)",
+        0.0,
+        &lines,
+    )
+}
+
+/// One epoch of a stage's history, as the training-curve chart reads it.
+pub struct EpochCurve {
+    pub epoch: usize,
+    pub loss: f32,
+    pub clean_train_acc: f32,
+    pub adv_train_acc: f32,
+    /// Validation accuracies measured that epoch: (label, accuracy).
+    pub val: Vec<(String, f32)>,
+}
+
+/// "Training curves": per epoch (from 1) the train accuracy on clean and adversarial batches,
+/// each validation accuracy measured, and the loss drawn as a share of its largest value.
+pub fn training_curves(stage: &str, history: &[EpochCurve]) -> String {
+    let max_loss = history
+        .iter()
+        .map(|e| e.loss as f64)
+        .fold(f64::MIN_POSITIVE, f64::max);
+    let epoch = |e: &EpochCurve| (e.epoch + 1) as f64;
+    let mut lines = vec![
+        Line {
+            name: "train acc (clean)".into(),
+            points: history
+                .iter()
+                .map(|e| (epoch(e), 100.0 * e.clean_train_acc as f64))
+                .collect(),
+            tip: |n, x, y| format!("{n}: {y:.1}% at epoch {x}"),
+        },
+        Line {
+            name: "train acc (adv)".into(),
+            points: history
+                .iter()
+                .map(|e| (epoch(e), 100.0 * e.adv_train_acc as f64))
+                .collect(),
+            tip: |n, x, y| format!("{n}: {y:.1}% at epoch {x}"),
+        },
+    ];
+    let mut labels: Vec<&str> = Vec::new();
+    for e in history {
+        for (l, _) in &e.val {
+            if !labels.contains(&l.as_str()) {
+                labels.push(l);
+            }
+        }
+    }
+    for label in labels {
+        lines.push(Line {
+            name: label.to_string(),
+            points: history
+                .iter()
+                .filter_map(|e| {
+                    let v = e.val.iter().find(|(l, _)| l == label)?.1;
+                    Some((epoch(e), 100.0 * v as f64))
+                })
+                .collect(),
+            tip: |n, x, y| format!("{n}: {y:.1}% at epoch {x}"),
+        });
+    }
+    lines.push(Line {
+        name: format!("loss (% of {max_loss:.3})"),
+        points: history
+            .iter()
+            .map(|e| (epoch(e), 100.0 * e.loss as f64 / max_loss))
+            .collect(),
+        tip: |n, x, y| format!("{n}: {y:.1}% at epoch {x}"),
+    });
+    line_chart(&format!("Training curves: {stage}"), "epoch", 1.0, &lines)
+}
+
+/// A named series of (x, y) points, y in percent; `tip` writes a point's hover text.
+struct Line {
+    name: String,
+    points: Vec<(f64, f64)>,
+    tip: fn(&str, f64, f64) -> String,
+}
+
+/// Lines with markers over x from 0 and y from 0 to 100 %; x ticks at least `min_step` apart
+/// (1 for epochs).
+fn line_chart(title: &str, x_label: &str, min_step: f64, lines: &[Line]) -> String {
+    let max_x = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.0))
+        .fold(1.0, f64::max);
+    let step = nice_step(max_x, 6.0).max(min_step);
+    let x_max = (max_x / step).ceil() * step;
+    let mut c = Chart::new(title, (x_label, "accuracy (%)"), false, x_max, 100.0);
     c.y_axis(20.0, pct);
     c.x_axis(step, |v| format!("{v}"));
     c.frame();
     let mut legend = Vec::new();
-    for (k, (name, pts)) in series.iter().enumerate() {
+    for (k, line) in lines.iter().enumerate() {
         let colour = COLOURS[k % COLOURS.len()];
-        let path: Vec<String> = pts
+        let path: Vec<String> = line
+            .points
             .iter()
-            .map(|p| {
-                format!(
-                    "{:.1},{:.1}",
-                    c.px(255.0 * p.eps as f64),
-                    c.py(100.0 * p.acc as f64)
-                )
-            })
+            .map(|&(x, y)| format!("{:.1},{:.1}", c.px(x), c.py(y)))
             .collect();
         let _ = writeln!(
             c.out,
             "<polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"/>",
             path.join(" ")
         );
-        for p in pts {
-            let (x, y) = (c.px(255.0 * p.eps as f64), c.py(100.0 * p.acc as f64));
+        for &(x, y) in &line.points {
             let _ = writeln!(
                 c.out,
-                "<g transform=\"translate({x:.1} {y:.1})\">{m}<title>{n}: {v:.1}% at eps {e:.1}/255</title></g>",
+                "<g transform=\"translate({:.1} {:.1})\">{m}<title>{t}</title></g>",
+                c.px(x),
+                c.py(y),
                 m = marker(k % 3, colour),
-                n = esc(name),
-                v = 100.0 * p.acc,
-                e = 255.0 * p.eps,
+                t = esc(&(line.tip)(&line.name, x, y)),
             );
         }
-        legend.push((marker(k % 3, colour), name.clone()));
+        legend.push((marker(k % 3, colour), line.name.clone()));
     }
     c.legend(&legend);
     c.finish()
@@ -465,6 +552,39 @@ mod tests {
         assert_eq!(nice_step(65_536.0, 5.0), 20_000.0);
         assert_eq!(nice_step(7.0, 5.0), 2.0);
         assert_eq!(nice_step(0.5, 5.0), 0.1);
+    }
+
+    #[test]
+    fn training_curves_draw_one_line_per_series_with_whole_epoch_ticks() {
+        let epoch = |e: usize, val: Vec<(String, f32)>| EpochCurve {
+            epoch: e,
+            loss: 2.0 - e as f32 * 0.5,
+            clean_train_acc: 0.3 + 0.1 * e as f32,
+            adv_train_acc: 0.2,
+            val,
+        };
+        let history = vec![
+            epoch(0, vec![("val BN_clean clean".into(), 0.4)]),
+            epoch(
+                1,
+                vec![
+                    ("val BN_clean clean".into(), 0.5),
+                    ("val BN_adv PGD".into(), 0.1),
+                ],
+            ),
+            epoch(2, vec![("val BN_clean clean".into(), 0.55)]),
+        ];
+        let svg = training_curves("search", &history);
+        // Train clean, train adv, two validation series and the loss.
+        assert_eq!(svg.matches("<polyline").count(), 5);
+        assert!(svg.contains("Training curves: search") && svg.contains("loss (% of 2.000)"));
+        assert!(svg.contains("val BN_adv PGD: 10.0% at epoch 2"));
+        assert!(!svg.contains(">0.5<"), "epoch ticks are whole numbers");
+        assert_eq!(
+            svg,
+            training_curves("search", &history),
+            "same input, same bytes"
+        );
     }
 
     #[test]
