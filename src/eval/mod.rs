@@ -6,51 +6,31 @@ pub mod corrupt;
 pub mod masking;
 pub mod robustness;
 
-use crate::autograd::{GradMode, Graph};
 use crate::data::batch::make_batch;
 use crate::data::ImageSet;
-use crate::nn::{Domain, Model, Pass};
+use crate::nn::{Domain, Model};
+use crate::robust::objective;
 use crate::robust::pgd::{attack, Attack, AttackLoss, PgdConfig};
+use crate::robust::victim::Victim;
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
+/// The predicted class of a row of logits.
+pub use crate::robust::objective::argmax;
+
 /// Logits (on the host) of raw [0,1] images in eval mode under `domain`'s BN set.
 pub fn logits(model: &Model, x: &Tensor, domain: Domain) -> Tensor {
-    let mut g = Graph::new(&model.store, GradMode::None);
-    let xv = g.input(x.clone(), false);
-    let out = model.forward(
-        &mut g,
-        xv,
-        Pass {
-            domain,
-            train: false,
-        },
-    );
-    crate::device::ok(g.value(out.logits).to_host())
+    let z = Victim::new(model, domain).logits(x);
+    Tensor::from_vec(&[x.dim(0), model.config.num_classes], z).expect("one row per image")
 }
 
 /// Number of rows whose arg-max equals the label.
 pub fn correct(logits: &Tensor, labels: &[u32]) -> usize {
     let k = logits.dim(1);
-    logits
-        .data()
-        .chunks(k)
-        .zip(labels)
-        .filter(|(row, &y)| argmax(row) == y as usize)
+    objective::correct(logits.data(), k, labels)
+        .iter()
+        .filter(|&&c| c)
         .count()
-}
-
-pub fn argmax(row: &[f32]) -> usize {
-    row.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-            if v > best.1 {
-                (i, v)
-            } else {
-                best
-            }
-        })
-        .0
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -126,12 +106,11 @@ pub fn evaluate(
             // holds the clean image too), as AutoAttack and RobustBench count.
             let k = z.dim(1);
             let za = logits(model, &adv, domain);
-            robust += z
-                .data()
-                .chunks(k)
-                .zip(za.data().chunks(k))
-                .zip(&y)
-                .filter(|((c, a), &l)| argmax(c) == l as usize && argmax(a) == l as usize)
+            let attacked = objective::correct(za.data(), k, &y);
+            robust += objective::correct(z.data(), k, &y)
+                .iter()
+                .zip(attacked)
+                .filter(|(&c, a)| c && *a)
                 .count();
         }
         progress(chunk.len());

@@ -59,21 +59,26 @@ pub fn margins(logits: &[f32], k: usize, labels: &[u32]) -> Vec<f64> {
         .collect()
 }
 
-/// Whether each row's arg-max (the first largest logit, as evaluation counts) is its label.
+/// The index of a row's first largest logit: the predicted class.
+pub fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 {
+                (i, v)
+            } else {
+                best
+            }
+        })
+        .0
+}
+
+/// Whether each row's prediction is its label.
 pub fn correct(logits: &[f32], k: usize, labels: &[u32]) -> Vec<bool> {
     logits
         .chunks(k)
         .zip(labels)
-        .map(|(row, &y)| {
-            let top = row
-                .iter()
-                .enumerate()
-                .fold(
-                    (0, f32::NEG_INFINITY),
-                    |b, (i, &v)| if v > b.1 { (i, v) } else { b },
-                );
-            top.0 == y as usize
-        })
+        .map(|(row, &y)| argmax(row) == y as usize)
         .collect()
 }
 
