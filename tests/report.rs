@@ -3,6 +3,7 @@
 //! stage-1 run and on hand-written report.json fixtures), with clear errors for bad folders.
 
 use rlnet::eval::corrupt::{CorruptionAccuracy, NpaReport};
+use rlnet::report::folders::find_runs;
 use rlnet::report::markdown;
 use rlnet::report::run::{LayerRelus, Run};
 use rlnet::report::svg;
@@ -110,9 +111,18 @@ fn corruption_chart_has_bars_and_npa_line() {
     assert!(has(&t, "fog BN_clean: 50.0% (s1 60.0%, s5 40.0%)"), "{t:?}");
     assert!(has(&t, "fog BN_adv: 40.0% (s1 50.0%, s5 30.0%)"));
     assert!(has(&t, "NPA 37.5%"));
-    assert!(has(&t, "NPA BN_clean"));
+    assert!(has(&t, "NPA BN_clean: 37.5%"), "the dashed line's tooltip");
     // No NPA for BN_adv, so no line or legend entry for it.
     assert!(!t.iter().any(|x| x.contains("NPA BN_adv")));
+    // The NPA label sits in the legend, right of the plot, never over the bars.
+    let chart = svg::accuracy_per_corruption(&reports);
+    let doc = roxmltree::Document::parse(&chart).unwrap();
+    let label = doc
+        .descendants()
+        .find(|n| n.has_tag_name("text") && n.text() == Some("NPA 37.5%"))
+        .unwrap();
+    let x: f64 = label.attribute("x").unwrap().parse().unwrap();
+    assert!(x > 610.0, "NPA label at x = {x}, inside the plot");
 }
 
 fn write_fixture(dir: &Path, json: &str) {
@@ -157,7 +167,7 @@ fn report_md_has_summary_layer_and_corruption_rows() {
         "| CA (BN_c) % | 81.25 |",
         "| NPA (BN_c) % | 62.50 |",
         "| AdvA (BN_a, PGD-20) % | 37.50 |",
-        "| wall time | 12.6 min |",
+        "| training time (stages summed) | 12.6 min |",
         "| images/s | 1234.5 |",
         "| search | 2.0 min | – |",
         "| BN_clean | 81.25 | 10.00 | 20 | 62.50 |",
@@ -171,6 +181,89 @@ fn report_md_has_summary_layer_and_corruption_rows() {
     ] {
         assert!(md.contains(row), "missing {row:?} in:\n{md}");
     }
+}
+
+/// `distilled` with its teacher measured beside it, as a pipeline writes it.
+fn with_teacher(student: &str, ca: f32, adv: f32, npa: f32) -> String {
+    let teacher = format!(
+        r#","teacher":{{"total_relus":6144,"kept_relus":6144,
+        "metrics":{{"per_bn":[{{"bn":"clean","clean_acc":{ca},"pgd_acc":0.2,"pgd_steps":20}},
+                              {{"bn":"adv","clean_acc":0.7,"pgd_acc":{adv},"pgd_steps":20}}]}},
+        "corruptions":[{{"bn":"clean","corruptions":[],"npa":{npa},"npa_corruptions":15,
+                         "mean_all":{npa},"skipped":[]}}]}}}}"#
+    );
+    format!("{}{teacher}", student.trim_end().strip_suffix('}').unwrap())
+}
+
+#[test]
+fn report_md_puts_teacher_and_student_side_by_side() {
+    let d = tmp("side");
+    let json = with_teacher(&distilled(1000, 1000, 0.8125, 0.375, 0.625), 0.9, 0.5, 0.75);
+    write_fixture(&d, &json);
+    let md = markdown::run_report(&Run::load(&d).unwrap(), &[]);
+    for row in [
+        "## Teacher and student",
+        "| model | ReLUs | PI online ms | PI comm MB | CA % | NPA % | AdvA (BN_a, PGD-20) % |",
+        // 6144 × 23 µs and × 18,248 B; the student's 1000 as in the summary.
+        "| teacher (all-ReLU) | 6144 | 141.3 | 112.1 | 90.00 | 75.00 | 50.00 |",
+        "| student | 1000 | 23.0 | 18.2 | 81.25 | 62.50 | 37.50 |",
+        "| change | ÷6.1 | ÷6.1 | ÷6.1 | -8.75 | -12.50 | -12.50 |",
+    ] {
+        assert!(md.contains(row), "missing {row:?} in:\n{md}");
+    }
+    // A stage report without a teacher has no such section.
+    write_fixture(&d, &distilled(1000, 1000, 0.8125, 0.375, 0.625));
+    let md = markdown::run_report(&Run::load(&d).unwrap(), &[]);
+    assert!(!md.contains("Teacher and student"));
+}
+
+#[test]
+fn seeds_are_summarised_per_method_with_error_bars() {
+    let root = tmp("seeds");
+    // Two methods over two seeds; only seed 1 of "a" has AutoAttack (on fewer images).
+    for (seed, a_ca, b_ca) in [(0, 0.6, 0.5), (1, 0.8, 0.5)] {
+        let dir = root.join(format!("seed{seed}"));
+        write_fixture(
+            &dir.join("a"),
+            &with_teacher(&distilled(1000, 1000, a_ca, 0.25, 0.5), 0.9, 0.5, 0.75),
+        );
+        write_fixture(&dir.join("b"), &distilled(1000, 1000, b_ca, 0.125, 0.5));
+    }
+    std::fs::write(
+        root.join("seed1/a/attacks.json"),
+        r#"{"images":50,"results":[{"bn":"adv","images":50,"clean_acc":0.5,
+            "attacks":[{"attack":"AA","eps":0.031,"acc":0.2,"secs":9.0}]}]}"#,
+    )
+    .unwrap();
+    let runs = find_runs(&[root.join("seed0"), root.join("seed1")]).unwrap();
+    assert_eq!(runs.len(), 4);
+    let aa = runs[2].report.metrics.per_bn[1]
+        .attacks
+        .iter()
+        .find(|a| a.attack.starts_with("AA"));
+    assert_eq!(aa.unwrap().attack, "AA on 50 images", "the subset is named");
+    let md = markdown::comparison(&runs, &vec![String::new(); 4]);
+    for row in [
+        "## Mean ± standard deviation over seeds",
+        "| method | runs | ReLUs | CA % | NPA % | AdvA % | AA % | teacher CA % |",
+        // CA 60 and 80: mean 70, sample deviation 14.14; AA from the one run that has it.
+        "| a | 2 | 1000 | 70.00 ± 14.14 | 50.00 ± 0.00 | 25.00 ± 0.00 | 20.00 ± 0.00 | 90.00 ± 0.00 |",
+        "| b | 2 | 1000 | 50.00 ± 0.00 | 50.00 ± 0.00 | 12.50 ± 0.00 | – | – |",
+    ] {
+        assert!(md.contains(row), "missing {row:?} in:\n{md}");
+    }
+    let methods = rlnet::report::seeds::by_method(&runs).unwrap();
+    let chart = svg::seeds_chart(&methods);
+    let t = svg_texts(&chart);
+    assert!(has(&t, "a CA: 70.0 ± 14.1% over 2 runs"), "{t:?}");
+    assert!(has(&t, "teacher of a CA: 90.0 ± 0.0% over 2 runs"));
+    assert!(has(&t, "AA") && has(&t, "teacher of a"));
+    // One error bar per bar drawn: a, b and a's teacher × the metrics each has.
+    let bars = chart.matches("<rect x=").count() - 4; // less the legend's 4 swatches
+    assert_eq!(chart.matches("<path d=\"M").count(), bars);
+    assert_eq!(bars, 4 + 3 + 3);
+    // Distinct folder names: nothing to summarise.
+    assert!(rlnet::report::seeds::by_method(&runs[..2]).is_none());
 }
 
 #[test]
@@ -287,7 +380,7 @@ fn cli_reports_a_real_stage1_run() {
     assert!(!md.contains("| NPA (BN_c) % | – |"), "{md}");
     assert!(md.contains("![accuracy_per_corruption.svg](accuracy_per_corruption.svg)"));
     let t = svg_texts(&read(&run.join("accuracy_per_corruption.svg")));
-    assert!(has(&t, "fog") && has(&t, "NPA BN_clean"));
+    assert!(has(&t, "fog") && t.iter().any(|x| x.starts_with("NPA BN_clean: ")));
 }
 
 #[test]

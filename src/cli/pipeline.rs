@@ -4,6 +4,7 @@
 use super::common::{show_progress, DeviceArgs};
 use super::outcome::{print_accuracy, print_student, print_teacher, warn_masking};
 use crate::error::Result;
+use crate::recipe::evaluation::Headline;
 use crate::recipe::pipeline::{PipelineEvent, PipelineOutcome, PipelineRecipe, StageOutcome};
 use clap::Args;
 
@@ -50,17 +51,39 @@ pub fn run(a: PipelineArgs) -> Result<()> {
         }
         PipelineOutcome::Finished(f) => f,
     };
-    let npa = f
-        .npa
-        .map(|(n, over)| format!(", NPA {:.2}% over {over}", 100.0 * n))
-        .unwrap_or_default();
+    let (t, st) = (&f.teacher, &f.student);
+    let npa = |h: &Headline| {
+        h.npa.map_or(String::new(), |(n, over)| {
+            format!(", NPA {:.2}% over {over}", 100.0 * n)
+        })
+    };
     println!(
-        "pipeline: {} ReLUs kept of {}; BN_c clean {:.2}%, BN_a PGD-{} {:.2}%{npa}",
-        f.kept_relus,
-        f.total_relus,
-        100.0 * f.clean_acc,
+        "teacher: {} ReLUs; BN_c clean {:.2}%, BN_a PGD-{} {:.2}%{}",
+        t.total_relus,
+        100.0 * t.clean_acc,
         f.pgd_steps,
-        100.0 * f.pgd_acc
+        100.0 * t.pgd_acc,
+        npa(t)
+    );
+    println!(
+        "student: {} ReLUs kept of {}; BN_c clean {:.2}%, BN_a PGD-{} {:.2}%{}",
+        st.kept_relus,
+        st.total_relus,
+        100.0 * st.clean_acc,
+        f.pgd_steps,
+        100.0 * st.pgd_acc,
+        npa(st)
+    );
+    let change = |s: f32, t: f32| format!("{:+.2}", 100.0 * (s - t));
+    println!(
+        "change: {:.1}x fewer ReLUs; CA {}, AdvA {}{} points",
+        t.kept_relus as f64 / st.kept_relus.max(1) as f64,
+        change(st.clean_acc, t.clean_acc),
+        change(st.pgd_acc, t.pgd_acc),
+        match (st.npa, t.npa) {
+            (Some(s), Some(t)) => format!(", NPA {}", change(s.0, t.0)),
+            _ => String::new(),
+        }
     );
     if f.per_bn
         .iter()

@@ -57,6 +57,9 @@ impl Method {
     }
 }
 
+/// The smoke preset's budget: an 8.7x ReLU cut of its ResNet18 x0.125 (69,632 ReLUs).
+pub const SMOKE_BUDGET: &str = "8k";
+
 /// What makes a pipeline run: the method, the budget and the settings every stage shares.
 #[derive(Args, Debug, Clone)]
 pub struct PipelineRecipe {
@@ -65,17 +68,18 @@ pub struct PipelineRecipe {
     /// Each stage's preset (smoke: minutes on 2 CPU cores, ResNet18 x0.125 on synthetic data).
     #[arg(long, value_enum, default_value_t)]
     pub preset: Preset,
-    /// ReLUs the final network keeps, exactly (e.g. 50k).
+    /// ReLUs the final network keeps, exactly (e.g. 50k); required with --preset paper. The
+    /// smoke preset's default, 8k, is 1/8.7 of its model's 69,632 ReLUs.
     #[arg(long)]
-    pub budget: String,
+    pub budget: Option<String>,
     /// How stage 2 spreads the budget over layers (see `rlnet search --help`; not with
     /// --method snl, which places ReLUs over the whole network itself).
     #[arg(long, default_value = "auto")]
     pub fractions: String,
-    /// Where the stage-2 student's weights start: random (the reference's default) or the
-    /// teacher's (see `rlnet search --help`).
-    #[arg(long, value_enum, default_value_t)]
-    pub student_init: StudentInit,
+    /// Where the stage-2 student's weights start: random (the reference's, the paper preset's
+    /// default) or the teacher's (the smoke preset's default; see `rlnet search --help`).
+    #[arg(long, value_enum)]
+    pub student_init: Option<StudentInit>,
     /// Stage 3's loss mode (see `rlnet distill --help`; default rslad+attn+augattn+ce, and
     /// natural for --method senet and snl).
     #[arg(long)]
@@ -251,7 +255,7 @@ impl PipelineRecipe {
                 "snl.safetensors",
                 StageRecipe::Snl(SnlRecipe {
                     common: self.student(teacher_ckpt.clone(), false),
-                    budget: self.budget.clone(),
+                    budget: self.budget().to_string(),
                     ..SnlRecipe::default()
                 }),
             ),
@@ -266,7 +270,7 @@ impl PipelineRecipe {
                     "search.safetensors",
                     StageRecipe::Search(SearchRecipe {
                         common,
-                        budget: self.budget.clone(),
+                        budget: self.budget().to_string(),
                         fractions: Some(self.fractions.clone()),
                         mode: senet.then(|| "natural".into()),
                         student_init: self.student_init,
@@ -323,7 +327,7 @@ impl PipelineRecipe {
     fn identity(&self) -> serde_json::Value {
         let d = &self.data;
         let mut id = serde_json::json!({
-            "method": self.method.name(), "preset": self.preset.name(), "budget": self.budget,
+            "method": self.method.name(), "preset": self.preset.name(), "budget": self.budget(),
             "fractions": self.fractions, "mode": self.distill_mode(),
             "dataset": d.dataset.map(|k| k.name()), "data_dir": d.data_dir,
             "train_limit": d.train_limit, "test_limit": d.test_limit,
@@ -331,8 +335,8 @@ impl PipelineRecipe {
             "epochs": self.epochs, "seed": self.seed,
         });
         // Recorded only when not the default, so folders made before the flag still match.
-        if self.student_init != StudentInit::Random {
-            id["student_init"] = self.student_init.name().into();
+        if self.student_init() != StudentInit::Random {
+            id["student_init"] = self.student_init().name().into();
         }
         id
     }
@@ -368,9 +372,27 @@ impl PipelineRecipe {
         )))
     }
 
+    /// The stage-2 student's starting weights, as asked or the preset's default.
+    pub fn student_init(&self) -> StudentInit {
+        self.student_init
+            .unwrap_or(StudentInit::preset_default(self.preset == Preset::Smoke))
+    }
+
+    /// The budget asked for, or the smoke preset's default.
+    pub fn budget(&self) -> &str {
+        self.budget.as_deref().unwrap_or(SMOKE_BUDGET)
+    }
+
     /// Checks the settings that would otherwise fail only after the teacher has trained.
     fn check(&self) -> Result<()> {
-        parse_budget(&self.budget)?;
+        if self.budget.is_none() && self.preset != Preset::Smoke {
+            return Err(Error::Config(format!(
+                "--budget is required with --preset {} (the ReLUs the final network keeps, \
+                 e.g. --budget 50k); only the smoke preset has a default ({SMOKE_BUDGET})",
+                self.preset.name()
+            )));
+        }
+        parse_budget(self.budget())?;
         Fractions::parse(&self.fractions)?;
         if let Some(plan) = self
             .attacks
@@ -439,12 +461,13 @@ impl PipelineRecipe {
             seed: self.seed,
             corruptions: &self.corruptions,
             frost_dir: self.frost_dir.as_deref(),
-            budget: parse_budget(&self.budget)?,
+            budget: parse_budget(self.budget())?,
             stages: stages.iter().map(|s| (s.name, s.dir.clone())).collect(),
+            teacher: self.out.join("teacher").join(teacher::CHECKPOINT_NAME),
             config: serde_json::json!({
-                "preset": self.preset.name(), "budget": self.budget, "fractions": self.fractions,
+                "preset": self.preset.name(), "budget": self.budget(), "fractions": self.fractions,
                 "method": self.method.name(), "mode": self.distill_mode(), "seed": self.seed,
-                "student_init": self.student_init.name(),
+                "student_init": self.student_init().name(),
                 "corruptions": self.corruptions, "frost_dir": self.frost_dir,
             }),
         };

@@ -1,8 +1,11 @@
 //! Finding run folders and writing their reports: report.md and charts into each run
 //! folder, comparison.md and comparison.svg into an output folder.
 
-use super::markdown::{self, COMPARISON_SVG, CORRUPTIONS_SVG, CURVES_SVG, EPS_SVG, RELUS_SVG};
+use super::markdown::{
+    self, COMPARISON_SVG, CORRUPTIONS_SVG, CURVES_SVG, EPS_SVG, RELUS_SVG, SEEDS_SVG,
+};
 use super::run::Run;
+use super::seeds;
 use super::svg;
 use crate::error::{Error, Result};
 use crate::eval::masking::EpsPoint;
@@ -108,6 +111,11 @@ pub fn write_comparison(runs: &[Run], out: &Path) -> Result<Vec<PathBuf>> {
     let chart = out.join(COMPARISON_SVG);
     write_atomic(&chart, svg::metrics_vs_relus(runs).as_bytes())?;
     let mut written = vec![md, chart];
+    if let Some(methods) = seeds::by_method(runs) {
+        let p = out.join(SEEDS_SVG);
+        write_atomic(&p, svg::seeds_chart(&methods).as_bytes())?;
+        written.push(p);
+    }
     let sweeps = eps_series(runs, true);
     if !sweeps.is_empty() {
         let p = out.join(EPS_SVG);

@@ -1,7 +1,8 @@
 //! report.md for one run folder and comparison.md across runs (the file names of the charts
 //! they link to are the `*_SVG` constants).
 
-use super::run::{compact_count, BnAccuracy, Run, RunReport};
+use super::run::{compact_count, BnAccuracy, Headlines, Run, RunReport};
+use super::seeds::{self, MethodSummary, Stat};
 use std::fmt::Write;
 
 pub const RELUS_SVG: &str = "relus_per_layer.svg";
@@ -9,6 +10,7 @@ pub const CORRUPTIONS_SVG: &str = "accuracy_per_corruption.svg";
 pub const COMPARISON_SVG: &str = "comparison.svg";
 pub const EPS_SVG: &str = "accuracy_vs_eps.svg";
 pub const CURVES_SVG: &str = "training_curves.svg";
+pub const SEEDS_SVG: &str = "comparison_seeds.svg";
 
 fn pct(v: Option<f32>) -> String {
     v.map_or("–".into(), |v| format!("{:.2}", 100.0 * v))
@@ -65,15 +67,27 @@ pub fn run_report(run: &Run, charts: &[&str]) -> String {
         .and_then(|a| a.1)
         .map_or(String::new(), |k| format!(", PGD-{k}"));
     row(&format!("AdvA (BN_a{steps}) %"), pct(adva.map(|a| a.0)));
+    // Training and evaluation apart, each what the clock said while it ran.
     if let Some(t) = r.train_secs {
-        row("wall time", duration(t));
+        let what = match r.stages.is_empty() {
+            true => "training time",
+            false => "training time (stages summed)",
+        };
+        row(what, duration(t));
+    }
+    if let Some(t) = r.eval_secs {
+        row("final evaluation time", duration(t));
     }
     if let Some(ips) = r.images_per_sec {
         row("images/s", format!("{ips:.1}"));
     }
 
+    if let Some(t) = &r.teacher {
+        teacher_and_student(&mut s, t, r);
+    }
+
     if !r.stages.is_empty() {
-        s.push_str("\n## Wall time per stage\n\n| stage | wall time | images/s |\n|---|---|---|\n");
+        s.push_str("\n## Time per stage\n\n| stage | time | images/s |\n|---|---|---|\n");
         for st in &r.stages {
             let ips = st.images_per_sec.map_or("–".into(), |v| format!("{v:.1}"));
             let _ = writeln!(s, "| {} | {} | {ips} |", st.stage, duration(st.secs));
@@ -130,6 +144,50 @@ pub fn run_report(run: &Run, charts: &[&str]) -> String {
         }
     }
     s
+}
+
+/// The all-ReLU teacher and the linearised student side by side, and the change.
+fn teacher_and_student(s: &mut String, t: &impl Headlines, st: &RunReport) {
+    let t_relus = t.kept();
+    s.push_str("\n## Teacher and student\n\n");
+    let steps = st
+        .adva()
+        .and_then(|a| a.1)
+        .map_or(String::new(), |k| format!(", PGD-{k}"));
+    let _ = writeln!(
+        s,
+        "| model | ReLUs | PI online ms | PI comm MB | CA % | NPA % | AdvA (BN_a{steps}) % |\n\
+         |---|---|---|---|---|---|---|"
+    );
+    let line = |name: &str, m: &dyn Headlines| {
+        let c = m.pi_cost();
+        format!(
+            "| {name} | {} | {:.1} | {:.1} | {} | {} | {} |",
+            m.kept(),
+            c.online_ms,
+            c.comm_mb,
+            pct(m.ca()),
+            pct(m.npa()),
+            pct(m.adva().map(|a| a.0))
+        )
+    };
+    let _ = writeln!(s, "{}", line("teacher (all-ReLU)", t));
+    let _ = writeln!(s, "{}", line("student", st));
+    let diff = |a: Option<f32>, b: Option<f32>| match (a, b) {
+        (Some(a), Some(b)) => format!("{:+.2}", 100.0 * (a - b)),
+        _ => "–".into(),
+    };
+    let (tc, sc) = (t.pi_cost(), st.pi_cost());
+    let _ = writeln!(
+        s,
+        "| change | ÷{:.1} | ÷{:.1} | ÷{:.1} | {} | {} | {} |",
+        t_relus as f64 / st.kept().max(1) as f64,
+        tc.online_ms / sc.online_ms.max(1e-9),
+        tc.comm_mb / sc.comm_mb.max(1e-9),
+        diff(st.ca(), t.ca()),
+        diff(st.npa(), t.npa()),
+        diff(st.adva().map(|a| a.0), t.adva().map(|a| a.0)),
+    );
 }
 
 /// The attack labels of `rows` in first-seen order ("PGD-20", "APGD-CE", ...).
@@ -331,6 +389,46 @@ pub fn comparison(runs: &[Run], links: &[String]) -> String {
             let _ = writeln!(s, "| {name} | {} |", attack_row(a, &cols));
         }
     }
+    if let Some(methods) = seeds::by_method(runs) {
+        seeds_table(&mut s, &methods);
+        let _ = writeln!(s, "\n![{SEEDS_SVG}]({SEEDS_SVG})");
+    }
     let _ = writeln!(s, "\n![{COMPARISON_SVG}]({COMPARISON_SVG})");
     s
+}
+
+/// "61.20 ± 1.05"; "–" when not measured.
+fn mean_std(v: &Option<Stat>) -> String {
+    v.map_or("–".into(), |v| format!("{:.2} ± {:.2}", v.mean, v.std))
+}
+
+/// One row per method: its students' and teachers' headline numbers over the seeds.
+fn seeds_table(s: &mut String, methods: &[MethodSummary]) {
+    s.push_str(
+        "\n## Mean ± standard deviation over seeds\n\n\
+         Sample standard deviation (n − 1) over the runs of each method (folders of the same \
+         name). AdvA: PGD under BN_a (BN_c for single-BN methods); AA: AutoAttack under the same \
+         BN set.\n\n",
+    );
+    let cols: Vec<String> = seeds::METRICS.iter().map(|m| format!("{m} %")).collect();
+    let _ = writeln!(
+        s,
+        "| method | runs | ReLUs | {} | teacher {} |\n|---|---|---|{}",
+        cols.join(" | "),
+        cols.join(" | teacher "),
+        "---|".repeat(2 * cols.len())
+    );
+    for m in methods {
+        let student: Vec<String> = m.student.iter().map(mean_std).collect();
+        let teacher: Vec<String> = m.teacher.iter().map(mean_std).collect();
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            m.name,
+            m.runs,
+            m.kept_relus,
+            student.join(" | "),
+            teacher.join(" | ")
+        );
+    }
 }

@@ -4,6 +4,7 @@ pub mod folders;
 pub mod markdown;
 pub mod pi_cost;
 pub mod run;
+pub mod seeds;
 pub mod svg;
 
 use crate::error::{Error, Result};

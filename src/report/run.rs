@@ -18,10 +18,14 @@
 //! | `train_secs` | number | no | wall time of the stage, seconds |
 //! | `images_per_sec` | number | no | training throughput |
 //! | `stages` | list | no | `{stage, secs, images_per_sec}` per stage of a pipeline run |
+//! | `teacher` | object | no | the all-ReLU teacher measured beside the student (a pipeline run): `{total_relus, kept_relus, metrics: {per_bn}, corruptions}` as above |
+//! | `eval_secs` | number | no | wall time of the final evaluation, seconds |
 //! | `history` | list | no | a stage's epochs: `{epoch, loss, clean_train_acc, adv_train_acc, val_clean_acc?, val: [per_bn entries]}` (the training-curve chart) |
 //!
 //! When `report.json` has no `corruptions` and the folder holds an `eval.json` (the output
-//! of `rlnet eval --corruptions .. --json > eval.json`), its `corruptions` are used.
+//! of `rlnet eval --corruptions .. --json > eval.json`), its `corruptions` are used. When it
+//! holds an `attacks.json` (`rlnet eval --attack .. --json > attacks.json`), its attacks join
+//! those of the BN sets of the same name (labelled "on N images" when N differs).
 //!
 //! Headline numbers (spec §7): CA = clean accuracy under BN_c, AdvA = PGD accuracy under BN_a,
 //! NPA = mean accuracy over the 15 standard corruptions under BN_c. A report with a single BN
@@ -40,6 +44,9 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug, Deserialize)]
 pub struct BnAccuracy {
     pub bn: String,
+    /// Test images evaluated.
+    #[serde(default)]
+    pub images: Option<usize>,
     pub clean_acc: f32,
     #[serde(default)]
     pub pgd_acc: Option<f32>,
@@ -117,6 +124,22 @@ pub struct RunReport {
     /// A stage's per-epoch log (training curves).
     #[serde(default)]
     pub history: Vec<EpochLog>,
+    /// The teacher measured beside the student (pipeline runs).
+    #[serde(default)]
+    pub teacher: Option<Measurement>,
+    #[serde(default)]
+    pub eval_secs: Option<f64>,
+}
+
+/// A model's ReLUs and measured accuracies: the headline numbers' inputs.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Measurement {
+    pub total_relus: usize,
+    pub kept_relus: usize,
+    #[serde(default)]
+    pub metrics: Metrics,
+    #[serde(default)]
+    pub corruptions: Vec<NpaReport>,
 }
 
 /// One epoch of a stage's `history`: training loss and accuracies, and the validation run
@@ -153,12 +176,37 @@ impl EpochLog {
     }
 }
 
-/// The `corruptions` of an `rlnet eval --json` output.
+/// The `corruptions` and per-BN `results` of an `rlnet eval --json` output.
 #[derive(Deserialize)]
 struct EvalJson {
     #[serde(default)]
     corruptions: Vec<NpaReport>,
+    #[serde(default)]
+    results: Vec<BnAccuracy>,
 }
+
+/// The attacks of `extra` (an `attacks.json`) added to the BN sets of `per_bn` with the same
+/// name; an attack on another number of images than the run's says so in its label.
+fn merge_attacks(per_bn: &mut [BnAccuracy], extra: Vec<BnAccuracy>) {
+    for e in extra {
+        let Some(b) = per_bn.iter_mut().find(|b| b.bn == e.bn) else {
+            continue;
+        };
+        let subset = match (e.images, b.images) {
+            (Some(n), Some(m)) if n != m => format!(" on {n} images"),
+            _ => String::new(),
+        };
+        for mut a in e.attacks {
+            a.attack.push_str(&subset);
+            if !b.attacks.iter().any(|x| x.attack == a.attack) {
+                b.attacks.push(a);
+            }
+        }
+    }
+}
+
+/// An `rlnet eval --attack .. --json` output in a run folder: its attacks join the report's.
+pub const ATTACKS_JSON: &str = "attacks.json";
 
 /// A run folder and its report.
 #[derive(Clone, Debug)]
@@ -194,6 +242,13 @@ impl Run {
         if report.corruptions.is_empty() && eval.is_file() {
             report.corruptions = read_json::<EvalJson>(&eval)?.corruptions;
         }
+        let attacks = dir.join(ATTACKS_JSON);
+        if attacks.is_file() {
+            merge_attacks(
+                &mut report.metrics.per_bn,
+                read_json::<EvalJson>(&attacks)?.results,
+            );
+        }
         if report.kept_relus > report.total_relus {
             return Err(Error::Config(format!(
                 "{}: kept_relus {} exceeds total_relus {}",
@@ -227,30 +282,41 @@ impl Run {
     }
 }
 
-impl RunReport {
-    /// The BN set named `bn`, or the only one when the model has a single BN set.
-    fn bn(&self, bn: &str) -> Option<&BnAccuracy> {
-        let per_bn = &self.metrics.per_bn;
-        per_bn
-            .iter()
-            .find(|a| a.bn == bn)
-            .or_else(|| (per_bn.len() == 1).then(|| &per_bn[0]))
-    }
+/// The BN set named `bn`, or the only one when the model has a single BN set.
+fn bn<'a>(per_bn: &'a [BnAccuracy], bn: &str) -> Option<&'a BnAccuracy> {
+    per_bn
+        .iter()
+        .find(|a| a.bn == bn)
+        .or_else(|| (per_bn.len() == 1).then(|| &per_bn[0]))
+}
+
+/// The headline numbers of a model's measurement (module doc).
+pub trait Headlines {
+    fn per_bn(&self) -> &[BnAccuracy];
+    fn npa_reports(&self) -> &[NpaReport];
+    fn kept(&self) -> usize;
 
     /// Clean accuracy under BN_c, in [0,1].
-    pub fn ca(&self) -> Option<f32> {
-        self.bn("clean").map(|a| a.clean_acc)
+    fn ca(&self) -> Option<f32> {
+        bn(self.per_bn(), "clean").map(|a| a.clean_acc)
     }
 
     /// PGD accuracy under BN_a, in [0,1], and the attack's steps.
-    pub fn adva(&self) -> Option<(f32, Option<usize>)> {
-        self.bn("adv")
-            .and_then(|a| a.pgd_acc.map(|p| (p, a.pgd_steps)))
+    fn adva(&self) -> Option<(f32, Option<usize>)> {
+        bn(self.per_bn(), "adv").and_then(|a| a.pgd_acc.map(|p| (p, a.pgd_steps)))
+    }
+
+    /// The accuracy of the attack labelled `label` (or `label` and a note, "AA on 500
+    /// images") under the BN set AdvA is read from, in [0,1].
+    fn attack(&self, label: &str) -> Option<f32> {
+        let named =
+            |a: &&AttackAccuracy| a.attack == label || a.attack.starts_with(&format!("{label} "));
+        bn(self.per_bn(), "adv").and_then(|b| b.attacks.iter().find(named).map(|a| a.acc))
     }
 
     /// NPA under BN_c (or the only BN set evaluated), in [0,1].
-    pub fn npa(&self) -> Option<f32> {
-        let c = &self.corruptions;
+    fn npa(&self) -> Option<f32> {
+        let c = self.npa_reports();
         c.iter()
             .find(|r| r.bn == "clean")
             .or_else(|| (c.len() == 1).then(|| &c[0]))
@@ -258,10 +324,28 @@ impl RunReport {
     }
 
     /// Delphi PI cost of the kept ReLUs, per image.
-    pub fn pi_cost(&self) -> Cost {
-        CostModel::DELPHI.cost(self.kept_relus)
+    fn pi_cost(&self) -> Cost {
+        CostModel::DELPHI.cost(self.kept())
     }
 }
+
+/// Both a run's report and its teacher's measurement keep the inputs under the same names.
+macro_rules! headlines_from_fields {
+    ($($t:ty),*) => {$(
+        impl Headlines for $t {
+            fn per_bn(&self) -> &[BnAccuracy] {
+                &self.metrics.per_bn
+            }
+            fn npa_reports(&self) -> &[NpaReport] {
+                &self.corruptions
+            }
+            fn kept(&self) -> usize {
+                self.kept_relus
+            }
+        }
+    )*};
+}
+headlines_from_fields!(RunReport, Measurement);
 
 /// 557056 → "557K", 1500000 → "1.5M", 900 → "900".
 pub fn compact_count(n: usize) -> String {

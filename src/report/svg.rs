@@ -5,7 +5,8 @@
 //! bytes, and any browser or Markdown viewer shows it. Every bar and marker carries a
 //! `<title>` with its exact value (shown on hover).
 
-use super::run::{compact_count, Run};
+use super::run::{compact_count, Headlines, Run};
+use super::seeds::{MethodSummary, Stat, METRICS};
 use crate::eval::corrupt::NpaReport;
 use crate::eval::masking::EpsPoint;
 use crate::report::run::LayerRelus;
@@ -309,19 +310,17 @@ pub fn accuracy_per_corruption(reports: &[NpaReport]) -> String {
         legend.push((square(colour), format!("BN_{}", r.bn)));
         if let Some(npa) = r.npa {
             let y = c.py(100.0 * npa as f64);
+            // The value goes in the legend, after its BN set's entry and in its colour: beside the
+            // line it would cover bars or run off the plot.
             let _ = writeln!(
                 c.out,
                 "<line x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{x2}\" y2=\"{y:.1}\" stroke=\"{colour}\" \
-                 stroke-width=\"2\" stroke-dasharray=\"6 3\"><title>NPA BN_{bn}: {v:.1}%</title></line>\n\
-                 <text x=\"{tx}\" y=\"{ty:.1}\" fill=\"{colour}\" text-anchor=\"end\">NPA {v:.1}%</text>",
+                 stroke-width=\"2\" stroke-dasharray=\"6 3\"><title>NPA BN_{bn}: {v:.1}%</title></line>",
                 x2 = W - RIGHT,
                 bn = esc(&r.bn),
                 v = 100.0 * npa,
-                // Side by side, so equal NPAs of two BN sets stay readable.
-                tx = W - RIGHT - 4.0 - 95.0 * j as f64,
-                ty = y - 4.0,
             );
-            legend.push((dashed(colour), format!("NPA BN_{}", r.bn)));
+            legend.push((dashed(colour), format!("NPA {:.1}%", 100.0 * npa)));
         }
     }
     for (i, name) in names.iter().enumerate() {
@@ -538,6 +537,76 @@ pub fn metrics_vs_relus(runs: &[Run]) -> String {
         }
         legend.push((marker(k, colour), name.to_string()));
     }
+    c.legend(&legend);
+    c.finish()
+}
+
+/// "Mean ± standard deviation over seeds": per method a bar for each headline number
+/// measured (its mean) with an error bar of one standard deviation, then the teachers'
+/// groups (one per distinct teacher: methods that share a teacher share its group).
+pub fn seeds_chart(methods: &[MethodSummary]) -> String {
+    let mut groups: Vec<(String, [Option<Stat>; 4])> = methods
+        .iter()
+        .map(|m| (m.name.clone(), m.student))
+        .collect();
+    let mut teachers: Vec<(Vec<&str>, [Option<Stat>; 4])> = Vec::new();
+    for m in methods
+        .iter()
+        .filter(|m| m.teacher.iter().any(Option::is_some))
+    {
+        match teachers.iter_mut().find(|t| t.1 == m.teacher) {
+            Some(t) => t.0.push(&m.name),
+            None => teachers.push((vec![&m.name], m.teacher)),
+        }
+    }
+    for (names, t) in teachers {
+        groups.push((format!("teacher of {}", names.join(", ")), t));
+    }
+    let shown: Vec<usize> = (0..METRICS.len())
+        .filter(|&k| groups.iter().any(|g| g.1[k].is_some()))
+        .collect();
+    let n = groups.len().max(1) as f64;
+    let mut c = Chart::new(
+        "Mean ± standard deviation over seeds",
+        ("method", "accuracy (%)"),
+        true,
+        n,
+        100.0,
+    );
+    c.y_axis(20.0, pct);
+    let slot = (W - LEFT - RIGHT) / n;
+    let bar_w = 0.8 * slot / shown.len().max(1) as f64;
+    for (i, (name, stats)) in groups.iter().enumerate() {
+        for (j, &k) in shown.iter().enumerate() {
+            let Some(st) = stats[k] else { continue };
+            let colour = COLOURS[j % COLOURS.len()];
+            let x = c.px(i as f64) + 0.1 * slot + j as f64 * bar_w;
+            let tip = format!(
+                "{name} {}: {:.1} ± {:.1}% over {} runs",
+                METRICS[k], st.mean, st.std, st.n
+            );
+            c.bar(x, bar_w, st.mean, colour, &tip);
+            let (cx, lo, hi) = (
+                x + bar_w / 2.0,
+                c.py((st.mean - st.std).max(0.0)),
+                c.py((st.mean + st.std).min(100.0)),
+            );
+            let _ = writeln!(
+                c.out,
+                "<path d=\"M{cx:.1} {lo:.1}V{hi:.1}M{a:.1} {lo:.1}H{b:.1}M{a:.1} {hi:.1}H{b:.1}\" \
+                 stroke=\"black\" fill=\"none\"/>",
+                a = cx - bar_w / 4.0,
+                b = cx + bar_w / 4.0,
+            );
+        }
+        c.category(c.px(i as f64) + 0.5 * slot, name);
+    }
+    c.frame();
+    let legend: Vec<(String, String)> = shown
+        .iter()
+        .enumerate()
+        .map(|(j, &k)| (square(COLOURS[j % COLOURS.len()]), METRICS[k].to_string()))
+        .collect();
     c.legend(&legend);
     c.finish()
 }

@@ -25,6 +25,16 @@ pub enum StudentInit {
 }
 
 impl StudentInit {
+    /// A preset's default: the smoke preset starts the student from its teacher (a few
+    /// epochs cannot catch up from random weights), the paper preset from random weights as
+    /// the reference does.
+    pub fn preset_default(smoke: bool) -> StudentInit {
+        match smoke {
+            true => StudentInit::Teacher,
+            false => StudentInit::Random,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             StudentInit::Random => "random",
