@@ -8,11 +8,12 @@
 //!   device against the op's own functions there (exactly: the node must call them).
 //!
 //! Adding an op adds one entry to `ops()`: the convolutions, linear, the losses, the soft
-//! ReLU, pooling and the element-wise maps are here. Non-tensor settings (stride, padding,
-//! temperature) are part of an entry; labels travel as an input without a gradient. The fused
-//! BN + masked ReLU (running statistics, masks, domains), whole networks and the optimisers
-//! keep their own tests in golden.rs, gradcheck.rs and gpu_parity.rs, as do the checks of
-//! one kernel version or of intermediate buffers.
+//! ReLU, pooling, the element-wise maps and the fused BN + residual + masked ReLU (train and
+//! eval mode, its statistics, γ, β and mask in the graph's store) are here. Non-tensor
+//! settings (stride, padding, temperature) are part of an entry; labels travel as an input
+//! without a gradient. The BN's PyTorch fixtures and running-statistics update, whole
+//! networks and the optimisers keep their own tests in golden.rs, gradcheck.rs and
+//! gpu_parity.rs, as do the checks of one kernel version or of intermediate buffers.
 
 mod common;
 
@@ -20,6 +21,7 @@ use common::{assert_close, fixture_dir, load_f32, npy};
 use rlnet::autograd::{EntryId, EntryKind, GradMode, Graph, ParamStore, Var};
 use rlnet::device::Device;
 use rlnet::error::Result;
+use rlnet::ops::bn_act::{self, Activation, BnGeom, BnGrads, BnIds, BnInputs, BN_EPS};
 use rlnet::ops::conv::{self, ConvGeom};
 use rlnet::ops::linear::{self, LinearShape};
 use rlnet::ops::loss::{self, Labels};
@@ -466,6 +468,8 @@ fn ops() -> Vec<Op> {
             parity: (EXACT, EXACT),
             goldens: &[],
         },
+        bn_op::<true>("bn + residual + masked relu, train"),
+        bn_op::<false>("bn + residual + masked relu, eval"),
     ]
 }
 
@@ -540,6 +544,167 @@ fn conv_op<const S: usize, const P: usize>(
         parity: (CONV_PARITY, CONV_PARITY),
         goldens,
     }
+}
+
+/// The fused BN of a ReLU site: x [3, 5, 4, 4] and its residual, then γ, β, the running mean
+/// and variance and the ReLU mask [c·hw], all five held in the graph's store. TRAIN: batch
+/// statistics (whose dependence on x the backward includes), else the running ones.
+fn bn_op<const TRAIN: bool>(name: &'static str) -> Op {
+    Op {
+        name,
+        shapes: &[&[3, 5, 4, 4], &[3, 5, 4, 4], &[5], &[5], &[5], &[5], &[80]],
+        draw: |i, v| match i {
+            2 => v.iter_mut().for_each(|x| *x = 1.0 + 0.2 * *x),
+            5 => v.iter_mut().for_each(|x| *x = 0.5 + x.abs()),
+            6 => v.iter_mut().for_each(|x| *x = (*x > -0.4) as u8 as f64),
+            _ => {}
+        },
+        kinks: no_change,
+        forward: bn_forward::<TRAIN>,
+        backward: bn_backward::<TRAIN>,
+        forward_f64: |x, s| bn_f64::<TRAIN>(x, s, None).0,
+        backward_f64: |x, s, dy| bn_f64::<TRAIN>(x, s, Some(dy)).1,
+        params: 5,
+        graph: |g, v, p, _| {
+            let ids = BnIds {
+                weight: p[0],
+                bias: p[1],
+                running_mean: p[2],
+                running_var: p[3],
+            };
+            g.bn_act(v[0], ids, Some(v[1]), true, Some(p[4]), TRAIN)
+        },
+        parity: BN_PARITY,
+        // Its PyTorch fixtures (with the running-statistics update) are golden.rs's.
+        goldens: &[],
+    }
+}
+
+/// The device's channel sums run in another order than the CPU's (gpu_parity.rs: the same).
+const BN_PARITY: (Tol, Tol) = (
+    Tol {
+        atol: 1e-5,
+        rtol: 1e-5,
+    },
+    Tol {
+        atol: 1e-5,
+        rtol: 1e-4,
+    },
+);
+
+fn bn_geom(shape: &[usize]) -> BnGeom {
+    BnGeom {
+        n: shape[0],
+        c: shape[1],
+        hw: shape[2..].iter().product(),
+    }
+}
+
+/// The statistics BN normalises with on `d`: the batch's (TRAIN) or the running ones.
+fn bn_stats<const TRAIN: bool>(d: &Device, g: &BnGeom, x: &[Tensor]) -> Result<[Tensor; 2]> {
+    Ok(match TRAIN {
+        true => {
+            let [mean, invstd, _] = bn_act::batch_stats(d, g, &x[0], BN_EPS)?;
+            [mean, invstd]
+        }
+        false => [x[4].clone(), bn_act::eval_invstd(d, &x[5], BN_EPS)?],
+    })
+}
+
+fn bn_inputs<'a>(x: &'a [Tensor], st: &'a [Tensor; 2]) -> BnInputs<'a> {
+    BnInputs {
+        mean: &st[0],
+        invstd: &st[1],
+        gamma: &x[2],
+        beta: &x[3],
+        mask: Some(&x[6]),
+        relu: true,
+    }
+}
+
+fn bn_forward<const TRAIN: bool>(d: &Device, x: &[Tensor]) -> Result<Tensor> {
+    let g = bn_geom(x[0].shape());
+    let st = bn_stats::<TRAIN>(d, &g, x)?;
+    bn_act::forward(d, &g, &x[0], Some(&x[1]), &bn_inputs(x, &st))
+}
+
+fn bn_backward<const TRAIN: bool>(
+    d: &Device,
+    x: &[Tensor],
+    dy: &Tensor,
+) -> Result<InputGrads<Tensor>> {
+    let g = bn_geom(x[0].shape());
+    let st = bn_stats::<TRAIN>(d, &g, x)?;
+    let p = bn_inputs(x, &st);
+    let y = bn_act::forward(d, &g, &x[0], Some(&x[1]), &p)?;
+    let (dx, dgamma, dbeta, dr) = bn_act::backward(d, &g, &x[0], &y, dy, &p, TRAIN, [true; 4])?;
+    Ok(vec![dx, dr, dgamma, dbeta, None, None, None])
+}
+
+/// The op in f64: its output, and with `dy` its input gradients.
+fn bn_f64<const TRAIN: bool>(
+    x: Values<'_>,
+    s: Shapes<'_>,
+    dy: Option<&[f64]>,
+) -> (Vec<f64>, InputGrads<Vec<f64>>) {
+    let g = bn_geom(s[0]);
+    let (mean, invstd) = match TRAIN {
+        true => {
+            let st = bn_act::cpu::batch_stats(&g, &x[0], BN_EPS);
+            (st.mean, st.invstd)
+        }
+        false => (x[4].clone(), bn_act::cpu::eval_invstd(&x[5], BN_EPS)),
+    };
+    let act = || Activation {
+        relu: true,
+        mask: Some(&x[6][..]),
+    };
+    let mut y = vec![0.0; g.len()];
+    let (gamma, beta) = (&x[2], &x[3]);
+    bn_act::cpu::forward(
+        &g,
+        &x[0],
+        &mean,
+        &invstd,
+        gamma,
+        beta,
+        Some(&x[1]),
+        act(),
+        &mut y,
+    );
+    let Some(dy) = dy else {
+        return (y, Vec::new());
+    };
+    let (mut dx, mut dr) = (vec![0.0; g.len()], vec![0.0; g.len()]);
+    let (mut dgamma, mut dbeta) = (vec![0.0; g.c], vec![0.0; g.c]);
+    let grads = BnGrads {
+        dx: Some(&mut dx),
+        dgamma: Some(&mut dgamma),
+        dbeta: Some(&mut dbeta),
+        dr: Some(&mut dr),
+    };
+    bn_act::cpu::backward(
+        &g,
+        &x[0],
+        &y,
+        &mean,
+        &invstd,
+        gamma,
+        act(),
+        TRAIN,
+        dy,
+        grads,
+    );
+    let grads = vec![
+        Some(dx),
+        Some(dr),
+        Some(dgamma),
+        Some(dbeta),
+        None,
+        None,
+        None,
+    ];
+    (y, grads)
 }
 
 /// The f32 SIMT kernels sum in another order than the CPU: relative to values of ~10.
