@@ -5,7 +5,8 @@
 //!
 //! - `cli` (commands: flags, printing) → `recipe` (presets and stage configs, the pipeline
 //!   and its final evaluation)
-//! - `train` (one run loop for the three stages and the baselines), `bench`, `report`
+//! - `train` (one run loop for the three stages and the baselines), `bench`, `report`,
+//!   `export` (the inference graph as ONNX, read from the tape)
 //! - `eval` (clean, PGD and corruption accuracy; the strong attacks as accuracies and the
 //!   gradient-masking checks), `search` (budgets, masks, the mask policies of the student
 //!   stages), `robust` (the adversaries: PGD, APGD, Square, and their objectives)
@@ -29,6 +30,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod export;
 pub mod files;
 pub mod geom;
 pub mod nn;

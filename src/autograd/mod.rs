@@ -18,6 +18,13 @@ use std::collections::HashMap;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Var(pub(crate) usize);
 
+impl Var {
+    /// The node's position in its graph (`Graph::trace` order).
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
 /// Which gradients a graph computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GradMode {
@@ -36,6 +43,63 @@ pub trait Backward: Any {
     /// Hands the gradients of this node's inputs to `pass`, given `g`, the gradient of its
     /// output `out`.
     fn backward(&self, pass: &mut BackwardPass<'_>, out: Var, g: &Tensor);
+
+    /// The node as an inference exporter reads it (None: an op no model's inference uses,
+    /// such as a loss).
+    fn traced(&self) -> Option<Traced<'_>> {
+        None
+    }
+}
+
+/// An inference op as recorded on the tape: its inputs and its settings (`Graph::trace`).
+pub enum Traced<'a> {
+    /// y = x · scale[c] + shift[c].
+    ChannelAffine {
+        x: Var,
+        scale: &'a [f32],
+        shift: &'a [f32],
+    },
+    /// Cross-correlation with the weights `w` [c_out, c_in, k, k], no bias.
+    Conv {
+        x: Var,
+        w: Var,
+        stride: usize,
+        pad: usize,
+    },
+    /// act(γ·(x − mean)·invstd + β (+ residual)); act is the identity, a ReLU, or a ReLU
+    /// where the store entry `mask` [c·h·w] is 1 and the identity where it is 0.
+    BnAct {
+        x: Var,
+        residual: Option<Var>,
+        gamma: Var,
+        beta: Var,
+        mean: &'a Tensor,
+        invstd: &'a Tensor,
+        relu: bool,
+        mask: Option<EntryId>,
+    },
+    Add {
+        a: Var,
+        b: Var,
+    },
+    /// The mean over each plane: [n, c, h, w] → [n, c].
+    GlobalAvgPool {
+        x: Var,
+    },
+    /// x · wᵀ + b, w [out, in].
+    Linear {
+        x: Var,
+        w: Var,
+        b: Var,
+    },
+}
+
+/// One node of a recorded forward pass (`Graph::trace`).
+pub enum TraceNode<'a> {
+    Input,
+    Param(EntryId),
+    /// An op, or None for one that has no inference form.
+    Op(Option<Traced<'a>>),
 }
 
 pub(crate) enum NodeOp {
@@ -140,6 +204,19 @@ impl<'s> Graph<'s> {
             NodeOp::Op(b) => (b.as_ref() as &dyn Any).downcast_ref::<T>(),
             _ => None,
         })
+    }
+
+    /// The nodes recorded so far, in order (each node's `Var` is its index), as an inference
+    /// exporter reads them.
+    pub fn trace(&self) -> Vec<TraceNode<'_>> {
+        self.nodes
+            .iter()
+            .map(|n| match &n.op {
+                NodeOp::Input => TraceNode::Input,
+                NodeOp::Param(id) => TraceNode::Param(*id),
+                NodeOp::Op(b) => TraceNode::Op(b.traced()),
+            })
+            .collect()
     }
 
     /// A data input, moved to the graph's device; `requires_grad` asks for d(loss)/d(input)

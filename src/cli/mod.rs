@@ -6,6 +6,7 @@ mod common;
 mod corrupt;
 mod distill;
 mod eval;
+mod export;
 mod info;
 mod outcome;
 mod pipeline;
@@ -52,6 +53,9 @@ enum Command {
     Corrupt(corrupt::CorruptArgs),
     /// ReLU layers of a model: shapes, ReLU counts and kept (mask) counts.
     Info(info::InfoArgs),
+    /// A checkpoint's inference graph under one BN set as ONNX (opset 17, dynamic batch;
+    /// each masked ReLU an exact elementwise form with its mask as a constant).
+    Export(export::ExportArgs),
     /// report.md and SVG charts for run folders; comparison.md/.svg across several runs.
     Report(report::ReportArgs),
     /// Time the hot path (every ResNet18/WRN-22-8 conv shape in three directions, dual-BN +
@@ -81,6 +85,7 @@ fn dispatch(command: Command) -> crate::error::Result<()> {
         Command::Corrupt(a) => corrupt::run(a),
         Command::Pipeline(a) => pipeline::run(a),
         Command::Info(a) => info::run(a),
+        Command::Export(a) => export::run(a),
         Command::Report(a) => report::run(a),
         Command::Bench(a) => bench::run(a),
     }

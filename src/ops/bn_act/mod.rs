@@ -9,7 +9,9 @@ pub mod cuda;
 pub use crate::geom::BnGeom;
 pub use cpu::{Activation, BatchStats, BnGrads, BN_EPS, BN_MOMENTUM};
 
-use crate::autograd::{Backward, BackwardPass, EntryId, Graph, ParamStore, StatUpdate, Var};
+use crate::autograd::{
+    Backward, BackwardPass, EntryId, Graph, ParamStore, StatUpdate, Traced, Var,
+};
 use crate::device::{ok, Device};
 use crate::error::Result;
 use crate::tensor::Tensor;
@@ -259,6 +261,19 @@ struct BnActNode {
 }
 
 impl Backward for BnActNode {
+    fn traced(&self) -> Option<Traced<'_>> {
+        Some(Traced::BnAct {
+            x: self.x,
+            residual: self.residual,
+            gamma: self.gamma,
+            beta: self.beta,
+            mean: &self.mean,
+            invstd: &self.invstd,
+            relu: self.relu,
+            mask: self.mask,
+        })
+    }
+
     fn backward(&self, pass: &mut BackwardPass<'_>, out: Var, g: &Tensor) {
         let want = [
             pass.needs(self.x),

@@ -8,7 +8,7 @@ pub mod cuda;
 pub use crate::geom::ConvGeom;
 pub use cuda::ConvVersion;
 
-use crate::autograd::{Backward, BackwardPass, EntryId, Graph, Var};
+use crate::autograd::{Backward, BackwardPass, EntryId, Graph, Traced, Var};
 use crate::device::{ok, Device};
 use crate::error::Result;
 use crate::tensor::Tensor;
@@ -76,6 +76,15 @@ struct ConvNode {
 }
 
 impl Backward for ConvNode {
+    fn traced(&self) -> Option<Traced<'_>> {
+        Some(Traced::Conv {
+            x: self.x,
+            w: self.w,
+            stride: self.geom.stride,
+            pad: self.geom.pad,
+        })
+    }
+
     fn backward(&self, pass: &mut BackwardPass<'_>, _out: Var, g: &Tensor) {
         let dev = pass.device();
         if pass.needs(self.x) {

@@ -6,7 +6,7 @@
 pub mod cpu;
 pub mod cuda;
 
-use crate::autograd::{Backward, BackwardPass, Graph, Var};
+use crate::autograd::{Backward, BackwardPass, Graph, Traced, Var};
 use crate::device::{ok, Device};
 use crate::error::Result;
 use crate::tensor::Tensor;
@@ -96,6 +96,13 @@ struct AddNode {
 }
 
 impl Backward for AddNode {
+    fn traced(&self) -> Option<Traced<'_>> {
+        Some(Traced::Add {
+            a: self.a,
+            b: self.b,
+        })
+    }
+
     fn backward(&self, pass: &mut BackwardPass<'_>, _out: Var, g: &Tensor) {
         if pass.needs(self.a) {
             pass.accumulate(self.a, g.clone());
@@ -121,9 +128,19 @@ impl Backward for ScaleNode {
 struct ChannelAffineNode {
     x: Var,
     scale: Vec<f32>,
+    /// Kept for the inference trace only.
+    shift: Vec<f32>,
 }
 
 impl Backward for ChannelAffineNode {
+    fn traced(&self) -> Option<Traced<'_>> {
+        Some(Traced::ChannelAffine {
+            x: self.x,
+            scale: &self.scale,
+            shift: &self.shift,
+        })
+    }
+
     fn backward(&self, pass: &mut BackwardPass<'_>, _out: Var, g: &Tensor) {
         let dx = ok(channel_affine_backward(pass.device(), g, &self.scale));
         pass.accumulate(self.x, dx);
@@ -152,6 +169,7 @@ impl Graph<'_> {
         let node = ChannelAffineNode {
             x,
             scale: scale.to_vec(),
+            shift: shift.to_vec(),
         };
         self.push(node, y, &[x])
     }

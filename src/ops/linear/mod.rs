@@ -7,7 +7,7 @@ pub mod cuda;
 
 pub use cuda::LinearShape;
 
-use crate::autograd::{Backward, BackwardPass, EntryId, Graph, Var};
+use crate::autograd::{Backward, BackwardPass, EntryId, Graph, Traced, Var};
 use crate::device::{ok, Device};
 use crate::error::Result;
 use crate::tensor::Tensor;
@@ -90,6 +90,14 @@ struct LinearNode {
 }
 
 impl Backward for LinearNode {
+    fn traced(&self) -> Option<Traced<'_>> {
+        Some(Traced::Linear {
+            x: self.x,
+            w: self.w,
+            b: self.b,
+        })
+    }
+
     fn backward(&self, pass: &mut BackwardPass<'_>, _out: Var, g: &Tensor) {
         let xs = pass.value(self.x).shape();
         let s = LinearShape {

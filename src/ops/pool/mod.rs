@@ -5,7 +5,7 @@
 pub mod cpu;
 pub mod cuda;
 
-use crate::autograd::{Backward, BackwardPass, Graph, Var};
+use crate::autograd::{Backward, BackwardPass, Graph, Traced, Var};
 use crate::device::{ok, Device};
 use crate::error::Result;
 use crate::tensor::Tensor;
@@ -50,6 +50,10 @@ struct AvgPoolNode {
 }
 
 impl Backward for AvgPoolNode {
+    fn traced(&self) -> Option<Traced<'_>> {
+        Some(Traced::GlobalAvgPool { x: self.x })
+    }
+
     fn backward(&self, pass: &mut BackwardPass<'_>, _out: Var, g: &Tensor) {
         let dx = ok(backward(pass.device(), g, pass.value(self.x).shape()));
         pass.accumulate(self.x, dx);
