@@ -39,7 +39,20 @@ fn tmp(name: &str) -> PathBuf {
 /// between BN_c and BN_a, masks that mix kept and linear ReLUs, one layer fully linear and
 /// one fully kept.
 fn model() -> Model {
-    let mut m = small_model(5);
+    with_stats_and_masks(small_model(5))
+}
+
+/// A WRN of depth 10, widening 2, at width 1/4 (its shortcut is a bare conv, its blocks add).
+fn wrn() -> Model {
+    use rlnet::nn::{Arch, ModelConfig};
+    let cfg = ModelConfig {
+        wrn: (10, 2),
+        ..ModelConfig::new(Arch::Wrn22_8, 0.25)
+    };
+    with_stats_and_masks(Model::new(cfg, 6).unwrap())
+}
+
+fn with_stats_and_masks(mut m: Model) -> Model {
     let mut s = Stream::new(17, 3);
     for id in 0..m.store.len() {
         let e = m.store.entry(id);
@@ -160,8 +173,13 @@ fn onnxruntime_gives_rlnets_logits_under_both_bn_sets() {
         println!("skipped: python3 cannot import onnxruntime and numpy (PYTHONPATH=$(tools/setup_onnxruntime.sh))");
         return;
     }
-    let m = model();
-    let dir = tmp("ort");
+    for (arch, m) in [("resnet18", model()), ("wrn", wrn())] {
+        onnxruntime_matches(arch, &m);
+    }
+}
+
+fn onnxruntime_matches(arch: &str, m: &Model) {
+    let dir = tmp(&format!("ort-{arch}"));
     let mut s = Stream::new(23, 1);
     let (n, side) = (256, m.config.input_size);
     let pixels: Vec<f32> = (0..n * 3 * side * side)
@@ -173,7 +191,7 @@ fn onnxruntime_gives_rlnets_logits_under_both_bn_sets() {
     for (domain, bn) in [(Domain::Clean, "clean"), (Domain::Adv, "adv")] {
         // Through the command, as a user runs it, from a checkpoint of the model.
         let ckpt = dir.join("m.safetensors");
-        save(&ckpt, &m);
+        save(&ckpt, m);
         let file = dir.join(format!("{bn}.onnx"));
         let o = Command::new(env!("CARGO_BIN_EXE_rlnet"))
             .args([
@@ -202,8 +220,14 @@ fn onnxruntime_gives_rlnets_logits_under_both_bn_sets() {
         );
         let (shape, got) = common::npy(&out);
         assert_eq!(shape, vec![n, 10]);
-        let want = logits(&m, &x, domain);
-        assert_close(&format!("BN_{bn} logits"), &got, want.data(), 1e-4, 1e-4);
+        let want = logits(m, &x, domain);
+        assert_close(
+            &format!("{arch} BN_{bn} logits"),
+            &got,
+            want.data(),
+            1e-4,
+            1e-4,
+        );
     }
     std::fs::remove_dir_all(&dir).ok();
 }
