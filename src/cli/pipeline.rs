@@ -6,6 +6,7 @@ use super::outcome::{print_accuracy, print_student, print_teacher, warn_masking}
 use crate::error::Result;
 use crate::recipe::evaluation::Headline;
 use crate::recipe::pipeline::{PipelineEvent, PipelineOutcome, PipelineRecipe, StageOutcome};
+use crate::report::pi_cost::CostModel;
 use clap::Args;
 
 #[derive(Args, Debug)]
@@ -57,18 +58,24 @@ pub fn run(a: PipelineArgs) -> Result<()> {
             format!(", NPA {:.2}% over {over}", 100.0 * n)
         })
     };
+    let pi = |h: &Headline| {
+        let c = CostModel::DELPHI.cost(h.kept_relus);
+        format!("Delphi {:.1} ms online, {:.1} MB", c.online_ms, c.comm_mb)
+    };
     println!(
-        "teacher: {} ReLUs; BN_c clean {:.2}%, BN_a PGD-{} {:.2}%{}",
+        "teacher: {} ReLUs ({}); BN_c clean {:.2}%, BN_a PGD-{} {:.2}%{}",
         t.total_relus,
+        pi(t),
         100.0 * t.clean_acc,
         f.pgd_steps,
         100.0 * t.pgd_acc,
         npa(t)
     );
     println!(
-        "student: {} ReLUs kept of {}; BN_c clean {:.2}%, BN_a PGD-{} {:.2}%{}",
+        "student: {} ReLUs kept of {} ({}); BN_c clean {:.2}%, BN_a PGD-{} {:.2}%{}",
         st.kept_relus,
         st.total_relus,
+        pi(st),
         100.0 * st.clean_acc,
         f.pgd_steps,
         100.0 * st.pgd_acc,
