@@ -227,7 +227,10 @@ fn seeds_are_summarised_per_method_with_error_bars() {
             &dir.join("a"),
             &with_teacher(&distilled(1000, 1000, a_ca, 0.25, 0.5), 0.9, 0.5, 0.75),
         );
-        write_fixture(&dir.join("b"), &distilled(1000, 1000, b_ca, 0.125, 0.5));
+        write_fixture(
+            &dir.join("b"),
+            &with_teacher(&distilled(1000, 1000, b_ca, 0.125, 0.5), 0.9, 0.5, 0.75),
+        );
     }
     std::fs::write(
         root.join("seed1/a/attacks.json"),
@@ -248,7 +251,7 @@ fn seeds_are_summarised_per_method_with_error_bars() {
         "| method | runs | ReLUs | CA % | NPA % | AdvA % | AA % | teacher CA % |",
         // CA 60 and 80: mean 70, sample deviation 14.14; AA from the one run that has it.
         "| a | 2 | 1000 | 70.00 ± 14.14 | 50.00 ± 0.00 | 25.00 ± 0.00 | 20.00 ± 0.00 | 90.00 ± 0.00 |",
-        "| b | 2 | 1000 | 50.00 ± 0.00 | 50.00 ± 0.00 | 12.50 ± 0.00 | – | – |",
+        "| b | 2 | 1000 | 50.00 ± 0.00 | 50.00 ± 0.00 | 12.50 ± 0.00 | – | 90.00 ± 0.00 | 75.00 ± 0.00 | 50.00 ± 0.00 | – |",
     ] {
         assert!(md.contains(row), "missing {row:?} in:\n{md}");
     }
@@ -256,9 +259,14 @@ fn seeds_are_summarised_per_method_with_error_bars() {
     let chart = svg::seeds_chart(&methods);
     let t = svg_texts(&chart);
     assert!(has(&t, "a CA: 70.0 ± 14.1% over 2 runs"), "{t:?}");
-    assert!(has(&t, "teacher of a CA: 90.0 ± 0.0% over 2 runs"));
+    // a and b share one teacher: one group, named after a, its tooltips naming both.
+    assert!(has(
+        &t,
+        "teacher of a CA: 90.0 ± 0.0% over 2 runs (shared by a, b)"
+    ));
+    assert!(!t.iter().any(|x| x.starts_with("teacher of b")));
     assert!(has(&t, "AA") && has(&t, "teacher of a"));
-    // One error bar per bar drawn: a, b and a's teacher × the metrics each has.
+    // One error bar per bar drawn: a, b and their teacher × the metrics each has.
     let bars = chart.matches("<rect x=").count() - 4; // less the legend's 4 swatches
     assert_eq!(chart.matches("<path d=\"M").count(), bars);
     assert_eq!(bars, 4 + 3 + 3);

@@ -559,8 +559,15 @@ pub fn seeds_chart(methods: &[MethodSummary]) -> String {
             None => teachers.push((vec![&m.name], m.teacher)),
         }
     }
+    // Named after its first method, so the rotated label stays inside the chart; the bars'
+    // tooltips name every method that shares it.
+    let mut shared_by = vec![String::new(); groups.len()];
     for (names, t) in teachers {
-        groups.push((format!("teacher of {}", names.join(", ")), t));
+        groups.push((format!("teacher of {}", names[0]), t));
+        shared_by.push(match names.len() {
+            1 => String::new(),
+            _ => format!(" (shared by {})", names.join(", ")),
+        });
     }
     let shown: Vec<usize> = (0..METRICS.len())
         .filter(|&k| groups.iter().any(|g| g.1[k].is_some()))
@@ -582,8 +589,8 @@ pub fn seeds_chart(methods: &[MethodSummary]) -> String {
             let colour = COLOURS[j % COLOURS.len()];
             let x = c.px(i as f64) + 0.1 * slot + j as f64 * bar_w;
             let tip = format!(
-                "{name} {}: {:.1} ± {:.1}% over {} runs",
-                METRICS[k], st.mean, st.std, st.n
+                "{name} {}: {:.1} ± {:.1}% over {} runs{}",
+                METRICS[k], st.mean, st.std, st.n, shared_by[i]
             );
             c.bar(x, bar_w, st.mean, colour, &tip);
             let (cx, lo, hi) = (
