@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
 # RLNet (student from random weights and from the teacher's) against the SENet and SNL
 # baselines at the same exact ReLU budget, over several seeds, one command:
-#   tools/compare_methods.sh [--budget 6k] [--epochs 5] [--seeds "0 1 2"] [--out runs/compare]
-#                            [--shared ../shared] [--device auto|cpu|cuda] [--aa-limit N]
+#   tools/compare_methods.sh [--budget 6k] [--epochs 4] [--seeds "0 1 2"] [--out runs/compare]
+#                            [--shared ../shared] [--device auto|cpu|cuda] [--aa-limit 250]
 #   (RLNET_BIN=path: use that rlnet binary instead of building this tree)
 # Each method and seed is a `rlnet pipeline` run folder, <out>/seed<S>/<method> (resumable:
 # rerun the same command after an interruption). Per seed the two RLNet students share one
 # robust teacher, SENet and SNL one clean teacher (the second folder gets a copy, which the
 # pipeline reuses). Data: real CIFAR-10 images from <shared>/data/cifar10-mini; NPA over the 15
 # standard corruptions (frost textures from <shared>/data/frost); AdvA by PGD-20. With
-# --aa-limit N (0: off, the default) each student is also attacked by AutoAttack (APGD-CE,
+# --aa-limit N (250 by default; 0: off) each student is also attacked by AutoAttack (APGD-CE,
 # APGD-T, Square) on its first N test images under the BN set its AdvA is read from, into
 # <run>/attacks.json. Ends with `rlnet report` over every folder: <out>/comparison.md (each
-# run, then mean ± standard deviation per method over the seeds) and comparison.svg.
+# run, then mean ± standard deviation per method over the seeds), comparison.svg and
+# comparison_seeds.svg. The defaults take about 75 minutes on 2 CPU cores (BENCHMARKS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-budget=6k epochs=5 seeds="0 1 2" out=runs/compare shared=../shared device=auto aa_limit=0
+budget=6k epochs=4 seeds="0 1 2" out=runs/compare shared=../shared device=auto aa_limit=250
 while [ $# -gt 0 ]; do
     case "$1" in
         --budget) budget=$2; shift 2 ;;
