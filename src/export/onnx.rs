@@ -17,7 +17,7 @@
 use super::onnx_proto::*;
 use crate::autograd::{EntryId, GradMode, Graph, TraceNode, Traced, Var};
 use crate::error::{Error, Result};
-use crate::nn::{Domain, Model, Pass};
+use crate::nn::{kept_count, Domain, Model, Pass};
 use crate::tensor::Tensor;
 use prost::Message;
 
@@ -275,33 +275,32 @@ impl<'m> Writer<'m> {
                 if !relu {
                     return Ok(z);
                 }
-                let m = match mask {
-                    Some(id) => Some(self.model.store.entry(id)),
-                    None => None,
+                let relu_out = format!("{at}.relu");
+                let Some(id) = mask else {
+                    self.op("Relu", vec![z], &relu_out, Vec::new());
+                    return Ok(relu_out);
                 };
-                let keep = m.map(|e| e.tensor.to_host()).transpose()?;
-                let kept = keep.as_ref().map_or(usize::MAX, |k| {
-                    k.data().iter().filter(|&&v| v != 0.0).count()
-                });
-                let len = keep.as_ref().map_or(0, |k| k.numel());
+                let (name, keep) = {
+                    let e = self.model.store.entry(id);
+                    (e.name.clone(), e.tensor.to_host()?)
+                };
+                let kept = kept_count(&keep);
                 if kept == 0 {
                     // Every ReLU of the layer is linearised: the identity.
                     return Ok(z);
                 }
-                let relu_out = format!("{at}.relu");
                 self.op("Relu", vec![z.clone()], &relu_out, Vec::new());
-                if kept == usize::MAX || kept == len {
+                if kept == keep.numel() {
                     return Ok(relu_out);
                 }
-                let (keep, e) = (keep.expect("a mask"), m.expect("a mask"));
                 let xs = g.value(x).shape();
                 self.initializers.push(TensorProto {
                     dims: vec![1, xs[1] as i64, xs[2] as i64, xs[3] as i64],
                     data_type: BOOL,
-                    name: e.name.clone(),
+                    name: name.clone(),
                     raw_data: keep.data().iter().map(|&v| (v != 0.0) as u8).collect(),
                 });
-                self.op("Where", vec![e.name.clone(), relu_out, z], at, Vec::new());
+                self.op("Where", vec![name, relu_out, z], at, Vec::new());
                 at.into()
             }
             Traced::Add { a, b } => {
