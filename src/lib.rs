@@ -6,7 +6,8 @@
 //! - `cli` (commands: flags, printing) → `recipe` (presets and stage configs, the pipeline
 //!   and its final evaluation)
 //! - `train` (one run loop for the three stages and the baselines), `bench`, `report`,
-//!   `export` (the inference graph as ONNX, read from the tape)
+//!   `export` (the inference graph as ONNX, read from the tape), `pytorch` (.pth files in and
+//!   out, the reference repositories' layouts)
 //! - `eval` (clean, PGD and corruption accuracy; the strong attacks as accuracies and the
 //!   gradient-masking checks), `search` (budgets, masks, the mask policies of the student
 //!   stages), `robust` (the adversaries: PGD, APGD, Square, and their objectives)
@@ -36,6 +37,7 @@ pub mod geom;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod pytorch;
 pub mod recipe;
 pub mod report;
 pub mod rng;

@@ -13,8 +13,10 @@ use rlnet::checkpoint;
 use rlnet::corrupt::frost::decode_texture;
 use rlnet::corrupt::io::{images_from_npy, labels_from_npy};
 use rlnet::data::cifar::{read_bin_bytes, read_pickle_bytes, CifarKind};
+use rlnet::data::source::DatasetKind;
 use rlnet::data::tiny_imagenet::decode_jpeg;
-use rlnet::nn::{Arch, Model, ModelConfig};
+use rlnet::nn::{Arch, Domain, Model, ModelConfig};
+use rlnet::pytorch::{archive, reference, tensors};
 use rlnet::rng;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::{Path, PathBuf};
@@ -131,6 +133,25 @@ fn checkpoint_seed() -> Vec<u8> {
     bytes
 }
 
+/// A tiny RLNet-student .pth as rlnet exports it (ResNet18 at width 1/32 on 8 px inputs).
+fn pth_seed() -> Vec<u8> {
+    let cfg = ModelConfig {
+        input_size: 8,
+        ..ModelConfig::new(Arch::ResNet18, 0.03125)
+    };
+    let model = Model::new(cfg, 1).unwrap();
+    reference::export(&model, reference::Layout::RlnetStudent, Domain::Clean).unwrap()
+}
+
+/// The container, the pickle and its tensors; a state dict that reads is also imported.
+fn read_pth(b: &[u8]) -> bool {
+    let Ok(saved) = archive::read(b, "fuzz").and_then(|a| tensors::saved(&a, "fuzz")) else {
+        return false;
+    };
+    let _ = reference::import(&saved, DatasetKind::Cifar10, "fuzz");
+    true
+}
+
 fn targets() -> Vec<Target> {
     let jpegs: Vec<Vec<u8>> = ["grey", "prog", "q60_422", "q75_420", "q90_444"]
         .iter()
@@ -188,6 +209,15 @@ fn targets() -> Vec<Target> {
             name: "frost texture JPEG",
             seeds: jpegs,
             parse: |b| decode_texture(b, false).is_ok(),
+        },
+        Target {
+            name: "PyTorch .pth (zip and legacy), its pickle, tensors and import",
+            seeds: vec![
+                pth_seed(),
+                fixture("tests/fixtures/pytorch/zip.pth"),
+                fixture("tests/fixtures/pytorch/legacy.pth"),
+            ],
+            parse: read_pth,
         },
     ]
 }

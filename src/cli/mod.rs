@@ -7,6 +7,7 @@ mod corrupt;
 mod distill;
 mod eval;
 mod export;
+mod import;
 mod info;
 mod outcome;
 mod pipeline;
@@ -54,8 +55,12 @@ enum Command {
     /// ReLU layers of a model: shapes, ReLU counts and kept (mask) counts.
     Info(info::InfoArgs),
     /// A checkpoint's inference graph under one BN set as ONNX (opset 17, dynamic batch;
-    /// each masked ReLU an exact elementwise form with its mask as a constant).
+    /// each masked ReLU an exact elementwise form with its mask as a constant), and/or its
+    /// weights as a .pth the reference code's models load strictly.
     Export(export::ExportArgs),
+    /// A PyTorch checkpoint (.pth) of the RLNet or SNL reference code as an rlnet checkpoint,
+    /// read without running any of its code.
+    Import(import::ImportArgs),
     /// report.md and SVG charts for run folders; comparison.md/.svg across several runs.
     Report(report::ReportArgs),
     /// Time the hot path (every ResNet18/WRN-22-8 conv shape in three directions, dual-BN +
@@ -86,6 +91,7 @@ fn dispatch(command: Command) -> crate::error::Result<()> {
         Command::Pipeline(a) => pipeline::run(a),
         Command::Info(a) => info::run(a),
         Command::Export(a) => export::run(a),
+        Command::Import(a) => import::run(a),
         Command::Report(a) => report::run(a),
         Command::Bench(a) => bench::run(a),
     }

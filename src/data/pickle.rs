@@ -1,12 +1,15 @@
 //! A small, safe reader for Python pickles: enough of the pickle virtual machine (protocols 0 to
 //! 5, less class instances, extensions, sets and out-of-band buffers) to read the CIFAR "python
-//! version" files and the numpy arrays inside them.
+//! version" files and the numpy arrays inside them, and PyTorch's checkpoints.
 //!
-//! Nothing is executed: a call (`REDUCE`, `NEWOBJ`) becomes a [`Value::Reduce`] node and a
-//! `BUILD` a [`Value::Build`] node, which the caller interprets. The only calls evaluated are
-//! the byte-string constructors Python itself uses to pickle `bytes` at protocols below 3
-//! (`_codecs.encode(s, 'latin1')`, `bytes()`, `bytearray(...)`), so that byte strings look the
-//! same whichever protocol wrote them.
+//! Nothing is executed: a call (`REDUCE`, `NEWOBJ`) becomes a [`Value::Reduce`] node, a
+//! `BUILD` a [`Value::Build`] node and a persistent reference (`PERSID`, `BINPERSID`, which
+//! PyTorch uses for tensor storages) a [`Value::Persistent`] node, which the caller interprets.
+//! The only calls evaluated are the byte-string constructors Python itself uses to pickle
+//! `bytes` at protocols below 3 (`_codecs.encode(s, 'latin1')`, `bytes()`, `bytearray(...)`),
+//! so that byte strings look the same whichever protocol wrote them, and
+//! `collections.OrderedDict()` (empty, or from a list of pairs), which is a dict here, so that
+//! the items `SETITEMS` adds to it land in it.
 //!
 //! Safety against hostile or damaged files: every length field is checked against the input that
 //! remains before anything is allocated, values live in an arena so shared references
@@ -43,6 +46,9 @@ pub enum Value {
         obj: Box<Value>,
         state: Box<Value>,
     },
+    /// A persistent reference: the id the pickler's `persistent_id` gave an object it stores
+    /// outside the pickle (PyTorch: a tensor storage's key and type).
+    Persistent(Box<Value>),
 }
 
 impl Value {
@@ -61,6 +67,7 @@ impl Value {
             Value::Global { .. } => "global",
             Value::Reduce { .. } => "call (REDUCE)",
             Value::Build { .. } => "object (BUILD)",
+            Value::Persistent(_) => "persistent reference",
         }
     }
 
@@ -103,6 +110,13 @@ impl Value {
 
 /// Parses a whole pickle. `what` (usually the file name) starts every error message.
 pub fn parse(input: &[u8], what: &str) -> Result<Value> {
+    parse_prefix(input, what).map(|(v, _)| v)
+}
+
+/// Parses the pickle at the start of `input`, which may go on past its STOP (PyTorch's legacy
+/// format writes several pickles and raw data one after another); returns the value and the
+/// number of bytes the pickle took.
+pub fn parse_prefix(input: &[u8], what: &str) -> Result<(Value, usize)> {
     let mut vm = Vm {
         input,
         pos: 0,
@@ -116,7 +130,8 @@ pub fn parse(input: &[u8], what: &str) -> Result<Value> {
     // Generous for real files (each node or byte of the tree comes from at least one input
     // byte, up to memo sharing of small globals) yet linear, which stops exponential nesting.
     let budget = input.len().saturating_mul(8).saturating_add(1 << 20);
-    Conv { vm: &vm, budget }.value(root, 0)
+    let value = Conv { vm: &vm, budget }.value(root, 0)?;
+    Ok((value, vm.pos))
 }
 
 type Id = usize;
@@ -138,6 +153,7 @@ enum Obj {
     Global(String, String),
     Reduce(Id, Id),
     Build(Id, Id),
+    Persistent(Id),
 }
 
 struct Vm<'a> {
@@ -414,6 +430,12 @@ impl<'a> Vm<'a> {
                     _ => return self.fail(at, "STACK_GLOBAL of non-strings"),
                 }
             }
+            b'P' => {
+                let line = self.line(at)?;
+                self.arena.push(Obj::Str(line.to_string()));
+                Obj::Persistent(self.arena.len() - 1)
+            }
+            b'Q' => Obj::Persistent(self.pop(at)?),
             b'R' | 0x81 => {
                 let (args, callable) = (self.pop(at)?, self.pop(at)?);
                 self.reduce(callable, args, at)?
@@ -436,8 +458,8 @@ impl<'a> Vm<'a> {
         Ok(Some(obj))
     }
 
-    /// Evaluates the byte-string constructors (see the module comment); any other call stays
-    /// a call node.
+    /// Evaluates the byte-string constructors and `OrderedDict` (see the module comment); any
+    /// other call stays a call node.
     fn reduce(&self, callable: Id, args: Id, at: usize) -> Result<Obj> {
         let keep = Ok(Obj::Reduce(callable, args));
         let (Some(Obj::Global(module, name)), Some(Obj::Tuple(items))) =
@@ -445,6 +467,9 @@ impl<'a> Vm<'a> {
         else {
             return keep;
         };
+        if module == "collections" && name == "OrderedDict" {
+            return self.ordered_dict(items, at);
+        }
         let builtin = module == "__builtin__" || module == "builtins";
         if !(builtin && (name == "bytes" || name == "bytearray"))
             && !(module == "_codecs" && name == "encode")
@@ -472,6 +497,28 @@ impl<'a> Vm<'a> {
             }
             _ => keep,
         }
+    }
+}
+
+impl Vm<'_> {
+    /// `OrderedDict()` or `OrderedDict([(k, v), ...])` (protocols 0 and 1 pass the items).
+    fn ordered_dict(&self, args: &[Id], at: usize) -> Result<Obj> {
+        let items = match args {
+            [] => return Ok(Obj::Dict(Vec::new())),
+            [list] => match &self.arena[*list] {
+                Obj::List(v) | Obj::Tuple(v) => v,
+                _ => return self.fail(at, "OrderedDict of something other than a list of pairs"),
+            },
+            _ => return self.fail(at, "OrderedDict with more than one argument"),
+        };
+        let mut pairs = Vec::with_capacity(items.len());
+        for &item in items {
+            match &self.arena[item] {
+                Obj::List(kv) | Obj::Tuple(kv) if kv.len() == 2 => pairs.push((kv[0], kv[1])),
+                _ => return self.fail(at, "an OrderedDict item that is not a (key, value) pair"),
+            }
+        }
+        Ok(Obj::Dict(pairs))
     }
 }
 
@@ -551,6 +598,10 @@ impl Conv<'_, '_> {
                 let state = Box::new(self.value(s, d)?);
                 Value::Build { obj, state }
             }
+            &Obj::Persistent(id) => {
+                self.spend(1)?;
+                Value::Persistent(Box::new(self.value(id, d)?))
+            }
         })
     }
 }
@@ -595,7 +646,6 @@ fn raw_unicode_unescape(line: &str) -> Option<String> {
 
 fn opcode_name(op: u8) -> &'static str {
     match op {
-        b'P' | b'Q' => " (PERSID: persistent references)",
         b'S' => " (STRING: protocol-0 byte strings)",
         0x82..=0x84 => " (EXT: extension registry)",
         b'i' | b'o' => " (INST/OBJ: protocol-0 class instances)",

@@ -1,0 +1,740 @@
+//! `rlnet import` and `rlnet export --state-dict` against PyTorch itself.
+//!
+//! tools/reference_models.py builds models with the reference repositories' module names
+//! (RLNet's teachers and students, SNL's), random weights, BN statistics and masks, and saves
+//! them as their training scripts do. rlnet imports each file and its logits must equal
+//! PyTorch's on 256 images under every BN set, within 1e-5 of the largest logit; exported back,
+//! the file must load with `load_state_dict(strict=True)` and give the same logits again. An
+//! rlnet model exported directly must give rlnet's logits in PyTorch.
+//!
+//! PyTorch comes from `RLNET_TORCH_PYTHON` (tools/setup_torch.sh prints it), else `python3`;
+//! without it these tests are skipped with a message, unless REQUIRE_TORCH=1 (CI). The bad-input
+//! tests need no Python.
+
+mod common;
+
+use common::{assert_close, root};
+use rlnet::eval::logits;
+use rlnet::nn::{Arch, BnMode, Domain, Model, ModelConfig};
+use rlnet::rng::Stream;
+use rlnet::tensor::Tensor;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("rlnet-pytorch-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The Python with torch, or None (the caller skips) unless REQUIRE_TORCH=1.
+fn torch_python() -> Option<String> {
+    let py = std::env::var("RLNET_TORCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = Command::new(&py)
+        .args(["-c", "import torch, numpy"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok && std::env::var("REQUIRE_TORCH").is_ok_and(|v| v == "1") {
+        panic!("REQUIRE_TORCH=1 but {py} cannot import torch and numpy (RLNET_TORCH_PYTHON=$(tools/setup_torch.sh))");
+    }
+    if !ok {
+        println!("skipped: {py} cannot import torch and numpy (RLNET_TORCH_PYTHON=$(tools/setup_torch.sh))");
+    }
+    ok.then_some(py)
+}
+
+fn run(cmd: &mut Command) -> String {
+    let o = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{cmd:?} failed:\n{text}");
+    text
+}
+
+fn rlnet(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rlnet"));
+    c.args(args);
+    c
+}
+
+fn reference(py: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(py);
+    c.arg(root().join("tools/reference_models.py")).args(args);
+    c
+}
+
+fn read_f32(path: &Path) -> Vec<f32> {
+    let b = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+/// `got` equals `want` within `tol` of want's largest magnitude.
+fn assert_logits(name: &str, got: &[f32], want: &[f32], tol: f64) {
+    let scale = want.iter().fold(0f64, |m, &v| m.max(v.abs() as f64));
+    assert!(scale > 0.1, "{name}: logits too small to compare ({scale})");
+    assert_close(name, got, want, tol * scale, 0.0);
+}
+
+struct Case {
+    name: &'static str,
+    arch: &'static str,
+    layout: &'static str,
+    bn: usize,
+    width: f32,
+    format: &'static str,
+    dtype: &'static str,
+    prefix: bool,
+}
+
+impl Case {
+    fn json(&self, images: usize) -> String {
+        serde_json::json!({
+            "arch": self.arch, "layout": self.layout, "bn": self.bn, "width": self.width,
+            "format": self.format, "dtype": self.dtype, "prefix": self.prefix, "seed": 11,
+            "images": images,
+        })
+        .to_string()
+    }
+
+    /// The BN sets the PyTorch model runs, by its file suffix, and rlnet's domain for each.
+    fn sets(&self) -> Vec<(&'static str, Domain)> {
+        match (self.layout, self.bn) {
+            ("snl", _) | (_, 1) => vec![("BN", Domain::Clean), ("BN", Domain::Adv)],
+            (_, 2) => vec![("BN_c", Domain::Clean), ("BN_a", Domain::Adv)],
+            _ => vec![
+                ("BN_c", Domain::Clean),
+                ("BN_r", Domain::Aug),
+                ("BN_a", Domain::Adv),
+            ],
+        }
+    }
+
+    fn rlnet_layout(&self) -> &'static str {
+        match self.layout {
+            "teacher" => "rlnet-teacher",
+            "student" => "rlnet-student",
+            _ => "snl",
+        }
+    }
+}
+
+const CASES: [Case; 8] = [
+    Case {
+        name: "resnet18-student-dual-full-width",
+        arch: "resnet18",
+        layout: "student",
+        bn: 2,
+        width: 1.0,
+        format: "zip",
+        dtype: "f32",
+        prefix: false,
+    },
+    Case {
+        name: "resnet18-teacher-dual-shared-shortcut-bn",
+        arch: "resnet18",
+        layout: "teacher",
+        bn: 2,
+        width: 0.25,
+        format: "zip",
+        dtype: "f32",
+        prefix: true,
+    },
+    Case {
+        name: "resnet18-teacher-triple-bf16",
+        arch: "resnet18",
+        layout: "teacher",
+        bn: 3,
+        width: 0.25,
+        format: "zip",
+        dtype: "bf16",
+        prefix: false,
+    },
+    Case {
+        name: "resnet18-student-triple-legacy",
+        arch: "resnet18",
+        layout: "student",
+        bn: 3,
+        width: 0.25,
+        format: "legacy",
+        dtype: "f32",
+        prefix: false,
+    },
+    Case {
+        name: "resnet18-teacher-single-bn",
+        arch: "resnet18",
+        layout: "teacher",
+        bn: 1,
+        width: 0.25,
+        format: "zip",
+        dtype: "f32",
+        prefix: false,
+    },
+    Case {
+        name: "wrn22-8-student-dual-f16",
+        arch: "wrn",
+        layout: "student",
+        bn: 2,
+        width: 0.125,
+        format: "zip",
+        dtype: "f16",
+        prefix: true,
+    },
+    Case {
+        name: "resnet18-snl",
+        arch: "resnet18",
+        layout: "snl",
+        bn: 1,
+        width: 0.25,
+        format: "zip",
+        dtype: "f32",
+        prefix: false,
+    },
+    Case {
+        name: "wrn22-8-snl-legacy",
+        arch: "wrn",
+        layout: "snl",
+        bn: 1,
+        width: 0.125,
+        format: "legacy",
+        dtype: "f32",
+        prefix: false,
+    },
+];
+
+/// Images the logits are compared on.
+const IMAGES: usize = 256;
+
+fn images(path: &Path) -> Tensor {
+    let data = read_f32(path);
+    let n = data.len() / (3 * 32 * 32);
+    Tensor::from_vec(&[n, 3, 32, 32], data).unwrap()
+}
+
+#[test]
+fn reference_checkpoints_import_with_pytorchs_logits_and_export_back_strictly() {
+    let Some(py) = torch_python() else { return };
+    for case in &CASES {
+        let dir = tmp(case.name);
+        let spec = dir.join("case.json");
+        std::fs::write(&spec, case.json(IMAGES)).unwrap();
+        let d = dir.to_str().unwrap();
+        run(&mut reference(&py, &["make", spec.to_str().unwrap(), d]));
+        let ckpt = dir.join("model.safetensors");
+        let pth = dir.join("model.pth");
+        let said = run(&mut rlnet(&[
+            "import",
+            pth.to_str().unwrap(),
+            "--out",
+            ckpt.to_str().unwrap(),
+        ]));
+        assert!(said.contains("imported"), "{said}");
+        let model = rlnet::checkpoint::load(&ckpt).unwrap().model().unwrap();
+        let x = images(&dir.join("images.f32"));
+        for (file, domain) in case.sets() {
+            let want = read_f32(&dir.join(format!("logits_{file}.f32")));
+            let got = logits(&model, &x, domain);
+            let name = format!(
+                "{}: rlnet's logits under {domain:?} against PyTorch's {file}",
+                case.name
+            );
+            assert_logits(&name, got.data(), &want, 1e-5);
+        }
+        // RLNet's 1-BN mode is imported (into both BN sets) but not written back.
+        if case.bn == 1 && case.layout != "snl" {
+            continue;
+        }
+        let back = dir.join("back.pth");
+        let mut export = vec![
+            "export",
+            ckpt.to_str().unwrap(),
+            "--state-dict",
+            back.to_str().unwrap(),
+        ];
+        export.extend(["--layout", case.rlnet_layout()]);
+        run(&mut rlnet(&export));
+        let prefix = dir.join("back_");
+        run(&mut reference(
+            &py,
+            &[
+                "logits",
+                spec.to_str().unwrap(),
+                back.to_str().unwrap(),
+                dir.join("images.f32").to_str().unwrap(),
+                prefix.to_str().unwrap(),
+            ],
+        ));
+        for (file, _) in case.sets() {
+            let want = read_f32(&dir.join(format!("logits_{file}.f32")));
+            let got = read_f32(&dir.join(format!("back_{file}.f32")));
+            let name = format!("{}: exported back, loaded strictly, {file}", case.name);
+            assert_logits(&name, &got, &want, 1e-6);
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
+
+/// An rlnet model with everything that makes the mapping non-trivial: BN statistics that
+/// differ per set, masks mixing kept and linear ReLUs, one site fully linear, one fully kept.
+fn rlnet_model(cfg: ModelConfig, linear_site: Option<&str>) -> Model {
+    let mut m = Model::new(cfg, 5).unwrap();
+    let mut s = Stream::new(19, 2);
+    for id in 0..m.store.len() {
+        let e = m.store.entry(id);
+        let (name, shape) = (e.name.clone(), e.tensor.shape().to_vec());
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = match () {
+            _ if name.ends_with("running_mean") => {
+                (0..n).map(|_| 0.2 * s.normal() as f32).collect()
+            }
+            _ if name.ends_with("running_var") => {
+                (0..n).map(|_| 0.5 + s.uniform() as f32).collect()
+            }
+            _ if name.ends_with(".bias")
+                && !name.starts_with("linear")
+                && !name.starts_with("fc") =>
+            {
+                (0..n).map(|_| 0.2 * s.normal() as f32).collect()
+            }
+            _ => continue,
+        };
+        m.store
+            .set(id, Tensor::from_vec(&shape, v).unwrap())
+            .unwrap();
+    }
+    for l in 0..m.relu_layers.len() {
+        let layer = &m.relu_layers[l];
+        let n = layer.count();
+        let all_linear = Some(layer.name.as_str()) == linear_site || l == 1;
+        let mask: Vec<f32> = (0..n)
+            .map(|_| match (all_linear, l) {
+                (true, _) => 0.0,
+                (_, 2) => 1.0,
+                _ => (s.uniform() < 0.3) as u8 as f32,
+            })
+            .collect();
+        let shape = m.store.get(layer.mask).shape().to_vec();
+        m.set_mask(l, Tensor::from_vec(&shape, mask).unwrap())
+            .unwrap();
+    }
+    m
+}
+
+fn save(path: &Path, m: &Model) {
+    let meta = rlnet::checkpoint::CheckpointMeta {
+        format_version: rlnet::checkpoint::FORMAT_VERSION,
+        stage: "distill".into(),
+        model: m.config.clone(),
+        state: serde_json::json!({}),
+    };
+    rlnet::checkpoint::save(path, m, None, &meta).unwrap();
+}
+
+#[test]
+fn an_rlnet_model_exported_loads_strictly_into_the_reference_with_rlnets_logits() {
+    let Some(py) = torch_python() else { return };
+    let triple = ModelConfig {
+        bn: BnMode::Triple,
+        ..ModelConfig::new(Arch::ResNet18, 0.25)
+    };
+    let wrn = ModelConfig::new(Arch::Wrn22_8, 0.125);
+    let student = |name, arch, bn, cfg| (name, arch, "student", bn, cfg, None, "clean");
+    let runs = [
+        student("resnet18-student-triple", "resnet18", 3, triple),
+        student("wrn-student-dual", "wrn", 2, wrn.clone()),
+        // SNL's WRN has no ReLU after its final BN: that site is linear here.
+        ("wrn-snl", "wrn", "snl", 1, wrn, Some("relu"), "adv"),
+    ];
+    for (name, arch, layout, bn, cfg, linear, bn_flag) in runs {
+        let dir = tmp(name);
+        let m = rlnet_model(cfg, linear);
+        let ckpt = dir.join("m.safetensors");
+        save(&ckpt, &m);
+        let pth = dir.join("m.pth");
+        let rl_layout = if layout == "snl" {
+            "snl"
+        } else {
+            "rlnet-student"
+        };
+        run(&mut rlnet(&[
+            "export",
+            ckpt.to_str().unwrap(),
+            "--state-dict",
+            pth.to_str().unwrap(),
+            "--layout",
+            rl_layout,
+            "--bn",
+            bn_flag,
+        ]));
+        let case = Case {
+            name: "",
+            arch,
+            layout,
+            bn,
+            width: m.config.width_mult,
+            format: "zip",
+            dtype: "f32",
+            prefix: false,
+        };
+        let spec = dir.join("case.json");
+        std::fs::write(&spec, case.json(0)).unwrap();
+        let mut s = Stream::new(29, 1);
+        let pixels: Vec<f32> = (0..64 * 3 * 32 * 32).map(|_| s.uniform() as f32).collect();
+        let x = Tensor::from_vec(&[64, 3, 32, 32], pixels.clone()).unwrap();
+        let bytes: Vec<u8> = pixels.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let img = dir.join("x.f32");
+        std::fs::write(&img, bytes).unwrap();
+        let prefix = dir.join("torch_");
+        run(&mut reference(
+            &py,
+            &[
+                "logits",
+                spec.to_str().unwrap(),
+                pth.to_str().unwrap(),
+                img.to_str().unwrap(),
+                prefix.to_str().unwrap(),
+            ],
+        ));
+        for (file, domain) in case.sets() {
+            // SNL's one BN is the set exported with --bn.
+            let domain = match (layout, bn_flag) {
+                ("snl", "adv") => Domain::Adv,
+                ("snl", _) => Domain::Clean,
+                _ => domain,
+            };
+            let want = logits(&m, &x, domain);
+            let got = read_f32(&dir.join(format!("torch_{file}.f32")));
+            assert_logits(
+                &format!("{name}: PyTorch {file} against rlnet {domain:?}"),
+                &got,
+                want.data(),
+                1e-5,
+            );
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
+
+// ---- Bad input: each a clear error naming what is wrong, never a panic, never code run. ----
+
+/// `rlnet import` of `bytes`: its exit code must be 1 (an error, not a panic); returns stderr.
+fn import_error(name: &str, bytes: &[u8]) -> String {
+    let dir = tmp("bad");
+    let pth = dir.join(format!("{name}.pth"));
+    std::fs::write(&pth, bytes).unwrap();
+    let out = dir.join(format!("{name}.safetensors"));
+    let o = rlnet(&[
+        "import",
+        pth.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{name}: exit code (stderr: {err})"
+    );
+    assert!(!out.exists(), "{name}: nothing is written");
+    err
+}
+
+/// A torch.save-style zip holding `pickle` as data.pkl and `storages` as data/<i>.
+fn zip_pth(pickle: &[u8], storages: &[Vec<u8>]) -> Vec<u8> {
+    use std::io::Write;
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let o =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    z.start_file("m/data.pkl", o).unwrap();
+    z.write_all(pickle).unwrap();
+    for (i, s) in storages.iter().enumerate() {
+        z.start_file(format!("m/data/{i}"), o).unwrap();
+        z.write_all(s).unwrap();
+    }
+    z.finish().unwrap().into_inner()
+}
+
+/// A valid RLNet-student .pth of a small ResNet18, as rlnet exports it.
+fn student_pth() -> (Model, Vec<u8>) {
+    let m = rlnet_model(ModelConfig::new(Arch::ResNet18, 0.125), None);
+    let bytes = rlnet::pytorch::reference::export(
+        &m,
+        rlnet::pytorch::reference::Layout::RlnetStudent,
+        Domain::Clean,
+    )
+    .unwrap();
+    (m, bytes)
+}
+
+/// The student's state dict re-saved with `edit` applied to its entries.
+fn edited(edit: impl Fn(&mut Vec<(String, Vec<usize>, Vec<f32>)>)) -> Vec<u8> {
+    use rlnet::pytorch::writer::{pth, Entry, Item, Values};
+    let (_, bytes) = student_pth();
+    let archive = rlnet::pytorch::archive::read(&bytes, "x").unwrap();
+    let saved = rlnet::pytorch::tensors::saved(&archive, "x").unwrap();
+    let mut entries: Vec<(String, Vec<usize>, Vec<f32>)> = saved
+        .state_dict
+        .iter()
+        .filter(|(n, _)| !n.ends_with("num_batches_tracked"))
+        .map(|(n, t)| (n.clone(), t.shape.clone(), t.floats(n).unwrap().to_vec()))
+        .collect();
+    edit(&mut entries);
+    let sd = entries
+        .iter()
+        .map(|(n, s, v)| Entry {
+            name: n.clone(),
+            shape: s.clone(),
+            values: Values::F32(v),
+        })
+        .collect();
+    let masks = saved
+        .masks
+        .unwrap()
+        .iter()
+        .map(|t| Entry {
+            name: String::new(),
+            shape: t.shape.clone(),
+            values: Values::I64(t.binary("m").unwrap().iter().map(|&v| v as i64).collect()),
+        })
+        .collect();
+    pth(&[
+        ("model", Item::StateDict(sd)),
+        ("mask_epoch", Item::List(masks)),
+    ])
+    .unwrap()
+}
+
+#[test]
+fn an_exported_student_imports_back_to_the_same_model_without_python() {
+    let (m, bytes) = student_pth();
+    let dir = tmp("roundtrip");
+    let pth = dir.join("s.pth");
+    std::fs::write(&pth, &bytes).unwrap();
+    let out = dir.join("s.safetensors");
+    run(&mut rlnet(&[
+        "import",
+        pth.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]));
+    let back = rlnet::checkpoint::load(&out).unwrap().model().unwrap();
+    assert_eq!(back.config, m.config);
+    for id in 0..m.store.len() {
+        let (a, b) = (m.store.entry(id), back.store.entry(id));
+        assert_eq!(a.name, b.name);
+        assert_eq!(a.tensor.data(), b.tensor.data(), "{}", a.name);
+    }
+    // The edit helper itself changes nothing when it edits nothing.
+    let same = edited(|_| {});
+    std::fs::write(&pth, &same).unwrap();
+    run(&mut rlnet(&[
+        "import",
+        pth.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]));
+}
+
+#[test]
+fn damaged_or_foreign_checkpoints_are_clear_errors() {
+    let (_, good) = student_pth();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("truncated", good[..good.len() / 2].to_vec(), "zip archive"),
+        (
+            "not-a-checkpoint",
+            b"{\"a\": 1} and some more text".to_vec(),
+            "not a PyTorch checkpoint",
+        ),
+        ("empty", Vec::new(), "too short"),
+        (
+            "code",
+            zip_pth(b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00lsR.", &[]),
+            "refusing the global os.system",
+        ),
+        (
+            "whole-model",
+            zip_pth(b"\x80\x02cmodels.resnet\nResNet18\n)\x81}b.", &[]),
+            "refusing the global models.resnet.ResNet18",
+        ),
+        (
+            "unexpected-call",
+            zip_pth(b"\x80\x02ctorch\nFloatStorage\n)R.", &[]),
+            "refusing a call of torch.FloatStorage",
+        ),
+        (
+            "missing-tensor",
+            edited(|e| e.retain(|(n, _, _)| n != "layer3.1.conv2.weight")),
+            "no layer3.1.conv2.weight",
+        ),
+        (
+            "misshaped-tensor",
+            edited(|e| {
+                let w = e.iter_mut().find(|(n, _, _)| n == "linear.weight").unwrap();
+                w.1.reverse();
+            }),
+            "linear.weight has shape [64, 10]; expected [10, 64]",
+        ),
+        (
+            "extra-tensor",
+            edited(|e| e.push(("layer5.0.conv1.weight".into(), vec![2], vec![0.0, 1.0]))),
+            "layer5.0.conv1.weight",
+        ),
+        (
+            "unknown-architecture",
+            edited(|e| {
+                for (n, _, _) in e.iter_mut() {
+                    *n = n.replace("layer", "stage");
+                }
+            }),
+            "an unknown architecture",
+        ),
+    ];
+    for (name, bytes, expect) in cases {
+        let err = import_error(name, &bytes);
+        assert!(
+            err.contains(expect),
+            "{name}: expected {expect:?} in: {err}"
+        );
+        assert!(
+            err.contains(&format!("{name}.pth")),
+            "{name}: the message names the file: {err}"
+        );
+    }
+}
+
+#[test]
+fn masks_that_are_not_binary_and_weights_of_other_dtypes_are_refused_by_name() {
+    use rlnet::pytorch::writer::{pth, Entry, Item, Values};
+    let (_, good) = student_pth();
+    let saved =
+        rlnet::pytorch::tensors::saved(&rlnet::pytorch::archive::read(&good, "x").unwrap(), "x")
+            .unwrap();
+    let sd: Vec<Entry> = saved
+        .state_dict
+        .iter()
+        .map(|(n, t)| Entry {
+            name: n.clone(),
+            shape: t.shape.clone(),
+            values: match n.as_str() {
+                // A weight saved as int64.
+                "conv1.weight" => Values::I64(vec![1; t.shape.iter().product()]),
+                _ if n.ends_with("num_batches_tracked") => Values::I64(vec![0]),
+                _ => Values::F32(t.floats(n).unwrap()),
+            },
+        })
+        .collect();
+    let masks: Vec<Entry> = saved
+        .masks
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|t| Entry {
+            name: String::new(),
+            shape: t.shape.clone(),
+            values: Values::I64(t.binary("m").unwrap().iter().map(|&v| v as i64).collect()),
+        })
+        .collect();
+    let bytes = pth(&[
+        ("model", Item::StateDict(sd)),
+        ("mask_epoch", Item::List(masks)),
+    ])
+    .unwrap();
+    let err = import_error("int-weight", &bytes);
+    assert!(
+        err.contains("conv1.weight is int64: rlnet reads float32, float16 and bfloat16"),
+        "{err}"
+    );
+
+    let sd: Vec<Entry> = saved
+        .state_dict
+        .iter()
+        .map(|(n, t)| Entry {
+            name: n.clone(),
+            shape: t.shape.clone(),
+            values: match n {
+                _ if n.ends_with("num_batches_tracked") => Values::I64(vec![0]),
+                _ => Values::F32(t.floats(n).unwrap()),
+            },
+        })
+        .collect();
+    let masks: Vec<Entry> = saved
+        .masks
+        .as_ref()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Entry {
+            name: String::new(),
+            shape: t.shape.clone(),
+            values: Values::I64(
+                t.binary("m")
+                    .unwrap()
+                    .iter()
+                    .map(|&v| if i == 4 { 2 } else { v as i64 })
+                    .collect(),
+            ),
+        })
+        .collect();
+    let bytes = pth(&[
+        ("model", Item::StateDict(sd)),
+        ("mask_epoch", Item::List(masks)),
+    ])
+    .unwrap();
+    let err = import_error("mask-of-2", &bytes);
+    assert!(
+        err.contains(
+            "mask_epoch[4]: element 0 is 2; a ReLU mask holds only 0 (identity) and 1 (ReLU)"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn both_torch_save_formats_read_every_dtype_and_strided_views_exactly() {
+    for file in ["legacy.pth", "zip.pth"] {
+        let path = root().join("tests/fixtures/pytorch").join(file);
+        let saved = rlnet::pytorch::read(&path).unwrap();
+        let t = |name: &str| &saved.state_dict.iter().find(|(n, _)| n == name).unwrap().1;
+        assert_eq!(t("conv.weight").shape, [2, 3, 1, 1]);
+        assert_eq!(
+            t("conv.weight").floats("c").unwrap(),
+            [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+        );
+        assert_eq!(
+            t("bn.running_var").floats("v").unwrap(),
+            [0.5, 2.0],
+            "{file}: float16"
+        );
+        assert_eq!(
+            t("bn.weight").floats("w").unwrap(),
+            [1.5, -1.0],
+            "{file}: bfloat16"
+        );
+        let counter = t("bn.num_batches_tracked");
+        assert_eq!(counter.dtype, rlnet::pytorch::DType::I64);
+        assert!(counter.shape.is_empty());
+        let e = counter
+            .floats("bn.num_batches_tracked")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bn.num_batches_tracked is int64"), "{e}");
+        assert_eq!(t("t.weight").shape, [3, 2]);
+        assert_eq!(
+            t("t.weight").floats("t").unwrap(),
+            [0.0, 3.0, 1.0, 4.0, 2.0, 5.0],
+            "{file}: the transpose's row-major values"
+        );
+        let masks = saved.masks.as_ref().unwrap();
+        assert_eq!(masks.len(), 2);
+        assert_eq!(masks[0].binary("m").unwrap(), [1.0, 0.0, 0.0, 1.0]);
+        assert_eq!(masks[1].binary("m").unwrap(), [1.0; 4]);
+    }
+}
