@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{assert_close, small_model};
+use common::{assert_close, save_distilled, small_model};
 use prost::Message;
 use rlnet::eval::logits;
 use rlnet::export::onnx;
@@ -17,17 +17,6 @@ use rlnet::tensor::Tensor;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// `m` as a stage-3 checkpoint (the export reads the model alone).
-fn save(path: &Path, m: &Model) {
-    let meta = rlnet::checkpoint::CheckpointMeta {
-        format_version: rlnet::checkpoint::FORMAT_VERSION,
-        stage: "distill".into(),
-        model: m.config.clone(),
-        state: serde_json::json!({}),
-    };
-    rlnet::checkpoint::save(path, m, None, &meta).unwrap();
-}
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("rlnet-export-{name}-{}", std::process::id()));
@@ -191,7 +180,7 @@ fn onnxruntime_matches(arch: &str, m: &Model) {
     for (domain, bn) in [(Domain::Clean, "clean"), (Domain::Adv, "adv")] {
         // Through the command, as a user runs it, from a checkpoint of the model.
         let ckpt = dir.join("m.safetensors");
-        save(&ckpt, m);
+        save_distilled(&ckpt, m);
         let file = dir.join(format!("{bn}.onnx"));
         let o = Command::new(env!("CARGO_BIN_EXE_rlnet"))
             .args([
@@ -236,7 +225,7 @@ fn onnxruntime_matches(arch: &str, m: &Model) {
 fn export_rejects_what_it_cannot_write() {
     let dir = tmp("bad");
     let ckpt = dir.join("m.safetensors");
-    save(&ckpt, &model());
+    save_distilled(&ckpt, &model());
     let bytes = std::fs::read(&ckpt).unwrap();
     let cut = dir.join("cut.safetensors");
     std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();

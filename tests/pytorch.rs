@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{assert_close, root};
+use common::{assert_close, root, save_distilled};
 use rlnet::eval::logits;
 use rlnet::nn::{Arch, BnMode, Domain, Model, ModelConfig};
 use rlnet::rng::Stream;
@@ -96,6 +96,8 @@ impl Case {
         serde_json::json!({
             "arch": self.arch, "layout": self.layout, "bn": self.bn, "width": self.width,
             "format": self.format, "dtype": self.dtype, "prefix": self.prefix, "seed": 11,
+            // The single-BN teacher's file is its state dict alone.
+            "wrap": self.bn != 1 || self.layout == "snl",
             "images": images,
         })
         .to_string()
@@ -123,88 +125,41 @@ impl Case {
     }
 }
 
+/// name, arch, layout, BN sets, width, container, dtype, DataParallel prefix.
+#[rustfmt::skip]
 const CASES: [Case; 8] = [
-    Case {
-        name: "resnet18-student-dual-full-width",
-        arch: "resnet18",
-        layout: "student",
-        bn: 2,
-        width: 1.0,
-        format: "zip",
-        dtype: "f32",
-        prefix: false,
-    },
-    Case {
-        name: "resnet18-teacher-dual-shared-shortcut-bn",
-        arch: "resnet18",
-        layout: "teacher",
-        bn: 2,
-        width: 0.25,
-        format: "zip",
-        dtype: "f32",
-        prefix: true,
-    },
-    Case {
-        name: "resnet18-teacher-triple-bf16",
-        arch: "resnet18",
-        layout: "teacher",
-        bn: 3,
-        width: 0.25,
-        format: "zip",
-        dtype: "bf16",
-        prefix: false,
-    },
-    Case {
-        name: "resnet18-student-triple-legacy",
-        arch: "resnet18",
-        layout: "student",
-        bn: 3,
-        width: 0.25,
-        format: "legacy",
-        dtype: "f32",
-        prefix: false,
-    },
-    Case {
-        name: "resnet18-teacher-single-bn",
-        arch: "resnet18",
-        layout: "teacher",
-        bn: 1,
-        width: 0.25,
-        format: "zip",
-        dtype: "f32",
-        prefix: false,
-    },
-    Case {
-        name: "wrn22-8-student-dual-f16",
-        arch: "wrn",
-        layout: "student",
-        bn: 2,
-        width: 0.125,
-        format: "zip",
-        dtype: "f16",
-        prefix: true,
-    },
-    Case {
-        name: "resnet18-snl",
-        arch: "resnet18",
-        layout: "snl",
-        bn: 1,
-        width: 0.25,
-        format: "zip",
-        dtype: "f32",
-        prefix: false,
-    },
-    Case {
-        name: "wrn22-8-snl-legacy",
-        arch: "wrn",
-        layout: "snl",
-        bn: 1,
-        width: 0.125,
-        format: "legacy",
-        dtype: "f32",
-        prefix: false,
-    },
+    case("resnet18-student-dual-full-width", "resnet18", "student", 2, 1.0, "zip", "f32", false),
+    case("resnet18-teacher-dual-shared-shortcut-bn", "resnet18", "teacher", 2, 0.25, "zip", "f32", true),
+    case("resnet18-teacher-triple-bf16", "resnet18", "teacher", 3, 0.25, "zip", "bf16", false),
+    case("resnet18-student-triple-legacy", "resnet18", "student", 3, 0.25, "legacy", "f32", false),
+    case("resnet18-teacher-single-bn", "resnet18", "teacher", 1, 0.25, "zip", "f32", false),
+    case("wrn22-8-student-dual-f16", "wrn", "student", 2, 0.125, "zip", "f16", true),
+    case("resnet18-snl", "resnet18", "snl", 1, 0.25, "zip", "f32", false),
+    case("wrn22-8-snl-legacy", "wrn", "snl", 1, 0.125, "legacy", "f32", false),
 ];
+
+#[allow(clippy::too_many_arguments)]
+const fn case(
+    name: &'static str,
+    arch: &'static str,
+    layout: &'static str,
+    bn: usize,
+    width: f32,
+    format: &'static str,
+    dtype: &'static str,
+    prefix: bool,
+) -> Case {
+    Case {
+        name,
+        arch,
+        layout,
+        bn,
+        width,
+        format,
+        dtype,
+        prefix,
+    }
+}
 
 /// Images the logits are compared on.
 const IMAGES: usize = 256;
@@ -324,16 +279,6 @@ fn rlnet_model(cfg: ModelConfig, linear_site: Option<&str>) -> Model {
     m
 }
 
-fn save(path: &Path, m: &Model) {
-    let meta = rlnet::checkpoint::CheckpointMeta {
-        format_version: rlnet::checkpoint::FORMAT_VERSION,
-        stage: "distill".into(),
-        model: m.config.clone(),
-        state: serde_json::json!({}),
-    };
-    rlnet::checkpoint::save(path, m, None, &meta).unwrap();
-}
-
 #[test]
 fn an_rlnet_model_exported_loads_strictly_into_the_reference_with_rlnets_logits() {
     let Some(py) = torch_python() else { return };
@@ -353,7 +298,7 @@ fn an_rlnet_model_exported_loads_strictly_into_the_reference_with_rlnets_logits(
         let dir = tmp(name);
         let m = rlnet_model(cfg, linear);
         let ckpt = dir.join("m.safetensors");
-        save(&ckpt, &m);
+        save_distilled(&ckpt, &m);
         let pth = dir.join("m.pth");
         let rl_layout = if layout == "snl" {
             "snl"
@@ -472,40 +417,53 @@ fn student_pth() -> (Model, Vec<u8>) {
     (m, bytes)
 }
 
-/// The student's state dict re-saved with `edit` applied to its entries.
-fn edited(edit: impl Fn(&mut Vec<(String, Vec<usize>, Vec<f32>)>)) -> Vec<u8> {
+/// A tensor's values as a test edits them.
+enum Owned {
+    F32(Vec<f32>),
+    I64(Vec<i64>),
+}
+
+/// The student's state dict (name, shape, values) and masks (shape, values).
+type Parts = (
+    Vec<(String, Vec<usize>, Owned)>,
+    Vec<(Vec<usize>, Vec<i64>)>,
+);
+
+/// The student's .pth re-saved with `edit` applied to its tensors and masks.
+fn edited(edit: impl Fn(&mut Parts)) -> Vec<u8> {
     use rlnet::pytorch::writer::{pth, Entry, Item, Values};
     let (_, bytes) = student_pth();
     let archive = rlnet::pytorch::archive::read(&bytes, "x").unwrap();
     let saved = rlnet::pytorch::tensors::saved(&archive, "x").unwrap();
-    let mut entries: Vec<(String, Vec<usize>, Vec<f32>)> = saved
-        .state_dict
-        .iter()
-        .filter(|(n, _)| !n.ends_with("num_batches_tracked"))
-        .map(|(n, t)| (n.clone(), t.shape.clone(), t.floats(n).unwrap().to_vec()))
-        .collect();
-    edit(&mut entries);
-    let sd = entries
-        .iter()
-        .map(|(n, s, v)| Entry {
-            name: n.clone(),
-            shape: s.clone(),
-            values: Values::F32(v),
-        })
-        .collect();
-    let masks = saved
-        .masks
-        .unwrap()
-        .iter()
-        .map(|t| Entry {
-            name: String::new(),
-            shape: t.shape.clone(),
-            values: Values::I64(t.binary("m").unwrap().iter().map(|&v| v as i64).collect()),
-        })
-        .collect();
+    let tensors = saved.state_dict.iter().map(|(n, t)| {
+        let values = match t.floats(n) {
+            Ok(v) => Owned::F32(v.to_vec()),
+            Err(_) => Owned::I64(vec![0; t.shape.iter().product()]),
+        };
+        (n.clone(), t.shape.clone(), values)
+    });
+    let masks = saved.masks.as_ref().unwrap().iter().map(|t| {
+        let v = t.binary("m").unwrap().iter().map(|&v| v as i64).collect();
+        (t.shape.clone(), v)
+    });
+    let mut parts: Parts = (tensors.collect(), masks.collect());
+    edit(&mut parts);
+    let sd = parts.0.iter().map(|(n, s, v)| Entry {
+        name: n.clone(),
+        shape: s.clone(),
+        values: match v {
+            Owned::F32(v) => Values::F32(v),
+            Owned::I64(v) => Values::I64(v.clone()),
+        },
+    });
+    let masks = parts.1.iter().map(|(s, v)| Entry {
+        name: String::new(),
+        shape: s.clone(),
+        values: Values::I64(v.clone()),
+    });
     pth(&[
-        ("model", Item::StateDict(sd)),
-        ("mask_epoch", Item::List(masks)),
+        ("model", Item::StateDict(sd.collect())),
+        ("mask_epoch", Item::List(masks.collect())),
     ])
     .unwrap()
 }
@@ -571,26 +529,36 @@ fn damaged_or_foreign_checkpoints_are_clear_errors() {
         ),
         (
             "missing-tensor",
-            edited(|e| e.retain(|(n, _, _)| n != "layer3.1.conv2.weight")),
+            edited(|(sd, _)| sd.retain(|(n, _, _)| n != "layer3.1.conv2.weight")),
             "no layer3.1.conv2.weight",
         ),
         (
             "misshaped-tensor",
-            edited(|e| {
-                let w = e.iter_mut().find(|(n, _, _)| n == "linear.weight").unwrap();
+            edited(|(sd, _)| {
+                let w = sd
+                    .iter_mut()
+                    .find(|(n, _, _)| n == "linear.weight")
+                    .unwrap();
                 w.1.reverse();
             }),
             "linear.weight has shape [64, 10]; expected [10, 64]",
         ),
         (
             "extra-tensor",
-            edited(|e| e.push(("layer5.0.conv1.weight".into(), vec![2], vec![0.0, 1.0]))),
+            edited(|(sd, _)| {
+                let extra = (
+                    "layer5.0.conv1.weight".into(),
+                    vec![2],
+                    Owned::F32(vec![0.0, 1.0]),
+                );
+                sd.push(extra)
+            }),
             "layer5.0.conv1.weight",
         ),
         (
             "unknown-architecture",
-            edited(|e| {
-                for (n, _, _) in e.iter_mut() {
+            edited(|(sd, _)| {
+                for (n, _, _) in sd.iter_mut() {
                     *n = n.replace("layer", "stage");
                 }
             }),
@@ -612,87 +580,23 @@ fn damaged_or_foreign_checkpoints_are_clear_errors() {
 
 #[test]
 fn masks_that_are_not_binary_and_weights_of_other_dtypes_are_refused_by_name() {
-    use rlnet::pytorch::writer::{pth, Entry, Item, Values};
-    let (_, good) = student_pth();
-    let saved =
-        rlnet::pytorch::tensors::saved(&rlnet::pytorch::archive::read(&good, "x").unwrap(), "x")
-            .unwrap();
-    let sd: Vec<Entry> = saved
-        .state_dict
-        .iter()
-        .map(|(n, t)| Entry {
-            name: n.clone(),
-            shape: t.shape.clone(),
-            values: match n.as_str() {
-                // A weight saved as int64.
-                "conv1.weight" => Values::I64(vec![1; t.shape.iter().product()]),
-                _ if n.ends_with("num_batches_tracked") => Values::I64(vec![0]),
-                _ => Values::F32(t.floats(n).unwrap()),
-            },
-        })
-        .collect();
-    let masks: Vec<Entry> = saved
-        .masks
-        .as_ref()
-        .unwrap()
-        .iter()
-        .map(|t| Entry {
-            name: String::new(),
-            shape: t.shape.clone(),
-            values: Values::I64(t.binary("m").unwrap().iter().map(|&v| v as i64).collect()),
-        })
-        .collect();
-    let bytes = pth(&[
-        ("model", Item::StateDict(sd)),
-        ("mask_epoch", Item::List(masks)),
-    ])
-    .unwrap();
-    let err = import_error("int-weight", &bytes);
+    let int_weight = edited(|(sd, _)| {
+        let w = sd.iter_mut().find(|(n, _, _)| n == "conv1.weight").unwrap();
+        w.2 = Owned::I64(vec![1; w.1.iter().product()]);
+    });
+    let err = import_error("int-weight", &int_weight);
+    let want = "conv1.weight is int64: rlnet reads float32, float16 and bfloat16";
+    assert!(err.contains(want), "{err}");
+    let mask_of_2 = edited(|(_, masks)| masks[4].1[0] = 2);
+    let err = import_error("mask-of-2", &mask_of_2);
+    let want = "mask_epoch[4]: element 0 is 2; a ReLU mask holds only 0 (identity) and 1 (ReLU)";
+    assert!(err.contains(want), "{err}");
+    let short = edited(|(_, masks)| {
+        masks.pop();
+    });
+    let err = import_error("16-masks", &short);
     assert!(
-        err.contains("conv1.weight is int64: rlnet reads float32, float16 and bfloat16"),
-        "{err}"
-    );
-
-    let sd: Vec<Entry> = saved
-        .state_dict
-        .iter()
-        .map(|(n, t)| Entry {
-            name: n.clone(),
-            shape: t.shape.clone(),
-            values: match n {
-                _ if n.ends_with("num_batches_tracked") => Values::I64(vec![0]),
-                _ => Values::F32(t.floats(n).unwrap()),
-            },
-        })
-        .collect();
-    let masks: Vec<Entry> = saved
-        .masks
-        .as_ref()
-        .unwrap()
-        .iter()
-        .enumerate()
-        .map(|(i, t)| Entry {
-            name: String::new(),
-            shape: t.shape.clone(),
-            values: Values::I64(
-                t.binary("m")
-                    .unwrap()
-                    .iter()
-                    .map(|&v| if i == 4 { 2 } else { v as i64 })
-                    .collect(),
-            ),
-        })
-        .collect();
-    let bytes = pth(&[
-        ("model", Item::StateDict(sd)),
-        ("mask_epoch", Item::List(masks)),
-    ])
-    .unwrap();
-    let err = import_error("mask-of-2", &bytes);
-    assert!(
-        err.contains(
-            "mask_epoch[4]: element 0 is 2; a ReLU mask holds only 0 (identity) and 1 (ReLU)"
-        ),
+        err.contains("mask_epoch holds 16 masks; resnet18 has 17"),
         "{err}"
     );
 }
@@ -737,4 +641,81 @@ fn both_torch_save_formats_read_every_dtype_and_strided_views_exactly() {
         assert_eq!(masks[0].binary("m").unwrap(), [1.0, 0.0, 0.0, 1.0]);
         assert_eq!(masks[1].binary("m").unwrap(), [1.0; 4]);
     }
+}
+
+#[test]
+fn imported_checkpoints_are_taken_by_info_eval_search_and_distill() {
+    use rlnet::pytorch::reference::{export, Layout};
+    let dir = tmp("commands");
+    let teacher_cfg = ModelConfig {
+        shared_shortcut_bn: true,
+        ..ModelConfig::new(Arch::ResNet18, 0.125)
+    };
+    let teacher = Model::new(teacher_cfg, 3).unwrap();
+    let (_, student) = student_pth();
+    let files = [
+        (
+            "teacher",
+            export(&teacher, Layout::RlnetTeacher, Domain::Clean).unwrap(),
+        ),
+        ("student", student),
+    ];
+    for (name, bytes) in &files {
+        let pth = dir.join(format!("{name}.pth"));
+        std::fs::write(&pth, bytes).unwrap();
+        let out = dir.join(format!("{name}.safetensors"));
+        let said = run(&mut rlnet(&[
+            "import",
+            pth.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]));
+        let stage = if *name == "teacher" {
+            "stage 'teacher'"
+        } else {
+            "stage 'search'"
+        };
+        assert!(said.contains(stage), "{said}");
+    }
+    let ckpt = |n: &str| {
+        dir.join(format!("{n}.safetensors"))
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    let (t, s) = (ckpt("teacher"), ckpt("student"));
+    let said = run(&mut rlnet(&["info", "--checkpoint", &s]));
+    assert!(said.contains("total"), "{said}");
+    let small = ["--dataset", "synthetic", "--test-limit", "16"];
+    let said = run(&mut rlnet(
+        &[&["eval", "--checkpoint", &s][..], &small].concat(),
+    ));
+    assert!(said.contains("BN_adv"), "{said}");
+    // A student stage from the imported checkpoints: `stage` with `with`, a few steps.
+    let stage = |stage: &str, with: &[&str]| {
+        let out = dir.join(stage);
+        let o = out.to_str().unwrap();
+        let train = [
+            "--preset",
+            "smoke",
+            "--epochs",
+            "1",
+            "--train-limit",
+            "64",
+            "--quiet",
+        ];
+        let args = [
+            &[stage, "--teacher", &t, "--out", o][..],
+            with,
+            &small,
+            &train,
+        ]
+        .concat();
+        run(&mut rlnet(&args));
+        out.join(format!("{stage}.safetensors"))
+    };
+    assert!(stage("search", &["--budget", "5k"]).is_file());
+    let out = stage("distill", &["--student", &s]);
+    assert!(out.is_file());
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -28,7 +28,8 @@ Usage (tests/pytorch.rs drives both):
 
 CASE.json: {"arch": "resnet18"|"wrn", "layout": "teacher"|"student"|"snl", "bn": 1|2|3,
 "width": float, "format": "zip"|"legacy", "dtype": "f32"|"f16"|"bf16", "prefix": bool,
-"seed": int, "images": int}.
+"wrap": bool (false: the state dict saved alone, not inside the scripts' dict), "seed": int,
+"images": int}.
 """
 
 import json
@@ -317,7 +318,9 @@ def make(case, out):
         model.load_state_dict(type(sd)((k, v.float() if v.is_floating_point() else v) for k, v in sd.items()))
     if case["prefix"]:
         sd = type(sd)(("module." + k, v) for k, v in sd.items())
-    if case["layout"] == "snl":
+    if not case.get("wrap", True):
+        saved = sd  # the state dict alone
+    elif case["layout"] == "snl":
         saved = {"arch": case["arch"], "state_dict": sd, "optimizer": torch.optim.SGD(model.parameters(), 0.1, momentum=0.9).state_dict()}
     else:
         saved = {"epoch": 3, "model": sd, "best_acc": torch.tensor(12.5)}

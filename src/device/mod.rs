@@ -52,6 +52,27 @@ pub fn launch_grid(x: u32, y: u32, z: u32, block: (u32, u32, u32)) -> args::Laun
     }
 }
 
+/// An element-wise in-place update over n elements, n the length of the first updated buffer:
+/// the kernel takes the buffers it updates, then those it reads (each of n elements), then n,
+/// then `scalars` (the optimisers' steps and BN's running statistics).
+pub fn launch_update(
+    dev: &CudaDevice,
+    kernel: kernels::KernelId,
+    updated: Vec<&mut buffer::DeviceBuffer<f32>>,
+    read: &[&buffer::DeviceBuffer<f32>],
+    scalars: Vec<args::Arg<'_>>,
+) -> Result<()> {
+    let n = updated.first().map_or(0, |b| b.len());
+    let mut all: Vec<args::Arg<'_>> = updated
+        .into_iter()
+        .map(|b| args::Arg::write(b, n))
+        .collect();
+    all.extend(read.iter().map(|b| args::Arg::read(*b, n)));
+    all.push(int(n)?.into());
+    all.extend(scalars);
+    dev.launch(kernel, launch_1d(n), &all)
+}
+
 /// Sizes passed to kernels as `int`: every tensor the models use has fewer than 2^31 elements.
 pub fn int(v: usize) -> Result<i32> {
     i32::try_from(v).map_err(|_| Error::shape("CUDA launch", "fewer than 2^31 elements", v))

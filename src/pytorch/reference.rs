@@ -20,7 +20,7 @@
 
 use super::tensors::{Saved, TorchTensor, MASK_LIST_KEY};
 use super::writer::{Entry, Item, Values};
-use crate::autograd::EntryKind;
+use crate::autograd::{EntryId, EntryKind};
 use crate::data::source::DatasetKind;
 use crate::error::{Error, Result};
 use crate::nn::{Arch, BnMode, Domain, Model, ModelConfig, WRN_22_8};
@@ -137,12 +137,7 @@ pub fn import(saved: &Saved, dataset: DatasetKind, what: &str) -> Result<(Model,
         .collect();
     let found = detect(saved, &by_name, dataset, what)?;
     let mut model = Model::new(found.config.clone(), 0)?;
-    let relu_of: HashMap<_, usize> = model
-        .relu_layers
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (l.mask, i))
-        .collect();
+    let relu_of = relu_index(&model);
     if let (Layout::RlnetStudent, Some(masks)) = (found.naming.layout, &saved.masks) {
         if masks.len() != model.relu_layers.len() {
             return Err(fail(
@@ -234,6 +229,12 @@ pub fn import(saved: &Saved, dataset: DatasetKind, what: &str) -> Result<(Model,
         ));
     }
     Ok((model, found.naming.layout))
+}
+
+/// Each mask entry's ReLU layer index (forward order).
+fn relu_index(model: &Model) -> HashMap<EntryId, usize> {
+    let layers = model.relu_layers.iter().enumerate();
+    layers.map(|(i, l)| (l.mask, i)).collect()
 }
 
 fn fail(what: &str, msg: impl std::fmt::Display) -> Error {
@@ -401,12 +402,7 @@ pub fn export(model: &Model, layout: Layout, domain: Domain) -> Result<Vec<u8>> 
         BnMode::Dual => &["BN_c", "BN_a"],
         BnMode::Triple => &["BN_c", "BN_r", "BN_a"],
     };
-    let relu_of: HashMap<_, usize> = model
-        .relu_layers
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (l.mask, i))
-        .collect();
+    let relu_of = relu_index(model);
     let mut state = Vec::new();
     let mut masks = Vec::new();
     for id in 0..model.store.len() {

@@ -176,10 +176,9 @@ pub(crate) trait Stage {
     fn step(&mut self, data: &TrainData<'_>, batch: StepBatch<'_>) -> Result<StepStats>;
     /// After the clock has counted the epoch: mask updates, validation, the epoch's log.
     fn end_epoch(&mut self, done: EpochDone<'_>) -> Result<()>;
-    /// The model being trained (checked for non-finite values before every checkpoint).
-    fn model(&self) -> &Model;
-    /// Where `save` writes.
-    fn checkpoint_path(&self) -> PathBuf;
+    /// The model being trained (checked for non-finite values before every checkpoint) and
+    /// the checkpoint `save` writes it to.
+    fn checkpointed(&self) -> (&Model, &Path);
     /// The run's resumable checkpoint.
     fn save(&mut self) -> Result<()>;
 }
@@ -240,10 +239,10 @@ impl Position<'_> {
 
 /// An error when the stage's model has left the finite numbers.
 fn ensure_finite(stage: &impl Stage, at: &Position<'_>, opts: &RunOptions) -> Result<()> {
-    match non_finite(stage.model())? {
+    match non_finite(stage.checkpointed().0)? {
         Some((name, count)) => {
             let what = format!("{count} values of {name} are NaN or infinite");
-            Err(at.diverged(what, opts, &stage.checkpoint_path()))
+            Err(at.diverged(what, opts, stage.checkpointed().1))
         }
         None => Ok(()),
     }
@@ -323,7 +322,7 @@ fn train_epoch(stage: &mut impl Stage, data: &TrainData<'_>, opts: &RunOptions) 
         };
         if !stats.loss.is_finite() {
             let what = format!("the loss is {}", stats.loss);
-            return Err(at.diverged(what, opts, &stage.checkpoint_path()));
+            return Err(at.diverged(what, opts, stage.checkpointed().1));
         }
         tally.add(&stats, idx.len());
         bar.update(step + 1, &tally.progress(started.elapsed().as_secs_f64()));

@@ -28,7 +28,7 @@ use crate::search::policy::Resumed;
 use crate::search::snl::SnlProgress;
 use crate::search::{MaskPlan, MaskPolicy};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StudentConfig {
@@ -359,12 +359,8 @@ impl Stage for StudentRun<'_> {
         Ok(())
     }
 
-    fn model(&self) -> &Model {
-        &self.model
-    }
-
-    fn checkpoint_path(&self) -> PathBuf {
-        self.ckpt.clone()
+    fn checkpointed(&self) -> (&Model, &Path) {
+        (&self.model, &self.ckpt)
     }
 
     /// Weights, masks, the optimiser's state, progress and the policy's tensors (the scores

@@ -17,7 +17,7 @@ use crate::report::run::{relu_layers, LayerRelus};
 use crate::rng::{self, stream};
 use crate::robust::pgd::PgdConfig;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub const CHECKPOINT_NAME: &str = "teacher.safetensors";
 
@@ -267,12 +267,8 @@ impl Stage for TeacherRun<'_> {
         Ok(())
     }
 
-    fn model(&self) -> &Model {
-        &self.model
-    }
-
-    fn checkpoint_path(&self) -> PathBuf {
-        self.ckpt.clone()
+    fn checkpointed(&self) -> (&Model, &Path) {
+        (&self.model, &self.ckpt)
     }
 
     fn save(&mut self) -> Result<()> {

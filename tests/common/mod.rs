@@ -171,3 +171,14 @@ pub fn small_model(seed: u64) -> rlnet::nn::Model {
     };
     Model::new(cfg, seed).unwrap()
 }
+
+/// `m` as a stage-3 checkpoint at `path` (what export and import read is the model alone).
+pub fn save_distilled(path: &std::path::Path, m: &rlnet::nn::Model) {
+    let meta = rlnet::checkpoint::CheckpointMeta {
+        format_version: rlnet::checkpoint::FORMAT_VERSION,
+        stage: "distill".into(),
+        model: m.config.clone(),
+        state: serde_json::json!({}),
+    };
+    rlnet::checkpoint::save(path, m, None, &meta).unwrap();
+}

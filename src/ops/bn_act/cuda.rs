@@ -5,7 +5,7 @@ use crate::device::args::Arg;
 use crate::device::buffer::DeviceBuffer;
 use crate::device::cuda::CudaDevice;
 use crate::device::kernels::KernelId;
-use crate::device::{int, launch_1d, launch_grid};
+use crate::device::{int, launch_1d, launch_grid, launch_update};
 use crate::error::Result;
 use crate::geom::BnGeom;
 
@@ -196,20 +196,13 @@ pub fn running_update(
     var_unbiased: &DeviceBuffer<f32>,
     momentum: f64,
 ) -> Result<()> {
-    let c = running_mean.len();
     let (keep, take) = ((1.0 - momentum) as f32, momentum as f32);
-    dev.launch(
+    launch_update(
+        dev,
         KernelId::BN_ACT_RUNNING_UPDATE,
-        launch_1d(c),
-        &[
-            Arg::write(running_mean, c),
-            Arg::write(running_var, c),
-            Arg::read(mean, c),
-            Arg::read(var_unbiased, c),
-            int(c)?.into(),
-            keep.into(),
-            take.into(),
-        ],
+        vec![running_mean, running_var],
+        &[mean, var_unbiased],
+        vec![keep.into(), take.into()],
     )
 }
 

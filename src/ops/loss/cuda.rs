@@ -52,6 +52,27 @@ fn reduce_sum(
     )
 }
 
+/// Launches a forward kernel whose arguments end with a per-row loss of `n` values (appended
+/// here), then reduces those to the scalar `loss` = Σ · mul / div.
+fn with_row_losses(
+    dev: &CudaDevice,
+    kernel: KernelId,
+    cfg: LaunchConfig,
+    args: Vec<Arg<'_>>,
+    n: usize,
+    (mul, div): (f64, f64),
+    loss: &mut DeviceBuffer<f32>,
+) -> Result<()> {
+    let mut row_loss = dev.alloc::<f32>(n)?;
+    let all: Vec<Arg<'_>> = args
+        .into_iter()
+        .chain([Arg::write(&mut row_loss, n)])
+        .collect();
+    dev.launch(kernel, cfg, &all)?;
+    drop(all);
+    reduce_sum(dev, &row_loss, n, mul, div, loss)
+}
+
 /// Cross-entropy of logits [n, k]: writes the softmax `probs` and the scalar `loss` (mean or sum).
 pub fn cross_entropy(
     dev: &CudaDevice,
@@ -63,25 +84,21 @@ pub fn cross_entropy(
     loss: &mut DeviceBuffer<f32>,
 ) -> Result<()> {
     let n = labels.len();
-    let mut row_loss = dev.alloc::<f32>(n)?;
-    dev.launch(
+    let args = vec![
+        Arg::read(logits, n * k),
+        Arg::read(labels, n),
+        int(n)?.into(),
+        int(k)?.into(),
+        Arg::write(probs, n * k),
+    ];
+    let div = if sum { 1.0 } else { n as f64 };
+    with_row_losses(
+        dev,
         KernelId::LOSS_CE_FWD,
         rows(n),
-        &[
-            Arg::read(logits, n * k),
-            Arg::read(labels, n),
-            int(n)?.into(),
-            int(k)?.into(),
-            Arg::write(probs, n * k),
-            Arg::write(&mut row_loss, n),
-        ],
-    )?;
-    reduce_sum(
-        dev,
-        &row_loss,
+        args,
         n,
-        1.0,
-        if sum { 1.0 } else { n as f64 },
+        (1.0, div),
         loss,
     )
 }
@@ -126,22 +143,17 @@ pub fn kl_div(
     loss: &mut DeviceBuffer<f32>,
 ) -> Result<()> {
     let n = rows_of("kl_div", s.len(), k)?;
-    let mut row_loss = dev.alloc::<f32>(n)?;
-    dev.launch(
-        KernelId::LOSS_KL_FWD,
-        rows(n),
-        &[
-            Arg::read(s, n * k),
-            Arg::read(t, n * k),
-            int(n)?.into(),
-            int(k)?.into(),
-            (temp as f32).into(),
-            Arg::write(ps, n * k),
-            Arg::write(pt, n * k),
-            Arg::write(&mut row_loss, n),
-        ],
-    )?;
-    reduce_sum(dev, &row_loss, n, temp * temp, n as f64, loss)
+    let args = vec![
+        Arg::read(s, n * k),
+        Arg::read(t, n * k),
+        int(n)?.into(),
+        int(k)?.into(),
+        (temp as f32).into(),
+        Arg::write(ps, n * k),
+        Arg::write(pt, n * k),
+    ];
+    let scale = (temp * temp, n as f64);
+    with_row_losses(dev, KernelId::LOSS_KL_FWD, rows(n), args, n, scale, loss)
 }
 
 /// ds = (p_s − p_t) · g · T / n.
@@ -179,20 +191,23 @@ pub fn jsd(
     loss: &mut DeviceBuffer<f32>,
 ) -> Result<()> {
     let n = rows_of("jsd", z[0].len(), k)?;
-    let mut row_loss = dev.alloc::<f32>(n)?;
-    dev.launch(
+    let args = vec![
+        Arg::read(z[0], n * k),
+        Arg::read(z[1], n * k),
+        Arg::read(z[2], n * k),
+        int(n)?.into(),
+        int(k)?.into(),
+    ];
+    let scale = (1.0, (3 * n) as f64);
+    with_row_losses(
+        dev,
         KernelId::LOSS_JSD_FWD,
         per_row(n),
-        &[
-            Arg::read(z[0], n * k),
-            Arg::read(z[1], n * k),
-            Arg::read(z[2], n * k),
-            int(n)?.into(),
-            int(k)?.into(),
-            Arg::write(&mut row_loss, n),
-        ],
-    )?;
-    reduce_sum(dev, &row_loss, n, 1.0, (3 * n) as f64, loss)
+        args,
+        n,
+        scale,
+        loss,
+    )
 }
 
 /// d JSD / d z_i · g for the three logit batches.
