@@ -145,14 +145,41 @@ __device__ __forceinline__ void v2_epilogue(const float acc[2][4][4], int m0, in
             }
 }
 
+// The block's GEMM: `tiles` K steps from k_first, `load` gathering a step into registers and
+// `stage` writing it to shared memory as TF32 (rl_gemm_k_loop double-buffers them); each warp
+// accumulates its 32 x 32 sub-tile with mma (B as [n][k] when B_NMAJOR, else [k][n]) and hands
+// it to `out`. The mma fragment's group g and thread t (PTX ISA naming) and the warp's place
+// (wm of 2 rows, wn of 4 columns) come from the thread index.
+template <bool B_NMAJOR, class BTile, class Load, class Stage, class Out>
+__device__ __forceinline__ void v2_gemm(const v2_tile_a* As, const BTile* Bs, int k_first,
+                                        int tiles, Load& load, Stage& stage, int m0, int n0,
+                                        Out out) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int g = lane >> 2, t = lane & 3, wm = warp >> 2, wn = warp & 3;
+    float acc[2][4][4] = {};
+    auto math = [&](int buf) { v2_tile_mma<B_NMAJOR>(As[buf], &Bs[buf][0][0], wm, wn, g, t, acc); };
+    rl_gemm_k_loop<V2_BK>(k_first, tiles, load, stage, math);
+    v2_epilogue(acc, m0, n0, wm, wn, g, t, out);
+}
+
+// Stages the A values (rows a_m + 16r, column a_k) and K-major B values (rows b_k + j, column
+// b_n) this thread loaded, as TF32: the layout of the forward and the data gradient.
+__device__ __forceinline__ void v2_stage_kmajor(v2_tile_a& A, v2_tile_bk& B, const float ra[4],
+                                                const float rb[8], int a_m, int a_k, int b_k,
+                                                int b_n) {
+#pragma unroll
+    for (int r = 0; r < 4; ++r) A[a_m + 16 * r][a_k] = conv_to_tf32(ra[r]);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) B[b_k + j][b_n] = conv_to_tf32(rb[j]);
+}
+
 extern "C" __global__ void __launch_bounds__(V2_THREADS, 2)
 conv2d_fwd_v2(const float* __restrict__ x, const float* __restrict__ wt, float* __restrict__ y,
               int n, int c_in, int h, int w, int c_out, int k, int stride, int pad, int h_out,
               int w_out) {
     __shared__ __align__(16) v2_tile_a As[2];
     __shared__ __align__(16) v2_tile_bk Bs[2];
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int g = lane >> 2, t = lane & 3, wm = warp >> 2, wn = warp & 3;
+    const int tid = threadIdx.x;
     const int kk2 = k * k, K = c_in * kk2, M = c_out, hw_in = h * w;
     const int hw_out = h_out * w_out, N = n * hw_out;
     const int m0 = blockIdx.y * V2_BM, n0 = blockIdx.x * V2_BN;
@@ -172,7 +199,6 @@ conv2d_fwd_v2(const float* __restrict__ x, const float* __restrict__ wt, float* 
     kw.set(b_k, k, kk2, hw_in);
     kstep.set(V2_BK, k, kk2, hw_in);
 
-    float acc[2][4][4] = {};
     float ra[4], rb[8];
     const int tiles = (K + V2_BK - 1) / V2_BK;
 
@@ -192,17 +218,8 @@ conv2d_fwd_v2(const float* __restrict__ x, const float* __restrict__ wt, float* 
         }
         kw.add(kstep, k, hw_in);
     };
-    auto stage = [&](int buf) {
-#pragma unroll
-        for (int r = 0; r < 4; ++r) As[buf][a_m + 16 * r][a_k] = conv_to_tf32(ra[r]);
-#pragma unroll
-        for (int j = 0; j < 8; ++j) Bs[buf][b_k + j][b_n] = conv_to_tf32(rb[j]);
-    };
-
-    auto math = [&](int buf) { v2_tile_mma<false>(As[buf], &Bs[buf][0][0], wm, wn, g, t, acc); };
-    rl_gemm_k_loop<V2_BK>(0, tiles, load, stage, math);
-
-    v2_epilogue(acc, m0, n0, wm, wn, g, t, rl_out_nchw{y, M, N, hw_out});
+    auto stage = [&](int buf) { v2_stage_kmajor(As[buf], Bs[buf], ra, rb, a_m, a_k, b_k, b_n); };
+    v2_gemm<false>(As, Bs, 0, tiles, load, stage, m0, n0, rl_out_nchw{y, M, N, hw_out});
 }
 
 extern "C" __global__ void __launch_bounds__(V2_THREADS, 2)
@@ -211,8 +228,7 @@ conv2d_bwd_data_v2(const float* __restrict__ wt, const float* __restrict__ dy,
                    int stride, int pad, int h_out, int w_out) {
     __shared__ __align__(16) v2_tile_a As[2];
     __shared__ __align__(16) v2_tile_bk Bs[2];
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int g = lane >> 2, t = lane & 3, wm = warp >> 2, wn = warp & 3;
+    const int tid = threadIdx.x;
     const int kk2 = k * k, K = c_out * kk2, M = c_in, hw = h * w;
     const int hw_out = h_out * w_out, N = n * hw;
     const int m0 = blockIdx.y * V2_BM, n0 = blockIdx.x * V2_BN;
@@ -234,7 +250,6 @@ conv2d_bwd_data_v2(const float* __restrict__ wt, const float* __restrict__ dy,
     bw.set(b_k, k, kk2, hw_out);
     bstep.set(V2_BK, k, kk2, hw_out);
 
-    float acc[2][4][4] = {};
     float ra[4], rb[8];
     const int tiles = (K + V2_BK - 1) / V2_BK;
 
@@ -269,17 +284,8 @@ conv2d_bwd_data_v2(const float* __restrict__ wt, const float* __restrict__ dy,
         }
         bw.add(bstep, k, hw_out);
     };
-    auto stage = [&](int buf) {
-#pragma unroll
-        for (int r = 0; r < 4; ++r) As[buf][a_m + 16 * r][a_k] = conv_to_tf32(ra[r]);
-#pragma unroll
-        for (int j = 0; j < 8; ++j) Bs[buf][b_k + j][b_n] = conv_to_tf32(rb[j]);
-    };
-
-    auto math = [&](int buf) { v2_tile_mma<false>(As[buf], &Bs[buf][0][0], wm, wn, g, t, acc); };
-    rl_gemm_k_loop<V2_BK>(0, tiles, load, stage, math);
-
-    v2_epilogue(acc, m0, n0, wm, wn, g, t, rl_out_nchw{dx, M, N, hw});
+    auto stage = [&](int buf) { v2_stage_kmajor(As[buf], Bs[buf], ra, rb, a_m, a_k, b_k, b_n); };
+    v2_gemm<false>(As, Bs, 0, tiles, load, stage, m0, n0, rl_out_nchw{dx, M, N, hw});
 }
 
 extern "C" __global__ void __launch_bounds__(V2_THREADS, 2)
@@ -288,8 +294,7 @@ conv2d_bwd_weight_v2(const float* __restrict__ x, const float* __restrict__ dy,
                      int k, int stride, int pad, int h_out, int w_out, int splits) {
     __shared__ __align__(16) v2_tile_a As[2];
     __shared__ __align__(16) v2_tile_bn Bs[2];
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int g = lane >> 2, t = lane & 3, wm = warp >> 2, wn = warp & 3;
+    const int tid = threadIdx.x;
     const int kk2 = k * k, M = c_out, N = c_in * kk2, hw_in = h * w;
     const int hw_out = h_out * w_out, K = n * hw_out;
     const int m0 = blockIdx.y * V2_BM, n0 = blockIdx.x * V2_BN;
@@ -323,7 +328,6 @@ conv2d_bwd_weight_v2(const float* __restrict__ x, const float* __restrict__ dy,
     const int s_img = V2_BK / hw_out, s_p = V2_BK - s_img * hw_out;
     const int s_oy = s_p / w_out, s_ox = s_p - s_oy * w_out;
 
-    float acc[2][4][4] = {};
     float ra[4], rb[8];
     const int tiles = (kend - kbeg + V2_BK - 1) / V2_BK;
 
@@ -356,9 +360,6 @@ conv2d_bwd_weight_v2(const float* __restrict__ x, const float* __restrict__ dy,
         for (int r = 0; r < 8; ++r) Bs[buf][rl + 16 * r][kl] = conv_to_tf32(rb[r]);
     };
 
-    auto math = [&](int buf) { v2_tile_mma<true>(As[buf], &Bs[buf][0][0], wm, wn, g, t, acc); };
-    rl_gemm_k_loop<V2_BK>(kbeg, tiles, load, stage, math);
-
     float* out = dw_part + (long long)blockIdx.z * M * N;
-    v2_epilogue(acc, m0, n0, wm, wn, g, t, rl_out_rows{out, M, N});
+    v2_gemm<true>(As, Bs, kbeg, tiles, load, stage, m0, n0, rl_out_rows{out, M, N});
 }
