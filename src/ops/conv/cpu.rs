@@ -8,6 +8,7 @@ use crate::geom::ConvGeom;
 use crate::ops::matmul::{matmul, MatRef};
 use crate::ops::Real;
 use rayon::prelude::*;
+use std::borrow::Cow;
 
 /// Writes sample `x`'s im2col block into `col`, whose rows are `ld` apart:
 /// col[(ci*k + ky)*k + kx][oy*w_out + ox] = x[ci][oy*s - p + ky][ox*s - p + kx] (0 outside).
@@ -64,8 +65,16 @@ fn col2im_add<T: Real>(g: &ConvGeom, col: &[T], ld: usize, dx: &mut [T]) {
                     }
                     let drow = &mut plane[iy as usize * g.w..(iy as usize + 1) * g.w];
                     let x0 = lo * g.stride + kx - g.pad;
-                    for (j, &v) in src[oy * wo + lo..oy * wo + hi].iter().enumerate() {
-                        drow[x0 + j * g.stride] += v;
+                    let srow = &src[oy * wo + lo..oy * wo + hi];
+                    if g.stride == 1 {
+                        // Contiguous on both sides: a slice zip the compiler vectorises.
+                        for (d, &v) in drow[x0..x0 + srow.len()].iter_mut().zip(srow) {
+                            *d += v;
+                        }
+                    } else {
+                        for (j, &v) in srow.iter().enumerate() {
+                            drow[x0 + j * g.stride] += v;
+                        }
                     }
                 }
             }
@@ -114,17 +123,22 @@ fn im2col_group<T: Real>(g: &ConvGeom, xs: &[T], samples: usize, col: &mut Vec<T
     }
 }
 
-/// dy of `samples` consecutive samples as one [c_out, samples * hw] matrix.
-fn gather_dy<T: Real>(g: &ConvGeom, dys: &[T], samples: usize, out: &mut Vec<T>) {
+/// dy of `samples` consecutive samples as one [c_out, samples * hw] matrix (one sample's dy
+/// is that matrix already).
+fn gather_dy<'a, T: Real>(g: &ConvGeom, dys: &'a [T], samples: usize) -> Cow<'a, [T]> {
+    if samples == 1 {
+        return Cow::Borrowed(dys);
+    }
     let hw = g.hw_out();
     let cols = samples * hw;
-    out.resize(g.c_out * cols, T::zero());
+    let mut out = vec![T::zero(); g.c_out * cols];
     for j in 0..samples {
         for co in 0..g.c_out {
             let src = (j * g.c_out + co) * hw;
             out[co * cols + j * hw..co * cols + (j + 1) * hw].copy_from_slice(&dys[src..src + hw]);
         }
     }
+    Cow::Owned(out)
 }
 
 /// y = conv(x, w).
@@ -137,20 +151,21 @@ pub fn forward<T: Real>(g: &ConvGeom, x: &[T], w: &[T], y: &mut [T]) {
     let run = |(gi, ys): (usize, &mut [T])| {
         let samples = ys.len() / (g.c_out * hw);
         let cols = samples * hw;
-        let (mut col, mut out) = (Vec::new(), vec![T::zero(); g.c_out * cols]);
+        let mut col = Vec::new();
         im2col_group(
             g,
             &x[gi * per * x_per..(gi * per + samples) * x_per],
             samples,
             &mut col,
         );
-        matmul(
-            &mut out,
-            wm,
-            MatRef::rm(&col, ckk, cols),
-            false,
-            !parallel_groups,
-        );
+        let b = MatRef::rm(&col, ckk, cols);
+        if samples == 1 {
+            // One sample's [c_out, hw] block is the GEMM's output as it is.
+            matmul(ys, wm, b, false, !parallel_groups);
+            return;
+        }
+        let mut out = vec![T::zero(); g.c_out * cols];
+        matmul(&mut out, wm, b, false, !parallel_groups);
         // [c_out, samples * hw] → each sample's [c_out, hw] block.
         for (i, dst) in ys.chunks_mut(hw).enumerate() {
             let (j, co) = (i / g.c_out, i % g.c_out);
@@ -176,13 +191,9 @@ pub fn backward_data<T: Real>(g: &ConvGeom, w: &[T], dy: &[T], dx: &mut [T]) {
     let run = |(gi, dxs): (usize, &mut [T])| {
         let samples = dxs.len() / x_per;
         let cols = samples * hw;
-        let (mut dyg, mut dcol) = (Vec::new(), vec![T::zero(); ckk * cols]);
-        gather_dy(
-            g,
-            &dy[gi * per * y_per..(gi * per + samples) * y_per],
-            samples,
-            &mut dyg,
-        );
+        let mut dcol = vec![T::zero(); ckk * cols];
+        let dys = &dy[gi * per * y_per..(gi * per + samples) * y_per];
+        let dyg = gather_dy(g, dys, samples);
         matmul(
             &mut dcol,
             wt,
@@ -226,19 +237,14 @@ pub fn backward_weight<T: Real>(g: &ConvGeom, x: &[T], dy: &[T], dw: &mut [T]) {
         let start = gi * per;
         let samples = per.min(g.n - start);
         let cols = samples * hw;
-        let (mut col, mut dyg) = (Vec::new(), Vec::new());
+        let mut col = Vec::new();
         im2col_group(
             g,
             &x[start * x_per..(start + samples) * x_per],
             samples,
             &mut col,
         );
-        gather_dy(
-            g,
-            &dy[start * y_per..(start + samples) * y_per],
-            samples,
-            &mut dyg,
-        );
+        let dyg = gather_dy(g, &dy[start * y_per..(start + samples) * y_per], samples);
         let mut acc = vec![T::zero(); g.c_out * ckk];
         let (a, b) = (
             MatRef::rm(&dyg, g.c_out, cols),
