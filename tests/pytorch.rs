@@ -66,6 +66,21 @@ fn reference(py: &str, args: &[&str]) -> Command {
     c
 }
 
+/// PyTorch's logits of the case's model loaded strictly from `pth`, on `images`, written to
+/// `prefix`<BN set>.f32.
+fn torch_logits(py: &str, case: &Path, pth: &Path, images: &Path, prefix: &Path) {
+    let paths = [case, pth, images, prefix].map(|p| arg(p).to_string());
+    let args: Vec<&str> = std::iter::once("logits")
+        .chain(paths.iter().map(String::as_str))
+        .collect();
+    run(&mut reference(py, &args));
+}
+
+/// A path as a command-line argument.
+fn arg(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
 fn read_f32(path: &Path) -> Vec<f32> {
     let b = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     b.chunks_exact(4)
@@ -125,41 +140,17 @@ impl Case {
     }
 }
 
-/// name, arch, layout, BN sets, width, container, dtype, DataParallel prefix.
 #[rustfmt::skip]
 const CASES: [Case; 8] = [
-    case("resnet18-student-dual-full-width", "resnet18", "student", 2, 1.0, "zip", "f32", false),
-    case("resnet18-teacher-dual-shared-shortcut-bn", "resnet18", "teacher", 2, 0.25, "zip", "f32", true),
-    case("resnet18-teacher-triple-bf16", "resnet18", "teacher", 3, 0.25, "zip", "bf16", false),
-    case("resnet18-student-triple-legacy", "resnet18", "student", 3, 0.25, "legacy", "f32", false),
-    case("resnet18-teacher-single-bn", "resnet18", "teacher", 1, 0.25, "zip", "f32", false),
-    case("wrn22-8-student-dual-f16", "wrn", "student", 2, 0.125, "zip", "f16", true),
-    case("resnet18-snl", "resnet18", "snl", 1, 0.25, "zip", "f32", false),
-    case("wrn22-8-snl-legacy", "wrn", "snl", 1, 0.125, "legacy", "f32", false),
+    Case { name: "resnet18-student-dual-full-width", arch: "resnet18", layout: "student", bn: 2, width: 1.0, format: "zip", dtype: "f32", prefix: false },
+    Case { name: "resnet18-teacher-dual-shared-shortcut-bn", arch: "resnet18", layout: "teacher", bn: 2, width: 0.25, format: "zip", dtype: "f32", prefix: true },
+    Case { name: "resnet18-teacher-triple-bf16", arch: "resnet18", layout: "teacher", bn: 3, width: 0.25, format: "zip", dtype: "bf16", prefix: false },
+    Case { name: "resnet18-student-triple-legacy", arch: "resnet18", layout: "student", bn: 3, width: 0.25, format: "legacy", dtype: "f32", prefix: false },
+    Case { name: "resnet18-teacher-single-bn", arch: "resnet18", layout: "teacher", bn: 1, width: 0.25, format: "zip", dtype: "f32", prefix: false },
+    Case { name: "wrn22-8-student-dual-f16", arch: "wrn", layout: "student", bn: 2, width: 0.125, format: "zip", dtype: "f16", prefix: true },
+    Case { name: "resnet18-snl", arch: "resnet18", layout: "snl", bn: 1, width: 0.25, format: "zip", dtype: "f32", prefix: false },
+    Case { name: "wrn22-8-snl-legacy", arch: "wrn", layout: "snl", bn: 1, width: 0.125, format: "legacy", dtype: "f32", prefix: false },
 ];
-
-#[allow(clippy::too_many_arguments)]
-const fn case(
-    name: &'static str,
-    arch: &'static str,
-    layout: &'static str,
-    bn: usize,
-    width: f32,
-    format: &'static str,
-    dtype: &'static str,
-    prefix: bool,
-) -> Case {
-    Case {
-        name,
-        arch,
-        layout,
-        bn,
-        width,
-        format,
-        dtype,
-        prefix,
-    }
-}
 
 /// Images the logits are compared on (32 for the full-width model).
 const IMAGES: usize = 256;
@@ -179,16 +170,11 @@ fn reference_checkpoints_import_with_pytorchs_logits_and_export_back_strictly() 
         // The full-width model checks the reference's own shapes; fewer images keep it quick.
         let count = if case.width >= 1.0 { 32 } else { IMAGES };
         std::fs::write(&spec, case.json(count)).unwrap();
-        let d = dir.to_str().unwrap();
-        run(&mut reference(&py, &["make", spec.to_str().unwrap(), d]));
+        let d = arg(&dir);
+        run(&mut reference(&py, &["make", arg(&spec), d]));
         let ckpt = dir.join("model.safetensors");
         let pth = dir.join("model.pth");
-        let said = run(&mut rlnet(&[
-            "import",
-            pth.to_str().unwrap(),
-            "--out",
-            ckpt.to_str().unwrap(),
-        ]));
+        let said = run(&mut rlnet(&["import", arg(&pth), "--out", arg(&ckpt)]));
         assert!(said.contains("imported"), "{said}");
         let model = rlnet::checkpoint::load(&ckpt).unwrap().model().unwrap();
         let x = images(&dir.join("images.f32"));
@@ -206,25 +192,16 @@ fn reference_checkpoints_import_with_pytorchs_logits_and_export_back_strictly() 
             continue;
         }
         let back = dir.join("back.pth");
-        let mut export = vec![
-            "export",
-            ckpt.to_str().unwrap(),
-            "--state-dict",
-            back.to_str().unwrap(),
-        ];
+        let mut export = vec!["export", arg(&ckpt), "--state-dict", arg(&back)];
         export.extend(["--layout", case.rlnet_layout()]);
         run(&mut rlnet(&export));
-        let prefix = dir.join("back_");
-        run(&mut reference(
+        torch_logits(
             &py,
-            &[
-                "logits",
-                spec.to_str().unwrap(),
-                back.to_str().unwrap(),
-                dir.join("images.f32").to_str().unwrap(),
-                prefix.to_str().unwrap(),
-            ],
-        ));
+            &spec,
+            &back,
+            &dir.join("images.f32"),
+            &dir.join("back_"),
+        );
         for (file, _) in case.sets() {
             let want = read_f32(&dir.join(format!("logits_{file}.f32")));
             let got = read_f32(&dir.join(format!("back_{file}.f32")));
@@ -309,9 +286,9 @@ fn an_rlnet_model_exported_loads_strictly_into_the_reference_with_rlnets_logits(
         };
         run(&mut rlnet(&[
             "export",
-            ckpt.to_str().unwrap(),
+            arg(&ckpt),
             "--state-dict",
-            pth.to_str().unwrap(),
+            arg(&pth),
             "--layout",
             rl_layout,
             "--bn",
@@ -335,17 +312,7 @@ fn an_rlnet_model_exported_loads_strictly_into_the_reference_with_rlnets_logits(
         let bytes: Vec<u8> = pixels.iter().flat_map(|v| v.to_le_bytes()).collect();
         let img = dir.join("x.f32");
         std::fs::write(&img, bytes).unwrap();
-        let prefix = dir.join("torch_");
-        run(&mut reference(
-            &py,
-            &[
-                "logits",
-                spec.to_str().unwrap(),
-                pth.to_str().unwrap(),
-                img.to_str().unwrap(),
-                prefix.to_str().unwrap(),
-            ],
-        ));
+        torch_logits(&py, &spec, &pth, &img, &dir.join("torch_"));
         for (file, domain) in case.sets() {
             // SNL's one BN is the set exported with --bn.
             let domain = match (layout, bn_flag) {
@@ -374,14 +341,9 @@ fn import_error(name: &str, bytes: &[u8]) -> String {
     let pth = dir.join(format!("{name}.pth"));
     std::fs::write(&pth, bytes).unwrap();
     let out = dir.join(format!("{name}.safetensors"));
-    let o = rlnet(&[
-        "import",
-        pth.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ])
-    .output()
-    .unwrap();
+    let o = rlnet(&["import", arg(&pth), "--out", arg(&out)])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert_eq!(
         o.status.code(),
@@ -474,33 +436,20 @@ fn edited(edit: impl Fn(&mut Parts)) -> Vec<u8> {
 fn an_exported_student_imports_back_to_the_same_model_without_python() {
     let (m, bytes) = student_pth();
     let dir = tmp("roundtrip");
-    let pth = dir.join("s.pth");
-    std::fs::write(&pth, &bytes).unwrap();
-    let out = dir.join("s.safetensors");
-    run(&mut rlnet(&[
-        "import",
-        pth.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]));
-    let back = rlnet::checkpoint::load(&out).unwrap().model().unwrap();
-    assert_eq!(back.config, m.config);
-    for id in 0..m.store.len() {
-        let (a, b) = (m.store.entry(id), back.store.entry(id));
-        assert_eq!(a.name, b.name);
-        assert_eq!(a.tensor.data(), b.tensor.data(), "{}", a.name);
-    }
+    let (pth, out) = (dir.join("s.pth"), dir.join("s.safetensors"));
     // The edit helper itself changes nothing when it edits nothing.
-    let same = edited(|_| {});
-    std::fs::write(&pth, &same).unwrap();
-    run(&mut rlnet(&[
-        "import",
-        pth.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]));
+    for file in [bytes, edited(|_| {})] {
+        std::fs::write(&pth, &file).unwrap();
+        let args = ["import", arg(&pth), "--out", arg(&out), "--quiet"];
+        run(&mut rlnet(&args));
+        let back = rlnet::checkpoint::load(&out).unwrap().model().unwrap();
+        assert_eq!(back.config, m.config);
+        for id in 0..m.store.len() {
+            let (a, b) = (m.store.entry(id), back.store.entry(id));
+            assert_eq!(a.name, b.name);
+            assert_eq!(a.tensor.data(), b.tensor.data(), "{}", a.name);
+        }
+    }
 }
 
 #[test]
@@ -666,12 +615,7 @@ fn imported_checkpoints_are_taken_by_info_eval_search_and_distill() {
         let pth = dir.join(format!("{name}.pth"));
         std::fs::write(&pth, bytes).unwrap();
         let out = dir.join(format!("{name}.safetensors"));
-        let said = run(&mut rlnet(&[
-            "import",
-            pth.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]));
+        let said = run(&mut rlnet(&["import", arg(&pth), "--out", arg(&out)]));
         let stage = if *name == "teacher" {
             "stage 'teacher'"
         } else {
@@ -696,7 +640,7 @@ fn imported_checkpoints_are_taken_by_info_eval_search_and_distill() {
     // A student stage from the imported checkpoints: `stage` with `with`, a few steps.
     let stage = |stage: &str, with: &[&str]| {
         let out = dir.join(stage);
-        let o = out.to_str().unwrap();
+        let o = arg(&out);
         let train = [
             "--preset",
             "smoke",
