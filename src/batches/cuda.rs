@@ -21,23 +21,22 @@ pub fn crop_flip(
     key: u64,
     out: &mut DeviceBuffer<f32>,
 ) -> Result<()> {
-    let batch = indices.len();
-    let per = s.c * s.h * s.w;
-    dev.launch(
+    let geometry = vec![
+        int(s.c)?.into(),
+        int(s.h)?.into(),
+        int(s.w)?.into(),
+        int(pad)?.into(),
+        seed.into(),
+        key.into(),
+    ];
+    gather(
+        dev,
         KernelId::AUGMENT_CROP_FLIP,
-        launch_grid(per.div_ceil(256) as u32, batch as u32, 1, (256, 1, 1)),
-        &[
-            Arg::read(images, Len::MultipleOf(per)),
-            Arg::read(indices, batch),
-            int(batch)?.into(),
-            int(s.c)?.into(),
-            int(s.h)?.into(),
-            int(s.w)?.into(),
-            int(pad)?.into(),
-            seed.into(),
-            key.into(),
-            Arg::write(out, batch * per),
-        ],
+        images,
+        indices,
+        s,
+        geometry,
+        out,
     )
 }
 
@@ -49,17 +48,38 @@ pub fn to_float(
     s: ImageShape,
     out: &mut DeviceBuffer<f32>,
 ) -> Result<()> {
+    let per = s.c * s.h * s.w;
+    gather(
+        dev,
+        KernelId::AUGMENT_TO_FLOAT,
+        images,
+        indices,
+        s,
+        vec![int(per)?.into()],
+        out,
+    )
+}
+
+/// A kernel that builds out [batch, c, h, w] from images[indices], one block row per image:
+/// its arguments are the images, the indices, the batch size, `settings`, and `out`.
+fn gather(
+    dev: &CudaDevice,
+    kernel: KernelId,
+    images: &DeviceBuffer<u8>,
+    indices: &DeviceBuffer<u32>,
+    s: ImageShape,
+    settings: Vec<Arg<'_>>,
+    out: &mut DeviceBuffer<f32>,
+) -> Result<()> {
     let batch = indices.len();
     let per = s.c * s.h * s.w;
-    dev.launch(
-        KernelId::AUGMENT_TO_FLOAT,
-        launch_grid(per.div_ceil(256) as u32, batch as u32, 1, (256, 1, 1)),
-        &[
-            Arg::read(images, Len::MultipleOf(per)),
-            Arg::read(indices, batch),
-            int(batch)?.into(),
-            int(per)?.into(),
-            Arg::write(out, batch * per),
-        ],
-    )
+    let grid = launch_grid(per.div_ceil(256) as u32, batch as u32, 1, (256, 1, 1));
+    let mut args = vec![
+        Arg::read(images, Len::MultipleOf(per)),
+        Arg::read(indices, batch),
+        int(batch)?.into(),
+    ];
+    args.extend(settings);
+    args.push(Arg::write(out, batch * per));
+    dev.launch(kernel, grid, &args)
 }

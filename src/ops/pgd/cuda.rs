@@ -4,7 +4,7 @@ use crate::device::args::Arg;
 use crate::device::buffer::DeviceBuffer;
 use crate::device::cuda::CudaDevice;
 use crate::device::kernels::KernelId;
-use crate::device::{int, launch_1d};
+use crate::device::{int, launch_1d, launch_update};
 use crate::error::Result;
 
 /// x = clip(x0 + uniform(−eps, eps), 0, 1) with the draws of `ops::pgd::random_start`.
@@ -40,17 +40,6 @@ pub fn step(
     alpha: f32,
     eps: f32,
 ) -> Result<()> {
-    let total = x0.len();
-    dev.launch(
-        KernelId::PGD_STEP,
-        launch_1d(total),
-        &[
-            Arg::write(x, total),
-            Arg::read(x0, total),
-            Arg::read(grad, total),
-            int(total)?.into(),
-            alpha.into(),
-            eps.into(),
-        ],
-    )
+    let scalars = vec![alpha.into(), eps.into()];
+    launch_update(dev, KernelId::PGD_STEP, vec![x], &[x0, grad], scalars)
 }
