@@ -23,12 +23,9 @@ pub struct TorchTensor {
 
 /// One element of `dtype` from its little-endian bytes, as f32.
 fn element(dtype: DType, b: &[u8]) -> f32 {
-    let arr = |b: &[u8]| -> [u8; 8] {
-        let mut a = [0u8; 8];
-        a[..b.len()].copy_from_slice(b);
-        a
-    };
-    let a = arr(b);
+    // Zero-padded to 8 bytes, so every width reads from one array.
+    let mut a = [0u8; 8];
+    a[..b.len()].copy_from_slice(b);
     match dtype {
         DType::F32 => f32::from_le_bytes([a[0], a[1], a[2], a[3]]),
         DType::F16 => f16::from_le_bytes([a[0], a[1]]).to_f32(),
@@ -234,43 +231,31 @@ fn check_safe(v: &Value, what: &str) -> Result<()> {
             }
         }
     }
-    let mut stack = vec![v];
-    while let Some(v) = stack.pop() {
-        match v {
-            Value::Reduce { callable, args } => {
+    for node in nodes(v) {
+        match node {
+            Value::Reduce { callable, .. } if !is_rebuild(node) => {
                 let called = match &**callable {
                     Value::Global { module, name } => format!("{module}.{name}"),
                     other => format!("a {}", other.kind()),
                 };
-                if !is_rebuild(v) {
-                    return Err(fail(
-                        what,
-                        format!("refusing a call of {called}: only tensor rebuilds are read"),
-                    ));
-                }
-                stack.push(args);
+                return Err(fail(
+                    what,
+                    format!("refusing a call of {called}: only tensor rebuilds are read"),
+                ));
             }
-            Value::Build { obj, state } => {
-                if !matches!(**obj, Value::Dict(_)) {
-                    return Err(fail(
-                        what,
-                        format!("refusing to set the state of a {}", obj.kind()),
-                    ));
-                }
-                stack.extend([&**obj, &**state]);
+            Value::Build { obj, .. } if !matches!(**obj, Value::Dict(_)) => {
+                return Err(fail(
+                    what,
+                    format!("refusing to set the state of a {}", obj.kind()),
+                ));
             }
-            Value::Persistent(pid) => {
-                if storage_ref(pid).is_none() {
-                    return Err(fail(
-                        what,
-                        "a persistent reference that is not a tensor storage \
-                         ('storage', type, key, location, size)",
-                    ));
-                }
-                stack.push(pid);
+            Value::Persistent(pid) if storage_ref(pid).is_none() => {
+                return Err(fail(
+                    what,
+                    "a persistent reference that is not a tensor storage \
+                     ('storage', type, key, location, size)",
+                ));
             }
-            Value::List(items) | Value::Tuple(items) => stack.extend(items),
-            Value::Dict(items) => stack.extend(items.iter().flat_map(|(k, v)| [k, v])),
             _ => {}
         }
     }
