@@ -15,6 +15,7 @@ pub mod loss;
 pub mod matmul;
 pub mod pgd;
 pub mod pool;
+pub mod scratch;
 pub mod soft_relu;
 
 /// The float types the CPU reference runs in: f32 for training, f64 for gradient checks.
@@ -30,6 +31,7 @@ pub trait Real:
     + Default
     + Send
     + Sync
+    + scratch::Pooled
     + 'static
 {
     fn from_f64_lossy(v: f64) -> Self;

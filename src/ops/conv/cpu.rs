@@ -4,11 +4,13 @@
 //! (so late layers with 4x4 maps still get wide GEMMs). Forward `Y = W · col(X)`,
 //! backward-data `dX = col2im(Wᵀ · dY)`, backward-weight `dW = Σ_groups dY · col(X)ᵀ`.
 
+use super::winograd;
 use crate::geom::ConvGeom;
 use crate::ops::matmul::{matmul, MatRef};
+use crate::ops::scratch::Scratch;
 use crate::ops::Real;
 use rayon::prelude::*;
-use std::borrow::Cow;
+use std::ops::Deref;
 
 /// Writes sample `x`'s im2col block into `col`, whose rows are `ld` apart:
 /// col[(ci*k + ky)*k + kx][oy*w_out + ox] = x[ci][oy*s - p + ky][ox*s - p + kx] (0 outside).
@@ -104,12 +106,12 @@ fn groups_in_parallel(g: &ConvGeom) -> bool {
     g.n.div_ceil(group_size(g)) > 1
 }
 
-/// im2col of `samples` (consecutive, starting at sample `first`) side by side: a
-/// [ckk, samples * hw] matrix in `col`.
-fn im2col_group<T: Real>(g: &ConvGeom, xs: &[T], samples: usize, col: &mut Vec<T>) {
+/// im2col of the `samples` consecutive samples in `xs` side by side: a [ckk, samples * hw]
+/// matrix, every element written.
+fn im2col_group<T: Real>(g: &ConvGeom, xs: &[T], samples: usize) -> Scratch<T> {
     let (ckk, hw, x_per) = (g.ckk(), g.hw_out(), g.c_in * g.h * g.w);
     let ld = samples * hw;
-    col.resize(ckk * ld, T::zero());
+    let mut col = Scratch::take(ckk * ld);
     for j in 0..samples {
         let xn = &xs[j * x_per..(j + 1) * x_per];
         if g.is_pointwise() {
@@ -121,29 +123,49 @@ fn im2col_group<T: Real>(g: &ConvGeom, xs: &[T], samples: usize, col: &mut Vec<T
             im2col(g, xn, &mut col[j * hw..], ld);
         }
     }
+    col
+}
+
+/// A matrix that is either a caller's slice as it is or a regrouped copy in scratch memory.
+enum Grouped<'a, T: Real> {
+    AsIs(&'a [T]),
+    Copied(Scratch<T>),
+}
+
+impl<T: Real> Deref for Grouped<'_, T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        match self {
+            Grouped::AsIs(s) => s,
+            Grouped::Copied(s) => s,
+        }
+    }
 }
 
 /// dy of `samples` consecutive samples as one [c_out, samples * hw] matrix (one sample's dy
 /// is that matrix already).
-fn gather_dy<'a, T: Real>(g: &ConvGeom, dys: &'a [T], samples: usize) -> Cow<'a, [T]> {
+fn gather_dy<'a, T: Real>(g: &ConvGeom, dys: &'a [T], samples: usize) -> Grouped<'a, T> {
     if samples == 1 {
-        return Cow::Borrowed(dys);
+        return Grouped::AsIs(dys);
     }
     let hw = g.hw_out();
     let cols = samples * hw;
-    let mut out = vec![T::zero(); g.c_out * cols];
+    let mut out = Scratch::take(g.c_out * cols);
     for j in 0..samples {
         for co in 0..g.c_out {
             let src = (j * g.c_out + co) * hw;
             out[co * cols + j * hw..co * cols + (j + 1) * hw].copy_from_slice(&dys[src..src + hw]);
         }
     }
-    Cow::Owned(out)
+    Grouped::Copied(out)
 }
 
 /// y = conv(x, w).
 pub fn forward<T: Real>(g: &ConvGeom, x: &[T], w: &[T], y: &mut [T]) {
     check(g, x.len(), w.len(), y.len());
+    if winograd::applies(g) {
+        return winograd::forward(g, x, w, y);
+    }
     let (ckk, hw, x_per) = (g.ckk(), g.hw_out(), g.c_in * g.h * g.w);
     let per = group_size(g);
     let parallel_groups = groups_in_parallel(g);
@@ -151,12 +173,10 @@ pub fn forward<T: Real>(g: &ConvGeom, x: &[T], w: &[T], y: &mut [T]) {
     let run = |(gi, ys): (usize, &mut [T])| {
         let samples = ys.len() / (g.c_out * hw);
         let cols = samples * hw;
-        let mut col = Vec::new();
-        im2col_group(
+        let col = im2col_group(
             g,
             &x[gi * per * x_per..(gi * per + samples) * x_per],
             samples,
-            &mut col,
         );
         let b = MatRef::rm(&col, ckk, cols);
         if samples == 1 {
@@ -164,7 +184,7 @@ pub fn forward<T: Real>(g: &ConvGeom, x: &[T], w: &[T], y: &mut [T]) {
             matmul(ys, wm, b, false, !parallel_groups);
             return;
         }
-        let mut out = vec![T::zero(); g.c_out * cols];
+        let mut out = Scratch::take(g.c_out * cols);
         matmul(&mut out, wm, b, false, !parallel_groups);
         // [c_out, samples * hw] → each sample's [c_out, hw] block.
         for (i, dst) in ys.chunks_mut(hw).enumerate() {
@@ -183,6 +203,9 @@ pub fn forward<T: Real>(g: &ConvGeom, x: &[T], w: &[T], y: &mut [T]) {
 /// dx = conv backward with respect to the input (overwrites dx).
 pub fn backward_data<T: Real>(g: &ConvGeom, w: &[T], dy: &[T], dx: &mut [T]) {
     check(g, dx.len(), w.len(), dy.len());
+    if winograd::applies(g) {
+        return winograd::backward_data(g, w, dy, dx);
+    }
     let (ckk, hw, x_per) = (g.ckk(), g.hw_out(), g.c_in * g.h * g.w);
     let per = group_size(g);
     let parallel_groups = groups_in_parallel(g);
@@ -191,7 +214,7 @@ pub fn backward_data<T: Real>(g: &ConvGeom, w: &[T], dy: &[T], dx: &mut [T]) {
     let run = |(gi, dxs): (usize, &mut [T])| {
         let samples = dxs.len() / x_per;
         let cols = samples * hw;
-        let mut dcol = vec![T::zero(); ckk * cols];
+        let mut dcol = Scratch::take(ckk * cols);
         let dys = &dy[gi * per * y_per..(gi * per + samples) * y_per];
         let dyg = gather_dy(g, dys, samples);
         matmul(
@@ -225,6 +248,14 @@ pub fn backward_data<T: Real>(g: &ConvGeom, w: &[T], dy: &[T], dx: &mut [T]) {
 /// depend on the thread count (gemm splits no sum across threads either).
 pub fn backward_weight<T: Real>(g: &ConvGeom, x: &[T], dy: &[T], dw: &mut [T]) {
     check(g, x.len(), dw.len(), dy.len());
+    if winograd::applies_to_weight_gradient(g) {
+        return winograd::backward_weight(g, x, dy, dw);
+    }
+    im2col_backward_weight(g, x, dy, dw);
+}
+
+/// The weight gradient through im2col + GEMM, whatever the shape.
+pub(super) fn im2col_backward_weight<T: Real>(g: &ConvGeom, x: &[T], dy: &[T], dw: &mut [T]) {
     let (ckk, hw, x_per, y_per) = (
         g.ckk(),
         g.hw_out(),
@@ -237,15 +268,9 @@ pub fn backward_weight<T: Real>(g: &ConvGeom, x: &[T], dy: &[T], dw: &mut [T]) {
         let start = gi * per;
         let samples = per.min(g.n - start);
         let cols = samples * hw;
-        let mut col = Vec::new();
-        im2col_group(
-            g,
-            &x[start * x_per..(start + samples) * x_per],
-            samples,
-            &mut col,
-        );
+        let col = im2col_group(g, &x[start * x_per..(start + samples) * x_per], samples);
         let dyg = gather_dy(g, &dy[start * y_per..(start + samples) * y_per], samples);
-        let mut acc = vec![T::zero(); g.c_out * ckk];
+        let mut acc = Scratch::take(g.c_out * ckk);
         let (a, b) = (
             MatRef::rm(&dyg, g.c_out, cols),
             MatRef::rm(&col, ckk, cols).t(),
@@ -254,14 +279,14 @@ pub fn backward_weight<T: Real>(g: &ConvGeom, x: &[T], dy: &[T], dw: &mut [T]) {
         acc
     };
     let groups = g.n.div_ceil(per);
-    let partials: Vec<Vec<T>> = if parallel_groups {
+    let partials: Vec<Scratch<T>> = if parallel_groups {
         (0..groups).into_par_iter().map(partial).collect()
     } else {
         (0..groups).map(partial).collect()
     };
     dw.fill(T::zero());
     for p in &partials {
-        dw.iter_mut().zip(p).for_each(|(d, v)| *d += *v);
+        dw.iter_mut().zip(p.iter()).for_each(|(d, v)| *d += *v);
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod cpu;
 pub mod cuda;
+mod winograd;
 
 pub use crate::geom::ConvGeom;
 pub use cuda::ConvVersion;
