@@ -142,18 +142,36 @@ fn transform_input<T: Real>(g: &ConvGeom, t: Tiles, xs: &[T], v: &mut [T], layou
     match layout {
         Layout::ElementMajor => {
             let stride_e = g.c_in * cols;
+            let mut rows = PaddedRows::new(g);
             for ci in 0..g.c_in {
-                transform_channel(g, t, xs, ci, v, |e| e * stride_e + ci * cols);
+                transform_channel(g, t, xs, ci, v, &mut rows, |e| e * stride_e + ci * cols);
             }
         }
         Layout::ChannelMajor { parallel } => chunks(v, 16 * cols, parallel, |(ci, vc)| {
-            transform_channel(g, t, xs, ci, vc, |e| e * cols)
+            transform_channel(g, t, xs, ci, vc, &mut PaddedRows::new(g), |e| e * cols)
         }),
     }
 }
 
+/// The working rows of `transform_channel`: a zero-bordered copy of one plane (only its
+/// interior is ever written, so the border stays zero from plane to plane) and Bᵀ d's 4 rows.
+struct PaddedRows<T> {
+    padded: Vec<T>,
+    s: Vec<T>,
+}
+
+impl<T: Real> PaddedRows<T> {
+    fn new(g: &ConvGeom) -> Self {
+        let wp = g.w + 2;
+        PaddedRows {
+            padded: vec![T::zero(); (g.h + 2) * wp],
+            s: vec![T::zero(); 4 * wp],
+        }
+    }
+}
+
 /// One input channel of `transform_input`, element e's columns written from `start(e)` on.
-/// The plane is copied into a zero-bordered one first, so the arithmetic runs over whole rows
+/// The plane is copied into the zero-bordered one first, so the arithmetic runs over whole rows
 /// without bounds tests.
 fn transform_channel<T: Real>(
     g: &ConvGeom,
@@ -161,11 +179,11 @@ fn transform_channel<T: Real>(
     xs: &[T],
     ci: usize,
     v: &mut [T],
+    rows: &mut PaddedRows<T>,
     start: impl Fn(usize) -> usize,
 ) {
     let wp = g.w + 2;
-    let mut padded = vec![T::zero(); (g.h + 2) * wp];
-    let mut s = vec![T::zero(); 4 * wp];
+    let PaddedRows { padded, s } = rows;
     for j in 0..t.samples {
         let plane = &xs[(j * g.c_in + ci) * g.h * g.w..][..g.h * g.w];
         for (y, row) in plane.chunks(g.w).enumerate() {
@@ -447,6 +465,13 @@ mod tests {
             .collect()
     }
 
+    fn max_diff(a: &[f64], b: &[f64]) -> f64 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max)
+    }
+
     fn geom(n: usize, c_in: usize, c_out: usize, h: usize, w: usize) -> ConvGeom {
         ConvGeom {
             n,
@@ -480,11 +505,7 @@ mod tests {
             let (mut y, mut want) = (vec![0.0; g.y_len()], vec![0.0; g.y_len()]);
             forward(&g, &x, &w, &mut y);
             cpu::forward_naive(&g, &x, &w, &mut want);
-            let err = y
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f64::max);
+            let err = max_diff(&y, &want);
             assert!(err < 1e-12, "{g:?}: forward off by {err}");
             // <dy, conv(x)> = <backward_data(dy), x> for every x: the adjoint identity.
             let mut dx = vec![0.0; g.x_len()];
@@ -505,11 +526,7 @@ mod tests {
             );
             let mut im2col_dw = vec![0.0; g.w_len()];
             cpu::im2col_backward_weight(&g, &x, &dy, &mut im2col_dw);
-            let err = dw
-                .iter()
-                .zip(&im2col_dw)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f64::max);
+            let err = max_diff(&dw, &im2col_dw);
             assert!(err < 1e-10, "{g:?}: dw off by {err}");
         }
     }
