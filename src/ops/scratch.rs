@@ -39,45 +39,45 @@ impl Pooled for f64 {
 }
 
 /// A buffer of `len` elements with unspecified contents, given back to the thread's pool when
-/// dropped.
+/// dropped. The pooled vector keeps its full length between uses, so a buffer once grown is
+/// never written again by `take` (a truncated vector would be re-filled on each longer reuse).
 pub struct Scratch<T: Pooled> {
     buf: Vec<T>,
+    len: usize,
 }
 
 impl<T: Pooled> Scratch<T> {
-    /// Takes the smallest idle buffer that holds `len` elements (else the largest, grown), so
-    /// a small request does not hold on to the biggest matrix.
+    /// Takes the smallest idle buffer that holds `len` elements (else replaces the largest
+    /// with a fresh one), so a small request does not hold on to the biggest matrix.
     pub fn take(len: usize) -> Self {
         let mut buf = T::pool()
             .with(|p| {
                 let mut p = p.borrow_mut();
                 let fits = (0..p.len())
-                    .filter(|&i| p[i].capacity() >= len)
-                    .min_by_key(|&i| p[i].capacity());
-                let pick = fits.or_else(|| (0..p.len()).max_by_key(|&i| p[i].capacity()));
+                    .filter(|&i| p[i].len() >= len)
+                    .min_by_key(|&i| p[i].len());
+                let pick = fits.or_else(|| (0..p.len()).max_by_key(|&i| p[i].len()));
                 pick.map(|i| p.swap_remove(i))
             })
             .unwrap_or_default();
         if buf.len() < len {
-            // Only the growth is written (once per buffer and size), never the reused part.
-            buf.resize(len, T::default());
-        } else {
-            buf.truncate(len);
+            // A fresh vector rather than a grown one: growing would copy the old contents.
+            buf = vec![T::default(); len];
         }
-        Scratch { buf }
+        Scratch { buf, len }
     }
 }
 
 impl<T: Pooled> Deref for Scratch<T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
-        &self.buf
+        &self.buf[..self.len]
     }
 }
 
 impl<T: Pooled> DerefMut for Scratch<T> {
     fn deref_mut(&mut self) -> &mut [T] {
-        &mut self.buf
+        &mut self.buf[..self.len]
     }
 }
 
@@ -90,7 +90,7 @@ impl<T: Pooled> Drop for Scratch<T> {
                 p.push(buf);
                 if p.len() > KEPT {
                     // Keep the largest ones: they are the expensive ones to fault in again.
-                    let smallest = (0..p.len()).min_by_key(|&i| p[i].capacity());
+                    let smallest = (0..p.len()).min_by_key(|&i| p[i].len());
                     if let Some(i) = smallest {
                         p.swap_remove(i);
                     }
@@ -125,12 +125,27 @@ mod tests {
         ptrs.dedup();
         assert_eq!(ptrs.len(), KEPT + 3);
         drop(held);
-        let kept =
-            f64::pool().with(|p| p.borrow().iter().map(|v| v.capacity()).collect::<Vec<_>>());
+        let kept = f64::pool().with(|p| p.borrow().iter().map(|v| v.len()).collect::<Vec<_>>());
         assert_eq!(kept.len(), KEPT);
         assert!(
             kept.iter().all(|&c| c >= 40),
             "the largest are kept: {kept:?}"
+        );
+    }
+
+    #[test]
+    fn a_short_use_does_not_make_the_next_long_one_rewrite_the_buffer() {
+        let ptr = {
+            let mut a = Scratch::<f32>::take(4000);
+            a.fill(3.0);
+            a.as_ptr()
+        };
+        drop(Scratch::<f32>::take(10));
+        let b = Scratch::<f32>::take(4000);
+        assert_eq!(b.as_ptr(), ptr);
+        assert!(
+            b.iter().all(|&v| v == 3.0),
+            "the long buffer was written again"
         );
     }
 }

@@ -248,7 +248,7 @@ pub fn backward_data<T: Real>(g: &ConvGeom, w: &[T], dy: &[T], dx: &mut [T]) {
 /// depend on the thread count (gemm splits no sum across threads either).
 pub fn backward_weight<T: Real>(g: &ConvGeom, x: &[T], dy: &[T], dw: &mut [T]) {
     check(g, x.len(), dw.len(), dy.len());
-    if winograd::applies_to_weight_gradient(g) {
+    if winograd::applies(g) {
         return winograd::backward_weight(g, x, dy, dw);
     }
     im2col_backward_weight(g, x, dy, dw);

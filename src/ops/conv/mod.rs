@@ -23,7 +23,7 @@ pub fn forward(dev: &Device, g: &ConvGeom, x: &Tensor, w: &Tensor) -> Result<Ten
     let shape = [g.n, g.c_out, g.h_out(), g.w_out()];
     match dev {
         Device::Cpu => {
-            let mut y = Tensor::zeros(&shape);
+            let mut y = Tensor::uninit_cpu(&shape);
             cpu::forward(g, x.data(), w.data(), y.data_mut());
             Ok(y)
         }
@@ -40,7 +40,7 @@ pub fn backward_data(dev: &Device, g: &ConvGeom, w: &Tensor, dy: &Tensor) -> Res
     let shape = [g.n, g.c_in, g.h, g.w];
     match dev {
         Device::Cpu => {
-            let mut dx = Tensor::zeros(&shape);
+            let mut dx = Tensor::uninit_cpu(&shape);
             cpu::backward_data(g, w.data(), dy.data(), dx.data_mut());
             Ok(dx)
         }
@@ -57,7 +57,7 @@ pub fn backward_weight(dev: &Device, g: &ConvGeom, x: &Tensor, dy: &Tensor) -> R
     let shape = [g.c_out, g.c_in, g.k, g.k];
     match dev {
         Device::Cpu => {
-            let mut dw = Tensor::zeros(&shape);
+            let mut dw = Tensor::uninit_cpu(&shape);
             cpu::backward_weight(g, x.data(), dy.data(), dw.data_mut());
             Ok(dw)
         }

@@ -1,6 +1,6 @@
-//! Winograd F(2x2, 3x3) for the CPU's 3x3 stride-1 pad-1 convolutions, forward and
-//! backward-data (which, at stride 1, is the forward convolution of dy with the flipped,
-//! transposed weights).
+//! Winograd F(2x2, 3x3) for the CPU's 3x3 stride-1 pad-1 convolutions in all three directions:
+//! forward, backward-data (which, at stride 1, is the forward convolution of dy with the
+//! flipped, transposed weights) and the weight gradient (`weight_grad`).
 //!
 //! Each 2x2 output tile is Aᵀ [ (G w Gᵀ) ⊙ (Bᵀ d B) ] A for the 4x4 input patch d around it, so
 //! the product becomes 16 independent GEMMs, one per element e of the 4x4 transformed tile:
@@ -12,13 +12,16 @@
 //!
 //! Work is split into groups of whole samples with at least `MIN_TILES` tiles, each group's 16
 //! GEMMs single-threaded; with one group, its 16 GEMMs run in parallel instead. Either way
-//! every output is the same sum in the same order whatever the thread count.
+//! every output is the same sum in the same order whatever the thread count (a unit test runs
+//! each direction on 1 and 3 threads and compares the bits).
 
 use crate::geom::ConvGeom;
 use crate::ops::matmul::{matmul, MatRef};
 use crate::ops::scratch::Scratch;
 use crate::ops::{c, Real};
 use rayon::prelude::*;
+mod weight_grad;
+pub use weight_grad::backward_weight;
 
 /// Channels below which im2col + GEMM is faster (the 16 GEMMs get too thin): measured with the
 /// `conv` bench items; the RGB stem (3 channels) stays on im2col.
@@ -124,32 +127,15 @@ impl Tiles {
     }
 }
 
-/// Where element e of channel ch of a transformed matrix ([e][ch][col] or [ch][e][col]) starts.
-#[derive(Clone, Copy)]
-enum Layout {
-    /// [e][ch][col]: each e's matrix is contiguous (the forward GEMMs read it fastest).
-    ElementMajor,
-    /// [ch][e][col]: each channel's part is contiguous, so channels are transformed in
-    /// parallel; each e's matrix is a view with row stride 16 * cols.
-    ChannelMajor { parallel: bool },
-}
-
-/// V[e][ci][col] = (Bᵀ d B)[e] (in `layout`) for each tile's 4x4 input patch d (zero outside
-/// the image), Bᵀ = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]]; col = sample * tiles + ty *
-/// tw + tx.
-fn transform_input<T: Real>(g: &ConvGeom, t: Tiles, xs: &[T], v: &mut [T], layout: Layout) {
+/// V[e][ci][col] = (Bᵀ d B)[e] for each tile's 4x4 input patch d (zero outside the image),
+/// Bᵀ = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]]; col = sample * tiles + ty * tw + tx.
+/// Each e's matrix is contiguous, as the forward GEMMs read it fastest.
+fn transform_input<T: Real>(g: &ConvGeom, t: Tiles, xs: &[T], v: &mut [T]) {
     let cols = t.cols();
-    match layout {
-        Layout::ElementMajor => {
-            let stride_e = g.c_in * cols;
-            let mut rows = PaddedRows::new(g);
-            for ci in 0..g.c_in {
-                transform_channel(g, t, xs, ci, v, &mut rows, |e| e * stride_e + ci * cols);
-            }
-        }
-        Layout::ChannelMajor { parallel } => chunks(v, 16 * cols, parallel, |(ci, vc)| {
-            transform_channel(g, t, xs, ci, vc, &mut PaddedRows::new(g), |e| e * cols)
-        }),
+    let stride_e = g.c_in * cols;
+    let mut rows = PaddedRows::new(g);
+    for ci in 0..g.c_in {
+        transform_channel(g, t, xs, ci, v, &mut rows, |e| e * stride_e + ci * cols);
     }
 }
 
@@ -158,6 +144,9 @@ fn transform_input<T: Real>(g: &ConvGeom, t: Tiles, xs: &[T], v: &mut [T], layou
 struct PaddedRows<T> {
     padded: Vec<T>,
     s: Vec<T>,
+    /// One row of Bᵀ d split into its even and odd columns (w / 2 + 1 each).
+    even: Vec<T>,
+    odd: Vec<T>,
 }
 
 impl<T: Real> PaddedRows<T> {
@@ -166,6 +155,8 @@ impl<T: Real> PaddedRows<T> {
         PaddedRows {
             padded: vec![T::zero(); (g.h + 2) * wp],
             s: vec![T::zero(); 4 * wp],
+            even: vec![T::zero(); wp / 2],
+            odd: vec![T::zero(); wp / 2],
         }
     }
 }
@@ -182,8 +173,13 @@ fn transform_channel<T: Real>(
     rows: &mut PaddedRows<T>,
     start: impl Fn(usize) -> usize,
 ) {
-    let wp = g.w + 2;
-    let PaddedRows { padded, s } = rows;
+    let (wp, tw) = (g.w + 2, t.tw);
+    let PaddedRows {
+        padded,
+        s,
+        even,
+        odd,
+    } = rows;
     for j in 0..t.samples {
         let plane = &xs[(j * g.c_in + ci) * g.h * g.w..][..g.h * g.w];
         for (y, row) in plane.chunks(g.w).enumerate() {
@@ -192,31 +188,54 @@ fn transform_channel<T: Real>(
         for ty in 0..t.th {
             // Bᵀ d over whole padded rows 2ty .. 2ty+4.
             let p = |r: usize| &padded[(2 * ty + r) * wp..][..wp];
-            let (p0, p1, p2, p3) = (p(0), p(1), p(2), p(3));
-            let (s01, s23) = s.split_at_mut(2 * wp);
-            let (s0, s1) = s01.split_at_mut(wp);
-            let (s2, s3) = s23.split_at_mut(wp);
-            for x in 0..wp {
-                s0[x] = p0[x] - p2[x];
-                s1[x] = p1[x] + p2[x];
-                s2[x] = p2[x] - p1[x];
-                s3[x] = p1[x] - p3[x];
-            }
-            let base = (j * t.th + ty) * t.tw;
-            for (r, sr) in s.chunks(wp).enumerate() {
-                let out = |q: usize| start(r * 4 + q) + base;
-                let (o0, o1, o2, o3) = (out(0), out(1), out(2), out(3));
-                // (Bᵀ d) B: columns 2tx .. 2tx+4 of each row.
-                for tx in 0..t.tw {
-                    let c0 = 2 * tx;
-                    v[o0 + tx] = sr[c0] - sr[c0 + 2];
-                    v[o1 + tx] = sr[c0 + 1] + sr[c0 + 2];
-                    v[o2 + tx] = sr[c0 + 2] - sr[c0 + 1];
-                    v[o3 + tx] = sr[c0 + 1] - sr[c0 + 3];
+            let [s0, s1, s2, s3] = quarters(s, wp);
+            map2(s0, p(0), p(2), |a, b| a - b);
+            map2(s1, p(1), p(2), |a, b| a + b);
+            map2(s2, p(2), p(1), |a, b| a - b);
+            map2(s3, p(1), p(3), |a, b| a - b);
+            let base = (j * t.th + ty) * tw;
+            for (r, sr) in s.chunks_exact(wp).enumerate() {
+                // (Bᵀ d) B: tile tx reads columns 2tx .. 2tx+4, that is even[tx], odd[tx],
+                // even[tx+1], odd[tx+1] (the padded width is even).
+                for ((e, o), pair) in even.iter_mut().zip(odd.iter_mut()).zip(sr.chunks_exact(2)) {
+                    (*e, *o) = (pair[0], pair[1]);
                 }
+                let (e0, e1, o0, o1) = (&even[..tw], &even[1..], &odd[..tw], &odd[1..]);
+                let mut out = |q: usize, x: &[T], y: &[T], f: fn(T, T) -> T| {
+                    map2(&mut v[start(r * 4 + q) + base..][..tw], x, y, f)
+                };
+                out(0, e0, e1, |a, b| a - b);
+                out(1, o0, e1, |a, b| a + b);
+                out(2, e1, o0, |a, b| a - b);
+                out(3, o0, o1, |a, b| a - b);
             }
         }
     }
+}
+
+/// out[i] = f(x[i], y[i]) over the shortest of the three: written as a zip so that the
+/// compiler drops the bounds checks and vectorises the transforms' channel and tile loops.
+#[inline(always)]
+fn map2<T: Real>(out: &mut [T], x: &[T], y: &[T], f: impl Fn(T, T) -> T) {
+    for ((o, &a), &b) in out.iter_mut().zip(x).zip(y) {
+        *o = f(a, b);
+    }
+}
+
+/// out[i] = f(x[i], y[i], z[i]), as `map2`.
+#[inline(always)]
+fn map3<T: Real>(out: &mut [T], x: &[T], y: &[T], z: &[T], f: impl Fn(T, T, T) -> T) {
+    for (((o, &a), &b), &c) in out.iter_mut().zip(x).zip(y).zip(z) {
+        *o = f(a, b, c);
+    }
+}
+
+/// The four consecutive `len`-long pieces of `s`.
+fn quarters<T>(s: &mut [T], len: usize) -> [&mut [T]; 4] {
+    let (a, rest) = s.split_at_mut(len);
+    let (b, rest) = rest.split_at_mut(len);
+    let (c, d) = rest.split_at_mut(len);
+    [a, b, c, &mut d[..len]]
 }
 
 /// Row e of a channel-major transformed matrix ([channel][e][col]) as a channels x cols view.
@@ -237,29 +256,30 @@ fn transform_output<T: Real>(g: &ConvGeom, t: Tiles, m: &[T], ys: &mut [T], para
     let stride_e = g.c_out * cols;
     let wo = g.w_out();
     let y_per = g.c_out * g.hw_out();
+    let tw = t.tw;
     chunks(ys, y_per, parallel, |(j, yj)| {
-        let mut s = vec![T::zero(); 8 * t.tw];
+        let mut s = vec![T::zero(); 8 * tw];
+        let mut halves = vec![T::zero(); 2 * tw];
         for (co, plane) in yj.chunks_mut(g.hw_out()).enumerate() {
             for ty in 0..t.th {
-                let base = co * cols + (j * t.th + ty) * t.tw;
-                let e = |i: usize| &m[i * stride_e + base..][..t.tw];
+                let base = co * cols + (j * t.th + ty) * tw;
+                let e = |i: usize| &m[i * stride_e + base..][..tw];
                 // Aᵀ m: s[r * 4 + q] is row r of the 2 x 4 product, over the tile row's tiles.
+                let (row0, row1) = s.split_at_mut(4 * tw);
                 for q in 0..4 {
                     let (m0, m1, m2, m3) = (e(q), e(4 + q), e(8 + q), e(12 + q));
-                    let (lo, hi) = s.split_at_mut(4 * t.tw);
-                    let (a, b) = (&mut lo[q * t.tw..][..t.tw], &mut hi[q * t.tw..][..t.tw]);
-                    for tx in 0..t.tw {
-                        a[tx] = m0[tx] + m1[tx] + m2[tx];
-                        b[tx] = m1[tx] - m2[tx] - m3[tx];
-                    }
+                    let (a, b) = (&mut row0[q * tw..][..tw], &mut row1[q * tw..][..tw]);
+                    map3(a, m0, m1, m2, |x, y, z| x + y + z);
+                    map3(b, m1, m2, m3, |x, y, z| x - y - z);
                 }
                 for r in 0..2 {
-                    let sr = |q: usize| &s[(r * 4 + q) * t.tw..][..t.tw];
-                    let (a, b, cq, d) = (sr(0), sr(1), sr(2), sr(3));
+                    let sr = |q: usize| &s[(r * 4 + q) * tw..][..tw];
+                    let (lo, hi) = halves.split_at_mut(tw);
+                    map3(lo, sr(0), sr(1), sr(2), |a, b, c| a + b + c);
+                    map3(hi, sr(1), sr(2), sr(3), |b, c, d| b - c - d);
                     let out = &mut plane[(2 * ty + r) * wo..][..wo];
-                    for tx in 0..t.tw {
-                        out[2 * tx] = a[tx] + b[tx] + cq[tx];
-                        out[2 * tx + 1] = b[tx] - cq[tx] - d[tx];
+                    for (pair, (&l, &h)) in out.chunks_exact_mut(2).zip(lo.iter().zip(hi.iter())) {
+                        (pair[0], pair[1]) = (l, h);
                     }
                 }
             }
@@ -272,7 +292,7 @@ fn group<T: Real>(g: &ConvGeom, u: &[T], t: Tiles, xs: &[T], ys: &mut [T], paral
     let cols = t.cols();
     let (in_e, out_e) = (g.c_in * cols, g.c_out * cols);
     let mut v = Scratch::take(16 * in_e);
-    transform_input(g, t, xs, &mut v, Layout::ElementMajor);
+    transform_input(g, t, xs, &mut v);
     let mut m = Scratch::take(16 * out_e);
     let gemm = |(e, me): (usize, &mut [T])| {
         let a = MatRef::rm(
@@ -329,131 +349,12 @@ pub fn backward_data<T: Real>(g: &ConvGeom, w: &[T], dy: &[T], dx: &mut [T]) {
     run_groups(&gt, &u, dy, dx);
 }
 
-/// dM[co][e][col] = (A dy Aᵀ)[e] for each 2x2 tile of dy, A = [[1,0],[1,1],[1,-1],[0,-1]]: the
-/// adjoint of `transform_output`, channel-major like `transform_input`.
-fn transform_output_adjoint<T: Real>(
-    g: &ConvGeom,
-    t: Tiles,
-    dys: &[T],
-    dm: &mut [T],
-    parallel: bool,
-) {
-    let cols = t.cols();
-    let wo = g.w_out();
-    chunks(dm, 16 * cols, parallel, |(co, dmc)| {
-        for j in 0..t.samples {
-            let plane = &dys[(j * g.c_out + co) * g.hw_out()..][..g.hw_out()];
-            for ty in 0..t.th {
-                let base = (j * t.th + ty) * t.tw;
-                let (r0, r1) = (
-                    &plane[2 * ty * wo..][..wo],
-                    &plane[(2 * ty + 1) * wo..][..wo],
-                );
-                for tx in 0..t.tw {
-                    let (a, b) = (r0[2 * tx], r0[2 * tx + 1]);
-                    let (cc, d) = (r1[2 * tx], r1[2 * tx + 1]);
-                    // Rows of A dy: [a b], [a+c b+d], [a-c b-d], [-c -d]; each times Aᵀ.
-                    let rows = [(a, b), (a + cc, b + d), (a - cc, b - d), (-cc, -d)];
-                    for (r, &(p, q)) in rows.iter().enumerate() {
-                        let vals = [p, p + q, p - q, -q];
-                        for (k, &v) in vals.iter().enumerate() {
-                            dmc[(r * 4 + k) * cols + base + tx] = v;
-                        }
-                    }
-                }
-            }
-        }
-    });
-}
-
-/// dw[co][ci] = Gᵀ dU[·][co][ci] G: the adjoint of `transform_weights`.
-fn transform_weights_adjoint<T: Real>(du: &[T], c_out: usize, c_in: usize, dw: &mut [T]) {
-    let plane = c_out * c_in;
-    let half: T = c(0.5);
-    // Gᵀ applied to a 4-vector: [v0 + ½v1 + ½v2, ½v1 - ½v2, ½v1 + ½v2 + v3].
-    let gt = |v: [T; 4]| {
-        [
-            v[0] + (v[1] + v[2]) * half,
-            (v[1] - v[2]) * half,
-            (v[1] + v[2]) * half + v[3],
-        ]
-    };
-    dw.par_chunks_mut(9).enumerate().for_each(|(o, f)| {
-        let e = |r: usize, q: usize| du[(r * 4 + q) * plane + o];
-        let cols: [[T; 3]; 4] = std::array::from_fn(|q| gt([e(0, q), e(1, q), e(2, q), e(3, q)]));
-        for a in 0..3 {
-            let row = gt([cols[0][a], cols[1][a], cols[2][a], cols[3][a]]);
-            f[a * 3..a * 3 + 3].copy_from_slice(&row);
-        }
-    });
-}
-
-/// Whether the weight gradient runs through Winograd: only for maps of at most this many
-/// outputs, where its 16 GEMMs have long inner dimensions; on larger maps im2col + GEMM is
-/// faster (the `conv` bench items: 4x4 maps 1.7x faster through Winograd, 8x8 even, 16x16 and
-/// 32x32 slower).
-pub fn applies_to_weight_gradient(g: &ConvGeom) -> bool {
-    applies(g) && g.hw_out() <= MAX_WGRAD_OUTPUTS
-}
-
-const MAX_WGRAD_OUTPUTS: usize = 16;
-
-/// Tiles per group of the weight gradient: the tiles are the GEMMs' inner dimension, so longer
-/// groups mean fewer partial sums to add up.
-const MIN_WGRAD_TILES: usize = 1024;
-
-/// dw from x and dy for a convolution where `applies(g)`: dU[e] = Σ_groups dM[e] · V[e]ᵀ, the
-/// groups' partial sums added in group order, then dw = Gᵀ dU G.
-pub fn backward_weight<T: Real>(g: &ConvGeom, x: &[T], dy: &[T], dw: &mut [T]) {
-    debug_assert!(applies(g));
-    let (th, tw) = (g.h_out() / 2, g.w_out() / 2);
-    let per = MIN_WGRAD_TILES.div_ceil(th * tw).clamp(1, g.n.max(1));
-    let groups = g.n.div_ceil(per);
-    let (x_per, y_per, plane) = (g.c_in * g.h * g.w, g.c_out * g.hw_out(), g.c_out * g.c_in);
-    let partial = |gi: usize, parallel_gemms: bool| {
-        let samples = per.min(g.n - gi * per);
-        let t = Tiles { th, tw, samples };
-        let cols = t.cols();
-        let (in_e, out_e) = (g.c_in * cols, g.c_out * cols);
-        let mut v = Scratch::take(16 * in_e);
-        let xs = &x[gi * per * x_per..][..samples * x_per];
-        let layout = Layout::ChannelMajor {
-            parallel: parallel_gemms,
-        };
-        transform_input(g, t, xs, &mut v, layout);
-        let mut dm = Scratch::take(16 * out_e);
-        let dys = &dy[gi * per * y_per..][..samples * y_per];
-        transform_output_adjoint(g, t, dys, &mut dm, parallel_gemms);
-        let mut du = Scratch::take(16 * plane);
-        let gemm = |(e, de): (usize, &mut [T])| {
-            let (a, b) = (element(&dm, e, g.c_out, cols), element(&v, e, g.c_in, cols));
-            matmul(de, a, b.t(), false, false);
-        };
-        chunks(&mut du, plane, parallel_gemms, gemm);
-        du
-    };
-    let partials: Vec<Scratch<T>> = if groups > 1 {
-        (0..groups)
-            .into_par_iter()
-            .map(|gi| partial(gi, false))
-            .collect()
-    } else {
-        vec![partial(0, true)]
-    };
-    let mut du = Scratch::take(16 * plane);
-    du.copy_from_slice(&partials[0]);
-    for p in &partials[1..] {
-        du.iter_mut().zip(p.iter()).for_each(|(d, v)| *d += *v);
-    }
-    transform_weights_adjoint(&du, g.c_out, g.c_in, dw);
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::ops::conv::cpu;
 
-    fn values(n: usize, seed: u64) -> Vec<f64> {
+    pub(super) fn values(n: usize, seed: u64) -> Vec<f64> {
         let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         (0..n)
             .map(|_| {
@@ -465,7 +366,7 @@ mod tests {
             .collect()
     }
 
-    fn max_diff(a: &[f64], b: &[f64]) -> f64 {
+    pub(super) fn max_diff(a: &[f64], b: &[f64]) -> f64 {
         a.iter()
             .zip(b)
             .map(|(x, y)| (x - y).abs())
@@ -486,7 +387,7 @@ mod tests {
     }
 
     /// Shapes that cover one group, several groups, non-square maps and 2x2 maps.
-    fn cases() -> Vec<ConvGeom> {
+    pub(super) fn cases() -> Vec<ConvGeom> {
         vec![
             geom(3, 16, 24, 8, 6),
             geom(2, 20, 16, 2, 2),
@@ -549,5 +450,32 @@ mod tests {
             .fold(0.0, f64::max);
         // 2304-term sums of products in [-1, 1]: f32's 6e-8 unit roundoff times a small factor.
         assert!(err < 2e-6 * scale, "max error {err} of {scale}");
+    }
+
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        // Several groups in every direction (and several weight-gradient chains), then one.
+        for g in [geom(12, 16, 24, 32, 32), geom(2, 16, 16, 8, 8)] {
+            let f = |n: usize, seed: u64| -> Vec<f32> {
+                values(n, seed).iter().map(|&v| v as f32).collect()
+            };
+            let (x, w, dy) = (f(g.x_len(), 7), f(g.w_len(), 8), f(g.y_len(), 9));
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| {
+                    let mut y = vec![0f32; g.y_len()];
+                    let mut dx = vec![0f32; g.x_len()];
+                    let mut dw = vec![0f32; g.w_len()];
+                    forward(&g, &x, &w, &mut y);
+                    backward_data(&g, &w, &dy, &mut dx);
+                    backward_weight(&g, &x, &dy, &mut dw);
+                    (y, dx, dw)
+                })
+            };
+            assert!(run(1) == run(3), "{g:?}: 1 and 3 threads differ");
+        }
     }
 }
