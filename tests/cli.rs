@@ -7,9 +7,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The binary under test: RLNET_BIN when set (the GPU suite's copy), else cargo's build.
+/// Runs the binary with recycled CPU buffers poisoned (NaN), so that an op which leaves part of
+/// its output unwritten breaks these end-to-end runs instead of reading stale values.
 fn rlnet(args: &[&str]) -> Output {
     let bin = std::env::var_os("RLNET_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_rlnet").into());
-    Command::new(bin).args(args).output().expect("run rlnet")
+    Command::new(bin)
+        .args(args)
+        .env("RLNET_POISON_UNINIT", "1")
+        .output()
+        .expect("run rlnet")
 }
 
 fn stderr(o: &Output) -> String {

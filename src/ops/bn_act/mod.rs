@@ -115,7 +115,7 @@ pub fn forward(
 ) -> Result<Tensor> {
     match dev {
         Device::Cpu => {
-            let mut y = Tensor::zeros(x.shape());
+            let mut y = Tensor::uninit_cpu(x.shape());
             cpu::forward(
                 g,
                 x.data(),
@@ -168,10 +168,10 @@ pub fn backward(
     let c = [g.c];
     match dev {
         Device::Cpu => {
-            let mut dx = want[0].then(|| Tensor::zeros(x.shape()));
+            let mut dx = want[0].then(|| Tensor::uninit_cpu(x.shape()));
             let mut dgamma = want[1].then(|| Tensor::zeros(&c));
             let mut dbeta = want[2].then(|| Tensor::zeros(&c));
-            let mut dr = want[3].then(|| Tensor::zeros(x.shape()));
+            let mut dr = want[3].then(|| Tensor::uninit_cpu(x.shape()));
             cpu::backward(
                 g,
                 x.data(),

@@ -48,7 +48,7 @@ pub fn channel_affine(dev: &Device, x: &Tensor, scale: &[f32], shift: &[f32]) ->
     let hw = x.shape()[2..].iter().product();
     match dev {
         Device::Cpu => {
-            let mut y = Tensor::zeros(x.shape());
+            let mut y = Tensor::uninit_cpu(x.shape());
             cpu::channel_affine(x.data(), scale, shift, hw, y.data_mut());
             Ok(y)
         }
@@ -66,7 +66,7 @@ pub fn channel_affine_backward(dev: &Device, dy: &Tensor, scale: &[f32]) -> Resu
     let hw = dy.shape()[2..].iter().product();
     match dev {
         Device::Cpu => {
-            let mut dx = Tensor::zeros(dy.shape());
+            let mut dx = Tensor::uninit_cpu(dy.shape());
             cpu::channel_affine_backward(dy.data(), scale, hw, dx.data_mut());
             Ok(dx)
         }

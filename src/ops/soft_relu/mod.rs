@@ -14,7 +14,7 @@ use crate::tensor::Tensor;
 pub fn forward(dev: &Device, z: &Tensor, alpha: &Tensor) -> Result<Tensor> {
     match dev {
         Device::Cpu => {
-            let mut y = Tensor::zeros(z.shape());
+            let mut y = Tensor::uninit_cpu(z.shape());
             cpu::forward(z.data(), alpha.data(), y.data_mut());
             Ok(y)
         }
@@ -30,7 +30,7 @@ pub fn forward(dev: &Device, z: &Tensor, alpha: &Tensor) -> Result<Tensor> {
 pub fn backward_input(dev: &Device, z: &Tensor, alpha: &Tensor, dy: &Tensor) -> Result<Tensor> {
     match dev {
         Device::Cpu => {
-            let mut dz = Tensor::zeros(z.shape());
+            let mut dz = Tensor::uninit_cpu(z.shape());
             cpu::backward_input(z.data(), alpha.data(), dy.data(), dz.data_mut());
             Ok(dz)
         }

@@ -1,0 +1,139 @@
+//! Recycled CPU storage for op outputs that the op overwrites in full.
+//!
+//! A CPU training step creates hundreds of activation and gradient tensors of the same few
+//! sizes, each tens of MB. Allocating each one zeroed cost a serial `memset` on the thread that
+//! runs the graph (the other cores idle meanwhile) or fresh pages for the kernel to zero: a
+//! fifth of a ResNet18 stage-1 step (`perf`, BENCHMARKS.md). Storage of a dropped tensor comes
+//! back here and the next output of the same length takes it as it is.
+//!
+//! The contents of a taken buffer are whatever its last tensor held (valid floats, so this is
+//! safe code), and its op must write every element. In debug builds, and whenever the
+//! environment sets `RLNET_POISON_UNINIT=1` (CI's test run and the CLI tests do), every taken
+//! buffer is filled with NaN instead, so an op that leaves part of its output unwritten fails
+//! its tests, as the emulator's poisoned GPU buffers do.
+
+use std::sync::{Mutex, OnceLock};
+
+/// Whether taken buffers are filled with NaN (read once per process).
+fn poisoned() -> bool {
+    static POISON: OnceLock<bool> = OnceLock::new();
+    *POISON.get_or_init(|| {
+        cfg!(debug_assertions)
+            || std::env::var("RLNET_POISON_UNINIT").is_ok_and(|v| !v.is_empty() && v != "0")
+    })
+}
+
+/// Buffers below this many elements (256 KiB) are left to the allocator: cheap to zero.
+const MIN_LEN: usize = 1 << 16;
+
+/// At most this many bytes are held idle; beyond it the oldest buffers are freed. More than a
+/// ResNet18 stage-1 step at batch 128 frees between its uses of a size.
+const MAX_HELD_BYTES: usize = 3 << 30;
+
+struct Pool {
+    /// Idle buffers, oldest first.
+    idle: Vec<Vec<f32>>,
+    held_bytes: usize,
+}
+
+static POOL: Mutex<Pool> = Mutex::new(Pool::new());
+
+fn bytes(v: &Vec<f32>) -> usize {
+    v.capacity() * std::mem::size_of::<f32>()
+}
+
+impl Pool {
+    const fn new() -> Pool {
+        Pool {
+            idle: Vec::new(),
+            held_bytes: 0,
+        }
+    }
+
+    /// The newest idle buffer of exactly `len` elements (the most likely to be in cache).
+    fn take(&mut self, len: usize) -> Option<Vec<f32>> {
+        let i = self.idle.iter().rposition(|v| v.len() == len)?;
+        let v = self.idle.remove(i);
+        self.held_bytes -= bytes(&v);
+        Some(v)
+    }
+
+    /// Keeps `v`, then frees the oldest buffers until at most `max_bytes` are held.
+    fn give(&mut self, v: Vec<f32>, max_bytes: usize) {
+        self.held_bytes += bytes(&v);
+        self.idle.push(v);
+        while self.held_bytes > max_bytes {
+            let oldest = self.idle.remove(0);
+            self.held_bytes -= bytes(&oldest);
+        }
+    }
+}
+
+/// A buffer of `len` elements with unspecified contents (NaN when `poisoned`).
+pub(super) fn take(len: usize) -> Vec<f32> {
+    let poison = if poisoned() { f32::NAN } else { 0.0 };
+    let reused = if len < MIN_LEN {
+        None
+    } else {
+        POOL.lock().ok().and_then(|mut p| p.take(len))
+    };
+    match reused {
+        Some(mut v) => {
+            if poisoned() {
+                v.fill(poison);
+            }
+            v
+        }
+        None => vec![poison; len],
+    }
+}
+
+/// Takes back the storage of a dropped CPU tensor.
+pub(super) fn give(v: Vec<f32>) {
+    if v.len() >= MIN_LEN {
+        if let Ok(mut p) = POOL.lock() {
+            p.give(v, MAX_HELD_BYTES);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_given_buffer_is_taken_again_and_poisoned_when_asked() {
+        // A length no other test uses, so parallel tests cannot take this buffer first.
+        let len = MIN_LEN + 12_345;
+        let v = vec![1.0f32; len];
+        let ptr = v.as_ptr();
+        give(v);
+        let w = take(len);
+        assert_eq!(w.len(), len);
+        assert_eq!(w.as_ptr(), ptr, "the idle buffer is reused");
+        if poisoned() {
+            assert!(w.iter().all(|x| x.is_nan()), "poisoned");
+        } else {
+            assert!(w.iter().all(|&x| x == 1.0), "reused as it was");
+        }
+    }
+
+    #[test]
+    fn the_oldest_buffers_go_first_beyond_the_byte_bound() {
+        let mut p = Pool::new();
+        let bufs: Vec<Vec<f32>> = (1..=4).map(|i| vec![0.0f32; 100 * i]).collect();
+        let ptrs: Vec<_> = bufs.iter().map(|v| v.as_ptr()).collect();
+        let max = bytes(&bufs[2]) + bytes(&bufs[3]);
+        for v in bufs {
+            p.give(v, max);
+        }
+        assert!(p.held_bytes <= max);
+        assert!(
+            p.take(100).is_none() && p.take(200).is_none(),
+            "the oldest were freed"
+        );
+        assert_eq!(p.take(300).map(|v| v.as_ptr()), Some(ptrs[2]));
+        assert_eq!(p.take(400).map(|v| v.as_ptr()), Some(ptrs[3]));
+        assert_eq!(p.held_bytes, 0);
+    }
+}
