@@ -146,6 +146,21 @@ impl Tensor {
         }
     }
 
+    /// Under poisoning (see `uninit_cpu`), panics naming `op` when this output of `uninit_cpu`
+    /// still holds a NaN after its op ran: the op left part of it unwritten.
+    pub fn check_written(&self, op: &str) {
+        if let Storage::Cpu(v) = &self.storage {
+            if recycle::poisoned() {
+                if let Some(i) = v.iter().position(|x| x.is_nan()) {
+                    panic!(
+                        "{op} left element {i} of its {:?} output unwritten",
+                        self.shape
+                    );
+                }
+            }
+        }
+    }
+
     /// A GPU tensor of `shape` for a kernel to write in full: no zeroing pass (the emulator
     /// poisons it, so a kernel that leaves part of it unwritten fails the parity tests).
     pub fn uninit_gpu(d: &CudaDevice, shape: &[usize]) -> Result<Tensor> {

@@ -9,13 +9,14 @@
 //! The contents of a taken buffer are whatever its last tensor held (valid floats, so this is
 //! safe code), and its op must write every element. In debug builds, and whenever the
 //! environment sets `RLNET_POISON_UNINIT=1` (CI's test run and the CLI tests do), every taken
-//! buffer is filled with NaN instead, so an op that leaves part of its output unwritten fails
-//! its tests, as the emulator's poisoned GPU buffers do.
+//! buffer is filled with NaN instead, and the ops check their outputs for it
+//! (`Tensor::check_written`), so an op that leaves part of its output unwritten fails its
+//! tests naming itself, as the emulator's poisoned GPU buffers do.
 
 use std::sync::{Mutex, OnceLock};
 
 /// Whether taken buffers are filled with NaN (read once per process).
-fn poisoned() -> bool {
+pub(super) fn poisoned() -> bool {
     static POISON: OnceLock<bool> = OnceLock::new();
     *POISON.get_or_init(|| {
         cfg!(debug_assertions)

@@ -127,6 +127,7 @@ pub fn forward(
                 p.activation(),
                 y.data_mut(),
             );
+            y.check_written("bn_act forward");
             Ok(y)
         }
         Device::Cuda(d) => {
@@ -189,6 +190,11 @@ pub fn backward(
                     dr: dr.as_mut().map(|t| t.data_mut()),
                 },
             );
+            for (t, name) in [(&dx, "bn_act backward dx"), (&dr, "bn_act backward dr")] {
+                if let Some(t) = t {
+                    t.check_written(name);
+                }
+            }
             Ok((dx, dgamma, dbeta, dr))
         }
         Device::Cuda(d) => {

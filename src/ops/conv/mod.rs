@@ -25,6 +25,7 @@ pub fn forward(dev: &Device, g: &ConvGeom, x: &Tensor, w: &Tensor) -> Result<Ten
         Device::Cpu => {
             let mut y = Tensor::uninit_cpu(&shape);
             cpu::forward(g, x.data(), w.data(), y.data_mut());
+            y.check_written("conv forward");
             Ok(y)
         }
         Device::Cuda(d) => {
@@ -42,6 +43,7 @@ pub fn backward_data(dev: &Device, g: &ConvGeom, w: &Tensor, dy: &Tensor) -> Res
         Device::Cpu => {
             let mut dx = Tensor::uninit_cpu(&shape);
             cpu::backward_data(g, w.data(), dy.data(), dx.data_mut());
+            dx.check_written("conv backward_data");
             Ok(dx)
         }
         Device::Cuda(d) => {
@@ -59,6 +61,7 @@ pub fn backward_weight(dev: &Device, g: &ConvGeom, x: &Tensor, dy: &Tensor) -> R
         Device::Cpu => {
             let mut dw = Tensor::uninit_cpu(&shape);
             cpu::backward_weight(g, x.data(), dy.data(), dw.data_mut());
+            dw.check_written("conv backward_weight");
             Ok(dw)
         }
         Device::Cuda(d) => {

@@ -50,6 +50,7 @@ pub fn channel_affine(dev: &Device, x: &Tensor, scale: &[f32], shift: &[f32]) ->
         Device::Cpu => {
             let mut y = Tensor::uninit_cpu(x.shape());
             cpu::channel_affine(x.data(), scale, shift, hw, y.data_mut());
+            y.check_written("channel_affine");
             Ok(y)
         }
         Device::Cuda(d) => {
@@ -68,6 +69,7 @@ pub fn channel_affine_backward(dev: &Device, dy: &Tensor, scale: &[f32]) -> Resu
         Device::Cpu => {
             let mut dx = Tensor::uninit_cpu(dy.shape());
             cpu::channel_affine_backward(dy.data(), scale, hw, dx.data_mut());
+            dx.check_written("channel_affine_backward");
             Ok(dx)
         }
         Device::Cuda(d) => {

@@ -16,6 +16,7 @@ pub fn forward(dev: &Device, z: &Tensor, alpha: &Tensor) -> Result<Tensor> {
         Device::Cpu => {
             let mut y = Tensor::uninit_cpu(z.shape());
             cpu::forward(z.data(), alpha.data(), y.data_mut());
+            y.check_written("soft_relu forward");
             Ok(y)
         }
         Device::Cuda(d) => {
@@ -32,6 +33,7 @@ pub fn backward_input(dev: &Device, z: &Tensor, alpha: &Tensor, dy: &Tensor) -> 
         Device::Cpu => {
             let mut dz = Tensor::uninit_cpu(z.shape());
             cpu::backward_input(z.data(), alpha.data(), dy.data(), dz.data_mut());
+            dz.check_written("soft_relu backward_input");
             Ok(dz)
         }
         Device::Cuda(d) => {
