@@ -147,11 +147,13 @@ impl Tensor {
     }
 
     /// Under poisoning (see `uninit_cpu`), panics naming `op` when this output of `uninit_cpu`
-    /// still holds a NaN after its op ran: the op left part of it unwritten.
+    /// still holds the poison NaN after its op ran: the op left part of it unwritten (or read
+    /// it). NaNs that arithmetic made, as in a diverged run, carry another payload.
     pub fn check_written(&self, op: &str) {
         if let Storage::Cpu(v) = &self.storage {
             if recycle::poisoned() {
-                if let Some(i) = v.iter().position(|x| x.is_nan()) {
+                let poison = recycle::POISON_BITS;
+                if let Some(i) = v.iter().position(|x| x.to_bits() == poison) {
                     panic!(
                         "{op} left element {i} of its {:?} output unwritten",
                         self.shape

@@ -15,7 +15,12 @@
 
 use std::sync::{Mutex, OnceLock};
 
-/// Whether taken buffers are filled with NaN (read once per process).
+/// The NaN that poisoned buffers hold: a payload arithmetic never creates (x86's NaNs from
+/// invalid operations are 0xffc00000), so a diverged model's NaNs are not taken for unwritten
+/// elements.
+pub(super) const POISON_BITS: u32 = 0x7fc0_0bad;
+
+/// Whether taken buffers are filled with the poison NaN (read once per process).
 pub(super) fn poisoned() -> bool {
     static POISON: OnceLock<bool> = OnceLock::new();
     *POISON.get_or_init(|| {
@@ -93,7 +98,11 @@ impl Pool {
 
 /// A buffer of `len` elements with unspecified contents (NaN when `poisoned`).
 pub(super) fn take(len: usize) -> Vec<f32> {
-    let poison = if poisoned() { f32::NAN } else { 0.0 };
+    let poison = if poisoned() {
+        f32::from_bits(POISON_BITS)
+    } else {
+        0.0
+    };
     let reused = if len < MIN_LEN {
         None
     } else {
@@ -134,7 +143,7 @@ mod tests {
         assert_eq!(w.len(), len);
         assert_eq!(w.as_ptr(), ptr, "the idle buffer is reused");
         if poisoned() {
-            assert!(w.iter().all(|x| x.is_nan()), "poisoned");
+            assert!(w.iter().all(|x| x.to_bits() == POISON_BITS), "poisoned");
         } else {
             assert!(w.iter().all(|&x| x == 1.0), "reused as it was");
         }
