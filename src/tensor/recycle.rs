@@ -2,14 +2,15 @@
 //!
 //! A CPU training step creates hundreds of activation and gradient tensors of the same few
 //! sizes, each tens of MB. Allocating each one zeroed cost a serial `memset` on the thread that
-//! runs the graph (the other cores idle meanwhile) or fresh pages for the kernel to zero: a
-//! fifth of a ResNet18 stage-1 step (`perf`, BENCHMARKS.md). Storage of a dropped tensor comes
-//! back here and the next output of the same length takes it as it is.
+//! runs the graph (the other cores idle meanwhile) or fresh pages for the kernel to zero: on
+//! that thread, three quarters of the dual-BN op's time and half of the conv forward's in a
+//! ResNet18 stage-1 step (`perf`, BENCHMARKS.md). Storage of a dropped tensor comes back here
+//! and the next output of the same length takes it as it is.
 //!
 //! The contents of a taken buffer are whatever its last tensor held (valid floats, so this is
 //! safe code), and its op must write every element. In debug builds, and whenever the
 //! environment sets `RLNET_POISON_UNINIT=1` (CI's test run and the CLI tests do), every taken
-//! buffer is filled with NaN instead, and the ops check their outputs for it
+//! buffer is filled with a poison NaN instead, and the ops check their outputs for it
 //! (`Tensor::check_written`), so an op that leaves part of its output unwritten fails its
 //! tests naming itself, as the emulator's poisoned GPU buffers do.
 
@@ -33,7 +34,8 @@ pub(super) fn poisoned() -> bool {
 const MIN_LEN: usize = 1 << 16;
 
 /// At most this many bytes are held idle; beyond it the oldest buffers are freed. More than a
-/// ResNet18 stage-1 step at batch 128 frees between its uses of a size (its peak is 1.5 GB).
+/// ResNet18 stage-1 step at batch 128 frees between its uses of a size (the stage-1 bench
+/// peaks at 1.5 GB resident without recycling).
 const MAX_HELD_BYTES: usize = 2 << 30;
 
 /// A buffer not taken again within this many takes is freed: sizes that stopped recurring (an
