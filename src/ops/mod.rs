@@ -36,6 +36,10 @@ pub trait Real:
 {
     fn from_f64_lossy(v: f64) -> Self;
     fn to_f64_lossy(self) -> f64;
+    /// The slice as f32 when `Self` is f32: lets generic code hand f32 data to f32-only
+    /// kernels (the AVX-512 GEMM) without unsafe casts.
+    fn as_f32(s: &[Self]) -> Option<&[f32]>;
+    fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]>;
 }
 
 impl Real for f32 {
@@ -45,6 +49,12 @@ impl Real for f32 {
     fn to_f64_lossy(self) -> f64 {
         self as f64
     }
+    fn as_f32(s: &[Self]) -> Option<&[f32]> {
+        Some(s)
+    }
+    fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]> {
+        Some(s)
+    }
 }
 
 impl Real for f64 {
@@ -53,6 +63,12 @@ impl Real for f64 {
     }
     fn to_f64_lossy(self) -> f64 {
         self
+    }
+    fn as_f32(_: &[Self]) -> Option<&[f32]> {
+        None
+    }
+    fn as_f32_mut(_: &mut [Self]) -> Option<&mut [f32]> {
+        None
     }
 }
 

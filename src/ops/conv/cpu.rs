@@ -4,9 +4,11 @@
 //! (so late layers with 4x4 maps still get wide GEMMs). Forward `Y = W · col(X)`,
 //! backward-data `dX = col2im(Wᵀ · dY)`, backward-weight `dW = Σ_groups dY · col(X)ᵀ`.
 
+#[cfg(target_arch = "x86_64")]
+use super::implicit;
 use super::winograd;
 use crate::geom::ConvGeom;
-use crate::ops::matmul::{matmul, MatRef};
+use crate::ops::matmul::{matmul, matmul_with, Kernel, MatRef};
 use crate::ops::scratch::Scratch;
 use crate::ops::Real;
 use rayon::prelude::*;
@@ -166,6 +168,12 @@ pub fn forward<T: Real>(g: &ConvGeom, x: &[T], w: &[T], y: &mut [T]) {
     if winograd::applies(g) {
         return winograd::forward(g, x, w, y);
     }
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(xf), Some(wf), Some(yf)) = (T::as_f32(x), T::as_f32(w), T::as_f32_mut(y)) {
+        if implicit::applies_forward(g) {
+            return implicit::forward(g, xf, wf, yf);
+        }
+    }
     let (ckk, hw, x_per) = (g.ckk(), g.hw_out(), g.c_in * g.h * g.w);
     let per = group_size(g);
     let parallel_groups = groups_in_parallel(g);
@@ -217,7 +225,8 @@ pub fn backward_data<T: Real>(g: &ConvGeom, w: &[T], dy: &[T], dx: &mut [T]) {
         let mut dcol = Scratch::take(ckk * cols);
         let dys = &dy[gi * per * y_per..(gi * per + samples) * y_per];
         let dyg = gather_dy(g, dys, samples);
-        matmul(
+        matmul_with(
+            Kernel::Packed,
             &mut dcol,
             wt,
             MatRef::rm(&dyg, g.c_out, cols),
@@ -251,6 +260,12 @@ pub fn backward_weight<T: Real>(g: &ConvGeom, x: &[T], dy: &[T], dw: &mut [T]) {
     if winograd::applies(g) {
         return winograd::backward_weight(g, x, dy, dw);
     }
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(xf), Some(dyf), Some(dwf)) = (T::as_f32(x), T::as_f32(dy), T::as_f32_mut(dw)) {
+        if implicit::applies(g) {
+            return implicit::backward_weight(g, xf, dyf, dwf);
+        }
+    }
     im2col_backward_weight(g, x, dy, dw);
 }
 
@@ -275,7 +290,8 @@ pub(super) fn im2col_backward_weight<T: Real>(g: &ConvGeom, x: &[T], dy: &[T], d
             MatRef::rm(&dyg, g.c_out, cols),
             MatRef::rm(&col, ckk, cols).t(),
         );
-        matmul(&mut acc, a, b, false, !parallel_groups);
+        // Packed: both operands are transposed in memory here, which the crate handles worst.
+        matmul_with(Kernel::Packed, &mut acc, a, b, false, !parallel_groups);
         acc
     };
     let groups = g.n.div_ceil(per);

@@ -4,6 +4,8 @@
 
 pub mod cpu;
 pub mod cuda;
+#[cfg(target_arch = "x86_64")]
+mod implicit;
 mod winograd;
 
 pub use crate::geom::ConvGeom;

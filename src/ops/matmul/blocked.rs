@@ -1,0 +1,269 @@
+//! The f32 GEMM on AVX-512 CPUs: cache blocking and panel packing around the register tile in
+//! `kernel_avx512`, in the loop order of GotoBLAS/BLIS.
+//!
+//! Why not only the `gemm` crate: its f32 path is at its best when both operands are laid out
+//! for it (row-major A and B) and loses a third of its rate when they are transposed in
+//! memory, as in the convolutions' weight gradient (`conv` bench items in BENCHMARKS.md). Here
+//! every operand is packed, so the layout costs only the packing, and the packing sources are
+//! open (`PackA`, `PackB`): a convolution packs panels straight from its input, never forming
+//! the im2col matrix, and skips the tiles that only padding feeds. f64 (the gradient checks)
+//! stays on the crate.
+//!
+//! Blocks: a KC x NC block of B is packed once per (column block, depth block) and stays in
+//! L3; an MC x KC block of A (344 KiB) stays in L2 while every B panel of the block passes
+//! over it; one KC x NR panel of B (32 KiB) stays in L1 while the A panels stream past it.
+//! Each element of C is summed in the same order whatever the thread count (threads split
+//! C's columns, never the depth), so results are deterministic.
+
+use super::kernel_avx512::tile;
+use super::MatRef;
+use rayon::prelude::*;
+use std::cell::Cell;
+
+pub use super::kernel_avx512::{available, transpose_16x16, MR, NR};
+
+/// Depth of a block (the B panel in L1 is KC x NR floats).
+pub const KC: usize = 256;
+const MC: usize = MR * 24;
+const NC: usize = NR * 64;
+
+/// The A operand (m x k) as the driver sees it: something that packs MR-row panels.
+pub trait PackA: Sync {
+    fn rows(&self) -> usize;
+    fn depth(&self) -> usize;
+    /// Rows `i0..i0+mc`, depth `p0..p0+kc` into MR-row panels: panel `r`, step `p`, row `i`
+    /// at `(r * kc + p) * MR + i`. A short last panel's missing rows need not be written (the
+    /// register tile never reads them).
+    fn pack(&self, i0: usize, mc: usize, p0: usize, kc: usize, dst: &mut [f32]);
+}
+
+/// The B operand (k x n): something that packs NR-column panels, chooses the depth blocks and
+/// may declare some (block, panel) pairs all zero so that their tiles are skipped.
+pub trait PackB: Sync {
+    /// Whether `live` can be false (then C is cleared first and every block adds to it).
+    const SKIPS: bool = false;
+    fn cols(&self) -> usize;
+    fn depth(&self) -> usize;
+    /// The length of the depth block that starts at `p0`: at most `max` (a source whose
+    /// zeros come in runs of depth ends its blocks where the runs end).
+    fn block(&self, p0: usize, max: usize) -> usize {
+        max.min(self.depth() - p0)
+    }
+    /// Whether depth `p0..p0+kc` of columns `j0..j0+cols` can hold a non-zero value. A source
+    /// that ever answers false sets `SKIPS`.
+    fn live(&self, _p0: usize, _kc: usize, _j0: usize, _cols: usize) -> bool {
+        true
+    }
+    /// Depth `p0..p0+kc`, columns `j0..j0+nc` into NR-column panels: panel `q`, step `p`,
+    /// column `j` at `(q * kc + p) * NR + j`, a short last panel padded with zero columns.
+    /// Panels that are not `live` need not be written.
+    fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]);
+}
+
+impl PackA for MatRef<'_, f32> {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+    fn depth(&self) -> usize {
+        self.cols
+    }
+    fn pack(&self, i0: usize, mc: usize, p0: usize, kc: usize, dst: &mut [f32]) {
+        for r in 0..mc.div_ceil(MR) {
+            let rows = MR.min(mc - r * MR);
+            let first = (i0 + r * MR) * self.rs + p0 * self.cs;
+            let panel = &mut dst[r * kc * MR..(r + 1) * kc * MR];
+            interleave::<MR>(self.data, first, rows, self.rs, self.cs, kc, panel);
+        }
+    }
+}
+
+impl PackB for MatRef<'_, f32> {
+    fn cols(&self) -> usize {
+        self.cols
+    }
+    fn depth(&self) -> usize {
+        self.rows
+    }
+    fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]) {
+        for q in 0..nc.div_ceil(NR) {
+            let cols = NR.min(nc - q * NR);
+            let first = p0 * self.rs + (j0 + q * NR) * self.cs;
+            let panel = &mut dst[q * kc * NR..(q + 1) * kc * NR];
+            interleave::<NR>(self.data, first, cols, self.cs, self.rs, kc, panel);
+        }
+    }
+}
+
+/// C's base pointer, shared by the threads that write disjoint column ranges of it.
+#[derive(Clone, Copy)]
+struct SharedC(*mut f32);
+// SAFETY: the threads given a SharedC write disjoint column ranges (see `sgemm_with`).
+unsafe impl Send for SharedC {}
+unsafe impl Sync for SharedC {}
+
+/// `c (m x n, row-major) (+)= a (m x k) · b (k x n)` for strided matrices.
+pub fn sgemm(
+    c: &mut [f32],
+    a: MatRef<'_, f32>,
+    b: MatRef<'_, f32>,
+    accumulate: bool,
+    parallel: bool,
+) {
+    sgemm_with(c, &a, &b, accumulate, parallel)
+}
+
+/// `c (m x n, row-major) (+)= A · B` from any packing sources; `parallel` splits C's columns
+/// over rayon's threads. Panics unless `available()`, the sources agree on k and `c` holds
+/// m x n values.
+pub fn sgemm_with<A: PackA, B: PackB>(
+    c: &mut [f32],
+    a: &A,
+    b: &B,
+    accumulate: bool,
+    parallel: bool,
+) {
+    let (m, n) = (a.rows(), b.cols());
+    assert!(available(), "the blocked GEMM needs AVX-512");
+    assert_eq!(
+        a.depth(),
+        b.depth(),
+        "blocked GEMM: inner dimensions differ"
+    );
+    assert!(c.len() >= m * n, "blocked GEMM: destination too small");
+    if m == 0 || n == 0 {
+        return;
+    }
+    let threads = if parallel {
+        rayon::current_num_threads().min(n.div_ceil(NR))
+    } else {
+        1
+    };
+    let base = SharedC(c.as_mut_ptr());
+    if threads <= 1 {
+        // SAFETY: c holds m x n floats; this call alone writes them.
+        unsafe { columns(a, b, base, n, 0, n, accumulate) };
+        return;
+    }
+    let per = n.div_ceil(NR).div_ceil(threads) * NR;
+    (0..threads).into_par_iter().for_each(|t| {
+        let (j0, j1) = (t * per, ((t + 1) * per).min(n));
+        if j0 < j1 {
+            // SAFETY: every thread writes only columns j0..j1 of C, disjoint from the others'.
+            unsafe { columns(a, b, base, n, j0, j1, accumulate) };
+        }
+    });
+}
+
+// Packing buffers kept per thread: an MC x KC block of A and a KC x NC block of B.
+thread_local! {
+    static PACKED: Cell<(Vec<f32>, Vec<f32>)> = const { Cell::new((Vec::new(), Vec::new())) };
+}
+
+/// Columns `j0..j1` of C (row stride `ldc`) from the whole of A and those columns of B.
+///
+/// # Safety
+/// `c` points at a row-major m x ldc matrix with `ldc >= j1`, and no other thread touches its
+/// columns `j0..j1` during the call.
+unsafe fn columns<A: PackA, B: PackB>(
+    a: &A,
+    b: &B,
+    c: SharedC,
+    ldc: usize,
+    j0: usize,
+    j1: usize,
+    accumulate: bool,
+) {
+    let (m, k) = (a.rows(), a.depth());
+    if B::SKIPS && !accumulate {
+        // Skipped tiles leave C as it is, so every block adds onto a cleared C.
+        for i in 0..m {
+            std::slice::from_raw_parts_mut(c.0.add(i * ldc + j0), j1 - j0).fill(0.0);
+        }
+    }
+    // Taken rather than borrowed: nothing here can re-enter, but a re-entry would only
+    // allocate a second pair instead of failing.
+    let (mut ap, mut bp) = PACKED.take();
+    ap.resize(MC * KC, 0.0);
+    bp.resize(KC * NC, 0.0);
+    let mut live = Vec::with_capacity(NC / NR);
+    for jc in (j0..j1).step_by(NC) {
+        let nc = NC.min(j1 - jc);
+        let mut pc = 0;
+        while pc < k {
+            let kc = b.block(pc, KC);
+            live.clear();
+            live.extend(
+                (0..nc.div_ceil(NR)).map(|jr| b.live(pc, kc, jc + jr * NR, NR.min(nc - jr * NR))),
+            );
+            if live.contains(&true) {
+                b.pack(pc, kc, jc, nc, &mut bp);
+                let load_c = B::SKIPS || accumulate || pc > 0;
+                for ic in (0..m).step_by(MC) {
+                    let mc = MC.min(m - ic);
+                    a.pack(ic, mc, pc, kc, &mut ap);
+                    for jr in (0..nc.div_ceil(NR)).filter(|&jr| live[jr]) {
+                        let cols = NR.min(nc - jr * NR);
+                        let bpanel = bp.as_ptr().add(jr * kc * NR);
+                        for ir in 0..mc.div_ceil(MR) {
+                            let rows = MR.min(mc - ir * MR);
+                            let ct = c.0.add((ic + ir * MR) * ldc + jc + jr * NR);
+                            let apanel = ap.as_ptr().add(ir * kc * MR);
+                            tile(rows, cols, kc, apanel, bpanel, ct, ldc, load_c);
+                        }
+                    }
+                }
+            }
+            pc += kc;
+        }
+    }
+    PACKED.set((ap, bp));
+}
+
+/// `dst[p * W + l] = src[first + l * lane + p * step]` for lanes `l < lanes` (zero for the
+/// rest of the W) and steps `p < len`. When the steps are contiguous (`step == 1`, a
+/// transpose), 16 steps of every lane are first copied into a small block so that the reads
+/// run along memory and the writes are whole W-wide rows.
+pub fn interleave<const W: usize>(
+    src: &[f32],
+    first: usize,
+    lanes: usize,
+    lane: usize,
+    step: usize,
+    len: usize,
+    dst: &mut [f32],
+) {
+    const STEPS: usize = 16;
+    if lane == 1 {
+        for (p, out) in dst[..len * W].chunks_exact_mut(W).enumerate() {
+            let at = first + p * step;
+            if lanes == W {
+                // A copy of constant length: inlined as vector moves, not a memcpy call.
+                let row: &[f32; W] = src[at..at + W].try_into().expect("W values");
+                out.copy_from_slice(row);
+            } else {
+                out[..lanes].copy_from_slice(&src[at..at + lanes]);
+                out[lanes..].fill(0.0);
+            }
+        }
+        return;
+    }
+    let mut block = [[0f32; STEPS]; W];
+    for p0 in (0..len).step_by(STEPS) {
+        let n = STEPS.min(len - p0);
+        for (l, row) in block.iter_mut().enumerate().take(lanes) {
+            let at = first + l * lane + p0 * step;
+            if step == 1 {
+                row[..n].copy_from_slice(&src[at..at + n]);
+            } else {
+                for (p, v) in row[..n].iter_mut().enumerate() {
+                    *v = src[at + p * step];
+                }
+            }
+        }
+        for (p, out) in dst[p0 * W..(p0 + n) * W].chunks_exact_mut(W).enumerate() {
+            for (o, row) in out.iter_mut().zip(&block) {
+                *o = row[p];
+            }
+        }
+    }
+}
