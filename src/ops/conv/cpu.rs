@@ -165,14 +165,14 @@ fn gather_dy<'a, T: Real>(g: &ConvGeom, dys: &'a [T], samples: usize) -> Grouped
 /// y = conv(x, w).
 pub fn forward<T: Real>(g: &ConvGeom, x: &[T], w: &[T], y: &mut [T]) {
     check(g, x.len(), w.len(), y.len());
-    if winograd::applies(g) {
-        return winograd::forward(g, x, w, y);
-    }
     #[cfg(target_arch = "x86_64")]
     if let (Some(xf), Some(wf), Some(yf)) = (T::as_f32(x), T::as_f32(w), T::as_f32_mut(y)) {
         if implicit::applies_forward(g) {
             return implicit::forward(g, xf, wf, yf);
         }
+    }
+    if winograd::applies(g) {
+        return winograd::forward(g, x, w, y);
     }
     let (ckk, hw, x_per) = (g.ckk(), g.hw_out(), g.c_in * g.h * g.w);
     let per = group_size(g);
@@ -211,9 +211,20 @@ pub fn forward<T: Real>(g: &ConvGeom, x: &[T], w: &[T], y: &mut [T]) {
 /// dx = conv backward with respect to the input (overwrites dx).
 pub fn backward_data<T: Real>(g: &ConvGeom, w: &[T], dy: &[T], dx: &mut [T]) {
     check(g, dx.len(), w.len(), dy.len());
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(wf), Some(dyf), Some(dxf)) = (T::as_f32(w), T::as_f32(dy), T::as_f32_mut(dx)) {
+        if implicit::applies_backward_data(g) {
+            return implicit::backward_data(g, wf, dyf, dxf);
+        }
+    }
     if winograd::applies(g) {
         return winograd::backward_data(g, w, dy, dx);
     }
+    im2col_backward_data(g, w, dy, dx);
+}
+
+/// The input gradient through GEMM + col2im, whatever the shape.
+pub(super) fn im2col_backward_data<T: Real>(g: &ConvGeom, w: &[T], dy: &[T], dx: &mut [T]) {
     let (ckk, hw, x_per) = (g.ckk(), g.hw_out(), g.c_in * g.h * g.w);
     let per = group_size(g);
     let parallel_groups = groups_in_parallel(g);
@@ -262,7 +273,7 @@ pub fn backward_weight<T: Real>(g: &ConvGeom, x: &[T], dy: &[T], dw: &mut [T]) {
     }
     #[cfg(target_arch = "x86_64")]
     if let (Some(xf), Some(dyf), Some(dwf)) = (T::as_f32(x), T::as_f32(dy), T::as_f32_mut(dw)) {
-        if implicit::applies(g) {
+        if g.stride > 1 && implicit::applies(g) {
             return implicit::backward_weight(g, xf, dyf, dwf);
         }
     }

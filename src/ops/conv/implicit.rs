@@ -19,7 +19,10 @@
 //! Every sum runs in a fixed order whatever the thread count (the GEMM splits columns only).
 
 use crate::geom::ConvGeom;
-use crate::ops::matmul::blocked::{self, interleave, transpose_16x16, PackA, PackB, NR};
+use crate::ops::matmul::blocked::{
+    self, interleave, transpose_16x16, PackA, PackB, PrepackedA, NR,
+};
+use crate::ops::matmul::MatRef;
 use crate::ops::scratch::Scratch;
 use rayon::prelude::*;
 
@@ -32,15 +35,25 @@ const MIN_CHANNELS: usize = 32;
 /// (16x16 from 32x32) a quarter slower.
 const MIN_FORWARD_PADDING: f64 = 0.15;
 
-/// Whether `backward_weight` here takes this convolution (it was faster than im2col on every
-/// strided ResNet18 and WRN-22-8 shape).
+/// Whether the implicit GEMM can take this convolution at all (`backward_weight` takes every
+/// strided one: it was faster than im2col on every strided ResNet18 shape).
 pub fn applies(g: &ConvGeom) -> bool {
-    blocked::available() && g.k > 1 && g.stride > 1 && g.c_in >= MIN_CHANNELS
+    blocked::available() && g.k > 1 && g.c_in >= MIN_CHANNELS
 }
+
+/// The padding share past which the implicit forward also beats Winograd F(2x2, 3x3) (the
+/// stride-1 3x3 convolutions): measured on ResNet18's 512x4x4 layer (31% padding: 15.4 ms
+/// against Winograd's 18.9) and 256x8x8 (16%: 23.0 against 16.2).
+const MIN_PADDING_VS_WINOGRAD: f64 = 0.25;
 
 /// Whether `forward` here takes this convolution.
 pub fn applies_forward(g: &ConvGeom) -> bool {
-    applies(g) && padding_share(g) >= MIN_FORWARD_PADDING
+    let least = if g.stride == 1 && g.k == 3 {
+        MIN_PADDING_VS_WINOGRAD
+    } else {
+        MIN_FORWARD_PADDING
+    };
+    applies(g) && padding_share(g) >= least
 }
 
 /// The share of (tap, output position) pairs whose input pixel lies in the padding.
@@ -118,10 +131,13 @@ fn copy_run(dst: &mut [f32], src: &[f32]) {
     }
 }
 
-/// W [c_out][ci][t] read as the GEMM's A, with its depth ordered (t, ci).
+/// W [c_out][ci][t] read as the GEMM's A, with its depth ordered (t, ci); with `adjoint`,
+/// the weights of backward-data's convolution instead (`g` being that convolution):
+/// W'[ci][co][t] = W[co][ci][kk - 1 - t].
 struct WeightByTap<'a> {
     w: &'a [f32],
     g: &'a ConvGeom,
+    adjoint: bool,
 }
 
 impl PackA for WeightByTap<'_> {
@@ -132,18 +148,36 @@ impl PackA for WeightByTap<'_> {
         self.g.ckk()
     }
     fn pack(&self, i0: usize, mc: usize, p0: usize, kc: usize, dst: &mut [f32]) {
-        let (kk, ckk) = (self.g.k * self.g.k, self.g.ckk());
-        let (t, ci0) = (p0 / self.g.c_in, p0 % self.g.c_in);
-        debug_assert!(
-            ci0 + kc <= self.g.c_in,
-            "a depth block stays within one tap"
-        );
+        let (kk, ckk, c) = (self.g.k * self.g.k, self.g.ckk(), self.g.c_in);
+        // W's strides between rows of A (lanes) and between channels of one tap (steps).
+        let (lane, step) = if self.adjoint {
+            (kk, self.g.c_out * kk)
+        } else {
+            (ckk, kk)
+        };
         let mr = blocked::MR;
         for r in 0..mc.div_ceil(mr) {
             let rows = mr.min(mc - r * mr);
-            let first = (i0 + r * mr) * ckk + ci0 * kk + t;
             let panel = &mut dst[r * kc * mr..(r + 1) * kc * mr];
-            interleave::<{ blocked::MR }>(self.w, first, rows, ckk, kk, kc, panel);
+            // The depth range tap by tap: within a tap, channels are kk apart in W.
+            let mut p = p0;
+            while p < p0 + kc {
+                let (t, ci) = (p / c, p % c);
+                let run = (c - ci).min(p0 + kc - p);
+                let tap = if self.adjoint { kk - 1 - t } else { t };
+                let first = (i0 + r * mr) * lane + ci * step + tap;
+                let at = (p - p0) * mr;
+                interleave::<{ blocked::MR }>(
+                    self.w,
+                    first,
+                    rows,
+                    lane,
+                    step,
+                    run,
+                    &mut panel[at..],
+                );
+                p += run;
+            }
         }
     }
 }
@@ -219,12 +253,64 @@ impl PackB for ForwardColumns<'_> {
 
 /// y = conv(x, w) for a convolution where `applies(g)` (`applies_forward` says when it pays).
 pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) {
+    convolve(
+        g,
+        x,
+        &WeightByTap {
+            w,
+            g,
+            adjoint: false,
+        },
+        y,
+    );
+}
+
+/// The convolution that backward-data is at stride 1: dy convolved with the flipped,
+/// transposed weights, padded by k - 1 - pad.
+fn adjoint(g: &ConvGeom) -> ConvGeom {
+    ConvGeom {
+        n: g.n,
+        c_in: g.c_out,
+        h: g.h_out(),
+        w: g.w_out(),
+        c_out: g.c_in,
+        k: g.k,
+        stride: 1,
+        pad: g.k - 1 - g.pad,
+    }
+}
+
+/// Whether `backward_data` here takes this convolution: stride 1 (where backward-data is a
+/// convolution) with that convolution's padding share past Winograd's break-even.
+pub fn applies_backward_data(g: &ConvGeom) -> bool {
+    g.stride == 1 && g.pad < g.k && applies_forward(&adjoint(g))
+}
+
+/// dx from the weights and dy (overwrites dx) for a convolution where
+/// `applies_backward_data(g)`.
+pub fn backward_data(g: &ConvGeom, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+    let ga = adjoint(g);
+    convolve(
+        &ga,
+        dy,
+        &WeightByTap {
+            w,
+            g: &ga,
+            adjoint: true,
+        },
+        dx,
+    );
+}
+
+/// y = conv(x, ·) with the weights given as the GEMM's A.
+fn convolve(g: &ConvGeom, x: &[f32], weights: &WeightByTap<'_>, y: &mut [f32]) {
     let (n, hw_out) = (g.n, g.hw_out());
     let mut xt = Scratch::take(x.len());
     transpose(x, n, g.c_in * g.h * g.w, &mut xt);
     let cols = hw_out * n;
     let mut out = Scratch::take(g.c_out * cols);
-    let (a, b) = (WeightByTap { w, g }, ForwardColumns { xt: &xt, g });
+    let a = PrepackedA::new(weights);
+    let b = ForwardColumns { xt: &xt, g };
     blocked::sgemm_with(&mut out, &a, &b, false, true);
     // [(co, o)][s] → [s][(co, o)].
     transpose(&out, g.c_out * hw_out, n, y);
@@ -298,7 +384,7 @@ pub fn backward_weight(g: &ConvGeom, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     // dy [s][(co, o)] → [(co, o)][s]: the GEMM's A, row-major with depth (o, s).
     let mut dyt = Scratch::take(dy.len());
     transpose(dy, n, g.c_out * hw_out, &mut dyt);
-    let a = crate::ops::matmul::MatRef::rm(&dyt, g.c_out, hw_out * n);
+    let a = PrepackedA::new(&MatRef::rm(&dyt, g.c_out, hw_out * n));
     let b = WeightGradRows { xhwc: &xhwc, g };
     let mut by_tap = Scratch::take(g.c_out * g.ckk());
     blocked::sgemm_with(&mut by_tap, &a, &b, false, true);
@@ -358,12 +444,64 @@ mod tests {
     }
 
     #[test]
+    fn the_implicit_backward_data_is_the_adjoint_of_the_direct_convolution() {
+        if !blocked::available() {
+            return;
+        }
+        let geom = |n, c_in, h, c_out, k, pad| ConvGeom {
+            n,
+            c_in,
+            h,
+            w: h,
+            c_out,
+            k,
+            stride: 1,
+            pad,
+        };
+        for g in [
+            geom(35, 40, 4, 33, 3, 1),
+            geom(3, 64, 5, 32, 3, 1),
+            geom(2, 32, 6, 40, 3, 0),
+        ] {
+            let (x, w, dy) = (
+                values(g.x_len(), 1),
+                values(g.w_len(), 2),
+                values(g.y_len(), 3),
+            );
+            let mut y = vec![0f32; g.y_len()];
+            cpu::forward_naive(&g, &x, &w, &mut y);
+            let mut dx = vec![f32::NAN; g.x_len()];
+            backward_data(&g, &w, &dy, &mut dx);
+            // <conv(x), dy> = <x, dx> for every x: checked on x and on each unit vector's
+            // worth of x through the im2col reference.
+            let dot = |a: &[f32], b: &[f32]| {
+                a.iter()
+                    .zip(b)
+                    .map(|(&p, &q)| p as f64 * q as f64)
+                    .sum::<f64>()
+            };
+            let (lhs, rhs) = (dot(&y, &dy), dot(&x, &dx));
+            assert!(
+                (lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0),
+                "{g:?}: {lhs} vs {rhs}"
+            );
+            let mut want = vec![0f32; g.x_len()];
+            cpu::im2col_backward_data(&g, &w, &dy, &mut want);
+            assert_close(&dx, &want, &format!("backward data {g:?}"));
+        }
+    }
+
+    #[test]
     fn both_directions_give_the_same_bits_on_one_thread_as_on_three() {
         if !blocked::available() {
             return;
         }
         let g = shapes()[1];
-        let (x, w, dy) = (values(g.x_len(), 5), values(g.w_len(), 6), values(g.y_len(), 7));
+        let (x, w, dy) = (
+            values(g.x_len(), 5),
+            values(g.w_len(), 6),
+            values(g.y_len(), 7),
+        );
         let run = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)

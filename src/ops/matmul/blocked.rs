@@ -17,6 +17,7 @@
 
 use super::kernel_avx512::tile;
 use super::MatRef;
+use crate::ops::scratch::Scratch;
 use rayon::prelude::*;
 use std::cell::Cell;
 
@@ -90,6 +91,44 @@ impl PackB for MatRef<'_, f32> {
             let first = p0 * self.rs + (j0 + q * NR) * self.cs;
             let panel = &mut dst[q * kc * NR..(q + 1) * kc * NR];
             interleave::<NR>(self.data, first, cols, self.cs, self.rs, kc, panel);
+        }
+    }
+}
+
+/// An A operand packed once for the whole product: every thread's blocks are then copies of
+/// contiguous runs instead of each thread packing (and transposing) all of A itself. Row
+/// panel `r` holds the whole depth at `r * k * MR`.
+pub struct PrepackedA {
+    panels: Scratch<f32>,
+    m: usize,
+    k: usize,
+}
+
+impl PrepackedA {
+    /// Packs `src`, its row panels spread over the threads.
+    pub fn new<A: PackA>(src: &A) -> Self {
+        let (m, k) = (src.rows(), src.depth());
+        let mut panels = Scratch::take(m.div_ceil(MR) * k * MR);
+        panels
+            .par_chunks_mut(k * MR)
+            .enumerate()
+            .for_each(|(r, panel)| src.pack(r * MR, MR.min(m - r * MR), 0, k, panel));
+        PrepackedA { panels, m, k }
+    }
+}
+
+impl PackA for PrepackedA {
+    fn rows(&self) -> usize {
+        self.m
+    }
+    fn depth(&self) -> usize {
+        self.k
+    }
+    fn pack(&self, i0: usize, mc: usize, p0: usize, kc: usize, dst: &mut [f32]) {
+        debug_assert!(i0.is_multiple_of(MR), "blocks start on panel boundaries");
+        for r in 0..mc.div_ceil(MR) {
+            let at = ((i0 / MR + r) * self.k + p0) * MR;
+            dst[r * kc * MR..(r + 1) * kc * MR].copy_from_slice(&self.panels[at..at + kc * MR]);
         }
     }
 }
