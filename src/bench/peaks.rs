@@ -4,8 +4,10 @@
 //! copy, 790 TFLOP/s dense bf16 matmul): the issue's floor is bf16 even for our f32 kernels,
 //! because bf16 is what the hardware can do. On a CPU they are measured here, at start-up:
 //! the best of a few multi-threaded copies of 128 MiB, and the best of a few 2048³ f32 GEMMs
-//! through the `gemm` crate (the CPU backend's own matmul, so "fraction of floor" reads as
-//! "fraction of what this machine's GEMM reaches"). Either can be overridden.
+//! through the `gemm` crate (`Kernel::Crate`, the CPU backend's default matmul, so "fraction of
+//! floor" reads as "fraction of what this machine's GEMM reaches"; the packed AVX-512 kernel
+//! and the implicit-GEMM convolutions can pass 100% of it, the Winograd ones well past it).
+//! Either can be overridden.
 
 use crate::device::Device;
 use crate::ops::matmul::{matmul, MatRef};

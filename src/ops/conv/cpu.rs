@@ -96,6 +96,22 @@ fn check(g: &ConvGeom, x: usize, w: usize, y: usize) {
 /// least this many columns: late layers (4x4 maps) would otherwise run 16-column GEMMs.
 const MIN_GEMM_COLS: usize = 1024;
 
+/// im2col rows below which the gradients' products stay on the crate: the RGB stem's 27 rows
+/// ran half as fast again packed (its 27-wide weight gradient fills one 32-column panel, and
+/// its 64-deep data gradient is too short to repay the packing); from 64 rows (the 1x1
+/// stride-2 shortcuts) up, packed was as fast or faster (`conv` bench items).
+const MIN_PACKED_ROWS: usize = 64;
+
+/// The GEMM of backward-data and backward-weight: packed, whose operands here are transposed
+/// in memory (the case the crate handles worst), except on the thin stem.
+fn gradient_kernel(g: &ConvGeom) -> Kernel {
+    if g.ckk() >= MIN_PACKED_ROWS {
+        Kernel::Packed
+    } else {
+        Kernel::Crate
+    }
+}
+
 /// Samples per group: every group but the last has this many.
 fn group_size(g: &ConvGeom) -> usize {
     MIN_GEMM_COLS.div_ceil(g.hw_out()).clamp(1, g.n.max(1))
@@ -237,7 +253,7 @@ pub(super) fn im2col_backward_data<T: Real>(g: &ConvGeom, w: &[T], dy: &[T], dx:
         let dys = &dy[gi * per * y_per..(gi * per + samples) * y_per];
         let dyg = gather_dy(g, dys, samples);
         matmul_with(
-            Kernel::Packed,
+            gradient_kernel(g),
             &mut dcol,
             wt,
             MatRef::rm(&dyg, g.c_out, cols),
@@ -301,8 +317,7 @@ pub(super) fn im2col_backward_weight<T: Real>(g: &ConvGeom, x: &[T], dy: &[T], d
             MatRef::rm(&dyg, g.c_out, cols),
             MatRef::rm(&col, ckk, cols).t(),
         );
-        // Packed: both operands are transposed in memory here, which the crate handles worst.
-        matmul_with(Kernel::Packed, &mut acc, a, b, false, !parallel_groups);
+        matmul_with(gradient_kernel(g), &mut acc, a, b, false, !parallel_groups);
         acc
     };
     let groups = g.n.div_ceil(per);
