@@ -190,31 +190,74 @@ pub fn forward<T: Real>(g: &ConvGeom, x: &[T], w: &[T], y: &mut [T]) {
     if winograd::applies(g) {
         return winograd::forward(g, x, w, y);
     }
-    let (ckk, hw, x_per) = (g.ckk(), g.hw_out(), g.c_in * g.h * g.w);
-    let per = group_size(g);
-    let parallel_groups = groups_in_parallel(g);
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(xf), Some(wf), Some(yf)) = (T::as_f32(x), T::as_f32(w), T::as_f32_mut(y)) {
+        if packed_forward_applies(g) {
+            return packed_forward(g, xf, wf, yf);
+        }
+    }
+    let (ckk, hw) = (g.ckk(), g.hw_out());
     let wm = MatRef::rm(w, g.c_out, ckk);
-    let run = |(gi, ys): (usize, &mut [T])| {
-        let samples = ys.len() / (g.c_out * hw);
+    forward_in_groups(g, x, y, |ys, col, samples, parallel| {
         let cols = samples * hw;
-        let col = im2col_group(
-            g,
-            &x[gi * per * x_per..(gi * per + samples) * x_per],
-            samples,
-        );
-        let b = MatRef::rm(&col, ckk, cols);
+        let b = MatRef::rm(col, ckk, cols);
         if samples == 1 {
             // One sample's [c_out, hw] block is the GEMM's output as it is.
-            matmul(ys, wm, b, false, !parallel_groups);
+            matmul(ys, wm, b, false, parallel);
             return;
         }
         let mut out = Scratch::take(g.c_out * cols);
-        matmul(&mut out, wm, b, false, !parallel_groups);
+        matmul(&mut out, wm, b, false, parallel);
         // [c_out, samples * hw] → each sample's [c_out, hw] block.
         for (i, dst) in ys.chunks_mut(hw).enumerate() {
             let (j, co) = (i / g.c_out, i % g.c_out);
             dst.copy_from_slice(&out[co * cols + j * hw..co * cols + (j + 1) * hw]);
         }
+    });
+}
+
+/// Whether the im2col forward runs on the packed GEMM: it needs AVX-512, output maps whose
+/// sample runs split into whole 16-lane halves (or single-sample groups), and enough im2col
+/// rows to repay packing (`MIN_PACKED_ROWS`).
+#[cfg(target_arch = "x86_64")]
+fn packed_forward_applies(g: &ConvGeom) -> bool {
+    use crate::ops::matmul::blocked;
+    blocked::available()
+        && g.ckk() >= MIN_PACKED_ROWS
+        && (g.hw_out().is_multiple_of(16) || group_size(g) == 1)
+}
+
+/// The im2col forward on the packed GEMM: the weights packed once for every group and thread
+/// (the crate repacks them per group), each group's product written into its samples' NCHW
+/// rows in place (no regrouping copy).
+#[cfg(target_arch = "x86_64")]
+fn packed_forward(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) {
+    use crate::ops::matmul::blocked::{sgemm_with, Layout, PrepackedA};
+    let (ckk, hw) = (g.ckk(), g.hw_out());
+    let weights = PrepackedA::new(&MatRef::rm(w, g.c_out, ckk));
+    forward_in_groups(g, x, y, |ys, col, samples, parallel| {
+        let b = MatRef::rm(col, ckk, samples * hw);
+        sgemm_with(ys, Layout::runs(g.c_out, hw), &weights, &b, false, parallel);
+    });
+}
+
+/// Runs `product(ys, col, samples, parallel)` for each group of samples: `col` is the group's
+/// im2col matrix [ckk, samples * hw], `ys` the group's output samples, `parallel` whether the
+/// product may use rayon's threads (one group alone) or not (groups side by side).
+fn forward_in_groups<T: Real>(
+    g: &ConvGeom,
+    x: &[T],
+    y: &mut [T],
+    product: impl Fn(&mut [T], &[T], usize, bool) + Sync,
+) {
+    let (hw, x_per) = (g.hw_out(), g.c_in * g.h * g.w);
+    let per = group_size(g);
+    let parallel_groups = groups_in_parallel(g);
+    let run = |(gi, ys): (usize, &mut [T])| {
+        let samples = ys.len() / (g.c_out * hw);
+        let xs = &x[gi * per * x_per..(gi * per + samples) * x_per];
+        let col = im2col_group(g, xs, samples);
+        product(ys, &col, samples, !parallel_groups);
     };
     let chunk = per * g.c_out * hw;
     if parallel_groups {
@@ -357,6 +400,79 @@ pub fn forward_naive<T: Real>(g: &ConvGeom, x: &[T], w: &[T], y: &mut [T]) {
                     y[((n * g.c_out + co) * ho + oy) * wo + ox] = s;
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Shapes that reach every f32 path: the crate on the RGB stem, the packed forward and
+    /// gradients (1x1 and 3x3 stride 2, 8x8 and 16x16 outputs), the implicit GEMM (4x4
+    /// outputs), Winograd, and the crate again where a sample's outputs are not whole 16-lane
+    /// halves (3x3 outputs); batches that leave a short last group.
+    fn shapes() -> Vec<ConvGeom> {
+        let geom = |n, c_in, h, c_out, k, stride| ConvGeom {
+            n,
+            c_in,
+            h,
+            w: h,
+            c_out,
+            k,
+            stride,
+            pad: k / 2,
+        };
+        vec![
+            geom(3, 3, 8, 16, 3, 1),
+            geom(70, 64, 8, 40, 1, 2),
+            geom(20, 64, 16, 30, 3, 2),
+            geom(9, 32, 8, 20, 3, 2),
+            geom(5, 32, 4, 32, 3, 1),
+            geom(6, 16, 8, 16, 3, 1),
+            geom(40, 64, 6, 20, 3, 2),
+        ]
+    }
+
+    fn values(len: usize, salt: usize) -> Vec<f64> {
+        (0..len)
+            .map(|i| (((i * 2654435761 + salt * 977) >> 9) % 1000) as f64 / 500.0 - 1.0)
+            .collect()
+    }
+
+    /// Runs one direction in f64 (im2col + the crate: the reference) and in f32 (whichever
+    /// fast path the shape takes) and compares them within f32 rounding.
+    fn agree(what: &str, f64_out: &[f64], f32_out: &[f32]) {
+        for (i, (&r, &v)) in f64_out.iter().zip(f32_out).enumerate() {
+            assert!(
+                (v as f64 - r).abs() <= 1e-4 * (1.0 + r.abs()),
+                "{what}: element {i} is {v}, the f64 reference {r}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_f32_path_agrees_with_the_f64_reference_in_all_three_directions() {
+        let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+        for g in shapes() {
+            let (x, w, dy) = (
+                values(g.x_len(), 1),
+                values(g.w_len(), 2),
+                values(g.y_len(), 3),
+            );
+            let (xf, wf, dyf) = (f32s(&x), f32s(&w), f32s(&dy));
+            let (mut y, mut yf) = (vec![0f64; g.y_len()], vec![f32::NAN; g.y_len()]);
+            forward(&g, &x, &w, &mut y);
+            forward(&g, &xf, &wf, &mut yf);
+            agree(&format!("forward {g:?}"), &y, &yf);
+            let (mut dx, mut dxf) = (vec![0f64; g.x_len()], vec![f32::NAN; g.x_len()]);
+            backward_data(&g, &w, &dy, &mut dx);
+            backward_data(&g, &wf, &dyf, &mut dxf);
+            agree(&format!("backward data {g:?}"), &dx, &dxf);
+            let (mut dw, mut dwf) = (vec![0f64; g.w_len()], vec![f32::NAN; g.w_len()]);
+            backward_weight(&g, &x, &dy, &mut dw);
+            backward_weight(&g, &xf, &dyf, &mut dwf);
+            agree(&format!("backward weight {g:?}"), &dw, &dwf);
         }
     }
 }

@@ -4,8 +4,8 @@
 //!
 //! Why these convolutions: a 3x3 stride-2 convolution cannot use Winograd, and on its small
 //! late maps much of its im2col matrix is padding (a 4x4 output from an 8x8 input reads
-//! padding in 16% of its taps, an 8x8 output in 12%), which oneDNN's direct kernels skip and
-//! an im2col GEMM multiplies. Ordering the GEMM so that a whole tile shares one tap and one
+//! padding in 16% of its (tap, position) pairs, a stride-1 4x4 output in 31%), which oneDNN's
+//! direct kernels skip and an im2col GEMM multiplies. Ordering the GEMM so that a whole tile shares one tap and one
 //! output position makes the padding whole tiles, skipped by the GEMM driver (`PackB::live`).
 //!
 //! Forward: Y[co][(o, s)] = Σ_(t, ci) W[co][(t, ci)] · X[(t, ci)][(o, s)], columns ordered
@@ -20,7 +20,7 @@
 
 use crate::geom::ConvGeom;
 use crate::ops::matmul::blocked::{
-    self, interleave, transpose_16x16, PackA, PackB, PrepackedA, NR,
+    self, interleave, transpose_16x16, Layout, PackA, PackB, PrepackedA, NR,
 };
 use crate::ops::matmul::MatRef;
 use crate::ops::scratch::Scratch;
@@ -30,9 +30,9 @@ use rayon::prelude::*;
 const MIN_CHANNELS: usize = 32;
 
 /// Share of the forward's (tap, output position) pairs that read padding, from which the
-/// skipped tiles repay the transposes: measured with the `conv` bench items, 16% (a 4x4
-/// output from 8x8) ran 10% faster than im2col + GEMM, 12% (8x8 from 16x16) no faster, 6%
-/// (16x16 from 32x32) a quarter slower.
+/// skipped tiles repay the transposes: measured with the `conv` bench items and A/B builds,
+/// 16% (a 4x4 output from 8x8) ran 10% faster than im2col + the packed GEMM; 8% (8x8 from
+/// 16x16) and 3% (16x16 from 32x32) ran as fast, not faster.
 const MIN_FORWARD_PADDING: f64 = 0.15;
 
 /// Whether the implicit GEMM can take this convolution at all (`backward_weight` takes every
@@ -213,34 +213,52 @@ impl PackB for ForwardColumns<'_> {
         self.g.ckk()
     }
     fn block(&self, p0: usize, max: usize) -> usize {
-        max.min(self.g.c_in - p0 % self.g.c_in)
+        // Whole taps: one tap's channels at a time when a tap fills a block, else as many
+        // whole taps as fit (a dead tap inside a live block is packed as zeros).
+        let c = self.g.c_in;
+        if c >= max {
+            max.min(c - p0 % c)
+        } else {
+            (max / c * c).min(self.depth() - p0)
+        }
     }
-    fn live(&self, p0: usize, _kc: usize, j0: usize, cols: usize) -> bool {
-        let t = p0 / self.g.c_in;
-        self.runs(j0, cols)
-            .any(|(o, _, _)| tap_inside(self.g, t, o).is_some())
+    fn live(&self, p0: usize, kc: usize, j0: usize, cols: usize) -> bool {
+        let c = self.g.c_in;
+        (p0 / c..=(p0 + kc - 1) / c).any(|t| {
+            self.runs(j0, cols)
+                .any(|(o, _, _)| tap_inside(self.g, t, o).is_some())
+        })
     }
     fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]) {
         let g = self.g;
-        let (t, ci0, n, hw) = (p0 / g.c_in, p0 % g.c_in, g.n, g.h * g.w);
+        let (n, hw) = (g.n, g.h * g.w);
         for q in 0..nc.div_ceil(NR) {
             let panel = &mut dst[q * kc * NR..(q + 1) * kc * NR];
             let cols = NR.min(nc - q * NR);
-            let mut lane = 0;
-            for (o, s, len) in self.runs(j0 + q * NR, cols) {
-                match tap_inside(g, t, o) {
-                    Some((iy, ix)) => {
-                        let first = (ci0 * hw + iy * g.w + ix) * n + s;
-                        for (p, step) in panel.chunks_exact_mut(NR).enumerate() {
-                            let at = first + p * hw * n;
-                            copy_run(&mut step[lane..lane + len], &self.xt[at..at + len]);
+            // The block tap by tap: steps `at..at + len` of the panel are tap t's channels
+            // ci0.. .
+            let mut at = 0;
+            while at < kc {
+                let (t, ci0) = ((p0 + at) / g.c_in, (p0 + at) % g.c_in);
+                let len = (g.c_in - ci0).min(kc - at);
+                let steps = &mut panel[at * NR..(at + len) * NR];
+                let mut lane = 0;
+                for (o, s, run) in self.runs(j0 + q * NR, cols) {
+                    match tap_inside(g, t, o) {
+                        Some((iy, ix)) => {
+                            let first = (ci0 * hw + iy * g.w + ix) * n + s;
+                            for (p, step) in steps.chunks_exact_mut(NR).enumerate() {
+                                let from = first + p * hw * n;
+                                copy_run(&mut step[lane..lane + run], &self.xt[from..from + run]);
+                            }
                         }
+                        None => steps
+                            .chunks_exact_mut(NR)
+                            .for_each(|step| step[lane..lane + run].fill(0.0)),
                     }
-                    None => panel
-                        .chunks_exact_mut(NR)
-                        .for_each(|step| step[lane..lane + len].fill(0.0)),
+                    lane += run;
                 }
-                lane += len;
+                at += len;
             }
             if cols < NR {
                 panel
@@ -311,7 +329,7 @@ fn convolve(g: &ConvGeom, x: &[f32], weights: &WeightByTap<'_>, y: &mut [f32]) {
     let mut out = Scratch::take(g.c_out * cols);
     let a = PrepackedA::new(weights);
     let b = ForwardColumns { xt: &xt, g };
-    blocked::sgemm_with(&mut out, &a, &b, false, true);
+    blocked::sgemm_with(&mut out, Layout::rows(cols), &a, &b, false, true);
     // [(co, o)][s] → [s][(co, o)].
     transpose(&out, g.c_out * hw_out, n, y);
 }
@@ -387,7 +405,7 @@ pub fn backward_weight(g: &ConvGeom, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     let a = PrepackedA::new(&MatRef::rm(&dyt, g.c_out, hw_out * n));
     let b = WeightGradRows { xhwc: &xhwc, g };
     let mut by_tap = Scratch::take(g.c_out * g.ckk());
-    blocked::sgemm_with(&mut by_tap, &a, &b, false, true);
+    blocked::sgemm_with(&mut by_tap, Layout::rows(g.ckk()), &a, &b, false, true);
     // [co][(t, ci)] → [co][(ci, t)].
     let kk = g.k * g.k;
     for (dst, src) in dw.chunks_mut(g.ckk()).zip(by_tap.chunks(g.ckk())) {
@@ -533,7 +551,8 @@ mod tests {
             stride,
             pad: 1,
         };
-        // 4x4 from 8x8 at stride 2: 1 - (11/12)^2 of the pairs; 8x8 from 16x16: 1 - (23/24)^2.
+        // 4x4 from 8x8 at stride 2: 1 - (11/12)^2 of the pairs (16%); 8x8 from 16x16:
+        // 1 - (23/24)^2 (8%).
         assert!((padding_share(&g(8, 2)) - (1.0 - (11.0f64 / 12.0).powi(2))).abs() < 1e-12);
         assert!((padding_share(&g(16, 2)) - (1.0 - (23.0f64 / 24.0).powi(2))).abs() < 1e-12);
         assert_eq!(applies_forward(&g(8, 2)), blocked::available());

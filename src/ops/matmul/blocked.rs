@@ -133,6 +133,41 @@ impl PackA for PrepackedA {
     }
 }
 
+/// Where element (i, j) of C lives: `i * ldc + (j / run) * run_stride + j % run`. A plain
+/// row-major matrix is one run per row (`Layout::rows`); a convolution's output in NCHW with
+/// its columns ordered (sample, position) is runs of a sample's positions (`Layout::runs`),
+/// so the GEMM writes it in place instead of through a regrouping copy.
+#[derive(Clone, Copy, Debug)]
+pub struct Layout {
+    ldc: usize,
+    run: usize,
+    run_stride: usize,
+}
+
+impl Layout {
+    /// A row-major matrix with `n` columns.
+    pub fn rows(n: usize) -> Self {
+        Layout {
+            ldc: n,
+            run: n.max(1),
+            run_stride: 0,
+        }
+    }
+
+    /// Columns (s, o) of a [s][row][o] array with `run` values of o: NCHW with rows = channels.
+    pub fn runs(rows: usize, run: usize) -> Self {
+        Layout {
+            ldc: run,
+            run,
+            run_stride: rows * run,
+        }
+    }
+
+    fn at(&self, i: usize, j: usize) -> usize {
+        i * self.ldc + (j / self.run) * self.run_stride + j % self.run
+    }
+}
+
 /// C's base pointer, shared by the threads that write disjoint column ranges of it.
 #[derive(Clone, Copy)]
 struct SharedC(*mut f32);
@@ -148,14 +183,17 @@ pub fn sgemm(
     accumulate: bool,
     parallel: bool,
 ) {
-    sgemm_with(c, &a, &b, accumulate, parallel)
+    let n = b.cols;
+    sgemm_with(c, Layout::rows(n), &a, &b, accumulate, parallel)
 }
 
-/// `c (m x n, row-major) (+)= A · B` from any packing sources; `parallel` splits C's columns
-/// over rayon's threads. Panics unless `available()`, the sources agree on k and `c` holds
-/// m x n values.
+/// `C (m x n, laid out in c by `layout`) (+)= A · B` from any packing sources; `parallel`
+/// splits C's columns over rayon's threads. Panics unless `available()`, the sources agree
+/// on k, `c` holds every element of C and each run is a whole number of 16-lane halves (or
+/// the only run of its row).
 pub fn sgemm_with<A: PackA, B: PackB>(
     c: &mut [f32],
+    layout: Layout,
     a: &A,
     b: &B,
     accumulate: bool,
@@ -168,10 +206,17 @@ pub fn sgemm_with<A: PackA, B: PackB>(
         b.depth(),
         "blocked GEMM: inner dimensions differ"
     );
-    assert!(c.len() >= m * n, "blocked GEMM: destination too small");
     if m == 0 || n == 0 {
         return;
     }
+    assert!(
+        c.len() > layout.at(m - 1, n - 1),
+        "blocked GEMM: destination too small"
+    );
+    assert!(
+        layout.run.is_multiple_of(16) || layout.run >= n,
+        "blocked GEMM: a 16-lane half must lie inside one run"
+    );
     let threads = if parallel {
         rayon::current_num_threads().min(n.div_ceil(NR))
     } else {
@@ -180,7 +225,7 @@ pub fn sgemm_with<A: PackA, B: PackB>(
     let base = SharedC(c.as_mut_ptr());
     if threads <= 1 {
         // SAFETY: c holds m x n floats; this call alone writes them.
-        unsafe { columns(a, b, base, n, 0, n, accumulate) };
+        unsafe { columns(a, b, base, layout, 0, n, accumulate) };
         return;
     }
     let per = n.div_ceil(NR).div_ceil(threads) * NR;
@@ -188,7 +233,7 @@ pub fn sgemm_with<A: PackA, B: PackB>(
         let (j0, j1) = (t * per, ((t + 1) * per).min(n));
         if j0 < j1 {
             // SAFETY: every thread writes only columns j0..j1 of C, disjoint from the others'.
-            unsafe { columns(a, b, base, n, j0, j1, accumulate) };
+            unsafe { columns(a, b, base, layout, j0, j1, accumulate) };
         }
     });
 }
@@ -198,16 +243,16 @@ thread_local! {
     static PACKED: Cell<(Vec<f32>, Vec<f32>)> = const { Cell::new((Vec::new(), Vec::new())) };
 }
 
-/// Columns `j0..j1` of C (row stride `ldc`) from the whole of A and those columns of B.
+/// Columns `j0..j1` of C from the whole of A and those columns of B.
 ///
 /// # Safety
-/// `c` points at a row-major m x ldc matrix with `ldc >= j1`, and no other thread touches its
-/// columns `j0..j1` during the call.
+/// `c` holds every element of the m x j1 matrix `layout` places, `j0` is a multiple of NR,
+/// and no other thread touches columns `j0..j1` during the call.
 unsafe fn columns<A: PackA, B: PackB>(
     a: &A,
     b: &B,
     c: SharedC,
-    ldc: usize,
+    layout: Layout,
     j0: usize,
     j1: usize,
     accumulate: bool,
@@ -216,7 +261,12 @@ unsafe fn columns<A: PackA, B: PackB>(
     if B::SKIPS && !accumulate {
         // Skipped tiles leave C as it is, so every block adds onto a cleared C.
         for i in 0..m {
-            std::slice::from_raw_parts_mut(c.0.add(i * ldc + j0), j1 - j0).fill(0.0);
+            let mut j = j0;
+            while j < j1 {
+                let len = (layout.run - j % layout.run).min(j1 - j);
+                std::slice::from_raw_parts_mut(c.0.add(layout.at(i, j)), len).fill(0.0);
+                j += len;
+            }
         }
     }
     // Taken rather than borrowed: nothing here can re-enter, but a re-entry would only
@@ -245,9 +295,15 @@ unsafe fn columns<A: PackA, B: PackB>(
                         let bpanel = bp.as_ptr().add(jr * kc * NR);
                         for ir in 0..mc.div_ceil(MR) {
                             let rows = MR.min(mc - ir * MR);
-                            let ct = c.0.add((ic + ir * MR) * ldc + jc + jr * NR);
+                            let (i, j) = (ic + ir * MR, jc + jr * NR);
+                            // The second half may start past C when cols <= 16 (never
+                            // dereferenced then): hence the wrapping offset.
+                            let ct = [
+                                c.0.add(layout.at(i, j)),
+                                c.0.wrapping_add(layout.at(i, j + 16)),
+                            ];
                             let apanel = ap.as_ptr().add(ir * kc * MR);
-                            tile(rows, cols, kc, apanel, bpanel, ct, ldc, load_c);
+                            tile(rows, cols, kc, apanel, bpanel, ct, layout.ldc, load_c);
                         }
                     }
                 }

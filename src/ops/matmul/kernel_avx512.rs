@@ -21,9 +21,11 @@ pub fn available() -> bool {
 ///
 /// # Safety
 /// `available()` holds; `a` points at `kc * MR` readable floats (row `i` of step `p` at
-/// `p * MR + i`), `b` at `kc * NR` (column `j` of step `p` at `p * NR + j`); `c` is the tile's
-/// top-left element with rows `ldc` apart, and rows `0..rows`, columns `0..cols` of it are
-/// writable; `1 <= rows <= MR`, `1 <= cols <= NR`. With `load_c`, C's old values are added to.
+/// `p * MR + i`), `b` at `kc * NR` (column `j` of step `p` at `p * NR + j`); `c[h]` is the
+/// top element of the tile's columns `16h..16h+16` (contiguous in memory; the two halves may
+/// lie apart, as two samples' rows do in NCHW), rows `ldc` apart, and rows `0..rows`,
+/// columns `0..cols` are writable; `1 <= rows <= MR`, `1 <= cols <= NR` (`c[1]` is never
+/// dereferenced when `cols <= 16`). With `load_c`, C's old values are added to.
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn tile(
     rows: usize,
@@ -31,7 +33,7 @@ pub unsafe fn tile(
     kc: usize,
     a: *const f32,
     b: *const f32,
-    c: *mut f32,
+    c: [*mut f32; 2],
     ldc: usize,
     load_c: bool,
 ) {
@@ -52,7 +54,7 @@ unsafe fn tile_rows<const R: usize>(
     kc: usize,
     a: *const f32,
     b: *const f32,
-    c: *mut f32,
+    c: [*mut f32; 2],
     ldc: usize,
     load_c: bool,
 ) {
@@ -72,10 +74,10 @@ unsafe fn tile_rows<const R: usize>(
     let lanes = |n: usize| -> __mmask16 { ((1u32 << n.min(16)) - 1) as __mmask16 };
     let (m0, m1) = (lanes(cols), lanes(cols.saturating_sub(16)));
     for (i, row) in acc.iter().enumerate() {
-        let c0 = c.add(i * ldc);
+        let c0 = c[0].add(i * ldc);
         // `wrapping_add`: with cols <= 16 the second half may lie past C's end; it is only
         // used under an all-zero mask.
-        let c1 = c0.wrapping_add(16);
+        let c1 = c[1].wrapping_add(i * ldc);
         let (mut v0, mut v1) = (row[0], row[1]);
         if load_c {
             v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, c0));
