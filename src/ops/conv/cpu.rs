@@ -3,6 +3,11 @@
 //! CPU path: im2col + GEMM over groups of samples whose column blocks sit side by side
 //! (so late layers with 4x4 maps still get wide GEMMs). Forward `Y = W · col(X)`,
 //! backward-data `dX = col2im(Wᵀ · dY)`, backward-weight `dW = Σ_groups dY · col(X)ᵀ`.
+//! Each direction first hands the shapes that have a faster path to it: Winograd for the
+//! 3x3 stride-1 convolutions, and for f32 on AVX-512 the implicit GEMM (`implicit`: strided
+//! weight gradients, maps with much padding) and the packed GEMM under im2col (the rest but
+//! the RGB stem). f64, the gradient checks' type, always takes im2col or Winograd with the
+//! `gemm` crate.
 
 #[cfg(target_arch = "x86_64")]
 use super::implicit;
@@ -96,10 +101,11 @@ fn check(g: &ConvGeom, x: usize, w: usize, y: usize) {
 /// least this many columns: late layers (4x4 maps) would otherwise run 16-column GEMMs.
 const MIN_GEMM_COLS: usize = 1024;
 
-/// im2col rows below which the gradients' products stay on the crate: the RGB stem's 27 rows
-/// ran half as fast again packed (its 27-wide weight gradient fills one 32-column panel, and
-/// its 64-deep data gradient is too short to repay the packing); from 64 rows (the 1x1
-/// stride-2 shortcuts) up, packed was as fast or faster (`conv` bench items).
+/// im2col rows below which the products stay on the crate: the RGB stem's 27 rows ran half as
+/// fast again packed in the gradients (its 27-wide weight gradient fills one 32-column panel,
+/// and its 64-deep data gradient is too short to repay the packing), so its forward, with the
+/// same 27-deep products, stays there too; from 64 rows (the 1x1 stride-2 shortcuts) up,
+/// packed was as fast or faster (`conv` bench items).
 const MIN_PACKED_ROWS: usize = 64;
 
 /// The GEMM of backward-data and backward-weight: packed, whose operands here are transposed

@@ -1,12 +1,15 @@
-//! Implicit-GEMM forward and weight gradient for the strided convolutions, f32 on AVX-512
-//! CPUs: the blocked GEMM packs its B panels straight from a transposed copy of the input
-//! (no im2col matrix), and skips every tile that only padding feeds.
+//! Implicit-GEMM convolutions, f32 on AVX-512 CPUs: the strided convolutions' weight
+//! gradient, and the forward and stride-1 backward-data where much of the input is padding.
+//! The blocked GEMM packs its B panels straight from a transposed copy of the input (no
+//! im2col matrix) and skips every tile that only padding feeds.
 //!
-//! Why these convolutions: a 3x3 stride-2 convolution cannot use Winograd, and on its small
-//! late maps much of its im2col matrix is padding (a 4x4 output from an 8x8 input reads
-//! padding in 16% of its (tap, position) pairs, a stride-1 4x4 output in 31%), which oneDNN's
-//! direct kernels skip and an im2col GEMM multiplies. Ordering the GEMM so that a whole tile shares one tap and one
-//! output position makes the padding whole tiles, skipped by the GEMM driver (`PackB::live`).
+//! Why these: a 3x3 stride-2 convolution cannot use Winograd, and on small late maps much of
+//! an im2col matrix is padding (a 4x4 output from an 8x8 input reads padding in 16% of its
+//! (tap, position) pairs, a stride-1 4x4 output in 31%), which oneDNN's direct kernels skip
+//! and an im2col GEMM multiplies. Ordering the GEMM so that a whole tile shares one tap and
+//! one output position makes the padding whole tiles, which the GEMM driver skips
+//! (`PackB::live`). The strided weight gradient gains even without much padding: its im2col
+//! GEMM has both operands transposed in memory.
 //!
 //! Forward: Y[co][(o, s)] = Σ_(t, ci) W[co][(t, ci)] · X[(t, ci)][(o, s)], columns ordered
 //! output position o major, sample s minor, so an NR-column panel is one position of 32
@@ -31,8 +34,8 @@ const MIN_CHANNELS: usize = 32;
 
 /// Share of the forward's (tap, output position) pairs that read padding, from which the
 /// skipped tiles repay the transposes: measured with the `conv` bench items and A/B builds,
-/// 16% (a 4x4 output from 8x8) ran 10% faster than im2col + the packed GEMM; 8% (8x8 from
-/// 16x16) and 3% (16x16 from 32x32) ran as fast, not faster.
+/// 16% (a 4x4 output from 8x8) ran 10% faster than im2col + a GEMM; 8% (8x8 from
+/// 16x16) and 4% (16x16 from 32x32) ran as fast, not faster.
 const MIN_FORWARD_PADDING: f64 = 0.15;
 
 /// Whether the implicit GEMM can take this convolution at all (`backward_weight` takes every

@@ -24,7 +24,7 @@ use std::cell::Cell;
 pub use super::kernel_avx512::{available, transpose_16x16, MR, NR};
 
 /// Depth of a block (the B panel in L1 is KC x NR floats).
-pub const KC: usize = 256;
+const KC: usize = 256;
 const MC: usize = MR * 24;
 const NC: usize = NR * 64;
 

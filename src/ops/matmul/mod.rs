@@ -1,6 +1,7 @@
-//! Strided matrix multiply, with the bounds checked here so callers stay in safe code: f32 on
-//! AVX-512 CPUs through the blocked kernel here (`blocked`), everything else through the
-//! `gemm` crate.
+//! Strided matrix multiply, with the bounds checked here so callers stay in safe code. Two
+//! kernels (`Kernel`): the `gemm` crate, the default, and for f32 on AVX-512 CPUs, when a
+//! caller asks for it, the packed GEMM here (`blocked`, `kernel_avx512`), which the
+//! convolutions also drive directly with their own packing sources.
 
 #[cfg(target_arch = "x86_64")]
 pub mod blocked;
@@ -33,6 +34,7 @@ impl<'a, T> MatRef<'a, T> {
     }
 
     /// The same view over other storage of the same elements (a cast slice).
+    #[cfg(target_arch = "x86_64")]
     fn on<U>(self, data: &[U]) -> MatRef<'_, U> {
         debug_assert_eq!(data.len(), self.data.len());
         MatRef {
