@@ -92,6 +92,7 @@ pub fn matmul<T: Real>(
 }
 
 /// `matmul` through the chosen kernel.
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 pub fn matmul_with<T: Real>(
     kernel: Kernel,
     dst: &mut [T],
