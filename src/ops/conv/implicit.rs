@@ -134,6 +134,15 @@ fn copy_run(dst: &mut [f32], src: &[f32]) {
     }
 }
 
+/// Zeros lanes `lanes` of every NR-wide step of a panel (padding, or columns past B's edge).
+fn zero_lanes(steps: &mut [f32], lanes: std::ops::Range<usize>) {
+    if !lanes.is_empty() {
+        steps
+            .chunks_exact_mut(NR)
+            .for_each(|step| step[lanes.clone()].fill(0.0));
+    }
+}
+
 /// W [c_out][ci][t] read as the GEMM's A, with its depth ordered (t, ci); with `adjoint`,
 /// the weights of backward-data's convolution instead (`g` being that convolution):
 /// W'[ci][co][t] = W[co][ci][kk - 1 - t].
@@ -255,19 +264,13 @@ impl PackB for ForwardColumns<'_> {
                                 copy_run(&mut step[lane..lane + run], &self.xt[from..from + run]);
                             }
                         }
-                        None => steps
-                            .chunks_exact_mut(NR)
-                            .for_each(|step| step[lane..lane + run].fill(0.0)),
+                        None => zero_lanes(steps, lane..lane + run),
                     }
                     lane += run;
                 }
                 at += len;
             }
-            if cols < NR {
-                panel
-                    .chunks_exact_mut(NR)
-                    .for_each(|step| step[cols..].fill(0.0));
-            }
+            zero_lanes(panel, cols..NR);
         }
     }
 }
@@ -379,17 +382,11 @@ impl PackB for WeightGradRows<'_> {
                             copy_run(&mut step[lane..lane + len], &self.xhwc[at..at + len]);
                         }
                     }
-                    None => panel
-                        .chunks_exact_mut(NR)
-                        .for_each(|step| step[lane..lane + len].fill(0.0)),
+                    None => zero_lanes(panel, lane..lane + len),
                 }
                 lane += len;
             }
-            if cols < NR {
-                panel
-                    .chunks_exact_mut(NR)
-                    .for_each(|step| step[cols..].fill(0.0));
-            }
+            zero_lanes(panel, cols..NR);
         }
     }
 }
