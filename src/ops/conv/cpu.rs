@@ -5,13 +5,14 @@
 //! backward-data `dX = col2im(Wᵀ · dY)`, backward-weight `dW = Σ_groups dY · col(X)ᵀ`.
 //! Each direction first hands the shapes that have a faster path to it: Winograd for the
 //! 3x3 stride-1 convolutions, and for f32 on AVX-512 the implicit GEMM (`implicit`: strided
-//! weight gradients, maps with much padding) and the packed GEMM under im2col (the rest but
-//! the RGB stem). f64, the gradient checks' type, always takes im2col or Winograd with the
+//! weight gradients, maps with much padding), the forward with panels gathered from NCHW
+//! (`gathered`: the other 3x3 stride-2 forwards) and the packed GEMM under im2col (the rest
+//! but the RGB stem). f64, the gradient checks' type, always takes im2col or Winograd with the
 //! `gemm` crate.
 
-#[cfg(target_arch = "x86_64")]
-use super::implicit;
 use super::winograd;
+#[cfg(target_arch = "x86_64")]
+use super::{gathered, implicit};
 use crate::geom::ConvGeom;
 use crate::ops::matmul::{matmul, matmul_with, Kernel, MatRef};
 use crate::ops::scratch::Scratch;
@@ -198,6 +199,9 @@ pub fn forward<T: Real>(g: &ConvGeom, x: &[T], w: &[T], y: &mut [T]) {
     }
     #[cfg(target_arch = "x86_64")]
     if let (Some(xf), Some(wf), Some(yf)) = (T::as_f32(x), T::as_f32(w), T::as_f32_mut(y)) {
+        if g.ckk() >= MIN_PACKED_ROWS && gathered::applies(g) {
+            return gathered::forward(g, xf, wf, yf);
+        }
         if packed_forward_applies(g) {
             return packed_forward(g, xf, wf, yf);
         }
@@ -224,7 +228,8 @@ pub fn forward<T: Real>(g: &ConvGeom, x: &[T], w: &[T], y: &mut [T]) {
 
 /// Whether the im2col forward runs on the packed GEMM: it needs AVX-512, output maps whose
 /// sample runs split into whole 16-lane halves (or single-sample groups), and enough im2col
-/// rows to repay packing (`MIN_PACKED_ROWS`).
+/// rows to repay packing (`MIN_PACKED_ROWS`). The 1x1 convolutions take it (the others that
+/// meet this go to `gathered` first).
 #[cfg(target_arch = "x86_64")]
 fn packed_forward_applies(g: &ConvGeom) -> bool {
     use crate::ops::matmul::blocked;
@@ -414,10 +419,11 @@ pub fn forward_naive<T: Real>(g: &ConvGeom, x: &[T], w: &[T], y: &mut [T]) {
 mod tests {
     use super::*;
 
-    /// Shapes that reach every f32 path: the crate on the RGB stem, the packed forward and
-    /// gradients (1x1 and 3x3 stride 2, 8x8 and 16x16 outputs), the implicit GEMM (4x4
-    /// outputs), Winograd, and the crate again where a sample's outputs are not whole 16-lane
-    /// halves (3x3 outputs); batches that leave a short last group.
+    /// Shapes that reach every f32 path: the crate on the RGB stem, the packed gradients (1x1
+    /// and 3x3 stride 2, 8x8 and 16x16 outputs), the packed im2col forward (1x1 stride 2), the
+    /// gathered forward (3x3 stride 2, 8x8 output), the implicit GEMM (4x4 outputs),
+    /// Winograd, and the crate again where a sample's outputs are not whole 16-lane halves
+    /// (3x3 outputs); batches that leave a short last group.
     fn shapes() -> Vec<ConvGeom> {
         let geom = |n, c_in, h, c_out, k, stride| ConvGeom {
             n,

@@ -5,6 +5,8 @@
 pub mod cpu;
 pub mod cuda;
 #[cfg(target_arch = "x86_64")]
+mod gathered;
+#[cfg(target_arch = "x86_64")]
 mod implicit;
 mod winograd;
 
