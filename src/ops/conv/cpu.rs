@@ -6,13 +6,13 @@
 //! Each direction first hands the shapes that have a faster path to it: Winograd for the
 //! 3x3 stride-1 convolutions, and for f32 on AVX-512 the implicit GEMM (`implicit`: strided
 //! weight gradients, maps with much padding), the forward with panels gathered from NCHW
-//! (`gathered`: the other 3x3 stride-2 forwards) and the packed GEMM under im2col (the rest
-//! but the RGB stem). f64, the gradient checks' type, always takes im2col or Winograd with the
+//! (`gathered`: the other strided forwards), the 1x1 weight gradient from NCHW
+//! (`pointwise`) and the packed GEMM under im2col (the other gradients but the RGB stem's). f64, the gradient checks' type, always takes im2col or Winograd with the
 //! `gemm` crate.
 
 use super::winograd;
 #[cfg(target_arch = "x86_64")]
-use super::{gathered, implicit};
+use super::{gathered, implicit, pointwise};
 use crate::geom::ConvGeom;
 use crate::ops::matmul::{matmul, matmul_with, Kernel, MatRef};
 use crate::ops::scratch::Scratch;
@@ -202,9 +202,6 @@ pub fn forward<T: Real>(g: &ConvGeom, x: &[T], w: &[T], y: &mut [T]) {
         if g.ckk() >= MIN_PACKED_ROWS && gathered::applies(g) {
             return gathered::forward(g, xf, wf, yf);
         }
-        if packed_forward_applies(g) {
-            return packed_forward(g, xf, wf, yf);
-        }
     }
     let (ckk, hw) = (g.ckk(), g.hw_out());
     let wm = MatRef::rm(w, g.c_out, ckk);
@@ -223,32 +220,6 @@ pub fn forward<T: Real>(g: &ConvGeom, x: &[T], w: &[T], y: &mut [T]) {
             let (j, co) = (i / g.c_out, i % g.c_out);
             dst.copy_from_slice(&out[co * cols + j * hw..co * cols + (j + 1) * hw]);
         }
-    });
-}
-
-/// Whether the im2col forward runs on the packed GEMM: it needs AVX-512, output maps whose
-/// sample runs split into whole 16-lane halves (or single-sample groups), and enough im2col
-/// rows to repay packing (`MIN_PACKED_ROWS`). The 1x1 convolutions take it (the others that
-/// meet this go to `gathered` first).
-#[cfg(target_arch = "x86_64")]
-fn packed_forward_applies(g: &ConvGeom) -> bool {
-    use crate::ops::matmul::blocked;
-    blocked::available()
-        && g.ckk() >= MIN_PACKED_ROWS
-        && (g.hw_out().is_multiple_of(16) || group_size(g) == 1)
-}
-
-/// The im2col forward on the packed GEMM: the weights packed once for every group and thread
-/// (the crate repacks them per group), each group's product written into its samples' NCHW
-/// rows in place (no regrouping copy).
-#[cfg(target_arch = "x86_64")]
-fn packed_forward(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) {
-    use crate::ops::matmul::blocked::{sgemm_with, Layout, PrepackedA};
-    let (ckk, hw) = (g.ckk(), g.hw_out());
-    let weights = PrepackedA::new(&MatRef::rm(w, g.c_out, ckk));
-    forward_in_groups(g, x, y, |ys, col, samples, parallel| {
-        let b = MatRef::rm(col, ckk, samples * hw);
-        sgemm_with(ys, Layout::runs(g.c_out, hw), &weights, &b, false, parallel);
     });
 }
 
@@ -346,6 +317,9 @@ pub fn backward_weight<T: Real>(g: &ConvGeom, x: &[T], dy: &[T], dw: &mut [T]) {
         if g.stride > 1 && implicit::applies(g) {
             return implicit::backward_weight(g, xf, dyf, dwf);
         }
+        if g.ckk() >= MIN_PACKED_ROWS && pointwise::applies(g) {
+            return pointwise::backward_weight(g, xf, dyf, dwf);
+        }
     }
     im2col_backward_weight(g, x, dy, dw);
 }
@@ -420,10 +394,11 @@ mod tests {
     use super::*;
 
     /// Shapes that reach every f32 path: the crate on the RGB stem, the packed gradients (1x1
-    /// and 3x3 stride 2, 8x8 and 16x16 outputs), the packed im2col forward (1x1 stride 2), the
-    /// gathered forward (3x3 stride 2, 8x8 output), the implicit GEMM (4x4 outputs),
-    /// Winograd, and the crate again where a sample's outputs are not whole 16-lane halves
-    /// (3x3 outputs); batches that leave a short last group.
+    /// and 3x3 stride 2, 8x8 and 16x16 outputs; the 1x1 weight gradient in `pointwise`), the
+    /// gathered forward (1x1 and 3x3 stride 2,
+    /// 4x4 and 8x8 outputs), the implicit GEMM (3x3 on 4x4 outputs), Winograd, and the crate
+    /// again where a sample's outputs are not whole 16-lane halves (3x3 outputs); batches that
+    /// leave a short last group.
     fn shapes() -> Vec<ConvGeom> {
         let geom = |n, c_in, h, c_out, k, stride| ConvGeom {
             n,

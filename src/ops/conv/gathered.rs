@@ -1,4 +1,4 @@
-//! The strided forward as an implicit GEMM whose B panels are gathered straight from the NCHW
+//! The strided forwards as an implicit GEMM whose B panels are gathered straight from the NCHW
 //! input, f32 on AVX-512 CPUs: Y[co][(s, o)] = Σ_(ci, t) W[co][(ci, t)] · X[(ci, t)][(s, o)].
 //!
 //! Why: an im2col forward writes the whole column matrix (for ResNet18's 128x16x16→256
@@ -29,20 +29,15 @@ const LINE: usize = 16;
 /// Lanes of one half of a panel step (one 16-lane vector).
 const HALF: usize = NR / 2;
 
-/// Whether `forward` takes this convolution: AVX-512, a kernel wider than 1x1, output maps
-/// whose samples fill whole 16-lane halves (so that C's runs split into halves, as the GEMM's
-/// NCHW layout needs), and 32 samples' offsets within i32.
-///
-/// Why not 1x1: its im2col is only a subsample copy, and on ResNet18's and WRN-22-8's 1x1
-/// stride-2 shortcuts the windows' loads and permutes measured no faster than it (7.1-7.6
-/// against 7.0-7.2 ms on 128x32x32→256, 2.1-2.6 against 2.3 on 64x32x32→128) or slower (1.9
-/// against 1.5 ms on 256x8x8→512); on the 3x3 stride-2 layers they were 15-25% faster.
+/// Whether `forward` takes this convolution: AVX-512, output maps whose samples fill whole
+/// 16-lane halves (so that C's runs split into halves, as the GEMM's NCHW layout needs), and
+/// 32 samples' offsets within i32. On every strided ResNet18 layer it was faster than im2col
+/// and the packed GEMM (the 1x1 stride-2 shortcuts 2.2x on 32x32 and 16x16 inputs, 1.1x on
+/// 8x8; the 3x3 stride-2 layers 1.2-1.3x), under the binary's allocator (mimalloc, with which
+/// im2col's strided stores ran 3x slower than under the system allocator).
 pub fn applies(g: &ConvGeom) -> bool {
     let sample = g.c_in * g.h * g.w;
-    blocked::available()
-        && g.k > 1
-        && g.hw_out().is_multiple_of(HALF)
-        && i32::try_from(NR * sample).is_ok()
+    blocked::available() && g.hw_out().is_multiple_of(HALF) && i32::try_from(NR * sample).is_ok()
 }
 
 /// y = conv(x, w) for a convolution where `applies(g)`.
@@ -172,8 +167,9 @@ struct Window {
 struct PanelPlan {
     windows: Vec<Window>,
     ranges: Vec<std::ops::Range<usize>>,
-    /// The span of a channel plane the windows read.
-    lines: std::ops::Range<usize>,
+    /// The cache lines of a channel plane the windows read (offsets of their first floats,
+    /// for a line-aligned plane).
+    lines: Vec<usize>,
 }
 
 impl PanelPlan {
@@ -181,7 +177,7 @@ impl PanelPlan {
         let mut plan = PanelPlan {
             windows: Vec::new(),
             ranges: Vec::with_capacity(2 * g.k * g.k),
-            lines: 0..0,
+            lines: Vec::new(),
         };
         for t in 0..g.k * g.k {
             let (ky, kx) = ((t / g.k) as i32, (t % g.k) as i32);
@@ -224,9 +220,16 @@ impl PanelPlan {
                 plan.ranges.push(begin..plan.windows.len());
             }
         }
-        let first = plan.windows.iter().map(|w| w.start).min().unwrap_or(0);
-        let last = plan.windows.iter().map(|w| w.start + NR).max().unwrap_or(0);
-        plan.lines = first..last;
+        // Each line once: a panel that spans two samples reads two far-apart parts of the
+        // input, so the lines, not the span between them.
+        plan.lines = plan
+            .windows
+            .iter()
+            .flat_map(|w| [w.start, w.start + HALF, w.start + NR - 1])
+            .map(|at| at / LINE * LINE)
+            .collect();
+        plan.lines.sort_unstable();
+        plan.lines.dedup();
         plan
     }
 }
@@ -267,7 +270,7 @@ unsafe fn pack_panel(
             // The planes stream from memory (a block's 32 samples are far apart), and the
             // hardware prefetchers do not follow them: fetch the lines a later channel reads.
             let ahead = base.wrapping_add(PREFETCH_CHANNELS * plane);
-            for line in plan.lines.clone().step_by(LINE) {
+            for &line in &plan.lines {
                 _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line).cast());
             }
         }
@@ -317,8 +320,8 @@ mod tests {
 
     /// Against the direct loops on shapes that cross every edge: a half panel at B's right
     /// edge, panels that span samples, depth blocks that split a channel's taps, rows past a
-    /// whole MR panel, padding on every side, strides 1 to 3 (one to four windows a half), a
-    /// 5x5 kernel.
+    /// whole MR panel, padding on every side, strides 1 to 3 (one to four windows a half),
+    /// 1x1 and 5x5 kernels.
     #[test]
     fn matches_the_direct_loops() {
         if !blocked::available() {
@@ -329,6 +332,8 @@ mod tests {
             geom(2, 20, 24, 17, 3, 3),
             geom(2, 40, 16, 15, 3, 1),
             geom(3, 64, 8, 20, 5, 2),
+            geom(5, 33, 16, 17, 1, 2),
+            geom(3, 64, 8, 20, 1, 2),
         ];
         for g in shapes {
             assert!(applies(&g), "{g:?}");

@@ -8,6 +8,8 @@ pub mod cuda;
 mod gathered;
 #[cfg(target_arch = "x86_64")]
 mod implicit;
+#[cfg(target_arch = "x86_64")]
+mod pointwise;
 mod winograd;
 
 pub use crate::geom::ConvGeom;

@@ -347,7 +347,11 @@ pub fn interleave<const W: usize>(
         let n = STEPS.min(len - p0);
         for (l, row) in block.iter_mut().enumerate().take(lanes) {
             let at = first + l * lane + p0 * step;
-            if step == 1 {
+            if step == 1 && n == STEPS {
+                // Of constant length: vector moves, not a memcpy call per lane.
+                let run: &[f32; STEPS] = src[at..at + STEPS].try_into().expect("STEPS values");
+                *row = *run;
+            } else if step == 1 {
                 row[..n].copy_from_slice(&src[at..at + n]);
             } else {
                 for (p, v) in row[..n].iter_mut().enumerate() {
