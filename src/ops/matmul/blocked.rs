@@ -36,6 +36,11 @@ pub trait PackA: Sync {
     /// at `(r * kc + p) * MR + i`. A short last panel's missing rows need not be written (the
     /// register tile never reads them).
     fn pack(&self, i0: usize, mc: usize, p0: usize, kc: usize, dst: &mut [f32]);
+    /// The source as a whole-product packing, whose panels the register tile then reads
+    /// where they lie instead of through `pack`'s copy.
+    fn prepacked(&self) -> Option<&PrepackedA> {
+        None
+    }
 }
 
 /// The B operand (k x n): something that packs NR-column panels, chooses the depth blocks and
@@ -95,9 +100,9 @@ impl PackB for MatRef<'_, f32> {
     }
 }
 
-/// An A operand packed once for the whole product: every thread's blocks are then copies of
-/// contiguous runs instead of each thread packing (and transposing) all of A itself. Row
-/// panel `r` holds the whole depth at `r * k * MR`.
+/// An A operand packed once for the whole product: the register tile reads its panels where
+/// they lie (`PackA::prepacked`) instead of each thread packing (and transposing) all of A
+/// itself, block by block. Row panel `r` holds the whole depth at `r * k * MR`.
 pub struct PrepackedA {
     panels: Scratch<f32>,
     m: usize,
@@ -115,6 +120,12 @@ impl PrepackedA {
             .for_each(|(r, panel)| src.pack(r * MR, MR.min(m - r * MR), 0, k, panel));
         PrepackedA { panels, m, k }
     }
+
+    /// The panel of rows `i0..i0+MR` from depth `p0` on.
+    fn panel(&self, i0: usize, p0: usize) -> &[f32] {
+        debug_assert!(i0.is_multiple_of(MR), "panels start every MR rows");
+        &self.panels[((i0 / MR) * self.k + p0) * MR..]
+    }
 }
 
 impl PackA for PrepackedA {
@@ -125,11 +136,13 @@ impl PackA for PrepackedA {
         self.k
     }
     fn pack(&self, i0: usize, mc: usize, p0: usize, kc: usize, dst: &mut [f32]) {
-        debug_assert!(i0.is_multiple_of(MR), "blocks start on panel boundaries");
         for r in 0..mc.div_ceil(MR) {
-            let at = ((i0 / MR + r) * self.k + p0) * MR;
-            dst[r * kc * MR..(r + 1) * kc * MR].copy_from_slice(&self.panels[at..at + kc * MR]);
+            let panel = &self.panel(i0 + r * MR, p0)[..kc * MR];
+            dst[r * kc * MR..(r + 1) * kc * MR].copy_from_slice(panel);
         }
+    }
+    fn prepacked(&self) -> Option<&PrepackedA> {
+        Some(self)
     }
 }
 
@@ -289,7 +302,10 @@ unsafe fn columns<A: PackA, B: PackB>(
                 let load_c = B::SKIPS || accumulate || pc > 0;
                 for ic in (0..m).step_by(MC) {
                     let mc = MC.min(m - ic);
-                    a.pack(ic, mc, pc, kc, &mut ap);
+                    let prepacked = a.prepacked();
+                    if prepacked.is_none() {
+                        a.pack(ic, mc, pc, kc, &mut ap);
+                    }
                     for jr in (0..nc.div_ceil(NR)).filter(|&jr| live[jr]) {
                         let cols = NR.min(nc - jr * NR);
                         let bpanel = bp.as_ptr().add(jr * kc * NR);
@@ -302,7 +318,10 @@ unsafe fn columns<A: PackA, B: PackB>(
                                 c.0.add(layout.at(i, j)),
                                 c.0.wrapping_add(layout.at(i, j + 16)),
                             ];
-                            let apanel = ap.as_ptr().add(ir * kc * MR);
+                            let apanel = match prepacked {
+                                Some(p) => p.panel(i, pc).as_ptr(),
+                                None => ap.as_ptr().add(ir * kc * MR),
+                            };
                             tile(rows, cols, kc, apanel, bpanel, ct, layout.ldc, load_c);
                         }
                     }
