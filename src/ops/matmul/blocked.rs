@@ -288,6 +288,8 @@ unsafe fn columns<A: PackA, B: PackB>(
     ap.resize(MC * KC, 0.0);
     bp.resize(KC * NC, 0.0);
     let mut live = Vec::with_capacity(NC / NR);
+    // A prepacked A is read in place; any other is packed block by block into `ap`.
+    let prepacked = a.prepacked();
     for jc in (j0..j1).step_by(NC) {
         let nc = NC.min(j1 - jc);
         let mut pc = 0;
@@ -302,7 +304,6 @@ unsafe fn columns<A: PackA, B: PackB>(
                 let load_c = B::SKIPS || accumulate || pc > 0;
                 for ic in (0..m).step_by(MC) {
                     let mc = MC.min(m - ic);
-                    let prepacked = a.prepacked();
                     if prepacked.is_none() {
                         a.pack(ic, mc, pc, kc, &mut ap);
                     }
