@@ -201,9 +201,9 @@ pub fn sgemm(
 }
 
 /// `C (m x n, laid out in c by `layout`) (+)= A · B` from any packing sources; `parallel`
-/// splits C's columns over rayon's threads. Panics unless `available()`, the sources agree
-/// on k, `c` holds every element of C and each run is a whole number of 16-lane halves (or
-/// the only run of its row).
+/// splits C's columns over rayon's threads in ranges of equal work. Panics unless
+/// `available()`, the sources agree on k, `c` holds every element of C and each run is a
+/// whole number of 16-lane halves (or the only run of its row).
 pub fn sgemm_with<A: PackA, B: PackB>(
     c: &mut [f32],
     layout: Layout,
@@ -241,14 +241,54 @@ pub fn sgemm_with<A: PackA, B: PackB>(
         unsafe { columns(a, b, base, layout, 0, n, accumulate) };
         return;
     }
-    let per = n.div_ceil(NR).div_ceil(threads) * NR;
+    let bounds = column_split(b, threads);
     (0..threads).into_par_iter().for_each(|t| {
-        let (j0, j1) = (t * per, ((t + 1) * per).min(n));
+        let (j0, j1) = (bounds[t], bounds[t + 1]);
         if j0 < j1 {
             // SAFETY: every thread writes only columns j0..j1 of C, disjoint from the others'.
             unsafe { columns(a, b, base, layout, j0, j1, accumulate) };
         }
     });
+}
+
+/// Where the threads' column ranges start and end (`threads + 1` bounds, multiples of NR but
+/// the last), so that each range holds about the same share of the tiles that will run. A
+/// source that skips tiles can leave an even split lopsided: a 3x3 stride-2 convolution's
+/// padding lies only at the top and left of the image, so the columns of the first output rows
+/// hold most of the skipped tiles (with the 4x4 output from 8x8, an even split left one thread
+/// 55% of the work).
+fn column_split<B: PackB>(b: &B, threads: usize) -> Vec<usize> {
+    let n = b.cols();
+    let panels = n.div_ceil(NR);
+    let cols = |jr: usize| NR.min(n - jr * NR);
+    // Each panel's work: the depth of the blocks in which it runs a tile.
+    let mut work = vec![0usize; panels];
+    if B::SKIPS {
+        let mut pc = 0;
+        while pc < b.depth() {
+            let kc = b.block(pc, KC);
+            for (jr, w) in work.iter_mut().enumerate() {
+                if b.live(pc, kc, jr * NR, cols(jr)) {
+                    *w += kc;
+                }
+            }
+            pc += kc;
+        }
+    } else {
+        work.fill(1);
+    }
+    let total: usize = work.iter().sum();
+    let mut bounds = vec![0];
+    let mut done = 0;
+    for (jr, w) in work.iter().enumerate() {
+        // A range ends at the first panel boundary where its share is reached.
+        while bounds.len() < threads && done * threads >= total * bounds.len() && jr > 0 {
+            bounds.push(jr * NR);
+        }
+        done += w;
+    }
+    bounds.resize(threads + 1, n);
+    bounds
 }
 
 // Packing buffers kept per thread: an MC x KC block of A and a KC x NC block of B.
@@ -383,6 +423,124 @@ pub fn interleave<const W: usize>(
             for (o, row) in out.iter_mut().zip(&block) {
                 *o = row[p];
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A B whose panels `dead_from..` skip every depth block but the first, like the columns
+    /// of a convolution's top output rows that the padding feeds.
+    struct Lopsided {
+        n: usize,
+        k: usize,
+        dead_from: usize,
+    }
+
+    impl PackB for Lopsided {
+        const SKIPS: bool = true;
+        fn cols(&self) -> usize {
+            self.n
+        }
+        fn depth(&self) -> usize {
+            self.k
+        }
+        fn live(&self, p0: usize, _kc: usize, j0: usize, _cols: usize) -> bool {
+            p0 == 0 || j0 / NR < self.dead_from
+        }
+        fn pack(&self, _p0: usize, kc: usize, _j0: usize, nc: usize, dst: &mut [f32]) {
+            dst[..nc.div_ceil(NR) * kc * NR].fill(1.0);
+        }
+    }
+
+    /// The tiles of each thread's range (in depth), from a split.
+    fn work_per_thread(b: &Lopsided, bounds: &[usize]) -> Vec<usize> {
+        bounds
+            .windows(2)
+            .map(|r| {
+                (r[0]..r[1])
+                    .step_by(NR)
+                    .map(|j| {
+                        let live_blocks = if j / NR < b.dead_from {
+                            b.k.div_ceil(KC)
+                        } else {
+                            1
+                        };
+                        live_blocks * KC
+                    })
+                    .sum()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_source_without_skips_is_split_into_even_panel_ranges() {
+        for (n, threads) in [(32, 1), (100, 2), (2048, 2), (2048, 3), (40 * NR + 5, 4)] {
+            let bounds = column_split(&MatRef::rm(&[], 0, n), threads);
+            assert_eq!(
+                (bounds.len(), bounds[0], bounds[threads]),
+                (threads + 1, 0, n)
+            );
+            let panels: Vec<usize> = bounds
+                .windows(2)
+                .map(|r| r[1].div_ceil(NR) - r[0] / NR)
+                .collect();
+            let (least, most) = (panels.iter().min().unwrap(), panels.iter().max().unwrap());
+            assert!(most - least <= 1, "n {n}: {bounds:?}");
+        }
+    }
+
+    #[test]
+    fn a_lopsided_source_is_split_by_the_tiles_that_run() {
+        // Panels 0..16 run 8 blocks each, panels 16..64 one: an even split would give the
+        // first thread 128 + 16 blocks of tiles and the second 32.
+        let b = Lopsided {
+            n: 64 * NR,
+            k: 8 * KC,
+            dead_from: 16,
+        };
+        for threads in [2, 3] {
+            let bounds = column_split(&b, threads);
+            assert_eq!((bounds[0], bounds[threads]), (0, b.n));
+            assert!(bounds.windows(2).all(|r| r[0] <= r[1] && r[0] % NR == 0));
+            let work = work_per_thread(&b, &bounds);
+            let (total, most) = (work.iter().sum::<usize>(), *work.iter().max().unwrap());
+            // Within one panel's work (8 blocks) of an even share.
+            assert!(
+                most <= total / threads + 8 * KC,
+                "{threads} threads: {work:?} from {bounds:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_lopsided_product_is_the_same_on_every_thread_count() {
+        let (m, k, n) = (20, 3 * KC, 10 * NR + 7);
+        let b = Lopsided { n, k, dead_from: 4 };
+        let a_vals: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 - 6.0).collect();
+        let a = MatRef::rm(&a_vals, m, k);
+        let product = |threads: usize| {
+            let mut c = vec![f32::NAN; m * n];
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| sgemm_with(&mut c, Layout::rows(n), &a, &b, false, true));
+            c
+        };
+        let one = product(1);
+        for i in 0..m {
+            for j in 0..n {
+                // Every step of a live block is 1: the row's sum over the live depth.
+                let depth = if j / NR < b.dead_from { k } else { KC };
+                let want: f32 = a_vals[i * k..i * k + depth].iter().sum();
+                assert_eq!(one[i * n + j], want, "({i}, {j})");
+            }
+        }
+        for threads in [2, 3] {
+            assert_eq!(product(threads), one, "{threads} threads");
         }
     }
 }
