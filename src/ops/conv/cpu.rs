@@ -7,12 +7,14 @@
 //! 3x3 stride-1 convolutions, and for f32 on AVX-512 the implicit GEMM (`implicit`: strided
 //! weight gradients, maps with much padding), the forward with panels gathered from NCHW
 //! (`gathered`: the other strided forwards), the 1x1 weight gradient from NCHW
-//! (`pointwise`) and the packed GEMM under im2col (the other gradients but the RGB stem's). f64, the gradient checks' type, always takes im2col or Winograd with the
-//! `gemm` crate.
+//! (`pointwise`), the strided backward-data of small maps with sample-minor columns
+//! (`sample_minor`) and the packed GEMM under im2col (the other gradients but the RGB
+//! stem's). f64, the gradient checks' type, always takes im2col or Winograd with the `gemm`
+//! crate.
 
 use super::winograd;
 #[cfg(target_arch = "x86_64")]
-use super::{gathered, implicit, pointwise};
+use super::{gathered, implicit, pointwise, sample_minor};
 use crate::geom::ConvGeom;
 use crate::ops::matmul::{matmul, matmul_with, Kernel, MatRef};
 use crate::ops::scratch::Scratch;
@@ -256,6 +258,9 @@ pub fn backward_data<T: Real>(g: &ConvGeom, w: &[T], dy: &[T], dx: &mut [T]) {
     if let (Some(wf), Some(dyf), Some(dxf)) = (T::as_f32(w), T::as_f32(dy), T::as_f32_mut(dx)) {
         if implicit::applies_backward_data(g) {
             return implicit::backward_data(g, wf, dyf, dxf);
+        }
+        if sample_minor::applies(g) {
+            return sample_minor::backward_data(g, wf, dyf, dxf);
         }
     }
     if winograd::applies(g) {

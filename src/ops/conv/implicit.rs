@@ -70,7 +70,7 @@ fn padding_share(g: &ConvGeom) -> f64 {
 }
 
 /// Whether tap `t` (ky * k + kx) reads inside the image at output position `o` (oy * w_out + ox).
-fn tap_inside(g: &ConvGeom, t: usize, o: usize) -> Option<(usize, usize)> {
+pub(super) fn tap_inside(g: &ConvGeom, t: usize, o: usize) -> Option<(usize, usize)> {
     let (ky, kx) = (t / g.k, t % g.k);
     let (oy, ox) = (o / g.w_out(), o % g.w_out());
     let iy = (oy * g.stride + ky)
@@ -87,7 +87,7 @@ const BLOCK: usize = 16;
 
 /// `dst[c * rows + r] = src[r * cols + c]`, the destination's 16-row blocks spread over the
 /// threads.
-fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+pub(super) fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     debug_assert!(src.len() == rows * cols && dst.len() == rows * cols);
     dst.par_chunks_mut(BLOCK * rows)
         .enumerate()

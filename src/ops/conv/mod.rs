@@ -10,6 +10,8 @@ mod gathered;
 mod implicit;
 #[cfg(target_arch = "x86_64")]
 mod pointwise;
+#[cfg(target_arch = "x86_64")]
+mod sample_minor;
 mod winograd;
 
 pub use crate::geom::ConvGeom;
