@@ -401,9 +401,10 @@ mod tests {
     /// Shapes that reach every f32 path: the crate on the RGB stem, the packed gradients (1x1
     /// and 3x3 stride 2, 8x8 and 16x16 outputs; the 1x1 weight gradient in `pointwise`), the
     /// gathered forward (1x1 and 3x3 stride 2,
-    /// 4x4 and 8x8 outputs), the implicit GEMM (3x3 on 4x4 outputs), Winograd, and the crate
-    /// again where a sample's outputs are not whole 16-lane halves (3x3 outputs); batches that
-    /// leave a short last group.
+    /// 4x4 and 8x8 outputs), the implicit GEMM (3x3 on 4x4 outputs), the sample-minor
+    /// backward-data (3x3 stride 2 on 4x4 and 3x3 outputs), Winograd, and the crate again where
+    /// a sample's outputs are not whole 16-lane halves (3x3 outputs); batches that leave a
+    /// short last group.
     fn shapes() -> Vec<ConvGeom> {
         let geom = |n, c_in, h, c_out, k, stride| ConvGeom {
             n,
