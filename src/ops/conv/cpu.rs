@@ -397,6 +397,7 @@ pub fn forward_naive<T: Real>(g: &ConvGeom, x: &[T], w: &[T], y: &mut [T]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::conv::test_inputs::square;
 
     /// Shapes that reach every f32 path: the crate on the RGB stem, the packed gradients (1x1
     /// and 3x3 stride 2, 8x8 and 16x16 outputs; the 1x1 weight gradient in `pointwise`), the
@@ -406,24 +407,14 @@ mod tests {
     /// a sample's outputs are not whole 16-lane halves (3x3 outputs); batches that leave a
     /// short last group.
     fn shapes() -> Vec<ConvGeom> {
-        let geom = |n, c_in, h, c_out, k, stride| ConvGeom {
-            n,
-            c_in,
-            h,
-            w: h,
-            c_out,
-            k,
-            stride,
-            pad: k / 2,
-        };
         vec![
-            geom(3, 3, 8, 16, 3, 1),
-            geom(70, 64, 8, 40, 1, 2),
-            geom(20, 64, 16, 30, 3, 2),
-            geom(9, 32, 8, 20, 3, 2),
-            geom(5, 32, 4, 32, 3, 1),
-            geom(6, 16, 8, 16, 3, 1),
-            geom(40, 64, 6, 20, 3, 2),
+            square(3, 3, 8, 16, 3, 1),
+            square(70, 64, 8, 40, 1, 2),
+            square(20, 64, 16, 30, 3, 2),
+            square(9, 32, 8, 20, 3, 2),
+            square(5, 32, 4, 32, 3, 1),
+            square(6, 16, 8, 16, 3, 1),
+            square(40, 64, 6, 20, 3, 2),
         ]
     }
 

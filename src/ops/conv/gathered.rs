@@ -298,19 +298,7 @@ unsafe fn pack_panel(
 mod tests {
     use super::*;
     use crate::ops::conv::cpu::forward_naive;
-
-    fn geom(n: usize, c_in: usize, h: usize, c_out: usize, k: usize, stride: usize) -> ConvGeom {
-        ConvGeom {
-            n,
-            c_in,
-            h,
-            w: h,
-            c_out,
-            k,
-            stride,
-            pad: k / 2,
-        }
-    }
+    use crate::ops::conv::test_inputs::square as geom;
 
     fn values(len: usize, seed: usize) -> Vec<f32> {
         (0..len)

@@ -421,12 +421,7 @@ pub fn backward_weight(g: &ConvGeom, x: &[f32], dy: &[f32], dw: &mut [f32]) {
 mod tests {
     use super::*;
     use crate::ops::conv::cpu;
-
-    fn values(len: usize, salt: usize) -> Vec<f32> {
-        (0..len)
-            .map(|i| (((i * 2654435761 + salt * 977) >> 9) % 1000) as f32 / 500.0 - 1.0)
-            .collect()
-    }
+    use crate::ops::conv::test_inputs::values;
 
     /// Shapes around every edge: batches that do not fill a 32-sample panel or straddle one,
     /// channel counts that end a panel inside a tap, odd maps, no padding, a 5x5 kernel.

@@ -12,6 +12,8 @@ mod implicit;
 mod pointwise;
 #[cfg(target_arch = "x86_64")]
 mod sample_minor;
+#[cfg(test)]
+mod test_inputs;
 mod winograd;
 
 pub use crate::geom::ConvGeom;

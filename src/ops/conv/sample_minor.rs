@@ -119,32 +119,17 @@ fn col2im_add(g: &ConvGeom, dcol: &[f32], o0: usize, positions: usize, planes: &
 mod tests {
     use super::*;
     use crate::ops::conv::cpu::im2col_backward_data;
-
-    fn values(len: usize, salt: usize) -> Vec<f32> {
-        (0..len)
-            .map(|i| (((i * 2654435761 + salt * 977) >> 9) % 1000) as f32 / 500.0 - 1.0)
-            .collect()
-    }
+    use crate::ops::conv::test_inputs::{square, values};
 
     /// Strides 2 and 3, 3x3 kernels, 2x2 to 4x4 outputs, batches that are not whole
     /// 16-sample blocks (the transposes' ragged edges).
     fn shapes() -> Vec<ConvGeom> {
-        let geom = |n, c_in, h, c_out, k, stride| ConvGeom {
-            n,
-            c_in,
-            h,
-            w: h,
-            c_out,
-            k,
-            stride,
-            pad: k / 2,
-        };
         vec![
-            geom(37, 32, 8, 48, 3, 2),
-            geom(16, 20, 8, 24, 3, 2),
-            geom(21, 16, 9, 40, 3, 3),
-            geom(3, 64, 4, 20, 3, 2),
-            geom(8, 32, 8, 64, 3, 2),
+            square(37, 32, 8, 48, 3, 2),
+            square(16, 20, 8, 24, 3, 2),
+            square(21, 16, 9, 40, 3, 3),
+            square(3, 64, 4, 20, 3, 2),
+            square(8, 32, 8, 64, 3, 2),
         ]
     }
 
