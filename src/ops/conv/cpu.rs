@@ -400,12 +400,12 @@ mod tests {
     use crate::ops::conv::test_inputs::square;
 
     /// Shapes that reach every f32 path: the crate on the RGB stem, the packed gradients (1x1
-    /// and 3x3 stride 2, 8x8 and 16x16 outputs; the 1x1 weight gradient in `pointwise`), the
-    /// gathered forward (1x1 and 3x3 stride 2,
-    /// 4x4 and 8x8 outputs), the implicit GEMM (3x3 on 4x4 outputs), the sample-minor
-    /// backward-data (3x3 stride 2 on 4x4 and 3x3 outputs), Winograd, and the crate again where
-    /// a sample's outputs are not whole 16-lane halves (3x3 outputs); batches that leave a
-    /// short last group.
+    /// and 3x3 stride 2, 8x8 and 10x10 outputs; the 1x1 weight gradient in `pointwise`), the
+    /// gathered forward (1x1 and 3x3 stride 2, 4x4 and 8x8 outputs), the implicit GEMM (3x3
+    /// on 4x4 outputs), the sample-minor backward-data (3x3 stride 2 on 8x8, 4x4 and 3x3
+    /// outputs; im2col's on the 10x10 ones), Winograd, and the crate again where a sample's
+    /// outputs are not whole 16-lane halves (3x3 outputs); batches that leave a short last
+    /// group.
     fn shapes() -> Vec<ConvGeom> {
         vec![
             square(3, 3, 8, 16, 3, 1),
@@ -415,6 +415,7 @@ mod tests {
             square(5, 32, 4, 32, 3, 1),
             square(6, 16, 8, 16, 3, 1),
             square(40, 64, 6, 20, 3, 2),
+            square(6, 16, 20, 12, 3, 2),
         ]
     }
 

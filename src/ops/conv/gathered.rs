@@ -298,7 +298,7 @@ unsafe fn pack_panel(
 mod tests {
     use super::*;
     use crate::ops::conv::cpu::forward_naive;
-    use crate::ops::conv::test_inputs::square as geom;
+    use crate::ops::conv::test_inputs::square;
 
     fn values(len: usize, seed: usize) -> Vec<f32> {
         (0..len)
@@ -316,12 +316,12 @@ mod tests {
             return;
         }
         let shapes = [
-            geom(3, 70, 8, 29, 3, 2),
-            geom(2, 20, 24, 17, 3, 3),
-            geom(2, 40, 16, 15, 3, 1),
-            geom(3, 64, 8, 20, 5, 2),
-            geom(5, 33, 16, 17, 1, 2),
-            geom(3, 64, 8, 20, 1, 2),
+            square(3, 70, 8, 29, 3, 2),
+            square(2, 20, 24, 17, 3, 3),
+            square(2, 40, 16, 15, 3, 1),
+            square(3, 64, 8, 20, 5, 2),
+            square(5, 33, 16, 17, 1, 2),
+            square(3, 64, 8, 20, 1, 2),
         ];
         for g in shapes {
             assert!(applies(&g), "{g:?}");
@@ -346,7 +346,7 @@ mod tests {
         if !blocked::available() {
             return;
         }
-        let g = geom(7, 48, 16, 30, 3, 2);
+        let g = square(7, 48, 16, 30, 3, 2);
         let (x, w) = (values(g.x_len(), 3), values(g.w_len(), 4));
         let run = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new()
