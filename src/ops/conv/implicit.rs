@@ -23,7 +23,7 @@
 
 use crate::geom::ConvGeom;
 use crate::ops::matmul::blocked::{
-    self, interleave, transpose_16x16, Layout, PackA, PackB, PrepackedA, NR,
+    self, interleave, transpose_block, Layout, PackA, PackB, PrepackedA, NR,
 };
 use crate::ops::matmul::MatRef;
 use crate::ops::scratch::Scratch;
@@ -102,21 +102,21 @@ fn transpose_serial(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     }
 }
 
-/// Columns `c0..c0+16` (or to the end) of `src` (rows x cols) as the rows of `out`: whole
-/// 16x16 blocks in registers, the ragged edges element by element.
+/// Columns `c0..c0+16` (or to the end) of `src` (rows x cols) as the rows of `out`, 16x16
+/// blocks (ragged at the edges) in registers.
 fn transpose_columns(src: &[f32], rows: usize, cols: usize, c0: usize, out: &mut [f32]) {
     let cn = BLOCK.min(cols - c0);
     for r0 in (0..rows).step_by(BLOCK) {
         let rn = BLOCK.min(rows - r0);
-        if rn == BLOCK && cn == BLOCK {
-            transpose_16x16(&src[r0 * cols + c0..], cols, &mut out[r0..], rows);
-            continue;
-        }
-        for r in r0..r0 + rn {
-            for c in 0..cn {
-                out[c * rows + r] = src[r * cols + c0 + c];
-            }
-        }
+        transpose_block(
+            &src[r0 * cols + c0..],
+            cols,
+            rn,
+            cn,
+            &mut out[r0..],
+            rows,
+            rn,
+        );
     }
 }
 

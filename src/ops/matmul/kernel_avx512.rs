@@ -88,19 +88,56 @@ unsafe fn tile_rows<const R: usize>(
     }
 }
 
-/// `dst[c * ldd + r] = src[r * lds + c]` for a 16x16 block, in registers: two rounds of
-/// in-lane interleaves, then two of 128-bit lane shuffles. Panics unless both slices hold the
-/// block (and `available()`).
-pub fn transpose_16x16(src: &[f32], lds: usize, dst: &mut [f32], ldd: usize) {
+/// `dst[c * ldd + r] = src[r * lds + c]` for a block of up to 16x16, in registers (two rounds
+/// of in-lane interleaves, then two of 128-bit lane shuffles): the `cols` columns c < cols,
+/// each destination row written for its first `width` lanes r, the lanes from `rows` on
+/// written as zero. Panics unless the slices hold what is read and written, the sizes are at
+/// most 16 (and `available()`).
+pub fn transpose_block(
+    src: &[f32],
+    lds: usize,
+    rows: usize,
+    cols: usize,
+    dst: &mut [f32],
+    ldd: usize,
+    width: usize,
+) {
     assert!(available(), "the AVX-512 transpose needs AVX-512");
-    assert!(src.len() >= 15 * lds + 16 && dst.len() >= 15 * ldd + 16);
-    // SAFETY: the asserts above keep all 16 rows of both blocks inside the slices.
-    unsafe { transpose_16x16_raw(src.as_ptr(), lds, dst.as_mut_ptr(), ldd) }
+    assert!(rows <= 16 && cols <= 16 && width <= 16);
+    if cols == 0 {
+        return;
+    }
+    assert!(rows == 0 || src.len() >= (rows - 1) * lds + cols);
+    assert!(width == 0 || dst.len() >= (cols - 1) * ldd + width);
+    // SAFETY: the asserts above keep every read row and written row inside the slices.
+    unsafe { transpose_block_raw(src.as_ptr(), lds, rows, cols, dst.as_mut_ptr(), ldd, width) }
 }
 
+/// `transpose_block` on raw pointers.
+///
+/// # Safety
+/// AVX-512F is available, rows `r < rows` of `cols` values at `src + r * lds` can be read and
+/// rows `c < cols` of `width` values at `dst + c * ldd` written.
 #[target_feature(enable = "avx512f")]
-unsafe fn transpose_16x16_raw(src: *const f32, lds: usize, dst: *mut f32, ldd: usize) {
-    let r: [__m512; 16] = std::array::from_fn(|i| _mm512_loadu_ps(src.add(i * lds)));
+pub unsafe fn transpose_block_raw(
+    src: *const f32,
+    lds: usize,
+    rows: usize,
+    cols: usize,
+    dst: *mut f32,
+    ldd: usize,
+    width: usize,
+) {
+    let first = |n: usize| ((1u32 << n) - 1) as u16;
+    let (load, store) = (first(cols), first(width));
+    // Rows past `rows` are zero and their addresses never formed.
+    let r: [__m512; 16] = std::array::from_fn(|i| {
+        if i < rows {
+            _mm512_maskz_loadu_ps(load, src.add(i * lds))
+        } else {
+            _mm512_setzero_ps()
+        }
+    });
     // t[2i], t[2i+1]: rows 2i and 2i+1 interleaved by element within each 128-bit lane.
     let mut t = [_mm512_setzero_ps(); 16];
     for i in 0..8 {
@@ -123,17 +160,18 @@ unsafe fn transpose_16x16_raw(src: *const f32, lds: usize, dst: *mut f32, ldd: u
         u[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
     }
     // Output row 4L + j gathers lane L of u[j], u[4 + j], u[8 + j], u[12 + j].
+    let mut out = [_mm512_setzero_ps(); 16];
     for j in 0..4 {
         let p0 = _mm512_shuffle_f32x4::<0x44>(u[j], u[4 + j]);
         let p1 = _mm512_shuffle_f32x4::<0xEE>(u[j], u[4 + j]);
         let q0 = _mm512_shuffle_f32x4::<0x44>(u[8 + j], u[12 + j]);
         let q1 = _mm512_shuffle_f32x4::<0xEE>(u[8 + j], u[12 + j]);
-        _mm512_storeu_ps(dst.add(j * ldd), _mm512_shuffle_f32x4::<0x88>(p0, q0));
-        _mm512_storeu_ps(dst.add((4 + j) * ldd), _mm512_shuffle_f32x4::<0xDD>(p0, q0));
-        _mm512_storeu_ps(dst.add((8 + j) * ldd), _mm512_shuffle_f32x4::<0x88>(p1, q1));
-        _mm512_storeu_ps(
-            dst.add((12 + j) * ldd),
-            _mm512_shuffle_f32x4::<0xDD>(p1, q1),
-        );
+        out[j] = _mm512_shuffle_f32x4::<0x88>(p0, q0);
+        out[4 + j] = _mm512_shuffle_f32x4::<0xDD>(p0, q0);
+        out[8 + j] = _mm512_shuffle_f32x4::<0x88>(p1, q1);
+        out[12 + j] = _mm512_shuffle_f32x4::<0xDD>(p1, q1);
+    }
+    for (c, v) in out.iter().enumerate().take(cols) {
+        _mm512_mask_storeu_ps(dst.add(c * ldd), store, *v);
     }
 }
