@@ -21,6 +21,7 @@ use rlnet::robust::objective::{self, margins, Objective};
 use rlnet::robust::pgd::PgdConfig;
 use rlnet::robust::square::{self, SquareConfig};
 use rlnet::robust::victim::{rows, Victim};
+use rlnet::tensor::precision::Precision;
 use rlnet::tensor::Tensor;
 use rlnet::train::driver::LoopConfig;
 use rlnet::train::teacher::{self, AugmentConfig, TeacherConfig};
@@ -57,6 +58,7 @@ fn train_small() -> (Vec<u8>, ImageSet) {
             seed: 1,
             eval_every: 0,
             checkpoint_every: 0,
+            precision: Precision::F32,
         },
         sgd: SgdConfig::default(),
         pgd: PgdConfig::linf(1),

@@ -109,6 +109,7 @@ fn bad_flags_and_inputs_give_clear_errors() {
     assert_clean_error(&o, "invalid value");
     assert_eq!(o.status.code(), Some(2));
     assert_clean_error(&rlnet(&["teacher", "--device", "tpu"]), "invalid value");
+    assert_clean_error(&rlnet(&["teacher", "--precision", "fp8"]), "invalid value");
     assert_clean_error(&rlnet(&["info", "--input-size", "30"]), "input size");
     assert_clean_error(&rlnet(&["info", "--width-mult", "0"]), "width multiplier");
     let out = tmp("errors");
@@ -117,6 +118,31 @@ fn bad_flags_and_inputs_give_clear_errors() {
         &rlnet(&["teacher", "--device", "cuda", "--out", out_s]),
         "no usable CUDA GPU",
     );
+    // Numerics a device cannot compute are refused before anything is written.
+    let args = [
+        "teacher",
+        "--device",
+        "cpu",
+        "--precision",
+        "tf32",
+        "--out",
+        out_s,
+    ];
+    assert_clean_error(&rlnet(&args), "--precision tf32 needs a GPU");
+    let args = [
+        "pipeline",
+        "--device",
+        "cuda-emu",
+        "--precision",
+        "bf16",
+        "--out",
+        out_s,
+    ];
+    assert_clean_error(
+        &rlnet(&args),
+        "--precision bf16 is not available on the GPU",
+    );
+    assert!(!out.exists(), "a refused run writes nothing");
     assert_clean_error(
         &rlnet(&["bench", "--device", "cuda-emu", "--only", "pgd"]),
         "the CUDA emulator's times say nothing about",

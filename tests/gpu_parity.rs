@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{assert_close, gpu};
+use common::{assert_close, gpu, randn};
 use rlnet::batches::cuda as gaug;
 use rlnet::data::batch::{make_batch, CropFlip};
 use rlnet::data::ImageSet;
@@ -23,12 +23,6 @@ use rlnet::ops::{conv, elementwise, loss, pgd};
 use rlnet::ops::{elementwise::cuda as gel, pgd::cuda as gpgd, soft_relu::cuda as gsr};
 use rlnet::optim::cuda as gopt;
 use rlnet::optim::SgdConfig;
-use rlnet::rng::Stream;
-
-fn randn(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = Stream::new(seed, 77);
-    (0..n).map(|_| s.normal() as f32).collect()
-}
 
 fn up(d: &CudaDevice, v: &[f32]) -> DeviceBuffer<f32> {
     d.upload(v).unwrap()

@@ -12,6 +12,7 @@ use rlnet::robust::pgd::PgdConfig;
 use rlnet::search::plan::StudentInit;
 use rlnet::search::snl::SnlConfig;
 use rlnet::search::{layer_counts, layer_sizes, student_config, Fractions, MaskPlan};
+use rlnet::tensor::precision::Precision;
 use rlnet::train::distill_step::DistillWeights;
 use rlnet::train::driver::LoopConfig;
 use rlnet::train::student::{self, StudentConfig};
@@ -67,6 +68,7 @@ fn config(teacher: &Path, masks: MaskPlan, model: ModelConfig, loss: &str) -> St
             seed: 9,
             eval_every: 1,
             checkpoint_every: 0,
+            precision: Precision::F32,
         },
         sgd: SgdConfig::default(),
         loss: loss.into(),

@@ -9,6 +9,7 @@ use rlnet::data::source::{DatasetKind, DatasetSpec};
 use rlnet::nn::{Domain, Model, Pass};
 use rlnet::optim::{Sgd, SgdConfig, StepSchedule};
 use rlnet::robust::pgd::{attack, Attack, AttackLoss, PgdConfig};
+use rlnet::tensor::precision::Precision;
 use rlnet::tensor::Tensor;
 use rlnet::train::driver::LoopConfig;
 use rlnet::train::teacher::{run, AugmentConfig, TeacherConfig, CHECKPOINT_NAME};
@@ -119,6 +120,7 @@ fn tiny_teacher(epochs: usize) -> TeacherConfig {
             seed: 5,
             eval_every: 0,
             checkpoint_every: 0,
+            precision: Precision::F32,
         },
         sgd: SgdConfig::default(),
         pgd: PgdConfig::linf(1),

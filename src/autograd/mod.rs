@@ -10,6 +10,7 @@ pub use backward::{BackwardPass, Gradients};
 pub use store::{Entry, EntryId, EntryKind, ParamStore, StatUpdate};
 
 use crate::device::{ok, Device};
+use crate::tensor::precision::Precision;
 use crate::tensor::Tensor;
 use std::any::Any;
 use std::collections::HashMap;
@@ -128,6 +129,8 @@ pub struct Graph<'s> {
     stat_updates: Vec<StatUpdate>,
     /// SNL's linearisation mode (see `set_soft_masks`).
     soft_masks: bool,
+    /// The numerics of the ops that honour one (see `set_precision`).
+    precision: Precision,
 }
 
 impl<'s> Graph<'s> {
@@ -139,6 +142,7 @@ impl<'s> Graph<'s> {
             param_nodes: HashMap::new(),
             stat_updates: Vec::new(),
             soft_masks: false,
+            precision: Precision::F32,
         }
     }
 
@@ -154,6 +158,20 @@ impl<'s> Graph<'s> {
 
     pub fn soft_masks(&self) -> bool {
         self.soft_masks
+    }
+
+    /// The numerics of the ops recorded from now on (`crate::ops::precision` says which ops
+    /// change and how). Panics when the graph's device cannot compute in it: runs check the
+    /// setting against their device (`Precision::check`) before they build a graph.
+    pub fn set_precision(&mut self, p: Precision) {
+        if let Err(e) = p.check(self.device()) {
+            panic!("{e}");
+        }
+        self.precision = p;
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     pub fn store(&self) -> &'s ParamStore {

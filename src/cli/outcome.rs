@@ -32,8 +32,8 @@ pub fn print_teacher(report: Option<&TeacherReport>, out: &Path) {
         return print_stopped(out);
     };
     println!(
-        "teacher {} on {}: {} epochs, {:.0} images/s",
-        r.model, r.dataset, r.epochs, r.images_per_sec
+        "teacher {} on {}: {} epochs in {}, {:.0} images/s",
+        r.model, r.dataset, r.epochs, r.config.run.precision, r.images_per_sec
     );
     print_metrics(&r.metrics, out);
 }
@@ -44,12 +44,13 @@ pub fn print_student(report: Option<&StudentReport>, out: &Path) {
         return print_stopped(out);
     };
     println!(
-        "{} {} on {} ({}): {} epochs, {:.0} images/s, best epoch {}",
+        "{} {} on {} ({}): {} epochs in {}, {:.0} images/s, best epoch {}",
         r.stage,
         r.model,
         r.dataset,
         r.loss,
         r.epochs,
+        r.config.run.precision,
         r.images_per_sec,
         r.best.map_or(0, |b| b.epoch + 1)
     );

@@ -25,6 +25,8 @@ pub struct PipelineArgs {
 
 pub fn run(a: PipelineArgs) -> Result<()> {
     let device = a.device.choose(a.quiet)?.device;
+    // Before the run folder is written: every stage would refuse it.
+    a.recipe.precision.check(&device)?;
     let quiet = a.quiet;
     let show = show_progress(quiet);
     let outcome = a

@@ -8,6 +8,7 @@ mod wrn;
 use crate::autograd::{EntryId, Graph, ParamStore, Var};
 use crate::error::{Error, Result};
 use crate::ops::bn_act::BnIds;
+use crate::tensor::precision::Precision;
 use crate::tensor::Tensor;
 use builder::Builder;
 use serde::{Deserialize, Serialize};
@@ -222,6 +223,9 @@ pub struct Model {
     /// get gradients under GradMode::All (`Graph::set_soft_masks`). False (the default) is the
     /// hard 0/1 mask. A run-time switch only: never saved in checkpoints.
     pub soft_masks: bool,
+    /// The numerics of `forward` (`crate::tensor::precision`); f32 unless a training step
+    /// sets another for its own passes (`at_precision`). A run-time switch only.
+    pub precision: Precision,
     layout: Layout,
     norm_scale: [f32; 3],
     norm_shift: [f32; 3],
@@ -241,6 +245,7 @@ impl Model {
             store,
             relu_layers,
             soft_masks: false,
+            precision: Precision::F32,
             layout,
             norm_scale,
             norm_shift,
@@ -264,14 +269,25 @@ impl Model {
     }
 
     /// Forward pass of raw [0,1] pixels x [n, 3, s, s]; normalisation happens inside. The
-    /// graph takes the model's `soft_masks` mode.
+    /// graph takes the model's `soft_masks` mode and `precision`.
     pub fn forward(&self, g: &mut Graph<'_>, x: Var, pass: Pass) -> ModelOutput {
         g.set_soft_masks(self.soft_masks);
+        g.set_precision(self.precision);
         let xn = g.channel_affine(x, &self.norm_scale, &self.norm_shift);
         match &self.layout {
             Layout::ResNet(m) => m.forward(g, xn, pass),
             Layout::Wrn(m) => m.forward(g, xn, pass),
         }
+    }
+
+    /// `f` with `forward` in `precision`, f32 again afterwards: a training step's passes (its
+    /// attack's included) run in the run's precision, while validation, reports and
+    /// checkpoints see the f32 model.
+    pub fn at_precision<R>(&mut self, precision: Precision, f: impl FnOnce(&mut Model) -> R) -> R {
+        self.precision = precision;
+        let out = f(self);
+        self.precision = Precision::F32;
+        out
     }
 
     /// Moves every tensor of the model to `device`.

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::eval::attacks::{AttackKind, AttackSettings};
 use crate::eval::robustness::{parse_eps, parse_sweep, RobustnessPlan};
 use crate::nn::{Arch, BnMode, ModelConfig, WRN_22_8};
+use crate::tensor::precision::Precision;
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 
@@ -124,6 +125,12 @@ pub struct TrainingArgs {
     pub checkpoint_every: Option<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Numerics of the training steps: f32 (exact), tf32 (the GPU's TF32 tensor-core
+    /// convolutions) or bf16 (bf16 activations and convolution operands; on the CPU an
+    /// emulation that shows bf16 training's accuracy cost, slower than f32). Weights,
+    /// optimiser state and evaluation stay f32.
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub precision: Precision,
 }
 
 /// The robustness evaluation's flags (`rlnet eval`, the pipeline's final evaluation).

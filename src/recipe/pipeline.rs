@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::report::write_json;
 use crate::search::plan::StudentInit;
 use crate::search::{parse_budget, Fractions};
+use crate::tensor::precision::Precision;
 use crate::train::student::{self, StudentConfig, StudentReport};
 use crate::train::teacher::{self, TeacherReport};
 use crate::train::RunOptions;
@@ -110,6 +111,9 @@ pub struct PipelineRecipe {
     pub frost_dir: Option<PathBuf>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Numerics of every stage's training steps (see `rlnet teacher --help`).
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub precision: Precision,
     /// The run folder.
     #[arg(long, default_value = "runs/pipeline")]
     pub out: PathBuf,
@@ -228,6 +232,7 @@ impl PipelineRecipe {
         TrainingArgs {
             seed: self.seed,
             epochs: self.epochs.filter(|_| epochs),
+            precision: self.precision,
             ..TrainingArgs::default()
         }
     }

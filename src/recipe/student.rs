@@ -159,6 +159,7 @@ impl StudentRecipe {
                 seed: self.training.seed,
                 eval_every: self.training.eval_every.unwrap_or(0),
                 checkpoint_every: self.training.checkpoint_every.unwrap_or(0),
+                precision: self.training.precision,
             },
             sgd: SgdConfig::default(),
             loss: loss.name(),

@@ -85,6 +85,7 @@ fn preset_config(a: &TeacherRecipe) -> TeacherConfig {
             seed: a.training.seed,
             eval_every: 0,
             checkpoint_every: 0,
+            precision: a.training.precision,
         },
         sgd: SgdConfig::default(),
         pgd: PgdConfig::linf(if smoke { 3 } else { 7 }),

@@ -13,6 +13,7 @@ use crate::device::Device;
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 
+pub mod precision;
 mod recycle;
 
 #[derive(Clone, Debug)]

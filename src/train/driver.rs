@@ -19,6 +19,7 @@ use crate::optim::StepSchedule;
 use crate::report::{write_json, Progress};
 use crate::rng::{self, stream};
 use crate::robust::pgd::PgdConfig;
+use crate::tensor::precision::Precision;
 use crate::tensor::Tensor;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -38,14 +39,14 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
-    /// The stop flags, checked before any work.
-    pub(crate) fn check(&self) -> Result<()> {
+    /// The stop flags and the run's precision on this device, checked before any work.
+    pub(crate) fn check(&self, run: &LoopConfig) -> Result<()> {
         if self.stop_after == Some(0) || self.stop_after_steps == Some(0) {
             return Err(Error::Config(
                 "--stop-after / --stop-after-steps must be at least 1".into(),
             ));
         }
-        Ok(())
+        run.precision.check(&self.device)
     }
 
     /// The output folder, created if needed.
@@ -96,6 +97,10 @@ pub struct LoopConfig {
     pub eval_every: usize,
     /// Also checkpoint every this many steps inside an epoch; 0 = at epoch ends only.
     pub checkpoint_every: usize,
+    /// The numerics of the training steps (absent in checkpoints written before it existed:
+    /// f32). Validation and the final evaluation run in f32.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 impl LoopConfig {

@@ -142,7 +142,7 @@ pub struct StudentReport {
 /// Returns None when the run stopped early on `stop_after`/`stop_after_steps`.
 pub fn run(cfg: &StudentConfig, opts: &RunOptions) -> Result<Option<StudentReport>> {
     let mode = cfg.validate()?;
-    opts.check()?;
+    opts.check(&cfg.run)?;
     let teacher = load_teacher(&cfg.teacher, &opts.device)?;
     check_pair(&teacher.config, &cfg.model)?;
     opts.create_out_dir()?;
@@ -321,9 +321,13 @@ impl Stage for StudentRun<'_> {
             key: b.key,
             lambda: self.policy.penalty().unwrap_or(0.0),
         };
-        let (model, teacher) = (&mut self.model, self.teacher);
+        let (model, teacher, optim) = (&mut self.model, self.teacher, &mut self.optim);
         let scores = self.policy.scores();
-        self.optim.step(model, teacher, &batch, &settings, scores)
+        // The student's passes (its attack's included) in the run's precision; the frozen
+        // teacher's targets stay f32.
+        model.at_precision(cfg.run.precision, |m| {
+            optim.step(m, teacher, &batch, &settings, scores)
+        })
     }
 
     /// The policy's mask update, validation, the best checkpoint (written before the run's

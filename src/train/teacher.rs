@@ -107,7 +107,7 @@ pub struct Metrics {
 /// Returns None when the run stopped early on `stop_after`.
 pub fn run(cfg: &TeacherConfig, opts: &RunOptions) -> Result<Option<TeacherReport>> {
     validate(cfg)?;
-    opts.check()?;
+    opts.check(&cfg.run)?;
     opts.create_out_dir()?;
     let ckpt = opts.out_dir.join(CHECKPOINT_NAME);
     let mut run = start_or_resume(cfg, opts, ckpt)?;
@@ -223,9 +223,12 @@ impl Stage for TeacherRun<'_> {
 
     fn step(&mut self, data: &TrainData<'_>, b: StepBatch<'_>) -> Result<StepStats> {
         let cfg = self.cfg;
+        let precision = cfg.run.precision;
         if !cfg.robust {
             let (m, sgd) = (&mut self.model, &mut self.sgd);
-            return Ok(plain_step(m, sgd, &b.x, &b.labels, Domain::Clean, b.lr));
+            return Ok(m.at_precision(precision, |m| {
+                plain_step(m, sgd, &b.x, &b.labels, Domain::Clean, b.lr)
+            }));
         }
         let views = match &cfg.augment.augmix {
             Some(am) => {
@@ -236,16 +239,9 @@ impl Stage for TeacherRun<'_> {
         };
         let (m, sgd) = (&mut self.model, &mut self.sgd);
         let (x, y) = (&b.x, &b.labels);
-        Ok(teacher_step(
-            m,
-            sgd,
-            x,
-            views.as_ref(),
-            y,
-            b.lr,
-            &cfg.pgd,
-            b.key,
-        ))
+        Ok(m.at_precision(precision, |m| {
+            teacher_step(m, sgd, x, views.as_ref(), y, b.lr, &cfg.pgd, b.key)
+        }))
     }
 
     fn end_epoch(&mut self, done: EpochDone<'_>) -> Result<()> {

@@ -161,6 +161,12 @@ pub fn device_flag(d: &CudaDevice) -> &'static str {
 
 /// ResNet18 at width 1/16 with the synthetic set's normalisation: the small model of the
 /// training and attack tests.
+/// Standard normal values, reproducible from `seed`.
+pub fn randn(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = rlnet::rng::Stream::new(seed, 77);
+    (0..n).map(|_| s.normal() as f32).collect()
+}
+
 pub fn small_model(seed: u64) -> rlnet::nn::Model {
     use rlnet::nn::{Arch, Model, ModelConfig};
     let (norm_mean, norm_std) = rlnet::data::source::DatasetKind::Synthetic.normalization();

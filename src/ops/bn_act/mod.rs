@@ -14,6 +14,7 @@ use crate::autograd::{
 };
 use crate::device::{ok, Device};
 use crate::error::Result;
+use crate::tensor::precision::Precision;
 use crate::tensor::Tensor;
 
 /// The store ids of one BatchNorm parameter set (BN_c, BN_a or BN_r of a layer).
@@ -264,6 +265,8 @@ struct BnActNode {
     geom: BnGeom,
     mean: Tensor,
     invstd: Tensor,
+    /// Under bf16 the input gradients are stored rounded, as the activations are.
+    precision: Precision,
 }
 
 impl Backward for BnActNode {
@@ -306,7 +309,7 @@ impl Backward for BnActNode {
             want,
         ));
         if let Some(d) = dx {
-            pass.accumulate(self.x, d);
+            pass.accumulate(self.x, self.precision.store(d));
         }
         if let Some(d) = dgamma {
             pass.accumulate(self.gamma, d);
@@ -315,7 +318,7 @@ impl Backward for BnActNode {
             pass.accumulate(self.beta, d);
         }
         if let (Some(r), Some(d)) = (self.residual, dr) {
-            pass.accumulate(r, d);
+            pass.accumulate(r, self.precision.store(d));
         }
     }
 }
@@ -378,6 +381,9 @@ impl Graph<'_> {
             residual.map(|r| self.value(r)),
             &p,
         ));
+        // The activation as this precision stores it (bf16: rounded).
+        let precision = self.precision();
+        let y = precision.store(y);
         let mut inputs = vec![x, gamma, beta];
         inputs.extend(residual);
         let node = BnActNode {
@@ -391,6 +397,7 @@ impl Graph<'_> {
             geom,
             mean,
             invstd,
+            precision,
         };
         self.push(node, y, &inputs)
     }

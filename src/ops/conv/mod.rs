@@ -22,50 +22,99 @@ pub use cuda::ConvVersion;
 use crate::autograd::{Backward, BackwardPass, EntryId, Graph, Traced, Var};
 use crate::device::{ok, Device};
 use crate::error::Result;
+use crate::tensor::precision::Precision;
 use crate::tensor::Tensor;
 
-/// The convolution the graph runs on the GPU: exact f32 (v1) until the tensor-core kernels have
-/// been checked on hardware.
-const GPU_VERSION: ConvVersion = ConvVersion::V1;
+/// The kernels a convolution of `precision` runs on the GPU: the TF32 tensor-core `_v2` when
+/// asked for, else exact f32 (v1), the default until the tensor-core kernels have been checked
+/// on hardware.
+fn gpu_version(precision: Precision) -> ConvVersion {
+    match precision {
+        Precision::Tf32 => ConvVersion::V2,
+        Precision::F32 | Precision::Bf16 => ConvVersion::V1,
+    }
+}
 
-/// y [n, c_out, h_out, w_out] = conv(x, w).
+/// y [n, c_out, h_out, w_out] = conv(x, w), in f32.
 pub fn forward(dev: &Device, g: &ConvGeom, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    forward_at(dev, g, x, w, Precision::F32)
+}
+
+/// `forward` in `precision` (`crate::tensor::precision`: under bf16 the operands and y are
+/// rounded).
+pub fn forward_at(
+    dev: &Device,
+    g: &ConvGeom,
+    x: &Tensor,
+    w: &Tensor,
+    precision: Precision,
+) -> Result<Tensor> {
+    precision.check(dev)?;
+    let (x, w) = (precision.operand(x), precision.operand(w));
     let shape = [g.n, g.c_out, g.h_out(), g.w_out()];
     match dev {
         Device::Cpu => {
             let mut y = Tensor::uninit_cpu(&shape);
             cpu::forward(g, x.data(), w.data(), y.data_mut());
             y.check_written("conv forward");
-            Ok(y)
+            Ok(precision.store(y))
         }
         Device::Cuda(d) => {
             let mut y = Tensor::uninit_gpu(d, &shape)?;
-            cuda::forward(d, g, x.gpu(), w.gpu(), y.gpu_mut(), GPU_VERSION)?;
+            cuda::forward(d, g, x.gpu(), w.gpu(), y.gpu_mut(), gpu_version(precision))?;
             Ok(y)
         }
     }
 }
 
-/// dx [n, c_in, h, w] from the weights and dy.
+/// dx [n, c_in, h, w] from the weights and dy, in f32.
 pub fn backward_data(dev: &Device, g: &ConvGeom, w: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    backward_data_at(dev, g, w, dy, Precision::F32)
+}
+
+/// `backward_data` in `precision` (under bf16 the operands and dx are rounded).
+pub fn backward_data_at(
+    dev: &Device,
+    g: &ConvGeom,
+    w: &Tensor,
+    dy: &Tensor,
+    precision: Precision,
+) -> Result<Tensor> {
+    precision.check(dev)?;
+    let (w, dy) = (precision.operand(w), precision.operand(dy));
     let shape = [g.n, g.c_in, g.h, g.w];
     match dev {
         Device::Cpu => {
             let mut dx = Tensor::uninit_cpu(&shape);
             cpu::backward_data(g, w.data(), dy.data(), dx.data_mut());
             dx.check_written("conv backward_data");
-            Ok(dx)
+            Ok(precision.store(dx))
         }
         Device::Cuda(d) => {
             let mut dx = Tensor::uninit_gpu(d, &shape)?;
-            cuda::backward_data(d, g, w.gpu(), dy.gpu(), dx.gpu_mut(), GPU_VERSION)?;
+            let v = gpu_version(precision);
+            cuda::backward_data(d, g, w.gpu(), dy.gpu(), dx.gpu_mut(), v)?;
             Ok(dx)
         }
     }
 }
 
-/// dw [c_out, c_in, k, k] from x and dy.
+/// dw [c_out, c_in, k, k] from x and dy, in f32.
 pub fn backward_weight(dev: &Device, g: &ConvGeom, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    backward_weight_at(dev, g, x, dy, Precision::F32)
+}
+
+/// `backward_weight` in `precision` (under bf16 the operands are rounded; dw, the master
+/// weights' gradient, stays f32).
+pub fn backward_weight_at(
+    dev: &Device,
+    g: &ConvGeom,
+    x: &Tensor,
+    dy: &Tensor,
+    precision: Precision,
+) -> Result<Tensor> {
+    precision.check(dev)?;
+    let (x, dy) = (precision.operand(x), precision.operand(dy));
     let shape = [g.c_out, g.c_in, g.k, g.k];
     match dev {
         Device::Cpu => {
@@ -76,7 +125,8 @@ pub fn backward_weight(dev: &Device, g: &ConvGeom, x: &Tensor, dy: &Tensor) -> R
         }
         Device::Cuda(d) => {
             let mut dw = Tensor::uninit_gpu(d, &shape)?;
-            cuda::backward_weight(d, g, x.gpu(), dy.gpu(), dw.gpu_mut(), GPU_VERSION)?;
+            let v = gpu_version(precision);
+            cuda::backward_weight(d, g, x.gpu(), dy.gpu(), dw.gpu_mut(), v)?;
             Ok(dw)
         }
     }
@@ -87,6 +137,7 @@ struct ConvNode {
     x: Var,
     w: Var,
     geom: ConvGeom,
+    precision: Precision,
 }
 
 impl Backward for ConvNode {
@@ -100,13 +151,21 @@ impl Backward for ConvNode {
     }
 
     fn backward(&self, pass: &mut BackwardPass<'_>, _out: Var, g: &Tensor) {
-        let dev = pass.device();
+        let (dev, p) = (pass.device(), self.precision);
+        // Under bf16 dy is rounded once for both products.
+        let g = p.operand(g);
         if pass.needs(self.x) {
-            let dx = ok(backward_data(dev, &self.geom, pass.value(self.w), g));
+            let dx = ok(backward_data_at(dev, &self.geom, pass.value(self.w), &g, p));
             pass.accumulate(self.x, dx);
         }
         if pass.needs(self.w) {
-            let dw = ok(backward_weight(dev, &self.geom, pass.value(self.x), g));
+            let dw = ok(backward_weight_at(
+                dev,
+                &self.geom,
+                pass.value(self.x),
+                &g,
+                p,
+            ));
             pass.accumulate(self.w, dw);
         }
     }
@@ -132,8 +191,16 @@ impl Graph<'_> {
             "conv2d: weight expects {} input channels, got {}",
             ws[1], xs[1]
         );
-        let y = ok(forward(self.device(), &geom, self.value(x), self.value(wv)));
-        self.push(ConvNode { x, w: wv, geom }, y, &[x, wv])
+        let precision = self.precision();
+        let (xv, wt) = (self.value(x), self.value(wv));
+        let y = ok(forward_at(self.device(), &geom, xv, wt, precision));
+        let node = ConvNode {
+            x,
+            w: wv,
+            geom,
+            precision,
+        };
+        self.push(node, y, &[x, wv])
     }
 
     /// Every convolution this graph has run, in order (benchmarks read a model's layer shapes
