@@ -84,7 +84,8 @@ impl Precision {
     /// otherwise.
     pub(crate) fn store(self, mut t: Tensor) -> Tensor {
         if self == Precision::Bf16 {
-            round_to_bf16(on_cpu(&mut t).data_mut());
+            // The emulation runs on the CPU only (`check` keeps it there).
+            round_to_bf16(t.data_mut());
         }
         t
     }
@@ -92,7 +93,7 @@ impl Precision {
     /// An operand of a convolution as the multiplier reads it: a bf16-rounded copy under
     /// `Bf16`, the tensor itself otherwise.
     pub(crate) fn operand(self, t: &Tensor) -> Cow<'_, Tensor> {
-        if self == Precision::Bf16 && !is_bf16(on_cpu_ref(t).data()) {
+        if self == Precision::Bf16 && !is_bf16(t.data()) {
             Cow::Owned(self.store(t.clone()))
         } else {
             Cow::Borrowed(t)
@@ -104,17 +105,6 @@ impl std::fmt::Display for Precision {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }
-}
-
-/// The bf16 emulation runs on the CPU only (`check` keeps it there).
-fn on_cpu(t: &mut Tensor) -> &mut Tensor {
-    assert!(!t.is_cuda(), "bf16 rounding runs on the CPU only");
-    t
-}
-
-fn on_cpu_ref(t: &Tensor) -> &Tensor {
-    assert!(!t.is_cuda(), "bf16 rounding runs on the CPU only");
-    t
 }
 
 /// Each value rounded to the nearest bf16, ties to even (NaN stays NaN, infinities stay).

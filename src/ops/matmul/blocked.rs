@@ -21,7 +21,6 @@ use crate::ops::scratch::Scratch;
 use rayon::prelude::*;
 use std::cell::Cell;
 
-use super::kernel_avx512::transpose_block_raw;
 pub use super::kernel_avx512::{available, transpose_block, MR, NR};
 
 /// Depth of a block (the B panel in L1 is KC x NR floats).
@@ -435,32 +434,19 @@ fn transpose_steps<const W: usize>(
     dst: &mut [f32],
 ) {
     const STEPS: usize = 16;
-    assert!(available(), "the register transpose needs AVX-512");
-    assert!(lanes <= W && dst.len() >= len * W);
-    if len == 0 {
-        return;
-    }
-    assert!(lanes == 0 || src.len() >= first + (lanes - 1) * lane + len);
+    assert!(lanes <= W, "interleave: {lanes} lanes in a panel of {W}");
     for p0 in (0..len).step_by(STEPS) {
         let n = STEPS.min(len - p0);
         for l0 in (0..W).step_by(16) {
             let rows = lanes.saturating_sub(l0).min(16);
-            // `wrapping_add`: with no rows left the address is past the source and unused.
-            let from = src.as_ptr().wrapping_add(first + l0 * lane + p0);
-            // SAFETY: AVX-512 is checked above; the asserts above keep
-            // rows l0..l0+rows (steps p0..p0+n) inside src and steps p0..p0+n of lanes
-            // l0..min(l0+16, W) inside dst.
-            unsafe {
-                transpose_block_raw(
-                    from,
-                    lane,
-                    rows,
-                    n,
-                    dst.as_mut_ptr().add(p0 * W + l0),
-                    W,
-                    (W - l0).min(16),
-                )
+            // With no rows left nothing is read (and the offset may lie past the source).
+            let from = if rows > 0 {
+                &src[first + l0 * lane + p0..]
+            } else {
+                &[]
             };
+            let to = &mut dst[p0 * W + l0..];
+            transpose_block(from, lane, rows, n, to, W, (W - l0).min(16));
         }
     }
 }

@@ -119,7 +119,7 @@ pub fn transpose_block(
 /// AVX-512F is available, rows `r < rows` of `cols` values at `src + r * lds` can be read and
 /// rows `c < cols` of `width` values at `dst + c * ldd` written.
 #[target_feature(enable = "avx512f")]
-pub unsafe fn transpose_block_raw(
+unsafe fn transpose_block_raw(
     src: *const f32,
     lds: usize,
     rows: usize,
