@@ -3,3 +3,8 @@
 #include "rlemu.h"
 
 __thread rlemu_thread* rlemu_current = nullptr;
+
+extern "C" void rlemu_release_thread(rlemu_thread* t) {
+    delete static_cast<rlemu::AsyncCopies*>(t->async_copies);
+    t->async_copies = nullptr;
+}

@@ -16,6 +16,16 @@
 //   barrier when every thread of the block reached it from the same place, a warp collective when
 //   every lane named in its mask arrived with the same mask. Anything else is reported as an
 //   error naming the kernel and the source lines;
+// - ldmatrix: a warp collective too (each lane names a row, every lane receives pieces of all of
+//   them); a fault (an address outside shared memory, a misaligned cp.async) is a switch point
+//   that ends the launch with an error naming the source line;
+// - shared-memory addresses (__cvta_generic_to_shared, the 32-bit operands of ldmatrix and
+//   cp.async): offsets into the launch's dynamic shared memory, or 0x80000000 plus offsets into
+//   the file's static __shared__ section; any other pointer is a fault;
+// - cp.async: each copy reads its source when issued and lands in shared memory only when a
+//   cp.async.wait_group (or wait_all) of this thread completes its group, so a kernel that
+//   reads the destination before waiting sees the 0xFF poison or an older stage's data, as the
+//   GPU may show it. Copies never waited for never land;
 // - atomics: plain read-modify-writes (fibers only switch at the points above, so they are atomic);
 // - math: the exactly rounded intrinsics (__fmul_rn, __dadd_rn, __fsqrt_rn, conversions) are
 //   exact here too; expf, logf, sin, cos, exp, log, hypot, ... come from the host's libm, which can
@@ -32,6 +42,7 @@
 #include <cstdint>
 #include <cstring>
 #include <math.h>
+#include <vector>
 
 struct uint3 {
     unsigned int x, y, z;
@@ -66,7 +77,9 @@ struct rlemu_thread {
     dim3 block_dim;
     dim3 grid_dim;
     unsigned char* dynamic_shared;
-    void* fiber;  // the scheduler's handle of this thread's fiber
+    unsigned long long dynamic_shared_bytes;
+    void* fiber;         // the scheduler's handle of this thread's fiber
+    void* async_copies;  // this thread's pending cp.async copies (rlemu::AsyncCopies), or null
 };
 
 enum rlemu_op_kind {
@@ -80,6 +93,9 @@ enum rlemu_op_kind {
     RLEMU_VOTE_ANY = 8,
     RLEMU_VOTE_ALL = 9,
     RLEMU_MMA_M16N8K8_TF32 = 10,
+    RLEMU_MMA_M16N8K16_BF16 = 11,
+    RLEMU_LDMATRIX = 12,
+    RLEMU_FAULT = 13,
 };
 
 // A switch point: what the thread asks of its block or warp, and where in the source it asks.
@@ -97,10 +113,15 @@ struct rlemu_op {
     unsigned int b[2];   // mma: this lane's B fragment
     float c[4];          // mma: this lane's accumulator in
     float d[4];          // mma: this lane's accumulator out (filled in by the scheduler)
+    unsigned int r[4];   // ldmatrix: this lane's fragment registers (filled in by the scheduler)
 };
 
 // Hands `op` to the scheduler and returns once it is resolved (src/device/emu/block.rs).
 void rlemu_sync(rlemu_thread* self, rlemu_op* op);
+
+// Frees what a finished (or discarded) thread still holds: its pending cp.async copies, which
+// never land (rlemu.cpp; called by the scheduler after every block).
+void rlemu_release_thread(rlemu_thread* t);
 }
 
 // `__thread` (no dynamic initialisation): every access is one %fs-relative load, where a
@@ -182,6 +203,15 @@ inline unsigned long long vote(int kind, const char* file, int line, unsigned ma
     return o.result;
 }
 
+// Ends the launch with an error: `what` (a string literal) at file:line. Never returns: the
+// scheduler discards the fiber.
+[[noreturn]] inline void fault(const char* file, int line, const char* what) {
+    rlemu_op o = op(RLEMU_FAULT, file, line, 0);
+    o.value = (unsigned long long)(const void*)what;
+    sync(&o);
+    __builtin_trap();
+}
+
 // Keeps the compiler from fusing an exactly rounded operation with its neighbours (-ffp-contract
 // would otherwise turn __fadd_rn(__fmul_rn(a, b), c) into an FMA, which the GPU never does).
 template <class T>
@@ -213,7 +243,67 @@ inline int to_int_saturating(F v) {
     if (v <= (F)-2147483648.0) return INT_MIN;
     return (int)v;
 }
+// One thread's cp.async copies: committed groups, oldest first, then the copies issued since
+// the last commit. A copy holds its source bytes, read when it was issued.
+struct AsyncCopy {
+    unsigned char* dst;
+    unsigned char data[16];
+    int bytes;
+};
+struct AsyncCopies {
+    std::vector<std::vector<AsyncCopy>> groups;
+    std::vector<AsyncCopy> open;
+};
+
+inline AsyncCopies& async_copies() {
+    rlemu_thread* t = rlemu_current;
+    if (!t->async_copies) t->async_copies = new AsyncCopies();
+    return *static_cast<AsyncCopies*>(t->async_copies);
+}
+
+// The bf16 bit pattern nearest to `v` (ties to even); NaN becomes the canonical 0x7fff.
+inline unsigned short bf16_rn(float v) {
+    unsigned u;
+    std::memcpy(&u, &v, sizeof u);
+    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu) != 0) return 0x7fffu;
+    return (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
 }  // namespace rlemu
+
+// Shared-memory addresses need the file's static section, whose bounds build.rs declares before
+// this header (RLEMU_SHARED_BEGIN/END); `static`, since each file has its own section.
+#ifdef RLEMU_SHARED_BEGIN
+namespace rlemu {
+const unsigned STATIC_SHARED = 0x80000000u;
+
+// The shared-window address of `p` (see the header comment), or a fault.
+static inline unsigned shared_address(const char* file, int line, const void* p) {
+    const unsigned char* c = static_cast<const unsigned char*>(p);
+    const unsigned char* dyn = rlemu_current->dynamic_shared;
+    if (dyn && c >= dyn && c < dyn + rlemu_current->dynamic_shared_bytes) return (unsigned)(c - dyn);
+    const unsigned char* begin = (const unsigned char*)RLEMU_SHARED_BEGIN;
+    const unsigned char* end = (const unsigned char*)RLEMU_SHARED_END;
+    if (begin && c >= begin && c < end) return STATIC_SHARED + (unsigned)(c - begin);
+    fault(file, line, "__cvta_generic_to_shared: the pointer is not in this block's shared memory");
+}
+
+// The host pointer of `bytes` bytes at shared-window address `a`, or a fault.
+static inline unsigned char* shared_pointer(const char* file, int line, unsigned a, unsigned bytes) {
+    if (a >= STATIC_SHARED) {
+        unsigned char* begin = (unsigned char*)RLEMU_SHARED_BEGIN;
+        unsigned char* end = (unsigned char*)RLEMU_SHARED_END;
+        const unsigned long long off = a - STATIC_SHARED;
+        if (begin && off + bytes <= (unsigned long long)(end - begin)) return begin + off;
+    } else if (rlemu_current->dynamic_shared &&
+               (unsigned long long)a + bytes <= rlemu_current->dynamic_shared_bytes) {
+        return rlemu_current->dynamic_shared + a;
+    }
+    fault(file, line, "a shared-memory address operand lies outside this block's shared memory");
+}
+}  // namespace rlemu
+
+#define __cvta_generic_to_shared(p) ((size_t)rlemu::shared_address(__FILE__, __LINE__, (p)))
+#endif
 
 #define __syncthreads() rlemu::barrier(__FILE__, __LINE__)
 #define __syncwarp(...) rlemu::syncwarp(__FILE__, __LINE__, ##__VA_ARGS__)
@@ -344,5 +434,132 @@ inline void mma_m16n8k8_row_col_f32_tf32_tf32_f32(const char* file, int line, fl
     *d1 = o.d[1];
     *d2 = o.d[2];
     *d3 = o.d[3];
+}
+// cvt.rn.bf16x2.f32 d, a, b: both rounded to bf16 to nearest even, a in the upper half of d and
+// b in the lower.
+inline void cvt_rn_bf16x2_f32(const char*, int, unsigned* d, float a, float b) {
+    *d = ((unsigned)rlemu::bf16_rn(a) << 16) | rlemu::bf16_rn(b);
+}
+
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32: a warp collective like the TF32 one; each
+// A and B register holds two bf16 values, the lower-indexed one in the low half.
+inline void mma_m16n8k16_row_col_f32_bf16_bf16_f32(const char* file, int line, float* d0,
+                                                  float* d1, float* d2, float* d3, unsigned a0,
+                                                  unsigned a1, unsigned a2, unsigned a3,
+                                                  unsigned b0, unsigned b1, float c0, float c1,
+                                                  float c2, float c3) {
+    rlemu_op o = rlemu::op(RLEMU_MMA_M16N8K16_BF16, file, line, 0xffffffffu);
+    const unsigned a[4] = {a0, a1, a2, a3};
+    const unsigned b[2] = {b0, b1};
+    const float c[4] = {c0, c1, c2, c3};
+    std::memcpy(o.a, a, sizeof a);
+    std::memcpy(o.b, b, sizeof b);
+    std::memcpy(o.c, c, sizeof c);
+    rlemu::sync(&o);
+    *d0 = o.d[0];
+    *d1 = o.d[1];
+    *d2 = o.d[2];
+    *d3 = o.d[3];
+}
+
+#ifdef RLEMU_SHARED_BEGIN
+// ldmatrix.sync.aligned.m8n8.xN[.trans].shared.b16: lane l names row l % 8 of matrix l / 8 (16
+// bytes at shared address `a`); the scheduler hands each lane its register of every matrix.
+template <int N, bool TRANS>
+static inline void ldmatrix(const char* file, int line, unsigned* d, unsigned a) {
+    rlemu_op o = rlemu::op(RLEMU_LDMATRIX, file, line, 0xffffffffu);
+    const int lane = (int)(threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z)) % 32;
+    if (lane < 8 * N) {
+        if (a % 16 != 0) rlemu::fault(file, line, "ldmatrix: a row address is not 16-byte aligned");
+        o.value = (unsigned long long)(const void*)rlemu::shared_pointer(file, line, a, 16);
+    }
+    o.width = N;
+    o.lane = TRANS;
+    rlemu::sync(&o);
+    for (int i = 0; i < N; ++i) d[i] = o.r[i];
+}
+static inline void ldmatrix_x1(const char* f, int l, unsigned* d0, unsigned a) {
+    ldmatrix<1, false>(f, l, d0, a);
+}
+static inline void ldmatrix_x2(const char* f, int l, unsigned* d0, unsigned* d1, unsigned a) {
+    unsigned d[2];
+    ldmatrix<2, false>(f, l, d, a);
+    *d0 = d[0], *d1 = d[1];
+}
+static inline void ldmatrix_x4(const char* f, int l, unsigned* d0, unsigned* d1, unsigned* d2,
+                               unsigned* d3, unsigned a) {
+    unsigned d[4];
+    ldmatrix<4, false>(f, l, d, a);
+    *d0 = d[0], *d1 = d[1], *d2 = d[2], *d3 = d[3];
+}
+static inline void ldmatrix_x1_trans(const char* f, int l, unsigned* d0, unsigned a) {
+    ldmatrix<1, true>(f, l, d0, a);
+}
+static inline void ldmatrix_x2_trans(const char* f, int l, unsigned* d0, unsigned* d1, unsigned a) {
+    unsigned d[2];
+    ldmatrix<2, true>(f, l, d, a);
+    *d0 = d[0], *d1 = d[1];
+}
+static inline void ldmatrix_x4_trans(const char* f, int l, unsigned* d0, unsigned* d1, unsigned* d2,
+                                     unsigned* d3, unsigned a) {
+    unsigned d[4];
+    ldmatrix<4, true>(f, l, d, a);
+    *d0 = d[0], *d1 = d[1], *d2 = d[2], *d3 = d[3];
+}
+
+// cp.async.{ca,cg}.shared.global [dst], [src], cp_size{, src_size}: copies src_size bytes (all
+// cp_size when absent) and zero-fills the rest. Both addresses must be aligned to cp_size; .cg
+// takes only 16 bytes.
+static inline void cp_async(const char* file, int line, bool cg, unsigned dst, const void* src,
+                            int cp_size, unsigned src_size) {
+    if (cp_size != 16 && (cg || (cp_size != 4 && cp_size != 8)))
+        rlemu::fault(file, line, "cp.async: the copy size must be 16 bytes (.cg) or 4, 8, 16 (.ca)");
+    if (src_size > (unsigned)cp_size)
+        rlemu::fault(file, line, "cp.async: the source size exceeds the copy size");
+    if (dst % cp_size != 0 || (unsigned long long)src % cp_size != 0)
+        rlemu::fault(file, line, "cp.async: an address is not aligned to the copy size");
+    rlemu::AsyncCopy c;
+    c.dst = rlemu::shared_pointer(file, line, dst, cp_size);
+    c.bytes = cp_size;
+    std::memset(c.data, 0, sizeof c.data);
+    if (src_size > 0) std::memcpy(c.data, src, src_size);
+    rlemu::async_copies().open.push_back(c);
+}
+static inline void cp_async_ca(const char* f, int l, unsigned dst, const void* src, int size) {
+    cp_async(f, l, false, dst, src, size, (unsigned)size);
+}
+static inline void cp_async_ca_zfill(const char* f, int l, unsigned dst, const void* src, int size,
+                                     unsigned src_size) {
+    cp_async(f, l, false, dst, src, size, src_size);
+}
+static inline void cp_async_cg(const char* f, int l, unsigned dst, const void* src, int size) {
+    cp_async(f, l, true, dst, src, size, (unsigned)size);
+}
+static inline void cp_async_cg_zfill(const char* f, int l, unsigned dst, const void* src, int size,
+                                     unsigned src_size) {
+    cp_async(f, l, true, dst, src, size, src_size);
+}
+#endif
+
+// cp.async.commit_group: the copies issued since the last commit become the newest group.
+inline void cp_async_commit_group(const char*, int) {
+    rlemu::AsyncCopies& q = rlemu::async_copies();
+    q.groups.push_back(std::move(q.open));
+    q.open.clear();
+}
+
+// cp.async.wait_group n: lands the oldest groups until at most n are pending.
+inline void cp_async_wait_group(const char*, int, int n) {
+    rlemu::AsyncCopies& q = rlemu::async_copies();
+    while (q.groups.size() > (size_t)(n < 0 ? 0 : n)) {
+        for (const rlemu::AsyncCopy& c : q.groups.front()) std::memcpy(c.dst, c.data, c.bytes);
+        q.groups.erase(q.groups.begin());
+    }
+}
+
+// cp.async.wait_all: commit_group, then wait_group 0.
+inline void cp_async_wait_all(const char* f, int l) {
+    cp_async_commit_group(f, l);
+    cp_async_wait_group(f, l, 0);
 }
 }  // namespace rlemu_ptx

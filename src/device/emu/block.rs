@@ -14,7 +14,7 @@
 //! exited or does not exist, a shuffle reading a lane the mask leaves out, and any other
 //! deadlock.
 
-use super::ffi::{kind, Dim3, EntryFn, RlemuOp, RlemuThread};
+use super::ffi::{kind, rlemu_release_thread, Dim3, EntryFn, RlemuOp, RlemuThread};
 use super::ptx;
 use corosensei::stack::DefaultStack;
 use corosensei::{Coroutine, CoroutineResult, Yielder};
@@ -126,6 +126,7 @@ pub struct BlockLaunch<'a> {
     pub block_dim: Dim3,
     pub grid_dim: Dim3,
     pub dynamic_shared: *mut u8,
+    pub dynamic_shared_bytes: usize,
     pub schedule: Schedule,
     /// The block's linear index (stream of its shuffled schedule).
     pub linear: u64,
@@ -241,11 +242,13 @@ impl Block {
                 self.n
             ));
         }
-        if op.kind == kind::MMA_M16N8K8_TF32 && mask != u32::MAX {
-            return Err(format!(
-                "{}: mma.sync needs all 32 lanes of the warp",
-                what()
-            ));
+        let whole_warp = [
+            kind::MMA_M16N8K8_TF32,
+            kind::MMA_M16N8K16_BF16,
+            kind::LDMATRIX,
+        ];
+        if whole_warp.contains(&op.kind) && mask != u32::MAX {
+            return Err(format!("{}: needs all 32 lanes of the warp", what()));
         }
         self.at_warp_op[warp] += 1;
         if self.at_warp_op[warp] < mask.count_ones() {
@@ -403,6 +406,34 @@ impl Block {
                     get(i).d = d[l as usize];
                 }
             }
+            kind::MMA_M16N8K16_BF16 => {
+                let (mut a, mut b, mut c) = ([[0u32; 4]; 32], [[0u32; 2]; 32], [[0f32; 4]; 32]);
+                for (i, &l) in lanes.iter().enumerate() {
+                    let op = get(i);
+                    let l = l as usize;
+                    (a[l], b[l], c[l]) = (op.a, op.b, op.c);
+                }
+                let d = ptx::mma_m16n8k16_bf16(&a, &b, &c);
+                for (i, &l) in lanes.iter().enumerate() {
+                    get(i).d = d[l as usize];
+                }
+            }
+            kind::LDMATRIX => {
+                let (matrices, trans) = (get(0).width as usize, get(0).lane != 0);
+                // Row r of matrix m: the 16 bytes lane 8m + r named (checked by rlemu.h).
+                let mut rows = [[0u16; 8]; 32];
+                for (i, &l) in lanes.iter().enumerate() {
+                    let l = l as usize;
+                    if l < 8 * matrices {
+                        // SAFETY: rlemu.h checked that the 16 bytes lie in shared memory.
+                        rows[l] = unsafe { std::ptr::read_unaligned(get(i).value as *const _) };
+                    }
+                }
+                let r = ptx::ldmatrix(&rows, matrices, trans);
+                for (i, &l) in lanes.iter().enumerate() {
+                    get(i).r = r[l as usize];
+                }
+            }
             other => return Err(format!("unknown switch point kind {other}")),
         }
         for &l in lanes {
@@ -511,7 +542,9 @@ pub fn run_block(b: &BlockLaunch<'_>) -> Result<(), String> {
             block_dim: b.block_dim,
             grid_dim: b.grid_dim,
             dynamic_shared: b.dynamic_shared,
+            dynamic_shared_bytes: b.dynamic_shared_bytes as u64,
             fiber: std::ptr::null_mut(),
+            async_copies: std::ptr::null_mut(),
         })
         .collect();
     let mut fibers: Vec<Fiber> = Vec::with_capacity(n);
@@ -548,6 +581,10 @@ pub fn run_block(b: &BlockLaunch<'_>) -> Result<(), String> {
         let stack = f.into_stack();
         STACKS.with(|s| s.borrow_mut().push(stack));
     }
+    for c in ctx.iter_mut().filter(|c| !c.async_copies.is_null()) {
+        // SAFETY: the thread's fiber is finished or discarded, so nothing uses its copies.
+        unsafe { rlemu_release_thread(c) };
+    }
     drop(ctx);
     result.map_err(|e| {
         format!(
@@ -569,6 +606,10 @@ fn schedule(b: &BlockLaunch<'_>, block: &mut Block, fibers: &mut [Fiber]) -> Res
             }
             match fibers[t].resume(()) {
                 CoroutineResult::Yield(op) => {
+                    // SAFETY: the op lives on the fiber's stack while it is suspended.
+                    if let Some(what) = unsafe { &*op }.fault_message() {
+                        return Err(format!("thread {t}: {what} ({})", unsafe { &*op }.site()));
+                    }
                     block.states[t] = State::Waiting(op);
                     // SAFETY: the op lives on the fiber's stack while it is suspended.
                     if !unsafe { &*op }.is_barrier() {

@@ -41,8 +41,16 @@ pub struct RlemuThread {
     pub block_dim: Dim3,
     pub grid_dim: Dim3,
     pub dynamic_shared: *mut u8,
+    pub dynamic_shared_bytes: u64,
     /// The fiber's yielder (`*const Yielder<(), *mut RlemuOp>`), set when the fiber starts.
     pub fiber: *mut c_void,
+    /// The thread's pending cp.async copies (owned by the C++ side; `rlemu_release_thread`).
+    pub async_copies: *mut c_void,
+}
+
+extern "C" {
+    /// Frees what a finished or discarded thread still holds (kernels/emu/rlemu.cpp).
+    pub fn rlemu_release_thread(t: *mut RlemuThread);
 }
 
 /// `rlemu_op_kind`.
@@ -57,6 +65,9 @@ pub mod kind {
     pub const VOTE_ANY: i32 = 8;
     pub const VOTE_ALL: i32 = 9;
     pub const MMA_M16N8K8_TF32: i32 = 10;
+    pub const MMA_M16N8K16_BF16: i32 = 11;
+    pub const LDMATRIX: i32 = 12;
+    pub const FAULT: i32 = 13;
 }
 
 /// `rlemu_op`: one switch point of one thread.
@@ -75,6 +86,7 @@ pub struct RlemuOp {
     pub b: [u32; 2],
     pub c: [f32; 4],
     pub d: [f32; 4],
+    pub r: [u32; 4],
 }
 
 impl RlemuOp {
@@ -91,6 +103,8 @@ impl RlemuOp {
             kind::VOTE_ANY => "__any_sync",
             kind::VOTE_ALL => "__all_sync",
             kind::MMA_M16N8K8_TF32 => "mma.sync.m16n8k8 (tf32)",
+            kind::MMA_M16N8K16_BF16 => "mma.sync.m16n8k16 (bf16)",
+            kind::LDMATRIX => "ldmatrix",
             _ => "an unknown switch point",
         }
     }
@@ -109,6 +123,16 @@ impl RlemuOp {
 
     pub fn is_barrier(&self) -> bool {
         self.kind == kind::BARRIER
+    }
+
+    /// The message of a fault (`rlemu::fault`): a string literal of the kernel library.
+    pub fn fault_message(&self) -> Option<String> {
+        (self.kind == kind::FAULT && self.value != 0).then(|| {
+            // SAFETY: a fault's value is the address of a NUL-terminated literal in rlemu.h.
+            unsafe { CStr::from_ptr(self.value as *const c_char) }
+                .to_string_lossy()
+                .into_owned()
+        })
     }
 
     /// The same collective: kind and mask, and for shuffles, votes and mma the same call in the

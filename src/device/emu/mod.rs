@@ -7,10 +7,12 @@
 //! - a launch runs the grid's blocks one after another (all blocks, or a sample where a test
 //!   asks for it), each block's threads as fibers (block.rs) scheduled in a chosen order
 //!   (`Schedule`), its static shared memory poisoned before each block;
-//! - warp collectives and mma.sync are executed when every lane has arrived (ptx.rs for the
-//!   tensor-core math);
-//! - every fault (a broken barrier, a bad mask, a deadlock, a write outside an allocation) is an
-//!   error naming the kernel, the block and the source lines.
+//! - warp collectives, mma.sync and ldmatrix are executed when every lane has arrived (ptx.rs
+//!   for the tensor-core math and the fragment layouts); cp.async copies land when the issuing
+//!   thread waits for their group (rlemu.h);
+//! - every fault (a broken barrier, a bad mask, a deadlock, a write outside an allocation, a
+//!   misaligned or non-shared address given to ldmatrix or cp.async) is an error naming the
+//!   kernel, the block and the source lines.
 //!
 //! What it cannot check: timing and occupancy, the real warp scheduler (fibers only switch at
 //! barriers and warp collectives, so a race shows only where a schedule exposes it), reads past
@@ -235,6 +237,7 @@ impl Emulator {
                 } else {
                     std::ptr::null_mut()
                 },
+                dynamic_shared_bytes: shared_bytes,
                 schedule: self.config.schedule,
                 linear: b as u64,
             })?;

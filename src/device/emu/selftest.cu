@@ -142,3 +142,104 @@ extern "C" __global__ void selftest_syncwarp(int* out) {
     }
     out[lane] = s[lane ^ 1];
 }
+
+// y[i] = cvt.rn.bf16x2.f32 of (x[2i], x[2i + 1]): x[2i] rounded to bf16 in the upper half.
+extern "C" __global__ void selftest_cvt_bf16x2(const float* x, int n, unsigned* y) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    unsigned r;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(x[2 * i]), "f"(x[2 * i + 1]));
+    y[i] = r;
+}
+
+__device__ __forceinline__ unsigned selftest_smem(const void* p) {
+    return (unsigned)__cvta_generic_to_shared(p);
+}
+
+// D = A B + C for A 16 x 32 and B 32 x 8 in bf16 (two per word, the lower index in the low
+// half), C and D 16 x 8 f32, by one warp: the operands reach shared memory by cp.async in two
+// groups (k 0-15, then k 16-31), A into static and B into dynamic shared memory (512 bytes), and
+// the fragments by ldmatrix (A .x4; B .x2, with .trans when B is stored k-major) for two
+// m16n8k16 mma. B is stored [n][k] (`b_kmajor` 0) or [k][n] (1); its stored rows from
+// `b_rows` on are zero-filled (cp.async with source size 0). With `wait_second` 0 the kernel
+// never waits for the second group (the bug the emulator must expose).
+extern "C" __global__ void selftest_bf16_gemm(const unsigned* a, const unsigned* b, int b_kmajor,
+                                              int b_rows, int wait_second, const float* c,
+                                              float* d) {
+    __shared__ __align__(16) unsigned As[16 * 16];
+    extern __shared__ unsigned Bs[];
+    const int lane = threadIdx.x, g = lane >> 2, t = lane & 3;
+    for (int half = 0; half < 2; ++half) {
+        // A: row lane / 2, 16-byte chunk 2 * half + lane % 2 of its 64 bytes.
+        const int ar = lane >> 1, ac = 2 * half + (lane & 1);
+        asm volatile("cp.async.cg.shared.global [%0], [%1], %2;"
+                     :: "r"(selftest_smem(&As[ar * 16 + ac * 4])), "l"(a + ar * 16 + ac * 4),
+                        "n"(16));
+        if (lane < 16) {
+            // B [n][k]: row lane / 2, chunk 2 * half + lane % 2; [k][n]: row 16 * half + lane.
+            const int row = b_kmajor ? 16 * half + lane : lane >> 1;
+            const int at = b_kmajor ? row * 4 : row * 16 + (2 * half + (lane & 1)) * 4;
+            const unsigned bytes = row < b_rows ? 16 : 0;
+            asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;"
+                         :: "r"(selftest_smem(&Bs[at])), "l"(b + at), "n"(16), "r"(bytes));
+        }
+        asm volatile("cp.async.commit_group;");
+    }
+    float acc[4] = {c[g * 8 + 2 * t], c[g * 8 + 2 * t + 1], c[(g + 8) * 8 + 2 * t],
+                    c[(g + 8) * 8 + 2 * t + 1]};
+    for (int half = 0; half < 2; ++half) {
+        if (half == 0) {
+            asm volatile("cp.async.wait_group %0;" :: "n"(1));
+        } else if (wait_second) {
+            asm volatile("cp.async.wait_group %0;" :: "n"(0));
+        }
+        __syncthreads();
+        // A: lane l names row (l % 8) + 8 * (matrix & 1) at k = 16 * half + 8 * (matrix >> 1).
+        const int m = lane >> 3, ar = (lane & 7) + 8 * (m & 1), ak = 16 * half + 8 * (m >> 1);
+        unsigned af[4], bf[2];
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                     : "=r"(af[0]), "=r"(af[1]), "=r"(af[2]), "=r"(af[3])
+                     : "r"(selftest_smem(&As[ar * 16 + ak / 2])));
+        // B: lanes 0-15 name matrix (lane / 8) & 1: rows n at k 16 * half + 8 * matrix, or
+        // rows k = 16 * half + 8 * matrix + lane % 8 transposed.
+        const int bm = (lane >> 3) & 1, br = lane & 7;
+        if (b_kmajor) {
+            asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];"
+                         : "=r"(bf[0]), "=r"(bf[1])
+                         : "r"(selftest_smem(&Bs[(16 * half + 8 * bm + br) * 4])));
+        } else {
+            asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];"
+                         : "=r"(bf[0]), "=r"(bf[1])
+                         : "r"(selftest_smem(&Bs[br * 16 + (16 * half + 8 * bm) / 2])));
+        }
+        asm volatile(
+            "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+            "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+            : "+f"(acc[0]), "+f"(acc[1]), "+f"(acc[2]), "+f"(acc[3])
+            : "r"(af[0]), "r"(af[1]), "r"(af[2]), "r"(af[3]), "r"(bf[0]), "r"(bf[1]));
+    }
+    d[g * 8 + 2 * t] = acc[0];
+    d[g * 8 + 2 * t + 1] = acc[1];
+    d[(g + 8) * 8 + 2 * t] = acc[2];
+    d[(g + 8) * 8 + 2 * t + 1] = acc[3];
+}
+
+// Misuses the emulator must report: mode 0 a cp.async to a destination not 16-byte aligned,
+// 1 a global pointer taken for a shared one, 2 an ldmatrix row address not 16-byte aligned.
+extern "C" __global__ void selftest_bad_async(int mode, unsigned* out) {
+    __shared__ __align__(16) unsigned buf[64];
+    const int lane = threadIdx.x;
+    if (mode == 0) {
+        asm volatile("cp.async.cg.shared.global [%0], [%1], %2;"
+                     :: "r"(selftest_smem(&buf[1])), "l"(out), "n"(16));
+    } else if (mode == 1) {
+        out[lane] = selftest_smem(out);
+    } else {
+        unsigned r;
+        asm volatile("ldmatrix.sync.aligned.m8n8.x1.shared.b16 {%0}, [%1];"
+                     : "=r"(r)
+                     : "r"(selftest_smem(&buf[(lane & 7) * 4 + (lane == 3)])));
+        out[lane] = r;
+    }
+    asm volatile("cp.async.wait_all;");
+}

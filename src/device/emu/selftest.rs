@@ -381,4 +381,173 @@ mod tests {
             .unwrap_err();
         assert!(err.contains("dynamic shared memory"), "{err}");
     }
+
+    /// bf16 bits of `v`, rounded to nearest even (as cvt.rn does).
+    fn bf16(v: f32) -> u32 {
+        half::bf16::from_f32(v).to_bits() as u32
+    }
+
+    #[test]
+    fn cvt_rn_bf16x2_rounds_to_nearest_even_and_packs_the_first_value_high() {
+        let tie_down = f32::from_bits(0x3f80_8000); // 1 + 2^-8: halfway, even is 1.0
+        let tie_up = f32::from_bits(0x3f81_8000); // halfway between 1 + 2^-7 and 1 + 2^-6
+        let x = [
+            1.0,
+            -2.5,
+            tie_down,
+            tie_up,
+            3.0e38,
+            f32::MAX,
+            f32::NAN,
+            f32::INFINITY,
+            1e-40,
+            -0.0,
+        ];
+        let y = buffer(&[0u32; 5]);
+        emu(Schedule::Forward)
+            .launch_selftest(
+                "selftest_cvt_bf16x2",
+                (1, 1, 1),
+                (32, 1, 1),
+                0,
+                &[ptr(&buffer(&x)), int(5), ptr(&y)],
+            )
+            .unwrap();
+        let got: Vec<u32> = read(&y);
+        let want = [
+            0x3f80_c020,                  // 1.0, -2.5
+            0x3f80_3f82,                  // the two ties
+            bf16(3.0e38) << 16 | 0x7f80,  // f32::MAX rounds past bf16's largest
+            0x7fff_7f80,                  // canonical NaN, infinity
+            (bf16(1e-40)) << 16 | 0x8000, // a subnormal, -0
+        ];
+        assert_eq!(got, want, "{:x?}", got);
+        assert_eq!(bf16(f32::MAX), 0x7f80);
+    }
+
+    /// A (16 x 32), B (32 x 8) as bf16-exact values, and what the gemm kernel must give.
+    fn bf16_gemm_case(b_rows: usize, b_kmajor: bool) -> (Vec<u32>, Vec<u32>, Vec<f32>, Vec<f32>) {
+        let a = |i: usize, k: usize| ((i * 32 + k) % 15) as f32 * 0.125 - 0.75;
+        let b = |k: usize, j: usize| ((k * 8 + j) % 11) as f32 * 0.25 - 1.0;
+        let c: Vec<f32> = (0..128).map(|i| i as f32 * 0.5 - 16.0).collect();
+        let pack = |lo: f32, hi: f32| bf16(lo) | bf16(hi) << 16;
+        let ab: Vec<u32> = (0..16 * 16)
+            .map(|w| pack(a(w / 16, 2 * (w % 16)), a(w / 16, 2 * (w % 16) + 1)))
+            .collect();
+        // Stored [n][k] (8 rows of 32) or [k][n] (32 rows of 8); rows from b_rows on never
+        // reach shared memory (zero-filled).
+        let bb: Vec<u32> = if b_kmajor {
+            (0..128)
+                .map(|w| pack(b(w / 4, 2 * (w % 4)), b(w / 4, 2 * (w % 4) + 1)))
+                .collect()
+        } else {
+            (0..128)
+                .map(|w| pack(b(2 * (w % 16), w / 16), b(2 * (w % 16) + 1, w / 16)))
+                .collect()
+        };
+        let live = |k: usize, j: usize| if b_kmajor { k < b_rows } else { j < b_rows };
+        let d = (0..128)
+            .map(|e| {
+                let (i, j) = (e / 8, e % 8);
+                let s: f32 = (0..32)
+                    .filter(|&k| live(k, j))
+                    .map(|k| a(i, k) * b(k, j))
+                    .sum();
+                s + c[e]
+            })
+            .collect();
+        (ab, bb, c, d)
+    }
+
+    #[test]
+    fn a_bf16_gemm_through_cp_async_ldmatrix_and_mma_matches_a_matmul() {
+        for s in SCHEDULES {
+            for (b_kmajor, b_rows) in [(false, 8), (false, 5), (true, 32), (true, 20)] {
+                let (a, b, c, want) = bf16_gemm_case(b_rows, b_kmajor);
+                let d = buffer(&[0f32; 128]);
+                emu(s)
+                    .launch_selftest(
+                        "selftest_bf16_gemm",
+                        (1, 1, 1),
+                        (32, 1, 1),
+                        512,
+                        &[
+                            ptr(&buffer(&a)),
+                            ptr(&buffer(&b)),
+                            int(b_kmajor as i32),
+                            int(b_rows as i32),
+                            int(1),
+                            ptr(&buffer(&c)),
+                            ptr(&d),
+                        ],
+                    )
+                    .unwrap();
+                // Exact: every product and partial sum of these values is a short binary
+                // fraction, exact in f32 and f64 alike.
+                assert_eq!(
+                    read::<f32>(&d),
+                    want,
+                    "{s:?} k-major {b_kmajor} rows {b_rows}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn reading_a_cp_async_group_before_waiting_for_it_sees_the_poison() {
+        let (a, b, c, _) = bf16_gemm_case(8, false);
+        let d = buffer(&[0f32; 128]);
+        emu(Schedule::Forward)
+            .launch_selftest(
+                "selftest_bf16_gemm",
+                (1, 1, 1),
+                (32, 1, 1),
+                512,
+                &[
+                    ptr(&buffer(&a)),
+                    ptr(&buffer(&b)),
+                    int(0),
+                    int(8),
+                    int(0),
+                    ptr(&buffer(&c)),
+                    ptr(&d),
+                ],
+            )
+            .unwrap();
+        // The second k-half was never waited for: its shared memory still holds 0xFF bytes,
+        // NaN as bf16.
+        assert!(read::<f32>(&d).iter().all(|v| v.is_nan()));
+    }
+
+    #[test]
+    fn misaligned_and_non_shared_addresses_are_faults_naming_the_line() {
+        let e = emu(Schedule::Forward);
+        let out = buffer(&[0u32; 32]);
+        let run = |mode| {
+            e.launch_selftest(
+                "selftest_bad_async",
+                (1, 1, 1),
+                (32, 1, 1),
+                0,
+                &[int(mode), ptr(&out)],
+            )
+            .unwrap_err()
+        };
+        let misaligned = run(0);
+        assert!(
+            misaligned.contains("cp.async: an address is not aligned")
+                && misaligned.contains("selftest.cu:"),
+            "{misaligned}"
+        );
+        let global = run(1);
+        assert!(
+            global.contains("not in this block's shared memory"),
+            "{global}"
+        );
+        let row = run(2);
+        assert!(
+            row.contains("ldmatrix: a row address is not 16-byte aligned"),
+            "{row}"
+        );
+    }
 }

@@ -16,6 +16,10 @@ pub enum Reg {
     B32,
     /// "f": an f32 register.
     F32,
+    /// "l": a 64-bit integer register (a global pointer).
+    B64,
+    /// "n": an immediate (a compile-time integer constant).
+    Imm,
 }
 
 impl Reg {
@@ -23,17 +27,20 @@ impl Reg {
         match self {
             Reg::B32 => 'r',
             Reg::F32 => 'f',
+            Reg::B64 => 'l',
+            Reg::Imm => 'n',
         }
     }
 }
 
-/// One operand of an emulated PTX instruction: written or read, and how many registers (a
-/// vector `{%a, %b, ...}` when more than one).
+/// One operand of an emulated PTX instruction: written or read, how many registers (a vector
+/// `{%a, %b, ...}` when more than one), and whether it is an address (`[%a]`).
 #[derive(Clone, Copy, Debug)]
 pub struct PtxOperand {
     pub written: bool,
     pub regs: usize,
     pub class: Reg,
+    pub address: bool,
 }
 
 /// A PTX instruction the emulator executes: its exact opcode with modifiers, its operands, and
@@ -50,6 +57,7 @@ const fn out(regs: usize, class: Reg) -> PtxOperand {
         written: true,
         regs,
         class,
+        address: false,
     }
 }
 
@@ -58,8 +66,25 @@ const fn inp(regs: usize, class: Reg) -> PtxOperand {
         written: false,
         regs,
         class,
+        address: false,
     }
 }
+
+/// An address operand: a shared-window address in a 32-bit register (from
+/// `__cvta_generic_to_shared`) or a global pointer in a 64-bit one.
+const fn addr(class: Reg) -> PtxOperand {
+    PtxOperand {
+        written: false,
+        regs: 1,
+        class,
+        address: true,
+    }
+}
+
+const SHARED: PtxOperand = addr(Reg::B32);
+const GLOBAL: PtxOperand = addr(Reg::B64);
+const IMM: PtxOperand = inp(1, Reg::Imm);
+const B32: PtxOperand = inp(1, Reg::B32);
 
 /// The inline PTX the emulator knows. Anything else in a kernel is a build error.
 pub const PTX_FORMS: &[PtxForm] = &[
@@ -77,6 +102,86 @@ pub const PTX_FORMS: &[PtxForm] = &[
             inp(4, Reg::F32),
         ],
         function: "rlemu_ptx::mma_m16n8k8_row_col_f32_tf32_tf32_f32",
+    },
+    PtxForm {
+        opcode: "cvt.rn.bf16x2.f32",
+        operands: &[out(1, Reg::B32), inp(1, Reg::F32), inp(1, Reg::F32)],
+        function: "rlemu_ptx::cvt_rn_bf16x2_f32",
+    },
+    PtxForm {
+        opcode: "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32",
+        operands: &[
+            out(4, Reg::F32),
+            inp(4, Reg::B32),
+            inp(2, Reg::B32),
+            inp(4, Reg::F32),
+        ],
+        function: "rlemu_ptx::mma_m16n8k16_row_col_f32_bf16_bf16_f32",
+    },
+    PtxForm {
+        opcode: "ldmatrix.sync.aligned.m8n8.x1.shared.b16",
+        operands: &[out(1, Reg::B32), SHARED],
+        function: "rlemu_ptx::ldmatrix_x1",
+    },
+    PtxForm {
+        opcode: "ldmatrix.sync.aligned.m8n8.x2.shared.b16",
+        operands: &[out(2, Reg::B32), SHARED],
+        function: "rlemu_ptx::ldmatrix_x2",
+    },
+    PtxForm {
+        opcode: "ldmatrix.sync.aligned.m8n8.x4.shared.b16",
+        operands: &[out(4, Reg::B32), SHARED],
+        function: "rlemu_ptx::ldmatrix_x4",
+    },
+    PtxForm {
+        opcode: "ldmatrix.sync.aligned.m8n8.x1.trans.shared.b16",
+        operands: &[out(1, Reg::B32), SHARED],
+        function: "rlemu_ptx::ldmatrix_x1_trans",
+    },
+    PtxForm {
+        opcode: "ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16",
+        operands: &[out(2, Reg::B32), SHARED],
+        function: "rlemu_ptx::ldmatrix_x2_trans",
+    },
+    PtxForm {
+        opcode: "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16",
+        operands: &[out(4, Reg::B32), SHARED],
+        function: "rlemu_ptx::ldmatrix_x4_trans",
+    },
+    PtxForm {
+        opcode: "cp.async.ca.shared.global",
+        operands: &[SHARED, GLOBAL, IMM],
+        function: "rlemu_ptx::cp_async_ca",
+    },
+    PtxForm {
+        opcode: "cp.async.ca.shared.global",
+        operands: &[SHARED, GLOBAL, IMM, B32],
+        function: "rlemu_ptx::cp_async_ca_zfill",
+    },
+    PtxForm {
+        opcode: "cp.async.cg.shared.global",
+        operands: &[SHARED, GLOBAL, IMM],
+        function: "rlemu_ptx::cp_async_cg",
+    },
+    PtxForm {
+        opcode: "cp.async.cg.shared.global",
+        operands: &[SHARED, GLOBAL, IMM, B32],
+        function: "rlemu_ptx::cp_async_cg_zfill",
+    },
+    PtxForm {
+        opcode: "cp.async.commit_group",
+        operands: &[],
+        function: "rlemu_ptx::cp_async_commit_group",
+    },
+    PtxForm {
+        opcode: "cp.async.wait_group",
+        operands: &[IMM],
+        function: "rlemu_ptx::cp_async_wait_group",
+    },
+    PtxForm {
+        opcode: "cp.async.wait_all",
+        operands: &[],
+        function: "rlemu_ptx::cp_async_wait_all",
     },
 ];
 
@@ -145,9 +250,21 @@ fn parse_asm_operands(file: &str, line: usize, text: &str) -> Result<Vec<AsmOper
         .collect()
 }
 
-/// The operand numbers of one PTX operand: `%3` or `{%0, %1, %2, %3}`.
-fn ptx_registers(file: &str, line: usize, text: &str) -> Result<Vec<usize>, String> {
+/// The operand numbers of one PTX operand: `%3`, `{%0, %1, %2, %3}`, or with `address` `[%3]`.
+fn ptx_registers(file: &str, line: usize, text: &str, address: bool) -> Result<Vec<usize>, String> {
     let t = text.trim();
+    let bracketed = t.strip_prefix('[').and_then(|r| r.strip_suffix(']'));
+    if address != bracketed.is_some() {
+        return Err(format!(
+            "{file}:{line}: PTX operand `{t}`: {}",
+            if address {
+                "expected an address `[%N]`"
+            } else {
+                "an address `[...]` where the instruction takes a register"
+            }
+        ));
+    }
+    let t = bracketed.unwrap_or(t).trim();
     let inner = t
         .strip_prefix('{')
         .and_then(|r| r.strip_suffix('}'))
@@ -185,30 +302,36 @@ fn translate_instruction(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let form = PTX_FORMS.iter().find(|f| f.opcode == opcode).ok_or_else(|| {
-        format!(
+    let forms: Vec<&PtxForm> = PTX_FORMS.iter().filter(|f| f.opcode == opcode).collect();
+    if forms.is_empty() {
+        return Err(format!(
             "{file}:{line}: inline PTX `{opcode}` is not known to the CUDA emulator (it knows: {}); \
              add its semantics to rlemu_ptx (kernels/emu/rlemu.h) and PTX_FORMS \
              (src/device/kernel_source.rs)",
             known()
-        )
-    })?;
+        ));
+    }
     let groups: Vec<&str> = if rest.trim().is_empty() {
         Vec::new()
     } else {
         split_top(rest, b',')
     };
-    if groups.len() != form.operands.len() {
-        return Err(format!(
-            "{file}:{line}: `{opcode}` takes {} operands, the asm gives {}",
-            form.operands.len(),
-            groups.len()
-        ));
-    }
+    // An opcode may have forms of different arity (cp.async with and without a source size).
+    let form = forms
+        .iter()
+        .find(|f| f.operands.len() == groups.len())
+        .ok_or_else(|| {
+            let counts: Vec<String> = forms.iter().map(|f| f.operands.len().to_string()).collect();
+            format!(
+                "{file}:{line}: `{opcode}` takes {} operands, the asm gives {}",
+                counts.join(" or "),
+                groups.len()
+            )
+        })?;
     let mut written = Vec::new();
     let mut read = Vec::new();
     for (k, (group, spec)) in groups.iter().zip(form.operands).enumerate() {
-        let regs = ptx_registers(file, line, group)?;
+        let regs = ptx_registers(file, line, group, spec.address)?;
         if regs.len() != spec.regs {
             return Err(format!(
                 "{file}:{line}: operand {k} of `{opcode}` takes {} registers, the asm gives {}",
@@ -492,13 +615,52 @@ mod tests {
 
     #[test]
     fn unknown_ptx_is_an_error_naming_file_line_and_instruction() {
-        let src = "\n\nvoid f() { asm volatile(\"ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\" : \"=r\"(a) : \"r\"(p)); }";
+        let src = "\n\nvoid f() { asm volatile(\"ldmatrix.sync.aligned.m8n8.x4.b8 {%0,%1,%2,%3}, [%4];\" : \"=r\"(a) : \"r\"(p)); }";
         let e = translate("kernels/x.cu", src).unwrap_err();
         assert!(e.starts_with("kernels/x.cu:3:"), "{e}");
         assert!(
-            e.contains("ldmatrix.sync.aligned.m8n8.x4.shared.b16") && e.contains("not known"),
+            e.contains("ldmatrix.sync.aligned.m8n8.x4.b8") && e.contains("not known"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn addresses_immediates_and_forms_of_two_arities() {
+        let ld = "asm volatile(\"ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\" : \"=r\"(r[0]), \"=r\"(r[1]), \"=r\"(r[2]), \"=r\"(r[3]) : \"r\"(s));";
+        let t = translate("k.cu", ld).unwrap();
+        assert!(
+            t.contains("rlemu_ptx::ldmatrix_x4_trans(__FILE__, __LINE__, &(r[0]), &(r[1]), &(r[2]), &(r[3]), (s));"),
+            "{t}"
+        );
+        let zfill = "asm volatile(\"cp.async.cg.shared.global [%0], [%1], %2, %3;\" :: \"r\"(d), \"l\"(g), \"n\"(16), \"r\"(bytes));";
+        let t = translate("k.cu", zfill).unwrap();
+        assert!(
+            t.contains(
+                "rlemu_ptx::cp_async_cg_zfill(__FILE__, __LINE__, (d), (g), (16), (bytes));"
+            ),
+            "{t}"
+        );
+        let plain = "asm volatile(\"cp.async.ca.shared.global [%0], [%1], %2;\\n\" :: \"r\"(d), \"l\"(g), \"n\"(8));";
+        assert!(translate("k.cu", plain)
+            .unwrap()
+            .contains("rlemu_ptx::cp_async_ca(__FILE__, __LINE__, (d), (g), (8));"));
+        let groups =
+            "asm volatile(\"cp.async.commit_group;\\ncp.async.wait_group %0;\" :: \"n\"(1));";
+        let t = translate("k.cu", groups).unwrap();
+        assert!(
+            t.contains("rlemu_ptx::cp_async_commit_group(__FILE__, __LINE__); rlemu_ptx::cp_async_wait_group(__FILE__, __LINE__, (1));"),
+            "{t}"
+        );
+        let unbracketed = "asm volatile(\"cp.async.cg.shared.global %0, [%1], %2;\" :: \"r\"(d), \"l\"(g), \"n\"(16));";
+        let e = translate("k.cu", unbracketed).unwrap_err();
+        assert!(e.contains("expected an address `[%N]`"), "{e}");
+        let arity =
+            "asm volatile(\"cp.async.cg.shared.global [%0], [%1];\" :: \"r\"(d), \"l\"(g));";
+        let e = translate("k.cu", arity).unwrap_err();
+        assert!(e.contains("takes 3 or 4 operands, the asm gives 2"), "{e}");
+        let pointer_in_r = "asm volatile(\"cp.async.cg.shared.global [%0], [%1], %2;\" :: \"r\"(d), \"r\"(g), \"n\"(16));";
+        let e = translate("k.cu", pointer_in_r).unwrap_err();
+        assert!(e.contains("needs a \"l\""), "{e}");
     }
 
     #[test]
