@@ -9,7 +9,7 @@
 //! shared memory, read from ptxas's verbose report. It compiles exactly as the CUDA backend
 //! does (src/device/nvrtc.rs).
 
-use rlnet::device::kernels::{expanded_source, FILES};
+use rlnet::device::kernels::{expanded_source, COMMON, COMMON_INCLUDE, FILES};
 use rlnet::device::nvrtc::{compile_cubin, nvrtc_present, parse_ptxas_log, version, OPTIONS};
 
 const ARCH: &str = "sm_90";
@@ -86,4 +86,29 @@ fn every_kernel_compiles_for_sm90_without_spills() {
         "kernel compile problems:\n{}",
         problems.join("\n")
     );
+}
+
+/// The emulator's self-test kernels (src/device/emu/selftest.cu) compile for sm_90 too: they
+/// spell every inline-PTX form the emulator accepts (cp.async with its shared and global
+/// address operands and immediates, ldmatrix, the bf16 mma and conversion), so ptxas checks
+/// that each form the emulator executes is one the GPU takes.
+#[test]
+fn the_emulator_self_tests_ptx_forms_compile_for_sm90() {
+    let required = std::env::var("REQUIRE_NVRTC").is_ok_and(|v| v == "1");
+    if !nvrtc_present() {
+        assert!(!required, "REQUIRE_NVRTC=1 but libnvrtc was not found");
+        println!("skipped: libnvrtc not found");
+        return;
+    }
+    let source = include_str!("../src/device/emu/selftest.cu").replace(COMMON_INCLUDE, COMMON);
+    let compiled = compile_cubin("selftest", &source, ARCH)
+        .unwrap_or_else(|e| panic!("selftest.cu with NVRTC: {e}"));
+    let entries = parse_ptxas_log(&compiled.log);
+    for k in ["selftest_bf16_gemm", "selftest_cvt_bf16x2", "selftest_bad_async"] {
+        assert!(
+            entries.iter().any(|e| e.name == k),
+            "{k} missing from ptxas's report:\n{}",
+            compiled.log
+        );
+    }
 }
