@@ -36,7 +36,7 @@ fn selection(gpu: bool) -> Selection {
         .unwrap_or(1.0);
     Selection {
         step: Some((Arch::ResNet18, width)),
-        tf32: gpu,
+        tensor_cores: gpu,
         ..Selection::default()
     }
 }

@@ -141,6 +141,25 @@ __device__ __forceinline__ void rl_gemm_k_loop(int kbeg, int tiles, Load load, S
     }
 }
 
+// Hands the f32 accumulators of a warp's 32 x 32 sub-tile of m16n8 mma tiles (2 x 4 of them;
+// the PTX fragment layout d0 (g, 2t), d1 (g, 2t+1), d2 (g+8, 2t), d3 (g+8, 2t+1), with groupID
+// g = lane / 4 and t = lane % 4) to the output's store, as (row, col) of the GEMM; the warp
+// owns rows m0 + 32 wm.. and columns n0 + 32 wn.. .
+template <class Out>
+__device__ __forceinline__ void rl_mma_epilogue(const float acc[2][4][4], int m0, int n0, int wm,
+                                                int wn, int g, int t, Out out) {
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < 4; ++ni)
+#pragma unroll
+            for (int q = 0; q < 4; ++q) {
+                const int row = m0 + wm * 32 + mi * 16 + g + (q >> 1) * 8;
+                const int col = n0 + wn * 32 + ni * 8 + 2 * t + (q & 1);
+                out(row, col, acc[mi][ni][q]);
+            }
+}
+
 // Where element (row, col) of a GEMM output goes, bounds-checked against M x N.
 // Channels by pixels: row = channel, col = (image, pixel) over images of `hw` pixels, into an
 // NCHW tensor with M channels (the forward's y, the input gradient dx).

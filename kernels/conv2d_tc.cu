@@ -128,23 +128,6 @@ struct v2_kwalk {
     }
 };
 
-// Hands the accumulators of the warp's 32 x 32 sub-tile (fragment layout of conv_mma_tf32) to
-// the output's store, as (row, col) of the GEMM.
-template <class Out>
-__device__ __forceinline__ void v2_epilogue(const float acc[2][4][4], int m0, int n0, int wm,
-                                            int wn, int g, int t, Out out) {
-#pragma unroll
-    for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-        for (int ni = 0; ni < 4; ++ni)
-#pragma unroll
-            for (int q = 0; q < 4; ++q) {
-                const int row = m0 + wm * 32 + mi * 16 + g + (q >> 1) * 8;
-                const int col = n0 + wn * 32 + ni * 8 + 2 * t + (q & 1);
-                out(row, col, acc[mi][ni][q]);
-            }
-}
-
 // The block's GEMM: `tiles` K steps from k_first, `load` gathering a step into registers and
 // `stage` writing it to shared memory as TF32 (rl_gemm_k_loop double-buffers them); each warp
 // accumulates its 32 x 32 sub-tile with mma (B as [n][k] when B_NMAJOR, else [k][n]) and hands
@@ -159,7 +142,7 @@ __device__ __forceinline__ void v2_gemm(const v2_tile_a* As, const BTile* Bs, in
     float acc[2][4][4] = {};
     auto math = [&](int buf) { v2_tile_mma<B_NMAJOR>(As[buf], &Bs[buf][0][0], wm, wn, g, t, acc); };
     rl_gemm_k_loop<V2_BK>(k_first, tiles, load, stage, math);
-    v2_epilogue(acc, m0, n0, wm, wn, g, t, out);
+    rl_mma_epilogue(acc, m0, n0, wm, wn, g, t, out);
 }
 
 // Stages the A values (rows a_m + 16r, column a_k) and K-major B values (rows b_k + j, column

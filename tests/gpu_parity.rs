@@ -107,6 +107,104 @@ fn conv2d_matches_cpu() {
     }
 }
 
+/// The bf16 forward (cp.async, ldmatrix, m16n8k16 mma) against the CPU convolution of the same
+/// operands rounded to bf16: products of bf16 values are exact and both sides add them in f32,
+/// so they differ only by summation order, within v1's f32 tolerance. The conversions are
+/// checked bit for bit, and the unrounded f32 result shows that the rounding happened.
+#[test]
+fn conv2d_bf16_forward_matches_cpu_on_rounded_operands() {
+    use rlnet::tensor::precision::round_to_bf16;
+    let Some(d) = gpu() else { return };
+    let cases = [
+        // c_out past a 64 tile, K = 72 past a 32 step, 60 pixels in one 128 tile, stride 2.
+        (3, 8, 7, 9, 67, 3, 2, 1),
+        // c_in 24: 8-channel chunks of one 32-wide step from different taps.
+        (2, 24, 5, 5, 40, 3, 1, 1),
+        (2, 64, 8, 8, 130, 3, 1, 1),
+        (4, 16, 8, 8, 24, 1, 2, 0),
+        (3, 32, 12, 12, 64, 3, 2, 1),
+    ];
+    for (i, &(n, c_in, h, w, c_out, k, stride, pad)) in cases.iter().enumerate() {
+        let g = ConvGeom {
+            n,
+            c_in,
+            h,
+            w,
+            c_out,
+            k,
+            stride,
+            pad,
+        };
+        let (x, wt) = (
+            randn(g.x_len(), 40 + i as u64),
+            randn(g.w_len(), 50 + i as u64),
+        );
+        let (mut xr, mut wr) = (x.clone(), wt.clone());
+        round_to_bf16(&mut xr);
+        round_to_bf16(&mut wr);
+        let mut want = vec![0f32; g.y_len()];
+        conv::cpu::forward(&g, &xr, &wr, &mut want);
+        let mut exact = vec![0f32; g.y_len()];
+        conv::cpu::forward(&g, &x, &wt, &mut exact);
+
+        let (xg, wg) = (up(&d, &x), up(&d, &wt));
+        let xh = gconv::input_bf16(&d, &g, &xg).unwrap();
+        let wh = gconv::weights_bf16(&d, &g, &wg).unwrap();
+        // NHWC and [c_out][tap][c_in], two bf16 per word, the even channel low.
+        let bits = |v: f32| v.to_bits() >> 16;
+        let (hw, kk) = (h * w, k * k);
+        let xh_want: Vec<u32> = (0..g.x_len() / 2)
+            .map(|word| {
+                let (pix, c2) = (word / (c_in / 2), word % (c_in / 2));
+                let (img, p) = (pix / hw, pix % hw);
+                let at = |c: usize| xr[(img * c_in + c) * hw + p];
+                bits(at(2 * c2)) | bits(at(2 * c2 + 1)) << 16
+            })
+            .collect();
+        assert_eq!(d.download(&xh).unwrap(), xh_want, "{g:?}: input as bf16");
+        let wh_want: Vec<u32> = (0..g.w_len() / 2)
+            .map(|word| {
+                let (rest, c2) = (word / (c_in / 2), word % (c_in / 2));
+                let (co, tap) = (rest / kk, rest % kk);
+                let at = |c: usize| wr[(co * c_in + c) * kk + tap];
+                bits(at(2 * c2)) | bits(at(2 * c2 + 1)) << 16
+            })
+            .collect();
+        assert_eq!(d.download(&wh).unwrap(), wh_want, "{g:?}: weights as bf16");
+
+        let mut yg = d.alloc::<f32>(g.y_len()).unwrap();
+        gconv::forward_bf16(&d, &g, &xh, &wh, &mut yg).unwrap();
+        let got = down(&d, &yg);
+        let scale = max_abs(&want);
+        assert_close(&format!("bf16 conv {g:?}"), &got, &want, 1e-4 * scale, 1e-4);
+        let off = got
+            .iter()
+            .zip(&exact)
+            .fold(0f64, |m, (&a, &b)| m.max((a - b).abs() as f64));
+        // Against unrounded operands the error is bf16's (2^-9 per operand), well past f32's.
+        assert!(
+            off > 1e-4 * scale && off < 3e-2 * scale,
+            "{g:?}: bf16 against f32 differs by {off} of {scale}"
+        );
+    }
+    let stem = ConvGeom {
+        n: 1,
+        c_in: 3,
+        h: 8,
+        w: 8,
+        c_out: 16,
+        k: 3,
+        stride: 1,
+        pad: 1,
+    };
+    let x = up(&d, &randn(stem.x_len(), 1));
+    let err = gconv::input_bf16(&d, &stem, &x).unwrap_err().to_string();
+    assert!(
+        err.contains("multiple of 8") && err.contains("3 channels"),
+        "{err}"
+    );
+}
+
 #[test]
 fn bn_act_matches_cpu() {
     let Some(d) = gpu() else { return };

@@ -104,7 +104,11 @@ fn the_emulator_self_tests_ptx_forms_compile_for_sm90() {
     let compiled = compile_cubin("selftest", &source, ARCH)
         .unwrap_or_else(|e| panic!("selftest.cu with NVRTC: {e}"));
     let entries = parse_ptxas_log(&compiled.log);
-    for k in ["selftest_bf16_gemm", "selftest_cvt_bf16x2", "selftest_bad_async"] {
+    for k in [
+        "selftest_bf16_gemm",
+        "selftest_cvt_bf16x2",
+        "selftest_bad_async",
+    ] {
         assert!(
             entries.iter().any(|e| e.name == k),
             "{k} missing from ptxas's report:\n{}",

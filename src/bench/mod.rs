@@ -17,6 +17,8 @@ pub mod work;
 use crate::corrupt::Corruption;
 use crate::geom::ConvGeom;
 use crate::nn::Arch;
+use crate::ops::conv::cuda::bf16_applies;
+use crate::tensor::precision::Precision;
 use serde_json::json;
 use shapes::ModelShapes;
 
@@ -58,11 +60,13 @@ impl ConvDir {
 /// What an item runs.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Work {
-    /// One convolution direction; `tf32` selects the tensor-core kernels (GPU only).
+    /// One convolution direction at a precision: f32 (v1 on the GPU), TF32 (the v2 tensor-core
+    /// kernels) or bf16 (the bf16 tensor-core forward, timed on operands already converted to
+    /// bf16, as a bf16 pipeline holds them). The tensor-core versions run on the GPU only.
     Conv {
         geom: ConvGeom,
         dir: ConvDir,
-        tf32: bool,
+        precision: Precision,
     },
     /// Train-mode dual BN + masked ReLU over a [clean | adversarial] batch of `n` samples of
     /// `chw` ([C, H, W]): each half with its own statistics and parameter set, half the mask's
@@ -184,8 +188,9 @@ pub struct Selection {
     pub batch: usize,
     /// The stage-1 step's network and width multiplier (None: no step item).
     pub step: Option<(Arch, f32)>,
-    /// Also the tensor-core (TF32) versions of the convolutions (they exist on the GPU only).
-    pub tf32: bool,
+    /// Also the tensor-core versions of the convolutions (they exist on the GPU only): TF32 in
+    /// all three directions, bf16 for the forward where its input channels come in eights.
+    pub tensor_cores: bool,
     /// Keep only items whose name contains one of these (empty: keep all).
     pub filters: Vec<String>,
 }
@@ -196,7 +201,7 @@ impl Default for Selection {
             models: vec![Arch::ResNet18, Arch::Wrn22_8],
             batch: BATCH,
             step: Some((Arch::ResNet18, 1.0)),
-            tf32: false,
+            tensor_cores: false,
             filters: Vec::new(),
         }
     }
@@ -245,17 +250,27 @@ pub fn items(sel: &Selection) -> crate::error::Result<Vec<Item>> {
         })
         .collect();
     for (g, users) in distinct(&convs) {
-        let bytes = 4.0 * (g.x_len() + g.w_len() + g.y_len()) as f64;
         let flops = 2.0 * g.macs() as f64;
         for dir in ConvDir::ALL {
-            for tf32 in [false, true] {
-                if tf32 && !sel.tf32 {
-                    continue;
-                }
-                let suffix = if tf32 { "-tf32" } else { "" };
+            for precision in [Precision::F32, Precision::Tf32, Precision::Bf16] {
+                let (suffix, operand_bytes) = match precision {
+                    Precision::F32 => ("", 4.0),
+                    _ if !sel.tensor_cores => continue,
+                    Precision::Tf32 => ("-tf32", 4.0),
+                    Precision::Bf16 if dir == ConvDir::Forward && bf16_applies(&g) => {
+                        ("-bf16", 2.0)
+                    }
+                    Precision::Bf16 => continue,
+                };
+                // bf16 reads x and w as bf16 and writes y as f32.
+                let bytes = operand_bytes * (g.x_len() + g.w_len()) as f64 + 4.0 * g.y_len() as f64;
                 out.push(Item {
                     name: format!("conv/{users}/{}/{}{suffix}", shape_name(&g), dir.name()),
-                    work: Work::Conv { geom: g, dir, tf32 },
+                    work: Work::Conv {
+                        geom: g,
+                        dir,
+                        precision,
+                    },
                     bytes,
                     flops,
                 });
@@ -362,6 +377,47 @@ mod tests {
                 .count(),
             19
         );
+    }
+
+    #[test]
+    fn tensor_core_items_are_tf32_in_every_direction_and_bf16_forwards_past_the_stem() {
+        let sel = Selection {
+            models: vec![Arch::ResNet18],
+            step: None,
+            tensor_cores: true,
+            ..Selection::default()
+        };
+        let items = items(&sel).unwrap();
+        let named = |suffix: &str| -> Vec<&str> {
+            items
+                .iter()
+                .filter(|i| i.family() == Family::Conv && i.name.ends_with(suffix))
+                .map(|i| i.name.as_str())
+                .collect()
+        };
+        assert_eq!(named("-tf32").len(), 3 * 11);
+        let bf16 = named("-bf16");
+        // Every ResNet18 forward but the 3-channel stem.
+        assert_eq!(bf16.len(), 10, "{bf16:#?}");
+        assert!(bf16.iter().all(|n| n.ends_with("/fwd-bf16")));
+        assert!(!bf16.iter().any(|n| n.contains("/3x32x32-")));
+        let fwd = items
+            .iter()
+            .find(|i| i.name == "conv/resnet18/64x32x32-64-k3s1/fwd-bf16")
+            .unwrap();
+        let g = ConvGeom {
+            n: BATCH,
+            c_in: 64,
+            h: 32,
+            w: 32,
+            c_out: 64,
+            k: 3,
+            stride: 1,
+            pad: 1,
+        };
+        // x and w as bf16, y as f32.
+        let bytes = 2.0 * (g.x_len() + g.w_len()) as f64 + 4.0 * g.y_len() as f64;
+        assert_eq!(fwd.bytes, bytes);
     }
 
     #[test]

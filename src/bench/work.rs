@@ -24,6 +24,7 @@ use crate::ops::{conv, pgd};
 use crate::optim::{Sgd, SgdConfig};
 use crate::rng::{self, stream};
 use crate::robust::pgd::PgdConfig;
+use crate::tensor::precision::Precision;
 use crate::tensor::Tensor;
 use crate::train::step::{teacher_step, AugViews, StepKey};
 use std::sync::Arc;
@@ -84,12 +85,30 @@ impl Bench {
     /// The closure that runs `item` once.
     pub fn prepare(&self, item: &Item) -> Result<Prepared> {
         match (&item.work, &self.device) {
-            (Work::Conv { tf32: true, .. }, Device::Cpu) => Ok(Prepared::Skip(
-                "the TF32 tensor-core kernels exist on the GPU only".into(),
-            )),
+            (Work::Conv { precision, .. }, Device::Cpu) if *precision != Precision::F32 => {
+                Ok(Prepared::Skip(format!(
+                    "the {} tensor-core kernels exist on the GPU only",
+                    precision.name()
+                )))
+            }
             (Work::Conv { geom, dir, .. }, Device::Cpu) => Ok(Prepared::Run(conv_cpu(*geom, *dir))),
-            (Work::Conv { geom, dir, tf32 }, Device::Cuda(d)) => {
-                let v = if *tf32 {
+            (
+                Work::Conv {
+                    geom,
+                    precision: Precision::Bf16,
+                    ..
+                },
+                Device::Cuda(d),
+            ) => Ok(Prepared::Run(conv_gpu_bf16(d.clone(), *geom)?)),
+            (
+                Work::Conv {
+                    geom,
+                    dir,
+                    precision,
+                },
+                Device::Cuda(d),
+            ) => {
+                let v = if *precision == Precision::Tf32 {
                     ConvVersion::V2
                 } else {
                     ConvVersion::V1
@@ -275,6 +294,19 @@ fn conv_gpu(d: Arc<CudaDevice>, g: ConvGeom, dir: ConvDir, v: ConvVersion) -> Re
         ConvDir::Forward => gconv::forward(&d, &g, &a, &b, &mut out, v),
         ConvDir::BackwardData => gconv::backward_data(&d, &g, &a, &b, &mut out, v),
         ConvDir::BackwardWeight => gconv::backward_weight(&d, &g, &a, &b, &mut out, v),
+    }))
+}
+
+/// The bf16 forward on operands converted once, outside the timed closure.
+fn conv_gpu_bf16(d: Arc<CudaDevice>, g: ConvGeom) -> Result<Runner> {
+    let (x, w, y) = conv_buffers(&g, ConvDir::Forward);
+    let (x, w, mut y) = (d.upload(&x)?, d.upload(&w)?, d.upload(&y)?);
+    let (xh, wh) = (
+        gconv::input_bf16(&d, &g, &x)?,
+        gconv::weights_bf16(&d, &g, &w)?,
+    );
+    Ok(Box::new(move || {
+        gconv::forward_bf16(&d, &g, &xh, &wh, &mut y)
     }))
 }
 

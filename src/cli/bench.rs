@@ -126,7 +126,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         models: a.models.clone(),
         batch: a.batch,
         step: (!a.no_step).then_some((a.step_model, a.step_width)),
-        tf32: device.gpu().is_some(),
+        tensor_cores: device.gpu().is_some(),
         filters: a.only.clone(),
     };
     let items = items(&sel)?;

@@ -1,12 +1,13 @@
-//! kernels/conv2d.cu and kernels/conv2d_tc.cu: implicit-GEMM convolution, v1 (SIMT f32) and
-//! v2 (TF32 tensor cores).
+//! kernels/conv2d.cu, kernels/conv2d_tc.cu and kernels/conv2d_bf16.cu: implicit-GEMM
+//! convolution, v1 (SIMT f32), v2 (TF32 tensor cores) and the bf16 tensor-core forward (with
+//! its operands converted to bf16 first).
 
 use crate::device::args::Arg;
 use crate::device::buffer::DeviceBuffer;
 use crate::device::cuda::CudaDevice;
 use crate::device::kernels::KernelId;
 use crate::device::{int, launch_1d, launch_grid};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::geom::ConvGeom;
 
 /// Which implementation: v1 is exact f32; v2 runs on tensor cores with TF32 inputs (~1e-3
@@ -186,4 +187,98 @@ pub fn backward_weight(
             Arg::write(dw, len),
         ],
     )
+}
+
+/// Whether the bf16 forward takes this convolution: each of its 16-byte copies is 8 input
+/// channels of one pixel, so c_in must be a multiple of 8 (not the 3-channel stem).
+pub fn bf16_applies(g: &ConvGeom) -> bool {
+    g.c_in.is_multiple_of(8)
+}
+
+fn require_bf16(g: &ConvGeom) -> Result<()> {
+    if bf16_applies(g) {
+        return Ok(());
+    }
+    Err(Error::Shape {
+        op: "the bf16 convolution".into(),
+        expected: "input channels in a multiple of 8".into(),
+        got: format!("{} channels", g.c_in),
+    })
+}
+
+/// x (NCHW f32) as the bf16 forward's input: NHWC, two channels per word (bf16, rounded to
+/// nearest even).
+pub fn input_bf16(
+    dev: &CudaDevice,
+    g: &ConvGeom,
+    x: &DeviceBuffer<f32>,
+) -> Result<DeviceBuffer<u32>> {
+    require_bf16(g)?;
+    let words = g.x_len() / 2;
+    let mut xh = dev.alloc::<u32>(words)?;
+    dev.launch(
+        KernelId::CONV2D_NHWC_BF16,
+        launch_1d(words),
+        &[
+            Arg::read(x, g.x_len()),
+            Arg::write(&mut xh, words),
+            int(g.n)?.into(),
+            int(g.c_in)?.into(),
+            int(g.h * g.w)?.into(),
+        ],
+    )?;
+    Ok(xh)
+}
+
+/// w ([c_out][c_in][k][k] f32) as the bf16 forward's weights: [c_out][k][k][c_in], two
+/// channels per word.
+pub fn weights_bf16(
+    dev: &CudaDevice,
+    g: &ConvGeom,
+    w: &DeviceBuffer<f32>,
+) -> Result<DeviceBuffer<u32>> {
+    require_bf16(g)?;
+    let words = g.w_len() / 2;
+    let mut wh = dev.alloc::<u32>(words)?;
+    dev.launch(
+        KernelId::CONV2D_WEIGHTS_BF16,
+        launch_1d(words),
+        &[
+            Arg::read(w, g.w_len()),
+            Arg::write(&mut wh, words),
+            int(g.c_out)?.into(),
+            int(g.c_in)?.into(),
+            int(g.k * g.k)?.into(),
+        ],
+    )?;
+    Ok(wh)
+}
+
+/// y = conv(x, w) on bf16 tensor cores with f32 accumulation, from the `input_bf16` and
+/// `weights_bf16` copies of x and w.
+pub fn forward_bf16(
+    dev: &CudaDevice,
+    g: &ConvGeom,
+    xh: &DeviceBuffer<u32>,
+    wh: &DeviceBuffer<u32>,
+    y: &mut DeviceBuffer<f32>,
+) -> Result<()> {
+    require_bf16(g)?;
+    let args = with_geometry(
+        [
+            Arg::read(xh, g.x_len() / 2),
+            Arg::read(wh, g.w_len() / 2),
+            Arg::write(y, g.y_len()),
+        ],
+        g,
+        &[],
+    )?;
+    let pixels = g.n * g.h_out() * g.w_out();
+    let cfg = launch_grid(
+        pixels.div_ceil(128) as u32,
+        g.c_out.div_ceil(64) as u32,
+        1,
+        (256, 1, 1),
+    );
+    dev.launch(KernelId::CONV2D_FWD_BF16, cfg, &args)
 }

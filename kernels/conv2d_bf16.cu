@@ -1,0 +1,211 @@
+// 2-D convolution forward on bf16 tensor cores (v3): an implicit GEMM whose operands reach shared
+// memory by a three-stage cp.async pipeline and the tensor cores by ldmatrix, with
+// mma.sync.aligned.m16n8k16 bf16 inputs and f32 accumulation; and the two conversions that give
+// it its operands.
+//
+//   conv2d_nhwc_bf16(const float* x, unsigned* xh, int n, int c, int hw)
+//       x [n][c][hw] f32 -> xh [n][hw][c] bf16, two channels per word (the even one in the low
+//       half), rounded to nearest even. c even. Launch: 1-D over n * hw * c / 2 words.
+//   conv2d_weights_bf16(const float* w, unsigned* wh, int c_out, int c_in, int kk)
+//       w [c_out][c_in][kk] f32 -> wh [c_out][kk][c_in] bf16 pairs. Launch: 1-D over
+//       c_out * kk * c_in / 2 words.
+//   conv2d_fwd_bf16(const unsigned* xh, const unsigned* wh, float* y, <geometry of conv2d.cu>)
+//       y [n][c_out][h_out][w_out] f32 = conv(x, w). Needs c_in % 8 == 0 (a 16-byte cp.async
+//       chunk is 8 channels of one pixel and one tap). Launch: grid = (ceil(n*h_out*w_out /
+//       128), ceil(c_out / 64), 1), block = 256. No dynamic shared memory (static: 45.0 KB).
+//
+// GEMM: Y[co][pixel] = sum over K = (ky, kx, ci), channels fastest, of W[co][K] X[K][pixel]. A
+// (the weights) is row-major in K; B is stored [pixel][K] (each pixel's K run is its input
+// pixels' channels, contiguous in NHWC), which is the "col" layout the mma takes for B. Both
+// therefore load with non-transposing ldmatrix from shared rows of K.
+//
+// Tiling: block tile 64 (c_out) x 128 (pixels) x 32 (K); 8 warps as 2 x 4, each owning a 32 x 32
+// sub-tile = 2 x 4 mma tiles of 16 x 8, i.e. 8 mma per 16-wide K slice. Per K step a thread
+// issues one 16-byte cp.async of A and two of B; padding taps and pixels past the batch are
+// zero-filled by the copy (source size 0) instead of branching around it. Shared rows hold 32
+// bf16 plus 8 of padding (80 bytes), so the eight 16-byte rows one ldmatrix phase reads start
+// at 80r mod 128 = 0, 80, 32, 112, 64, 16, 96, 48: all eight 16-byte bank groups, no conflict.
+// Three stages of (64 + 128) rows x 80 bytes = 45 KB.
+//
+// Bytes and FLOPs per block and K step: 2 x 64 x 128 x 32 = 524288 FLOP from 12 KB of
+// operands (4 KB of A, 8 KB of B), 43 FLOP per byte of L2 traffic. At the H200's measured
+// 790 TFLOP/s bf16 the 132 SMs need that many bytes at ~18 TB/s from L2 if no block shares a
+// tile with another, so the kernel leans on L2 hits and the three stages for latency, and a
+// block's 64 x 128 tile, not its arithmetic, sets the ceiling. The measured rate, against
+// cuDNN bf16 on the same shapes, is owed to a GPU run.
+//
+// Numerics: the operands are bf16 (8-bit mantissa, rounded to nearest even by the conversions);
+// products are exact and accumulate in f32, so with bf16 inputs the result differs from the f32
+// sum of the same rounded operands only by f32 accumulation order (~K x 2^-24 relative).
+
+#include "common.cuh"
+
+#define V3_BM 64
+#define V3_BN 128
+#define V3_BK 32
+#define V3_STAGES 3
+#define V3_THREADS 256
+#define V3_ROW 40  // bf16 per shared row: 32 of K, 8 of padding
+
+typedef unsigned short v3_rows_a[V3_BM][V3_ROW];
+typedef unsigned short v3_rows_b[V3_BN][V3_ROW];
+
+// Two f32 values as one word of bf16 (lo in the low half), rounded to nearest even.
+__device__ __forceinline__ unsigned v3_pack_bf16(float lo, float hi) {
+    unsigned r;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+}
+
+extern "C" __global__ void conv2d_nhwc_bf16(const float* __restrict__ x, unsigned* __restrict__ xh,
+                                            int n, int c, int hw) {
+    const long long words = (long long)n * hw * (c / 2);
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < words;
+         i += (long long)gridDim.x * blockDim.x) {
+        const int c2 = (int)(i % (c / 2));
+        const long long pix = i / (c / 2);  // img * hw + p
+        const long long img = pix / hw;
+        const int p = (int)(pix - img * hw);
+        const float* xi = x + (img * c + 2 * c2) * hw + p;
+        xh[i] = v3_pack_bf16(xi[0], xi[hw]);
+    }
+}
+
+extern "C" __global__ void conv2d_weights_bf16(const float* __restrict__ w,
+                                               unsigned* __restrict__ wh, int c_out, int c_in,
+                                               int kk) {
+    const long long words = (long long)c_out * kk * (c_in / 2);
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < words;
+         i += (long long)gridDim.x * blockDim.x) {
+        const int c2 = (int)(i % (c_in / 2));
+        const long long rest = i / (c_in / 2);  // co * kk + tap
+        const int tap = (int)(rest % kk);
+        const long long co = rest / kk;
+        const float* wi = w + (co * c_in + 2 * c2) * kk + tap;
+        wh[i] = v3_pack_bf16(wi[0], wi[kk]);
+    }
+}
+
+__device__ __forceinline__ unsigned v3_smem(const void* p) {
+    return (unsigned)__cvta_generic_to_shared(p);
+}
+
+// 16 bytes from `src` into shared `dst` (zeros instead when !ok: the source is then not read).
+__device__ __forceinline__ void v3_copy16(void* dst, const void* src, bool ok) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], %2, %3;"
+                 :: "r"(v3_smem(dst)), "l"(src), "n"(16), "r"(ok ? 16u : 0u));
+}
+
+__device__ __forceinline__ void v3_ldmatrix_x4(unsigned r[4], const void* row) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(v3_smem(row)));
+}
+
+__device__ __forceinline__ void v3_mma(float d[4], const unsigned a[4], const unsigned b[2]) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// One K step (32) of the warp's 32 x 32 sub-tile from one stage. ldmatrix .x4 lane l names row
+// l % 8 of matrix l / 8: for A the four matrices are rows 0-7 / 8-15 at K 0-7, then at K 8-15
+// (a0..a3 of the mma); for B, pixels ni (K 0-7, 8-15) and ni + 1 (K 0-7, 8-15).
+__device__ __forceinline__ void v3_step(const v3_rows_a& As, const v3_rows_b& Bs, int lane, int wm,
+                                        int wn, float acc[2][4][4]) {
+#pragma unroll
+    for (int ks = 0; ks < V3_BK; ks += 16) {
+        unsigned a[2][4], b[4][2];
+#pragma unroll
+        for (int mi = 0; mi < 2; ++mi)
+            v3_ldmatrix_x4(a[mi], &As[wm * 32 + mi * 16 + (lane & 15)][ks + 8 * (lane >> 4)]);
+#pragma unroll
+        for (int nj = 0; nj < 4; nj += 2) {
+            unsigned r[4];
+            const int row = wn * 32 + (nj + (lane >> 4)) * 8 + (lane & 7);
+            v3_ldmatrix_x4(r, &Bs[row][ks + 8 * ((lane >> 3) & 1)]);
+            b[nj][0] = r[0];
+            b[nj][1] = r[1];
+            b[nj + 1][0] = r[2];
+            b[nj + 1][1] = r[3];
+        }
+#pragma unroll
+        for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+            for (int ni = 0; ni < 4; ++ni) v3_mma(acc[mi][ni], a[mi], b[ni]);
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(V3_THREADS, 2)
+conv2d_fwd_bf16(const unsigned* __restrict__ xh, const unsigned* __restrict__ wh,
+                float* __restrict__ y, int n, int c_in, int h, int w, int c_out, int k, int stride,
+                int pad, int h_out, int w_out) {
+    __shared__ __align__(16) v3_rows_a As[V3_STAGES];
+    __shared__ __align__(16) v3_rows_b Bs[V3_STAGES];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int K = k * k * c_in, M = c_out, hw_out = h_out * w_out, N = n * hw_out;
+    const int m0 = blockIdx.y * V3_BM, n0 = blockIdx.x * V3_BN;
+
+    // This thread's copies of a step: K chunk (8 channels) `chunk` of A row `row` and of B rows
+    // `row` and `row + 64`.
+    const int chunk = tid & 3, row = tid >> 2;
+    const int co = m0 + row;
+    const unsigned* wrow = wh + (long long)min(co, M - 1) * (K / 2);
+    int iy0[2], ix0[2];
+    const unsigned* ximg[2];
+    bool col_ok[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int col = n0 + row + 64 * r;
+        col_ok[r] = col < N;
+        const int img = col_ok[r] ? col / hw_out : 0;
+        const int p = col_ok[r] ? col - img * hw_out : 0;
+        const int oy = p / w_out, ox = p - (p / w_out) * w_out;
+        iy0[r] = oy * stride - pad;
+        ix0[r] = ox * stride - pad;
+        ximg[r] = xh + (long long)img * h * w * (c_in / 2);
+    }
+    const int tiles = (K + V3_BK - 1) / V3_BK;
+
+    auto load = [&](int stage, int kt) {
+        const int kidx = kt * V3_BK + chunk * 8;
+        const bool k_ok = kidx < K;
+        const bool a_ok = k_ok && co < M;
+        v3_copy16(&As[stage][row][chunk * 8], a_ok ? wrow + kidx / 2 : wh, a_ok);
+        const int tap = k_ok ? kidx / c_in : 0, ci = kidx - tap * c_in;
+        const int ky = tap / k, kx = tap - (tap / k) * k;
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int iy = iy0[r] + ky, ix = ix0[r] + kx;
+            const bool ok = k_ok && col_ok[r] && iy >= 0 && iy < h && ix >= 0 && ix < w;
+            const unsigned* src = ok ? ximg[r] + ((long long)iy * w + ix) * (c_in / 2) + ci / 2 : xh;
+            v3_copy16(&Bs[stage][row + 64 * r][chunk * 8], src, ok);
+        }
+    };
+
+    float acc[2][4][4] = {};
+    // Prologue: the first STAGES - 1 steps in flight, one commit group each (empty past the
+    // end, so that the group count stays uniform).
+#pragma unroll
+    for (int s = 0; s < V3_STAGES - 1; ++s) {
+        if (s < tiles) load(s, s);
+        asm volatile("cp.async.commit_group;");
+    }
+    for (int kt = 0; kt < tiles; ++kt) {
+        // Step kt's group is complete once at most STAGES - 2 newer ones are pending; the
+        // barrier then makes every thread's copies visible, and tells that every warp is done
+        // with the stage the next load overwrites (the one step kt - 1 read).
+        asm volatile("cp.async.wait_group %0;" :: "n"(V3_STAGES - 2));
+        __syncthreads();
+        const int next = kt + V3_STAGES - 1;
+        if (next < tiles) load(next % V3_STAGES, next);
+        asm volatile("cp.async.commit_group;");
+        const int cur = kt % V3_STAGES;
+        v3_step(As[cur], Bs[cur], lane, warp >> 2, warp & 3, acc);
+    }
+    asm volatile("cp.async.wait_all;");
+    rl_mma_epilogue(acc, m0, n0, warp >> 2, warp & 3, lane >> 2, lane & 3,
+                    rl_out_nchw{y, M, N, hw_out});
+}
