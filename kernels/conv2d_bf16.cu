@@ -1,7 +1,8 @@
-// 2-D convolution forward on bf16 tensor cores (v3): an implicit GEMM whose operands reach shared
-// memory by a three-stage cp.async pipeline and the tensor cores by ldmatrix, with
-// mma.sync.aligned.m16n8k16 bf16 inputs and f32 accumulation; and the two conversions that give
-// it its operands.
+// 2-D convolution on bf16 tensor cores, forward and data gradient: implicit GEMMs whose operands
+// reach shared memory by a three-stage cp.async pipeline and the tensor cores by ldmatrix, with
+// mma.sync.aligned.m16n8k16 bf16 inputs and f32 accumulation; and the conversions that give them
+// their operands. The data gradient's GEMM is the forward's with the roles of the channels
+// swapped, so the two share the pipeline, the tiling and the analysis below.
 //
 //   conv2d_nhwc_bf16(const float* x, unsigned* xh, int n, int c, int hw)
 //       x [n][c][hw] f32 -> xh [n][hw][c] bf16, two channels per word (the even one in the low
@@ -9,10 +10,20 @@
 //   conv2d_weights_bf16(const float* w, unsigned* wh, int c_out, int c_in, int kk)
 //       w [c_out][c_in][kk] f32 -> wh [c_out][kk][c_in] bf16 pairs. Launch: 1-D over
 //       c_out * kk * c_in / 2 words.
+//   conv2d_weights_t_bf16(const float* w, unsigned* wth, int c_out, int c_in, int kk)
+//       w -> wth [c_in][kk][c_out] bf16 pairs (the weights of the data gradient's GEMM).
+//       Launch: 1-D over c_in * kk * c_out / 2 words.
 //   conv2d_fwd_bf16(const unsigned* xh, const unsigned* wh, float* y, <geometry of conv2d.cu>)
 //       y [n][c_out][h_out][w_out] f32 = conv(x, w). Needs c_in % 8 == 0 (a 16-byte cp.async
 //       chunk is 8 channels of one pixel and one tap). Launch: grid = (ceil(n*h_out*w_out /
 //       128), ceil(c_out / 64), 1), block = 256. No dynamic shared memory (static: 45.0 KB).
+//   conv2d_bwd_data_bf16(const unsigned* wth, const unsigned* dyh, float* dx, <geometry>)
+//       dx [n][c_in][h][w] f32 from dy (NHWC bf16, by conv2d_nhwc_bf16) and wth. Needs
+//       c_out % 8 == 0. Launch: grid = (ceil(n*h*w / 128), ceil(c_in / 64), 1), block = 256.
+//       The GEMM dX[ci][input pixel] = sum over (ky, kx, co) of W[co][ci][ky][kx] dY[co][oy, ox]
+//       where iy + pad - ky = oy * stride: every tap that reaches no output pixel (stride > 1,
+//       or past the border) is a zero-filled copy, so strided layers do 1/stride^2 useful work
+//       in those steps (as the v1 and v2 kernels do).
 //
 // GEMM: Y[co][pixel] = sum over K = (ky, kx, ci), channels fastest, of W[co][K] X[K][pixel]. A
 // (the weights) is row-major in K; B is stored [pixel][K] (each pixel's K run is its input
@@ -138,6 +149,34 @@ __device__ __forceinline__ void v3_step(const v3_rows_a& As, const v3_rows_b& Bs
     }
 }
 
+// The block's K loop: `tiles` steps of 32, `load(stage, kt)` issuing this thread's copies of
+// step kt into `stage`, three stages in flight; each warp accumulates its 32 x 32 sub-tile.
+template <class Load>
+__device__ __forceinline__ void v3_pipeline(v3_rows_a* As, v3_rows_b* Bs, int tiles, Load& load,
+                                            float acc[2][4][4]) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    // Prologue: the first STAGES - 1 steps in flight, one commit group each (empty past the
+    // end, so that the group count stays uniform).
+#pragma unroll
+    for (int s = 0; s < V3_STAGES - 1; ++s) {
+        if (s < tiles) load(s, s);
+        asm volatile("cp.async.commit_group;");
+    }
+    for (int kt = 0; kt < tiles; ++kt) {
+        // Step kt's group is complete once at most STAGES - 2 newer ones are pending; the
+        // barrier then makes every thread's copies visible, and tells that every warp is done
+        // with the stage the next load overwrites (the one step kt - 1 read).
+        asm volatile("cp.async.wait_group %0;" :: "n"(V3_STAGES - 2));
+        __syncthreads();
+        const int next = kt + V3_STAGES - 1;
+        if (next < tiles) load(next % V3_STAGES, next);
+        asm volatile("cp.async.commit_group;");
+        const int cur = kt % V3_STAGES;
+        v3_step(As[cur], Bs[cur], lane, warp >> 2, warp & 3, acc);
+    }
+    asm volatile("cp.async.wait_all;");
+}
+
 extern "C" __global__ void __launch_bounds__(V3_THREADS, 2)
 conv2d_fwd_bf16(const unsigned* __restrict__ xh, const unsigned* __restrict__ wh,
                 float* __restrict__ y, int n, int c_in, int h, int w, int c_out, int k, int stride,
@@ -186,26 +225,78 @@ conv2d_fwd_bf16(const unsigned* __restrict__ xh, const unsigned* __restrict__ wh
     };
 
     float acc[2][4][4] = {};
-    // Prologue: the first STAGES - 1 steps in flight, one commit group each (empty past the
-    // end, so that the group count stays uniform).
-#pragma unroll
-    for (int s = 0; s < V3_STAGES - 1; ++s) {
-        if (s < tiles) load(s, s);
-        asm volatile("cp.async.commit_group;");
-    }
-    for (int kt = 0; kt < tiles; ++kt) {
-        // Step kt's group is complete once at most STAGES - 2 newer ones are pending; the
-        // barrier then makes every thread's copies visible, and tells that every warp is done
-        // with the stage the next load overwrites (the one step kt - 1 read).
-        asm volatile("cp.async.wait_group %0;" :: "n"(V3_STAGES - 2));
-        __syncthreads();
-        const int next = kt + V3_STAGES - 1;
-        if (next < tiles) load(next % V3_STAGES, next);
-        asm volatile("cp.async.commit_group;");
-        const int cur = kt % V3_STAGES;
-        v3_step(As[cur], Bs[cur], lane, warp >> 2, warp & 3, acc);
-    }
-    asm volatile("cp.async.wait_all;");
+    v3_pipeline(As, Bs, tiles, load, acc);
     rl_mma_epilogue(acc, m0, n0, warp >> 2, warp & 3, lane >> 2, lane & 3,
                     rl_out_nchw{y, M, N, hw_out});
+}
+
+extern "C" __global__ void conv2d_weights_t_bf16(const float* __restrict__ w,
+                                                 unsigned* __restrict__ wth, int c_out, int c_in,
+                                                 int kk) {
+    const long long words = (long long)c_in * kk * (c_out / 2);
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < words;
+         i += (long long)gridDim.x * blockDim.x) {
+        const int c2 = (int)(i % (c_out / 2));
+        const long long rest = i / (c_out / 2);  // ci * kk + tap
+        const int tap = (int)(rest % kk);
+        const long long ci = rest / kk;
+        const float* wi = w + ((2 * c2) * (long long)c_in + ci) * kk + tap;
+        wth[i] = v3_pack_bf16(wi[0], wi[(long long)c_in * kk]);
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(V3_THREADS, 2)
+conv2d_bwd_data_bf16(const unsigned* __restrict__ wth, const unsigned* __restrict__ dyh,
+                     float* __restrict__ dx, int n, int c_in, int h, int w, int c_out, int k,
+                     int stride, int pad, int h_out, int w_out) {
+    __shared__ __align__(16) v3_rows_a As[V3_STAGES];
+    __shared__ __align__(16) v3_rows_b Bs[V3_STAGES];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int K = k * k * c_out, M = c_in, hw = h * w, N = n * hw;
+    const int m0 = blockIdx.y * V3_BM, n0 = blockIdx.x * V3_BN;
+
+    // As in the forward: K chunk `chunk` of A row `row` (an input channel) and of B rows `row`
+    // and `row + 64` (input pixels), whose K run is, tap by tap, the output pixel that tap
+    // reaches them from (iy + pad - ky = oy * stride), its channels contiguous in NHWC dy.
+    const int chunk = tid & 3, row = tid >> 2;
+    const int ci = m0 + row;
+    const unsigned* wrow = wth + (long long)min(ci, M - 1) * (K / 2);
+    int iyp[2], ixp[2];
+    const unsigned* dyimg[2];
+    bool col_ok[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int col = n0 + row + 64 * r;
+        col_ok[r] = col < N;
+        const int img = col_ok[r] ? col / hw : 0;
+        const int p = col_ok[r] ? col - img * hw : 0;
+        iyp[r] = p / w + pad;
+        ixp[r] = p - (p / w) * w + pad;
+        dyimg[r] = dyh + (long long)img * h_out * w_out * (c_out / 2);
+    }
+    const int tiles = (K + V3_BK - 1) / V3_BK;
+
+    auto load = [&](int stage, int kt) {
+        const int kidx = kt * V3_BK + chunk * 8;
+        const bool k_ok = kidx < K;
+        const bool a_ok = k_ok && ci < M;
+        v3_copy16(&As[stage][row][chunk * 8], a_ok ? wrow + kidx / 2 : wth, a_ok);
+        const int tap = k_ok ? kidx / c_out : 0, co = kidx - tap * c_out;
+        const int ky = tap / k, kx = tap - (tap / k) * k;
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int ty = iyp[r] - ky, tx = ixp[r] - kx;
+            const int oy = ty / stride, ox = tx / stride;
+            const bool ok = k_ok && col_ok[r] && ty >= 0 && tx >= 0 && oy * stride == ty &&
+                            ox * stride == tx && oy < h_out && ox < w_out;
+            const unsigned* src =
+                ok ? dyimg[r] + ((long long)oy * w_out + ox) * (c_out / 2) + co / 2 : dyh;
+            v3_copy16(&Bs[stage][row + 64 * r][chunk * 8], src, ok);
+        }
+    };
+
+    float acc[2][4][4] = {};
+    v3_pipeline(As, Bs, tiles, load, acc);
+    rl_mma_epilogue(acc, m0, n0, warp >> 2, warp & 3, lane >> 2, lane & 3,
+                    rl_out_nchw{dx, M, N, hw});
 }

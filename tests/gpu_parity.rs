@@ -107,12 +107,13 @@ fn conv2d_matches_cpu() {
     }
 }
 
-/// The bf16 forward (cp.async, ldmatrix, m16n8k16 mma) against the CPU convolution of the same
-/// operands rounded to bf16: products of bf16 values are exact and both sides add them in f32,
-/// so they differ only by summation order, within v1's f32 tolerance. The conversions are
-/// checked bit for bit, and the unrounded f32 result shows that the rounding happened.
+/// The bf16 forward and data gradient (cp.async, ldmatrix, m16n8k16 mma) against the CPU
+/// convolution of the same operands rounded to bf16: products of bf16 values are exact and
+/// both sides add them in f32, so they differ only by summation order, within v1's f32
+/// tolerance. The conversions are checked bit for bit, and the unrounded f32 results show
+/// that the rounding happened.
 #[test]
-fn conv2d_bf16_forward_matches_cpu_on_rounded_operands() {
+fn conv2d_bf16_matches_cpu_on_rounded_operands() {
     use rlnet::tensor::precision::round_to_bf16;
     let Some(d) = gpu() else { return };
     let cases = [
@@ -120,7 +121,8 @@ fn conv2d_bf16_forward_matches_cpu_on_rounded_operands() {
         (3, 8, 7, 9, 67, 3, 2, 1),
         // c_in 24: 8-channel chunks of one 32-wide step from different taps.
         (2, 24, 5, 5, 40, 3, 1, 1),
-        (2, 64, 8, 8, 130, 3, 1, 1),
+        // c_out 136: a partial third 64 tile of the forward; the data gradient's K = 9 x 136.
+        (2, 64, 8, 8, 136, 3, 1, 1),
         (4, 16, 8, 8, 24, 1, 2, 0),
         (3, 32, 12, 12, 64, 3, 2, 1),
     ];
@@ -185,6 +187,51 @@ fn conv2d_bf16_forward_matches_cpu_on_rounded_operands() {
         assert!(
             off > 1e-4 * scale && off < 3e-2 * scale,
             "{g:?}: bf16 against f32 differs by {off} of {scale}"
+        );
+
+        if !gconv::bf16_applies_backward_data(&g) {
+            continue;
+        }
+        let dy = randn(g.y_len(), 60 + i as u64);
+        let mut dyr = dy.clone();
+        round_to_bf16(&mut dyr);
+        let mut dx_want = vec![0f32; g.x_len()];
+        conv::cpu::backward_data(&g, &wr, &dyr, &mut dx_want);
+        let mut dx_exact = vec![0f32; g.x_len()];
+        conv::cpu::backward_data(&g, &wt, &dy, &mut dx_exact);
+        let dyh = gconv::grad_output_bf16(&d, &g, &up(&d, &dy)).unwrap();
+        let wth = gconv::weights_t_bf16(&d, &g, &wg).unwrap();
+        let wth_want: Vec<u32> = (0..g.w_len() / 2)
+            .map(|word| {
+                let (rest, c2) = (word / (c_out / 2), word % (c_out / 2));
+                let (ci, tap) = (rest / kk, rest % kk);
+                let at = |co: usize| wr[(co * c_in + ci) * kk + tap];
+                bits(at(2 * c2)) | bits(at(2 * c2 + 1)) << 16
+            })
+            .collect();
+        assert_eq!(
+            d.download(&wth).unwrap(),
+            wth_want,
+            "{g:?}: transposed weights"
+        );
+        let mut dxg = d.alloc::<f32>(g.x_len()).unwrap();
+        gconv::backward_data_bf16(&d, &g, &wth, &dyh, &mut dxg).unwrap();
+        let got = down(&d, &dxg);
+        let scale = max_abs(&dx_want);
+        assert_close(
+            &format!("bf16 dx {g:?}"),
+            &got,
+            &dx_want,
+            1e-4 * scale,
+            1e-4,
+        );
+        let off = got
+            .iter()
+            .zip(&dx_exact)
+            .fold(0f64, |m, (&a, &b)| m.max((a - b).abs() as f64));
+        assert!(
+            off > 1e-4 * scale && off < 3e-2 * scale,
+            "{g:?}: bf16 dx against f32 differs by {off} of {scale}"
         );
     }
     let stem = ConvGeom {

@@ -17,7 +17,7 @@ pub mod work;
 use crate::corrupt::Corruption;
 use crate::geom::ConvGeom;
 use crate::nn::Arch;
-use crate::ops::conv::cuda::bf16_applies;
+use crate::ops::conv::cuda::{bf16_applies, bf16_applies_backward_data};
 use crate::tensor::precision::Precision;
 use serde_json::json;
 use shapes::ModelShapes;
@@ -61,8 +61,9 @@ impl ConvDir {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Work {
     /// One convolution direction at a precision: f32 (v1 on the GPU), TF32 (the v2 tensor-core
-    /// kernels) or bf16 (the bf16 tensor-core forward, timed on operands already converted to
-    /// bf16, as a bf16 pipeline holds them). The tensor-core versions run on the GPU only.
+    /// kernels) or bf16 (the bf16 tensor-core forward and data gradient, timed on operands
+    /// already converted to bf16, as a bf16 pipeline holds them). The tensor-core versions run
+    /// on the GPU only.
     Conv {
         geom: ConvGeom,
         dir: ConvDir,
@@ -189,7 +190,8 @@ pub struct Selection {
     /// The stage-1 step's network and width multiplier (None: no step item).
     pub step: Option<(Arch, f32)>,
     /// Also the tensor-core versions of the convolutions (they exist on the GPU only): TF32 in
-    /// all three directions, bf16 for the forward where its input channels come in eights.
+    /// all three directions, bf16 for the forward and the data gradient where the channels
+    /// they copy (input, output) come in eights.
     pub tensor_cores: bool,
     /// Keep only items whose name contains one of these (empty: keep all).
     pub filters: Vec<String>,
@@ -252,18 +254,27 @@ pub fn items(sel: &Selection) -> crate::error::Result<Vec<Item>> {
     for (g, users) in distinct(&convs) {
         let flops = 2.0 * g.macs() as f64;
         for dir in ConvDir::ALL {
+            // The direction's two operands and its result, in elements.
+            let (operands, result) = match dir {
+                ConvDir::Forward => (g.x_len() + g.w_len(), g.y_len()),
+                ConvDir::BackwardData => (g.w_len() + g.y_len(), g.x_len()),
+                ConvDir::BackwardWeight => (g.x_len() + g.y_len(), g.w_len()),
+            };
+            let bf16_kernel = match dir {
+                ConvDir::Forward => bf16_applies(&g),
+                ConvDir::BackwardData => bf16_applies_backward_data(&g),
+                ConvDir::BackwardWeight => false,
+            };
             for precision in [Precision::F32, Precision::Tf32, Precision::Bf16] {
                 let (suffix, operand_bytes) = match precision {
                     Precision::F32 => ("", 4.0),
                     _ if !sel.tensor_cores => continue,
                     Precision::Tf32 => ("-tf32", 4.0),
-                    Precision::Bf16 if dir == ConvDir::Forward && bf16_applies(&g) => {
-                        ("-bf16", 2.0)
-                    }
+                    Precision::Bf16 if bf16_kernel => ("-bf16", 2.0),
                     Precision::Bf16 => continue,
                 };
-                // bf16 reads x and w as bf16 and writes y as f32.
-                let bytes = operand_bytes * (g.x_len() + g.w_len()) as f64 + 4.0 * g.y_len() as f64;
+                // The bf16 kernels read their operands as bf16 and write an f32 result.
+                let bytes = operand_bytes * operands as f64 + 4.0 * result as f64;
                 out.push(Item {
                     name: format!("conv/{users}/{}/{}{suffix}", shape_name(&g), dir.name()),
                     work: Work::Conv {
@@ -380,7 +391,7 @@ mod tests {
     }
 
     #[test]
-    fn tensor_core_items_are_tf32_in_every_direction_and_bf16_forwards_past_the_stem() {
+    fn tensor_core_items_are_tf32_in_every_direction_and_bf16_where_its_kernels_apply() {
         let sel = Selection {
             models: vec![Arch::ResNet18],
             step: None,
@@ -397,10 +408,14 @@ mod tests {
         };
         assert_eq!(named("-tf32").len(), 3 * 11);
         let bf16 = named("-bf16");
-        // Every ResNet18 forward but the 3-channel stem.
-        assert_eq!(bf16.len(), 10, "{bf16:#?}");
-        assert!(bf16.iter().all(|n| n.ends_with("/fwd-bf16")));
-        assert!(!bf16.iter().any(|n| n.contains("/3x32x32-")));
+        // Every ResNet18 forward but the 3-channel stem's, and every data gradient (the
+        // stem's too: its output has 64 channels); no weight gradient yet.
+        assert_eq!(bf16.len(), 10 + 11, "{bf16:#?}");
+        assert!(bf16
+            .iter()
+            .all(|n| n.ends_with("/fwd-bf16") || n.ends_with("/dgrad-bf16")));
+        assert!(!bf16.contains(&"conv/resnet18/3x32x32-64-k3s1/fwd-bf16"));
+        assert!(bf16.contains(&"conv/resnet18/3x32x32-64-k3s1/dgrad-bf16"));
         let fwd = items
             .iter()
             .find(|i| i.name == "conv/resnet18/64x32x32-64-k3s1/fwd-bf16")

@@ -95,11 +95,11 @@ impl Bench {
             (
                 Work::Conv {
                     geom,
+                    dir,
                     precision: Precision::Bf16,
-                    ..
                 },
                 Device::Cuda(d),
-            ) => Ok(Prepared::Run(conv_gpu_bf16(d.clone(), *geom)?)),
+            ) => Ok(Prepared::Run(conv_gpu_bf16(d.clone(), *geom, *dir)?)),
             (
                 Work::Conv {
                     geom,
@@ -297,17 +297,31 @@ fn conv_gpu(d: Arc<CudaDevice>, g: ConvGeom, dir: ConvDir, v: ConvVersion) -> Re
     }))
 }
 
-/// The bf16 forward on operands converted once, outside the timed closure.
-fn conv_gpu_bf16(d: Arc<CudaDevice>, g: ConvGeom) -> Result<Runner> {
-    let (x, w, y) = conv_buffers(&g, ConvDir::Forward);
-    let (x, w, mut y) = (d.upload(&x)?, d.upload(&w)?, d.upload(&y)?);
-    let (xh, wh) = (
-        gconv::input_bf16(&d, &g, &x)?,
-        gconv::weights_bf16(&d, &g, &w)?,
-    );
-    Ok(Box::new(move || {
-        gconv::forward_bf16(&d, &g, &xh, &wh, &mut y)
-    }))
+/// A bf16 direction on operands converted once, outside the timed closure.
+fn conv_gpu_bf16(d: Arc<CudaDevice>, g: ConvGeom, dir: ConvDir) -> Result<Runner> {
+    let (a, b, out) = conv_buffers(&g, dir);
+    let (a, b, mut out) = (d.upload(&a)?, d.upload(&b)?, d.upload(&out)?);
+    match dir {
+        ConvDir::Forward => {
+            let (xh, wh) = (
+                gconv::input_bf16(&d, &g, &a)?,
+                gconv::weights_bf16(&d, &g, &b)?,
+            );
+            Ok(Box::new(move || {
+                gconv::forward_bf16(&d, &g, &xh, &wh, &mut out)
+            }))
+        }
+        ConvDir::BackwardData => {
+            let wth = gconv::weights_t_bf16(&d, &g, &a)?;
+            let dyh = gconv::grad_output_bf16(&d, &g, &b)?;
+            Ok(Box::new(move || {
+                gconv::backward_data_bf16(&d, &g, &wth, &dyh, &mut out)
+            }))
+        }
+        ConvDir::BackwardWeight => Err(Error::Config(
+            "the bf16 weight-gradient kernel is not written yet".into(),
+        )),
+    }
 }
 
 /// One half of the dual-BN batch on the CPU: its input, forward output, statistics,

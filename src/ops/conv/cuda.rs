@@ -195,53 +195,81 @@ pub fn bf16_applies(g: &ConvGeom) -> bool {
     g.c_in.is_multiple_of(8)
 }
 
-fn require_bf16(g: &ConvGeom) -> Result<()> {
-    if bf16_applies(g) {
+/// Whether the bf16 data gradient takes this convolution: its copies are 8 output channels.
+pub fn bf16_applies_backward_data(g: &ConvGeom) -> bool {
+    g.c_out.is_multiple_of(8)
+}
+
+/// An error unless `channels` (the `which` channels) come in eights.
+fn require_eights(which: &str, channels: usize) -> Result<()> {
+    if channels.is_multiple_of(8) {
         return Ok(());
     }
     Err(Error::Shape {
         op: "the bf16 convolution".into(),
-        expected: "input channels in a multiple of 8".into(),
-        got: format!("{} channels", g.c_in),
+        expected: format!("{which} channels in a multiple of 8"),
+        got: format!("{channels} channels"),
     })
 }
 
-/// x (NCHW f32) as the bf16 forward's input: NHWC, two channels per word (bf16, rounded to
-/// nearest even).
-pub fn input_bf16(
+/// An NCHW f32 tensor of `n` x `c` x `hw` as NHWC bf16, two channels per word (the even one
+/// low), rounded to nearest even.
+fn nhwc_bf16(
     dev: &CudaDevice,
-    g: &ConvGeom,
     x: &DeviceBuffer<f32>,
+    n: usize,
+    c: usize,
+    hw: usize,
 ) -> Result<DeviceBuffer<u32>> {
-    require_bf16(g)?;
-    let words = g.x_len() / 2;
+    let words = n * c * hw / 2;
     let mut xh = dev.alloc::<u32>(words)?;
     dev.launch(
         KernelId::CONV2D_NHWC_BF16,
         launch_1d(words),
         &[
-            Arg::read(x, g.x_len()),
+            Arg::read(x, 2 * words),
             Arg::write(&mut xh, words),
-            int(g.n)?.into(),
-            int(g.c_in)?.into(),
-            int(g.h * g.w)?.into(),
+            int(n)?.into(),
+            int(c)?.into(),
+            int(hw)?.into(),
         ],
     )?;
     Ok(xh)
 }
 
-/// w ([c_out][c_in][k][k] f32) as the bf16 forward's weights: [c_out][k][k][c_in], two
-/// channels per word.
-pub fn weights_bf16(
+/// x as the bf16 forward's input (NHWC bf16 pairs).
+pub fn input_bf16(
+    dev: &CudaDevice,
+    g: &ConvGeom,
+    x: &DeviceBuffer<f32>,
+) -> Result<DeviceBuffer<u32>> {
+    require_eights("input", g.c_in)?;
+    nhwc_bf16(dev, x, g.n, g.c_in, g.h * g.w)
+}
+
+/// dy as the bf16 data gradient's input (NHWC bf16 pairs).
+pub fn grad_output_bf16(
+    dev: &CudaDevice,
+    g: &ConvGeom,
+    dy: &DeviceBuffer<f32>,
+) -> Result<DeviceBuffer<u32>> {
+    require_eights("output", g.c_out)?;
+    nhwc_bf16(dev, dy, g.n, g.c_out, g.hw_out())
+}
+
+/// w ([c_out][c_in][k][k] f32) in bf16 pairs, as the forward reads it ([c_out][k][k][c_in],
+/// `KernelId::CONV2D_WEIGHTS_BF16`) or the data gradient ([c_in][k][k][c_out],
+/// `KernelId::CONV2D_WEIGHTS_T_BF16`).
+fn weights_as(
     dev: &CudaDevice,
     g: &ConvGeom,
     w: &DeviceBuffer<f32>,
+    kernel: KernelId,
 ) -> Result<DeviceBuffer<u32>> {
-    require_bf16(g)?;
     let words = g.w_len() / 2;
     let mut wh = dev.alloc::<u32>(words)?;
     dev.launch(
-        KernelId::CONV2D_WEIGHTS_BF16,
+        kernel,
         launch_1d(words),
         &[
             Arg::read(w, g.w_len()),
@@ -254,6 +282,26 @@ pub fn weights_bf16(
     Ok(wh)
 }
 
+/// w as the bf16 forward's weights: [c_out][k][k][c_in], two channels per word.
+pub fn weights_bf16(
+    dev: &CudaDevice,
+    g: &ConvGeom,
+    w: &DeviceBuffer<f32>,
+) -> Result<DeviceBuffer<u32>> {
+    require_eights("input", g.c_in)?;
+    weights_as(dev, g, w, KernelId::CONV2D_WEIGHTS_BF16)
+}
+
+/// w as the bf16 data gradient's weights: [c_in][k][k][c_out], two channels per word.
+pub fn weights_t_bf16(
+    dev: &CudaDevice,
+    g: &ConvGeom,
+    w: &DeviceBuffer<f32>,
+) -> Result<DeviceBuffer<u32>> {
+    require_eights("output", g.c_out)?;
+    weights_as(dev, g, w, KernelId::CONV2D_WEIGHTS_T_BF16)
+}
+
 /// y = conv(x, w) on bf16 tensor cores with f32 accumulation, from the `input_bf16` and
 /// `weights_bf16` copies of x and w.
 pub fn forward_bf16(
@@ -263,7 +311,7 @@ pub fn forward_bf16(
     wh: &DeviceBuffer<u32>,
     y: &mut DeviceBuffer<f32>,
 ) -> Result<()> {
-    require_bf16(g)?;
+    require_eights("input", g.c_in)?;
     let args = with_geometry(
         [
             Arg::read(xh, g.x_len() / 2),
@@ -281,4 +329,32 @@ pub fn forward_bf16(
         (256, 1, 1),
     );
     dev.launch(KernelId::CONV2D_FWD_BF16, cfg, &args)
+}
+
+/// dx from the `weights_t_bf16` and `grad_output_bf16` copies of w and dy, on bf16 tensor
+/// cores with f32 accumulation (overwrites dx).
+pub fn backward_data_bf16(
+    dev: &CudaDevice,
+    g: &ConvGeom,
+    wth: &DeviceBuffer<u32>,
+    dyh: &DeviceBuffer<u32>,
+    dx: &mut DeviceBuffer<f32>,
+) -> Result<()> {
+    require_eights("output", g.c_out)?;
+    let args = with_geometry(
+        [
+            Arg::read(wth, g.w_len() / 2),
+            Arg::read(dyh, g.y_len() / 2),
+            Arg::write(dx, g.x_len()),
+        ],
+        g,
+        &[],
+    )?;
+    let cfg = launch_grid(
+        (g.n * g.h * g.w).div_ceil(128) as u32,
+        g.c_in.div_ceil(64) as u32,
+        1,
+        (256, 1, 1),
+    );
+    dev.launch(KernelId::CONV2D_BWD_DATA_BF16, cfg, &args)
 }
