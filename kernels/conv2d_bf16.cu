@@ -1,8 +1,9 @@
-// 2-D convolution on bf16 tensor cores, forward and data gradient: implicit GEMMs whose operands
-// reach shared memory by a three-stage cp.async pipeline and the tensor cores by ldmatrix, with
+// 2-D convolution on bf16 tensor cores, all three directions: implicit GEMMs whose operands reach
+// shared memory by a three-stage cp.async pipeline and the tensor cores by ldmatrix, with
 // mma.sync.aligned.m16n8k16 bf16 inputs and f32 accumulation; and the conversions that give them
 // their operands. The data gradient's GEMM is the forward's with the roles of the channels
-// swapped, so the two share the pipeline, the tiling and the analysis below.
+// swapped; the weight gradient's runs its K over pixels and stages K-major. All three share the
+// pipeline, the block tile and the analysis below.
 //
 //   conv2d_nhwc_bf16(const float* x, unsigned* xh, int n, int c, int hw)
 //       x [n][c][hw] f32 -> xh [n][hw][c] bf16, two channels per word (the even one in the low
@@ -24,6 +25,17 @@
 //       where iy + pad - ky = oy * stride: every tap that reaches no output pixel (stride > 1,
 //       or past the border) is a zero-filled copy, so strided layers do 1/stride^2 useful work
 //       in those steps (as the v1 and v2 kernels do).
+//   conv2d_bwd_weight_bf16(const unsigned* xh, const unsigned* dyh, float* dw_part,
+//                          <geometry>, int splits)
+//       dw [c_out][c_in][k][k] f32 from x and dy (both NHWC bf16). Needs c_in and c_out in
+//       multiples of 8. Launch: grid = (ceil(c_in*k*k / 128), ceil(c_out / 64), splits),
+//       block = 256; the split-K contract of conv2d_bwd_weight (kernels/conv2d.cu), chunks
+//       rounded up to 32: each split writes its whole [c_out][c_in*k*k] slice of dw_part, which
+//       conv2d_bwd_weight_reduce adds in split order (deterministic), or dw itself when
+//       splits == 1. The GEMM dW[co][(tap, ci)] = sum over output pixels of dY[co][p] X[(tap,
+//       ci)][p] walks K over pixels, along which neither operand is contiguous; both are
+//       therefore staged K-major (a pixel's channels per row) and read with ldmatrix .trans.
+//       Static shared memory: 39.0 KB.
 //
 // GEMM: Y[co][pixel] = sum over K = (ky, kx, ci), channels fastest, of W[co][K] X[K][pixel]. A
 // (the weights) is row-major in K; B is stored [pixel][K] (each pixel's K run is its input
@@ -150,11 +162,9 @@ __device__ __forceinline__ void v3_step(const v3_rows_a& As, const v3_rows_b& Bs
 }
 
 // The block's K loop: `tiles` steps of 32, `load(stage, kt)` issuing this thread's copies of
-// step kt into `stage`, three stages in flight; each warp accumulates its 32 x 32 sub-tile.
-template <class Load>
-__device__ __forceinline__ void v3_pipeline(v3_rows_a* As, v3_rows_b* Bs, int tiles, Load& load,
-                                            float acc[2][4][4]) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+// step kt into `stage`, three stages in flight, and `math(stage)` accumulating a step.
+template <class Load, class Math>
+__device__ __forceinline__ void v3_pipeline(int tiles, Load& load, Math& math) {
     // Prologue: the first STAGES - 1 steps in flight, one commit group each (empty past the
     // end, so that the group count stays uniform).
 #pragma unroll
@@ -171,8 +181,7 @@ __device__ __forceinline__ void v3_pipeline(v3_rows_a* As, v3_rows_b* Bs, int ti
         const int next = kt + V3_STAGES - 1;
         if (next < tiles) load(next % V3_STAGES, next);
         asm volatile("cp.async.commit_group;");
-        const int cur = kt % V3_STAGES;
-        v3_step(As[cur], Bs[cur], lane, warp >> 2, warp & 3, acc);
+        math(kt % V3_STAGES);
     }
     asm volatile("cp.async.wait_all;");
 }
@@ -225,7 +234,8 @@ conv2d_fwd_bf16(const unsigned* __restrict__ xh, const unsigned* __restrict__ wh
     };
 
     float acc[2][4][4] = {};
-    v3_pipeline(As, Bs, tiles, load, acc);
+    auto math = [&](int st) { v3_step(As[st], Bs[st], lane, warp >> 2, warp & 3, acc); };
+    v3_pipeline(tiles, load, math);
     rl_mma_epilogue(acc, m0, n0, warp >> 2, warp & 3, lane >> 2, lane & 3,
                     rl_out_nchw{y, M, N, hw_out});
 }
@@ -296,7 +306,119 @@ conv2d_bwd_data_bf16(const unsigned* __restrict__ wth, const unsigned* __restric
     };
 
     float acc[2][4][4] = {};
-    v3_pipeline(As, Bs, tiles, load, acc);
+    auto math = [&](int st) { v3_step(As[st], Bs[st], lane, warp >> 2, warp & 3, acc); };
+    v3_pipeline(tiles, load, math);
     rl_mma_epilogue(acc, m0, n0, warp >> 2, warp & 3, lane >> 2, lane & 3,
                     rl_out_nchw{dx, M, N, hw});
+}
+
+// The weight gradient's shared tiles are K-major: a K step is 32 output pixels, each a row of
+// 64 (A: dy's channels) or 128 (B: (tap, ci) columns) bf16, plus 8 of padding (rows of 144 and
+// 272 bytes, both 16 mod 128: the eight rows of an ldmatrix phase hit eight bank groups).
+#define V3_ROW_KA (V3_BM + 8)
+#define V3_ROW_KB (V3_BN + 8)
+typedef unsigned short v3_krows_a[V3_BK][V3_ROW_KA];
+typedef unsigned short v3_krows_b[V3_BK][V3_ROW_KB];
+
+__device__ __forceinline__ void v3_ldmatrix_x4_trans(unsigned r[4], const void* row) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(v3_smem(row)));
+}
+
+// One K step of the warp's 32 x 32 sub-tile from K-major tiles: ldmatrix .trans hands each lane
+// the fragment of the transposed 8 x 8 matrix, so for A the four matrices are stored rows
+// (K) 0-7 at m 0-7 and 8-15, then K 8-15 at the same m (a0..a3); for B, K 0-7 and 8-15 of
+// columns ni, then of ni + 1.
+__device__ __forceinline__ void v3_step_kmajor(const v3_krows_a& As, const v3_krows_b& Bs,
+                                               int lane, int wm, int wn, float acc[2][4][4]) {
+    const int j = lane >> 3, r8 = lane & 7;
+#pragma unroll
+    for (int ks = 0; ks < V3_BK; ks += 16) {
+        unsigned a[2][4], b[4][2];
+#pragma unroll
+        for (int mi = 0; mi < 2; ++mi)
+            v3_ldmatrix_x4_trans(a[mi], &As[ks + r8 + 8 * (j >> 1)][wm * 32 + mi * 16 + 8 * (j & 1)]);
+#pragma unroll
+        for (int nj = 0; nj < 4; nj += 2) {
+            unsigned r[4];
+            v3_ldmatrix_x4_trans(r, &Bs[ks + r8 + 8 * (j & 1)][wn * 32 + nj * 8 + 8 * (j >> 1)]);
+            b[nj][0] = r[0];
+            b[nj][1] = r[1];
+            b[nj + 1][0] = r[2];
+            b[nj + 1][1] = r[3];
+        }
+#pragma unroll
+        for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+            for (int ni = 0; ni < 4; ++ni) v3_mma(acc[mi][ni], a[mi], b[ni]);
+    }
+}
+
+// GEMM (co, (tap, ci)) into dw's [c_out][c_in][kk] layout, bounds-checked against M x N.
+struct v3_out_dw {
+    float* out;
+    int M, N, c_in, kk;
+    __device__ __forceinline__ void operator()(int row, int col, float v) const {
+        if (row < M && col < N) {
+            const int tap = col / c_in, ci = col - tap * c_in;
+            out[(long long)row * N + ci * kk + tap] = v;
+        }
+    }
+};
+
+extern "C" __global__ void __launch_bounds__(V3_THREADS, 2)
+conv2d_bwd_weight_bf16(const unsigned* __restrict__ xh, const unsigned* __restrict__ dyh,
+                       float* __restrict__ dw_part, int n, int c_in, int h, int w, int c_out,
+                       int k, int stride, int pad, int h_out, int w_out, int splits) {
+    __shared__ __align__(16) v3_krows_a As[V3_STAGES];
+    __shared__ __align__(16) v3_krows_b Bs[V3_STAGES];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int kk = k * k, M = c_out, N = kk * c_in, hw_out = h_out * w_out, K = n * hw_out;
+    const int m0 = blockIdx.y * V3_BM, n0 = blockIdx.x * V3_BN;
+    int chunk_k = (K + splits - 1) / splits;
+    chunk_k = (chunk_k + V3_BK - 1) / V3_BK * V3_BK;
+    const int kbeg = min(K, (int)blockIdx.z * chunk_k);
+    const int kend = min(K, kbeg + chunk_k);
+
+    // This thread's copies of a step: output pixel kbeg + 32 kt + kr; of A (dy) the 8 channels
+    // m0 + 8 c8, of B the columns n0 + 8 c8 and n0 + 64 + 8 c8 (8 channels of one tap).
+    const int kr = tid >> 3, c8 = tid & 7;
+    const bool a_ok0 = m0 + 8 * c8 < M;
+    int b_tap[2], b_ci[2];
+    bool b_ok0[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int col = n0 + 8 * c8 + 64 * r;
+        b_ok0[r] = col < N;
+        b_tap[r] = b_ok0[r] ? col / c_in : 0;
+        b_ci[r] = col - b_tap[r] * c_in;
+    }
+    const int tiles = (kend - kbeg + V3_BK - 1) / V3_BK;
+
+    auto load = [&](int stage, int kt) {
+        const int p = kbeg + kt * V3_BK + kr;
+        const bool p_ok = p < kend;
+        const int img = p_ok ? p / hw_out : 0, q = p_ok ? p - img * hw_out : 0;
+        const int oy = q / w_out, ox = q - (q / w_out) * w_out;
+        const bool a_ok = p_ok && a_ok0;
+        v3_copy16(&As[stage][kr][8 * c8], a_ok ? dyh + (long long)p * (c_out / 2) + (m0 + 8 * c8) / 2 : dyh,
+                  a_ok);
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int ky = b_tap[r] / k, kx = b_tap[r] - (b_tap[r] / k) * k;
+            const int iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
+            const bool ok = p_ok && b_ok0[r] && iy >= 0 && iy < h && ix >= 0 && ix < w;
+            const unsigned* src =
+                ok ? xh + (((long long)img * h + iy) * w + ix) * (c_in / 2) + b_ci[r] / 2 : xh;
+            v3_copy16(&Bs[stage][kr][8 * c8 + 64 * r], src, ok);
+        }
+    };
+
+    float acc[2][4][4] = {};
+    auto math = [&](int st) { v3_step_kmajor(As[st], Bs[st], lane, warp >> 2, warp & 3, acc); };
+    v3_pipeline(tiles, load, math);
+    float* out = dw_part + (long long)blockIdx.z * M * N;
+    rl_mma_epilogue(acc, m0, n0, warp >> 2, warp & 3, lane >> 2, lane & 3,
+                    v3_out_dw{out, M, N, c_in, kk});
 }

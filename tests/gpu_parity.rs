@@ -107,7 +107,7 @@ fn conv2d_matches_cpu() {
     }
 }
 
-/// The bf16 forward and data gradient (cp.async, ldmatrix, m16n8k16 mma) against the CPU
+/// The bf16 forward, data and weight gradients (cp.async, ldmatrix, m16n8k16 mma) against the CPU
 /// convolution of the same operands rounded to bf16: products of bf16 values are exact and
 /// both sides add them in f32, so they differ only by summation order, within v1's f32
 /// tolerance. The conversions are checked bit for bit, and the unrounded f32 results show
@@ -125,6 +125,8 @@ fn conv2d_bf16_matches_cpu_on_rounded_operands() {
         (2, 64, 8, 8, 136, 3, 1, 1),
         (4, 16, 8, 8, 24, 1, 2, 0),
         (3, 32, 12, 12, 64, 3, 2, 1),
+        // 4096 output pixels: the weight gradient splits its K over several blocks.
+        (4, 16, 32, 32, 16, 3, 1, 1),
     ];
     for (i, &(n, c_in, h, w, c_out, k, stride, pad)) in cases.iter().enumerate() {
         let g = ConvGeom {
@@ -232,6 +234,30 @@ fn conv2d_bf16_matches_cpu_on_rounded_operands() {
         assert!(
             off > 1e-4 * scale && off < 3e-2 * scale,
             "{g:?}: bf16 dx against f32 differs by {off} of {scale}"
+        );
+
+        let mut dw_want = vec![0f32; g.w_len()];
+        conv::cpu::backward_weight(&g, &xr, &dyr, &mut dw_want);
+        let mut dw_exact = vec![0f32; g.w_len()];
+        conv::cpu::backward_weight(&g, &x, &dy, &mut dw_exact);
+        let mut dwg = d.alloc::<f32>(g.w_len()).unwrap();
+        gconv::backward_weight_bf16(&d, &g, &xh, &dyh, &mut dwg).unwrap();
+        let got = down(&d, &dwg);
+        let scale = max_abs(&dw_want);
+        assert_close(
+            &format!("bf16 dw {g:?}"),
+            &got,
+            &dw_want,
+            1e-4 * scale,
+            1e-4,
+        );
+        let off = got
+            .iter()
+            .zip(&dw_exact)
+            .fold(0f64, |m, (&a, &b)| m.max((a - b).abs() as f64));
+        assert!(
+            off > 1e-4 * scale && off < 3e-2 * scale,
+            "{g:?}: bf16 dw against f32 differs by {off} of {scale}"
         );
     }
     let stem = ConvGeom {

@@ -17,7 +17,9 @@ pub mod work;
 use crate::corrupt::Corruption;
 use crate::geom::ConvGeom;
 use crate::nn::Arch;
-use crate::ops::conv::cuda::{bf16_applies, bf16_applies_backward_data};
+use crate::ops::conv::cuda::{
+    bf16_applies, bf16_applies_backward_data, bf16_applies_backward_weight,
+};
 use crate::tensor::precision::Precision;
 use serde_json::json;
 use shapes::ModelShapes;
@@ -61,9 +63,8 @@ impl ConvDir {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Work {
     /// One convolution direction at a precision: f32 (v1 on the GPU), TF32 (the v2 tensor-core
-    /// kernels) or bf16 (the bf16 tensor-core forward and data gradient, timed on operands
-    /// already converted to bf16, as a bf16 pipeline holds them). The tensor-core versions run
-    /// on the GPU only.
+    /// kernels) or bf16 (the bf16 tensor-core kernels, timed on operands already converted to
+    /// bf16, as a bf16 pipeline holds them). The tensor-core versions run on the GPU only.
     Conv {
         geom: ConvGeom,
         dir: ConvDir,
@@ -190,8 +191,8 @@ pub struct Selection {
     /// The stage-1 step's network and width multiplier (None: no step item).
     pub step: Option<(Arch, f32)>,
     /// Also the tensor-core versions of the convolutions (they exist on the GPU only): TF32 in
-    /// all three directions, bf16 for the forward and the data gradient where the channels
-    /// they copy (input, output) come in eights.
+    /// all three directions, bf16 in each direction where the channels it copies (input,
+    /// output) come in eights.
     pub tensor_cores: bool,
     /// Keep only items whose name contains one of these (empty: keep all).
     pub filters: Vec<String>,
@@ -263,7 +264,7 @@ pub fn items(sel: &Selection) -> crate::error::Result<Vec<Item>> {
             let bf16_kernel = match dir {
                 ConvDir::Forward => bf16_applies(&g),
                 ConvDir::BackwardData => bf16_applies_backward_data(&g),
-                ConvDir::BackwardWeight => false,
+                ConvDir::BackwardWeight => bf16_applies_backward_weight(&g),
             };
             for precision in [Precision::F32, Precision::Tf32, Precision::Bf16] {
                 let (suffix, operand_bytes) = match precision {
@@ -408,13 +409,11 @@ mod tests {
         };
         assert_eq!(named("-tf32").len(), 3 * 11);
         let bf16 = named("-bf16");
-        // Every ResNet18 forward but the 3-channel stem's, and every data gradient (the
-        // stem's too: its output has 64 channels); no weight gradient yet.
-        assert_eq!(bf16.len(), 10 + 11, "{bf16:#?}");
-        assert!(bf16
-            .iter()
-            .all(|n| n.ends_with("/fwd-bf16") || n.ends_with("/dgrad-bf16")));
+        // Every ResNet18 direction but the 3-channel stem's forward and weight gradient (its
+        // data gradient copies the 64 output channels).
+        assert_eq!(bf16.len(), 3 * 11 - 2, "{bf16:#?}");
         assert!(!bf16.contains(&"conv/resnet18/3x32x32-64-k3s1/fwd-bf16"));
+        assert!(!bf16.contains(&"conv/resnet18/3x32x32-64-k3s1/wgrad-bf16"));
         assert!(bf16.contains(&"conv/resnet18/3x32x32-64-k3s1/dgrad-bf16"));
         let fwd = items
             .iter()

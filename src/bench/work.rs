@@ -318,9 +318,13 @@ fn conv_gpu_bf16(d: Arc<CudaDevice>, g: ConvGeom, dir: ConvDir) -> Result<Runner
                 gconv::backward_data_bf16(&d, &g, &wth, &dyh, &mut out)
             }))
         }
-        ConvDir::BackwardWeight => Err(Error::Config(
-            "the bf16 weight-gradient kernel is not written yet".into(),
-        )),
+        ConvDir::BackwardWeight => {
+            let xh = gconv::input_bf16(&d, &g, &a)?;
+            let dyh = gconv::grad_output_bf16(&d, &g, &b)?;
+            Ok(Box::new(move || {
+                gconv::backward_weight_bf16(&d, &g, &xh, &dyh, &mut out)
+            }))
+        }
     }
 }
 

@@ -20,7 +20,8 @@
 //!   - the input normalisation, pooling, the classifier and the losses stay f32 (a few
 //!     kilobytes per image, where bf16 would save nothing).
 //!
-//!   The GPU's bf16 kernels are not built yet, so a CUDA run that asks for bf16 is an error.
+//!   The GPU's bf16 convolutions (kernels/conv2d_bf16.cu) are not yet wired into the training
+//!   step, so a CUDA run that asks for bf16 is an error.
 
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -73,8 +74,9 @@ impl Precision {
                     .into(),
             )),
             (Precision::Bf16, Device::Cuda(_)) => Err(Error::Config(
-                "--precision bf16 is not available on the GPU yet: its bf16 tensor-core kernels \
-                 are not built (use --precision f32 or tf32 there, or bf16 with --device cpu)"
+                "--precision bf16 is not available on the GPU yet: its bf16 convolutions exist \
+                 but the training step does not run on them (use --precision f32 or tf32 there, \
+                 or bf16 with --device cpu)"
                     .into(),
             )),
         }

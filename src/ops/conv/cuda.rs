@@ -128,8 +128,8 @@ pub fn backward_data(
 
 /// Split-K factor: enough blocks for about two waves on the GPU, each split keeping at least
 /// 1024 (sample, pixel) terms of the reduction.
-fn weight_splits(dev: &CudaDevice, g: &ConvGeom, v: ConvVersion) -> usize {
-    let tiles = (g.ckk().div_ceil(v.n_tile()) * g.c_out.div_ceil(64)).max(1);
+fn weight_splits(dev: &CudaDevice, g: &ConvGeom, n_tile: usize) -> usize {
+    let tiles = (g.ckk().div_ceil(n_tile) * g.c_out.div_ceil(64)).max(1);
     let reduction = g.n * g.h_out() * g.w_out();
     (2 * dev.sm_count())
         .div_ceil(tiles)
@@ -144,39 +144,43 @@ pub fn backward_weight(
     dw: &mut DeviceBuffer<f32>,
     v: ConvVersion,
 ) -> Result<()> {
-    let splits = weight_splits(dev, g, v);
+    let inputs = [Arg::read(x, g.x_len()), Arg::read(dy, g.y_len())];
+    split_weight_gradient(dev, g, inputs, dw, v.kernels()[2], v.n_tile())
+}
+
+/// Launches a split-K weight-gradient kernel (`n_tile` columns per block) on `inputs`: into dw
+/// directly with one split, else into per-split partials that conv2d_bwd_weight_reduce adds in
+/// split order.
+fn split_weight_gradient(
+    dev: &CudaDevice,
+    g: &ConvGeom,
+    inputs: [Arg<'_>; 2],
+    dw: &mut DeviceBuffer<f32>,
+    kernel: KernelId,
+    n_tile: usize,
+) -> Result<()> {
+    let splits = weight_splits(dev, g, n_tile);
     let splits_i = int(splits)?;
     let cfg = launch_grid(
-        g.ckk().div_ceil(v.n_tile()) as u32,
+        g.ckk().div_ceil(n_tile) as u32,
         g.c_out.div_ceil(64) as u32,
         splits as u32,
         (256, 1, 1),
     );
     let len = g.w_len();
+    let [a, b] = inputs;
     if splits == 1 {
-        let args = with_geometry(
-            [
-                Arg::read(x, g.x_len()),
-                Arg::read(dy, g.y_len()),
-                Arg::write(dw, len),
-            ],
-            g,
-            &[splits_i],
-        )?;
-        return dev.launch(v.kernels()[2], cfg, &args);
+        let args = with_geometry([a, b, Arg::write(dw, len)], g, &[splits_i])?;
+        return dev.launch(kernel, cfg, &args);
     }
     // Every split writes its whole slice of the partials (zeros where its chunk is empty).
     let mut partial = dev.alloc::<f32>(splits * len)?;
     let args = with_geometry(
-        [
-            Arg::read(x, g.x_len()),
-            Arg::read(dy, g.y_len()),
-            Arg::write(&mut partial, splits * len),
-        ],
+        [a, b, Arg::write(&mut partial, splits * len)],
         g,
         &[splits_i],
     )?;
-    dev.launch(v.kernels()[2], cfg, &args)?;
+    dev.launch(kernel, cfg, &args)?;
     dev.launch(
         KernelId::CONV2D_BWD_WEIGHT_REDUCE,
         launch_1d(len),
@@ -198,6 +202,11 @@ pub fn bf16_applies(g: &ConvGeom) -> bool {
 /// Whether the bf16 data gradient takes this convolution: its copies are 8 output channels.
 pub fn bf16_applies_backward_data(g: &ConvGeom) -> bool {
     g.c_out.is_multiple_of(8)
+}
+
+/// Whether the bf16 weight gradient takes this convolution: it copies 8 channels of x and of dy.
+pub fn bf16_applies_backward_weight(g: &ConvGeom) -> bool {
+    bf16_applies(g) && bf16_applies_backward_data(g)
 }
 
 /// An error unless `channels` (the `which` channels) come in eights.
@@ -357,4 +366,19 @@ pub fn backward_data_bf16(
         (256, 1, 1),
     );
     dev.launch(KernelId::CONV2D_BWD_DATA_BF16, cfg, &args)
+}
+
+/// dw from the `input_bf16` and `grad_output_bf16` copies of x and dy, on bf16 tensor cores
+/// with f32 accumulation, split-K like `backward_weight` (overwrites dw).
+pub fn backward_weight_bf16(
+    dev: &CudaDevice,
+    g: &ConvGeom,
+    xh: &DeviceBuffer<u32>,
+    dyh: &DeviceBuffer<u32>,
+    dw: &mut DeviceBuffer<f32>,
+) -> Result<()> {
+    require_eights("input", g.c_in)?;
+    require_eights("output", g.c_out)?;
+    let inputs = [Arg::read(xh, g.x_len() / 2), Arg::read(dyh, g.y_len() / 2)];
+    split_weight_gradient(dev, g, inputs, dw, KernelId::CONV2D_BWD_WEIGHT_BF16, 128)
 }
