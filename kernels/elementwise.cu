@@ -82,6 +82,17 @@ elementwise_scale(const float* x, float alpha, int total, float* y) {
     y[i] = rl_mul(alpha, x[i]);
 }
 
+// y = x rounded to the nearest bf16 (ties to even, NaN to the canonical NaN), kept as an f32
+// with its low 16 bits zero: how `--precision bf16` stores an activation. y may alias x.
+extern "C" __global__ void __launch_bounds__(256)
+elementwise_round_bf16(const float* __restrict__ x, int total, float* __restrict__ y) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= total) return;
+    unsigned r;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(x[i]), "f"(0.0f));
+    y[i] = __uint_as_float(r & 0xffff0000u);
+}
+
 extern "C" __global__ void __launch_bounds__(256)
 elementwise_fill(float* __restrict__ y, float value, int total) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;

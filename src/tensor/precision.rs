@@ -20,10 +20,16 @@
 //!   - the input normalisation, pooling, the classifier and the losses stay f32 (a few
 //!     kilobytes per image, where bf16 would save nothing).
 //!
-//!   The GPU's bf16 convolutions (kernels/conv2d_bf16.cu) are not yet wired into the training
-//!   step, so a CUDA run that asks for bf16 is an error.
+//!   On the GPU the same values are rounded the same way (`elementwise_round_bf16`); the
+//!   convolutions run on the bf16 tensor-core kernels (kernels/conv2d_bf16.cu), whose operand
+//!   conversions do the rounding, wherever the channels they copy come in eights, and on v1 over
+//!   rounded operands elsewhere (the 3-channel stem), so both devices multiply the same values.
+//!   The activations are still held in f32 buffers there: bf16 storage, and the fusion that
+//!   would make bf16 pay, are further work.
 
-use crate::device::Device;
+use crate::device::args::Arg;
+use crate::device::kernels::KernelId;
+use crate::device::{int, launch_1d, Device};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
@@ -65,42 +71,62 @@ impl Precision {
     /// to ask for instead when it cannot.
     pub fn check(self, device: &Device) -> Result<()> {
         match (self, device) {
-            (Precision::F32, _)
-            | (Precision::Tf32, Device::Cuda(_))
-            | (Precision::Bf16, Device::Cpu) => Ok(()),
+            (Precision::F32, _) | (Precision::Tf32, Device::Cuda(_)) | (Precision::Bf16, _) => {
+                Ok(())
+            }
             (Precision::Tf32, Device::Cpu) => Err(Error::Config(
                 "--precision tf32 needs a GPU: TF32 is a tensor-core format and the CPU has none \
                  (use --precision f32, or bf16 to measure reduced-precision training on the CPU)"
                     .into(),
             )),
-            (Precision::Bf16, Device::Cuda(_)) => Err(Error::Config(
-                "--precision bf16 is not available on the GPU yet: its bf16 convolutions exist \
-                 but the training step does not run on them (use --precision f32 or tf32 there, \
-                 or bf16 with --device cpu)"
-                    .into(),
-            )),
         }
     }
 
-    /// A value as this precision stores an activation: rounded to bf16 under `Bf16`, as it is
-    /// otherwise.
-    pub(crate) fn store(self, mut t: Tensor) -> Tensor {
-        if self == Precision::Bf16 {
-            // The emulation runs on the CPU only (`check` keeps it there).
-            round_to_bf16(t.data_mut());
+    /// A value as this precision stores an activation: rounded to bf16 under `Bf16` (on the
+    /// tensor's own device), as it is otherwise.
+    pub(crate) fn store(self, mut t: Tensor, dev: &Device) -> Result<Tensor> {
+        if self != Precision::Bf16 {
+            return Ok(t);
         }
-        t
+        match dev {
+            Device::Cpu => {
+                round_to_bf16(t.data_mut());
+                Ok(t)
+            }
+            Device::Cuda(_) => rounded_on_gpu(&t, dev),
+        }
     }
 
     /// An operand of a convolution as the multiplier reads it: a bf16-rounded copy under
-    /// `Bf16`, the tensor itself otherwise.
-    pub(crate) fn operand(self, t: &Tensor) -> Cow<'_, Tensor> {
-        if self == Precision::Bf16 && !is_bf16(t.data()) {
-            Cow::Owned(self.store(t.clone()))
-        } else {
-            Cow::Borrowed(t)
+    /// `Bf16` (on the CPU only where some value is not a bf16 yet), the tensor itself otherwise.
+    pub(crate) fn operand<'a>(self, t: &'a Tensor, dev: &Device) -> Result<Cow<'a, Tensor>> {
+        match (self, dev) {
+            (Precision::Bf16, Device::Cpu) if !is_bf16(t.data()) => {
+                Ok(Cow::Owned(self.store(t.clone(), dev)?))
+            }
+            (Precision::Bf16, Device::Cuda(_)) => Ok(Cow::Owned(rounded_on_gpu(t, dev)?)),
+            _ => Ok(Cow::Borrowed(t)),
         }
     }
+}
+
+/// A GPU tensor's bf16 rounding (elementwise_round_bf16), as a new tensor.
+fn rounded_on_gpu(t: &Tensor, dev: &Device) -> Result<Tensor> {
+    let Device::Cuda(d) = dev else {
+        unreachable!("called for GPU tensors only")
+    };
+    let n = t.numel();
+    let mut out = Tensor::uninit_gpu(d, t.shape())?;
+    d.launch(
+        KernelId::ELEMENTWISE_ROUND_BF16,
+        launch_1d(n),
+        &[
+            Arg::read(t.gpu(), n),
+            int(n)?.into(),
+            Arg::write(out.gpu_mut(), n),
+        ],
+    )?;
+    Ok(out)
 }
 
 impl std::fmt::Display for Precision {
@@ -158,14 +184,16 @@ mod tests {
 
     #[test]
     fn only_bf16_is_stored_rounded_and_operands_are_rounded_once() {
+        let cpu = Device::Cpu;
         let t = Tensor::from_vec(&[3], vec![1.0, 1.0 + 1e-3, -3.3]).unwrap();
-        assert_eq!(Precision::F32.store(t.clone()), t);
-        let r = Precision::Bf16.store(t.clone());
+        assert_eq!(Precision::F32.store(t.clone(), &cpu).unwrap(), t);
+        let r = Precision::Bf16.store(t.clone(), &cpu).unwrap();
         assert!(r.data().iter().all(|x| x.to_bits() & 0xFFFF == 0));
         assert_eq!(r.data()[0], 1.0);
-        assert!(matches!(Precision::Bf16.operand(&r), Cow::Borrowed(_)));
-        assert_eq!(*Precision::Bf16.operand(&t), r);
-        assert!(matches!(Precision::Tf32.operand(&t), Cow::Borrowed(_)));
+        let operand = |p: Precision, t| p.operand(t, &cpu).unwrap();
+        assert!(matches!(operand(Precision::Bf16, &r), Cow::Borrowed(_)));
+        assert_eq!(*operand(Precision::Bf16, &t), r);
+        assert!(matches!(operand(Precision::Tf32, &t), Cow::Borrowed(_)));
     }
 
     #[test]

@@ -309,7 +309,7 @@ impl Backward for BnActNode {
             want,
         ));
         if let Some(d) = dx {
-            pass.accumulate(self.x, self.precision.store(d));
+            pass.accumulate(self.x, ok(self.precision.store(d, pass.device())));
         }
         if let Some(d) = dgamma {
             pass.accumulate(self.gamma, d);
@@ -318,7 +318,7 @@ impl Backward for BnActNode {
             pass.accumulate(self.beta, d);
         }
         if let (Some(r), Some(d)) = (self.residual, dr) {
-            pass.accumulate(r, self.precision.store(d));
+            pass.accumulate(r, ok(self.precision.store(d, pass.device())));
         }
     }
 }
@@ -383,7 +383,7 @@ impl Graph<'_> {
         ));
         // The activation as this precision stores it (bf16: rounded).
         let precision = self.precision();
-        let y = precision.store(y);
+        let y = ok(precision.store(y, dev));
         let mut inputs = vec![x, gamma, beta];
         inputs.extend(residual);
         let node = BnActNode {

@@ -27,7 +27,9 @@ use crate::tensor::Tensor;
 
 /// The kernels a convolution of `precision` runs on the GPU: the TF32 tensor-core `_v2` when
 /// asked for, else exact f32 (v1), the default until the tensor-core kernels have been checked
-/// on hardware.
+/// on hardware. Under bf16, v1 multiplies the rounded operands of the directions the bf16
+/// tensor-core kernels do not take (those whose copied channels do not come in eights, as the
+/// 3-channel stem's forward and weight gradient), which gives the same products.
 fn gpu_version(precision: Precision) -> ConvVersion {
     match precision {
         Precision::Tf32 => ConvVersion::V2,
@@ -50,19 +52,30 @@ pub fn forward_at(
     precision: Precision,
 ) -> Result<Tensor> {
     precision.check(dev)?;
-    let (x, w) = (precision.operand(x), precision.operand(w));
     let shape = [g.n, g.c_out, g.h_out(), g.w_out()];
     match dev {
+        Device::Cuda(d) if precision == Precision::Bf16 && cuda::bf16_applies(g) => {
+            // The conversions round the operands.
+            let (xh, wh) = (
+                cuda::input_bf16(d, g, x.gpu())?,
+                cuda::weights_bf16(d, g, w.gpu())?,
+            );
+            let mut y = Tensor::uninit_gpu(d, &shape)?;
+            cuda::forward_bf16(d, g, &xh, &wh, y.gpu_mut())?;
+            precision.store(y, dev)
+        }
         Device::Cpu => {
+            let (x, w) = (precision.operand(x, dev)?, precision.operand(w, dev)?);
             let mut y = Tensor::uninit_cpu(&shape);
             cpu::forward(g, x.data(), w.data(), y.data_mut());
             y.check_written("conv forward");
-            Ok(precision.store(y))
+            precision.store(y, dev)
         }
         Device::Cuda(d) => {
+            let (x, w) = (precision.operand(x, dev)?, precision.operand(w, dev)?);
             let mut y = Tensor::uninit_gpu(d, &shape)?;
             cuda::forward(d, g, x.gpu(), w.gpu(), y.gpu_mut(), gpu_version(precision))?;
-            Ok(y)
+            precision.store(y, dev)
         }
     }
 }
@@ -81,20 +94,28 @@ pub fn backward_data_at(
     precision: Precision,
 ) -> Result<Tensor> {
     precision.check(dev)?;
-    let (w, dy) = (precision.operand(w), precision.operand(dy));
     let shape = [g.n, g.c_in, g.h, g.w];
     match dev {
+        Device::Cuda(d) if precision == Precision::Bf16 && cuda::bf16_applies_backward_data(g) => {
+            let wth = cuda::weights_t_bf16(d, g, w.gpu())?;
+            let dyh = cuda::grad_output_bf16(d, g, dy.gpu())?;
+            let mut dx = Tensor::uninit_gpu(d, &shape)?;
+            cuda::backward_data_bf16(d, g, &wth, &dyh, dx.gpu_mut())?;
+            precision.store(dx, dev)
+        }
         Device::Cpu => {
+            let (w, dy) = (precision.operand(w, dev)?, precision.operand(dy, dev)?);
             let mut dx = Tensor::uninit_cpu(&shape);
             cpu::backward_data(g, w.data(), dy.data(), dx.data_mut());
             dx.check_written("conv backward_data");
-            Ok(precision.store(dx))
+            precision.store(dx, dev)
         }
         Device::Cuda(d) => {
+            let (w, dy) = (precision.operand(w, dev)?, precision.operand(dy, dev)?);
             let mut dx = Tensor::uninit_gpu(d, &shape)?;
             let v = gpu_version(precision);
             cuda::backward_data(d, g, w.gpu(), dy.gpu(), dx.gpu_mut(), v)?;
-            Ok(dx)
+            precision.store(dx, dev)
         }
     }
 }
@@ -114,16 +135,28 @@ pub fn backward_weight_at(
     precision: Precision,
 ) -> Result<Tensor> {
     precision.check(dev)?;
-    let (x, dy) = (precision.operand(x), precision.operand(dy));
     let shape = [g.c_out, g.c_in, g.k, g.k];
     match dev {
+        Device::Cuda(d)
+            if precision == Precision::Bf16 && cuda::bf16_applies_backward_weight(g) =>
+        {
+            let (xh, dyh) = (
+                cuda::input_bf16(d, g, x.gpu())?,
+                cuda::grad_output_bf16(d, g, dy.gpu())?,
+            );
+            let mut dw = Tensor::uninit_gpu(d, &shape)?;
+            cuda::backward_weight_bf16(d, g, &xh, &dyh, dw.gpu_mut())?;
+            Ok(dw)
+        }
         Device::Cpu => {
+            let (x, dy) = (precision.operand(x, dev)?, precision.operand(dy, dev)?);
             let mut dw = Tensor::uninit_cpu(&shape);
             cpu::backward_weight(g, x.data(), dy.data(), dw.data_mut());
             dw.check_written("conv backward_weight");
             Ok(dw)
         }
         Device::Cuda(d) => {
+            let (x, dy) = (precision.operand(x, dev)?, precision.operand(dy, dev)?);
             let mut dw = Tensor::uninit_gpu(d, &shape)?;
             let v = gpu_version(precision);
             cuda::backward_weight(d, g, x.gpu(), dy.gpu(), dw.gpu_mut(), v)?;
@@ -152,8 +185,12 @@ impl Backward for ConvNode {
 
     fn backward(&self, pass: &mut BackwardPass<'_>, _out: Var, g: &Tensor) {
         let (dev, p) = (pass.device(), self.precision);
-        // Under bf16 dy is rounded once for both products.
-        let g = p.operand(g);
+        // Under bf16 dy is rounded once for both products (on the GPU its bf16 copies round it).
+        let g = if matches!(dev, Device::Cpu) {
+            ok(p.operand(g, dev))
+        } else {
+            std::borrow::Cow::Borrowed(g)
+        };
         if pass.needs(self.x) {
             let dx = ok(backward_data_at(dev, &self.geom, pass.value(self.w), &g, p));
             pass.accumulate(self.x, dx);
