@@ -149,8 +149,12 @@ mod tests {
     #[test]
     fn kernel_names_carry_their_family_prefix() {
         for f in FILES {
-            // A file of faster variants (conv2d_tc: tensor cores) belongs to its family.
-            let family = f.name.strip_suffix("_tc").unwrap_or(f.name);
+            // A file of faster variants (conv2d_tc: TF32 tensor cores, conv2d_bf16: bf16 ones)
+            // belongs to its family.
+            let family = ["_tc", "_bf16"]
+                .iter()
+                .find_map(|v| f.name.strip_suffix(v))
+                .unwrap_or(f.name);
             for k in f.kernel_names() {
                 assert!(k.starts_with(&format!("{family}_")), "{k} in {}.cu", f.name);
             }
