@@ -8,7 +8,8 @@
 #
 # run.sh's phases, in order, each time-boxed (seconds in brackets) and writing its results as it
 # goes; `bash gpu-suite/run.sh PHASE...` runs only the ones named:
-#   tests      [150] the GPU tests (gpu_parity, and the gpu_* tests of corruptions and augmix)
+#   tests      [150] the GPU tests (gpu_parity, the gpu_* tests of corruptions and augmix, the
+#                    *gpu* precision tests: TF32 and bf16 against the CPU)
 #                    with REQUIRE_GPU=1, the three binaries in parallel over the machine's cores
 #   sanitizer  [100] compute-sanitizer memcheck and racecheck over a short parity subset
 #   bench      [ 70] a short `rlnet bench --device cuda` (every hot-path item against its floor)
@@ -44,7 +45,7 @@ for line in sys.stdin:
 
 echo "building the test binaries with GPU tests"
 cargo test --release --no-run --message-format=json 2>/dev/null |
-    copy_tests "$suite/bin" gpu_parity corruptions augmix
+    copy_tests "$suite/bin" gpu_parity corruptions augmix precision
 cargo build --release --bin rlnet
 cp target/release/rlnet "$suite/bin/rlnet"
 mkdir -p "$suite/tools"

@@ -76,15 +76,16 @@ frost=()
 rlnet="$here/bin/rlnet"
 : > "$out/headlines.md"
 
-# (a) The GPU tests, the three binaries at once (each runs its tests on several threads).
+# (a) The GPU tests, the four binaries at once (each runs its tests on several threads).
 phase_tests() {
-    local pids=() names=(gpu_parity corruptions augmix) filters=("" gpu_ gpu_) status=0 i
-    for i in 0 1 2; do
+    local pids=() names=(gpu_parity corruptions augmix precision) filters=("" gpu_ gpu_ gpu)
+    local status=0 i
+    for i in 0 1 2 3; do
         boxed 150 "$here/bin/${names[$i]}" ${filters[$i]} --test-threads=6 \
             > "$out/tests-${names[$i]}.log" 2>&1 &
         pids+=($!)
     done
-    for i in 0 1 2; do wait "${pids[$i]}" || status=$?; done
+    for i in 0 1 2 3; do wait "${pids[$i]}" || status=$?; done
     local counts
     counts=$(grep -h "^test result" "$out"/tests-*.log | awk '{p+=$4; f+=$6} END {print p" passed, "f" failed"}')
     grep -h -E "^test .* FAILED|panicked" "$out"/tests-*.log | head -20 > "$out/tests-failures.txt"
