@@ -38,7 +38,6 @@ pub fn mma_m16n8k8_tf32(
 ) -> [[f32; 4]; 32] {
     let mut am = [[0f64; 8]; 16];
     let mut bm = [[0f64; 8]; 8];
-    let mut cm = [[0f32; 8]; 16];
     for lane in 0..32 {
         let (g, t) = (lane / 4, lane % 4);
         am[g][t] = tf32(a[lane][0]);
@@ -47,13 +46,27 @@ pub fn mma_m16n8k8_tf32(
         am[g + 8][t + 4] = tf32(a[lane][3]);
         bm[t][g] = tf32(b[lane][0]);
         bm[t + 4][g] = tf32(b[lane][1]);
-        cm[g][2 * t] = c[lane][0];
-        cm[g][2 * t + 1] = c[lane][1];
-        cm[g + 8][2 * t] = c[lane][2];
-        cm[g + 8][2 * t + 1] = c[lane][3];
+    }
+    multiply_accumulate(&am, &bm, c)
+}
+
+/// Every lane's D fragment of D = A B + C (A 16 x K, B K x 8, C in the lanes' fragments), the
+/// products and C added in f64 and rounded once.
+fn multiply_accumulate<const K: usize>(
+    am: &[[f64; K]; 16],
+    bm: &[[f64; 8]; K],
+    c: &[[f32; 4]; 32],
+) -> [[f32; 4]; 32] {
+    let mut cm = [[0f32; 8]; 16];
+    for (lane, cl) in c.iter().enumerate() {
+        let (g, t) = (lane / 4, lane % 4);
+        cm[g][2 * t] = cl[0];
+        cm[g][2 * t + 1] = cl[1];
+        cm[g + 8][2 * t] = cl[2];
+        cm[g + 8][2 * t + 1] = cl[3];
     }
     let dm = |i: usize, j: usize| -> f32 {
-        let s: f64 = (0..8).map(|k| am[i][k] * bm[k][j]).sum();
+        let s: f64 = (0..K).map(|k| am[i][k] * bm[k][j]).sum();
         (s + cm[i][j] as f64) as f32
     };
     let mut d = [[0f32; 4]; 32];
@@ -84,7 +97,6 @@ pub fn mma_m16n8k16_bf16(
 ) -> [[f32; 4]; 32] {
     let mut am = [[0f64; 16]; 16];
     let mut bm = [[0f64; 8]; 16];
-    let mut cm = [[0f32; 8]; 16];
     for lane in 0..32 {
         let (g, t) = (lane / 4, lane % 4);
         for (i, &reg) in a[lane].iter().enumerate() {
@@ -95,26 +107,8 @@ pub fn mma_m16n8k16_bf16(
             let k = 2 * t + 8 * i;
             [bm[k][g], bm[k + 1][g]] = bf16_pair(reg);
         }
-        cm[g][2 * t] = c[lane][0];
-        cm[g][2 * t + 1] = c[lane][1];
-        cm[g + 8][2 * t] = c[lane][2];
-        cm[g + 8][2 * t + 1] = c[lane][3];
     }
-    let dm = |i: usize, j: usize| -> f32 {
-        let s: f64 = (0..16).map(|k| am[i][k] * bm[k][j]).sum();
-        (s + cm[i][j] as f64) as f32
-    };
-    let mut d = [[0f32; 4]; 32];
-    for (lane, out) in d.iter_mut().enumerate() {
-        let (g, t) = (lane / 4, lane % 4);
-        *out = [
-            dm(g, 2 * t),
-            dm(g, 2 * t + 1),
-            dm(g + 8, 2 * t),
-            dm(g + 8, 2 * t + 1),
-        ];
-    }
-    d
+    multiply_accumulate(&am, &bm, c)
 }
 
 /// Every lane's registers of one `ldmatrix.sync.aligned.m8n8.x{matrices}[.trans].shared.b16`,

@@ -18,9 +18,11 @@
 //! compiler errors point into the .cu file.
 
 mod emulator;
+mod ptx_forms;
 mod text;
 
-pub use emulator::{emulator_source, trampoline, PtxForm, PtxOperand, Reg, PTX_FORMS};
+pub use emulator::{emulator_source, trampoline};
+pub use ptx_forms::{PtxForm, PtxOperand, Reg, PTX_FORMS};
 pub use text::blank_comments;
 
 use text::{defines, is_ident, line_of, matching, resolve_number, skip_ws, split_top, word_at};
