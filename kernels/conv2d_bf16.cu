@@ -14,13 +14,20 @@
 //   conv2d_weights_t_bf16(const float* w, unsigned* wth, int c_out, int c_in, int kk)
 //       w -> wth [c_in][kk][c_out] bf16 pairs (the weights of the data gradient's GEMM).
 //       Launch: 1-D over c_in * kk * c_out / 2 words.
-//   conv2d_fwd_bf16(const unsigned* xh, const unsigned* wh, float* y, <geometry of conv2d.cu>)
+//   conv2d_fwd_bf16(const unsigned* xh, const unsigned* wh, float* y, <geometry of conv2d.cu>,
+//                   int splits)
 //       y [n][c_out][h_out][w_out] f32 = conv(x, w). Needs c_in % 8 == 0 (a 16-byte cp.async
 //       chunk is 8 channels of one pixel and one tap). Launch: grid = (ceil(n*h_out*w_out /
-//       128), ceil(c_out / 64), 1), block = 256. No dynamic shared memory (static: 45.0 KB).
-//   conv2d_bwd_data_bf16(const unsigned* wth, const unsigned* dyh, float* dx, <geometry>)
+//       128), ceil(c_out / 64), splits), block = 256. No dynamic shared memory (static: 45.0
+//       KB). Split-K: block z sums its share of the K steps into slice z of y (splits whole
+//       tensors; every slice fully written), which conv2d_bwd_weight_reduce adds in split order;
+//       with splits == 1, y itself. The launcher splits where the blocks would not fill the GPU
+//       (the 4x4 and 8x8 layers, see below).
+//   conv2d_bwd_data_bf16(const unsigned* wth, const unsigned* dyh, float* dx, <geometry>,
+//                        int splits)
 //       dx [n][c_in][h][w] f32 from dy (NHWC bf16, by conv2d_nhwc_bf16) and wth. Needs
-//       c_out % 8 == 0. Launch: grid = (ceil(n*h*w / 128), ceil(c_in / 64), 1), block = 256.
+//       c_out % 8 == 0. Launch: grid = (ceil(n*h*w / 128), ceil(c_in / 64), splits), block =
+//       256; split-K as the forward's.
 //       The GEMM dX[ci][input pixel] = sum over (ky, kx, co) of W[co][ci][ky][kx] dY[co][oy, ox]
 //       where iy + pad - ky = oy * stride: every tap that reaches no output pixel (stride > 1,
 //       or past the border) is a zero-filled copy, so strided layers do 1/stride^2 useful work
@@ -161,6 +168,18 @@ __device__ __forceinline__ void v3_step(const v3_rows_a& As, const v3_rows_b& Bs
     }
 }
 
+// This block's share of the K steps under split-K (gridDim.z splits of whole steps; the last
+// may be short or empty): steps first.. first + tiles.
+struct v3_split {
+    int first, tiles;
+};
+__device__ __forceinline__ v3_split v3_split_of(int K) {
+    const int steps = (K + V3_BK - 1) / V3_BK;
+    const int per = (steps + gridDim.z - 1) / gridDim.z;
+    const int first = min(steps, (int)blockIdx.z * per);
+    return v3_split{first, min(steps, first + per) - first};
+}
+
 // The block's K loop: `tiles` steps of 32, `load(stage, kt)` issuing this thread's copies of
 // step kt into `stage`, three stages in flight, and `math(stage)` accumulating a step.
 template <class Load, class Math>
@@ -189,7 +208,7 @@ __device__ __forceinline__ void v3_pipeline(int tiles, Load& load, Math& math) {
 extern "C" __global__ void __launch_bounds__(V3_THREADS, 2)
 conv2d_fwd_bf16(const unsigned* __restrict__ xh, const unsigned* __restrict__ wh,
                 float* __restrict__ y, int n, int c_in, int h, int w, int c_out, int k, int stride,
-                int pad, int h_out, int w_out) {
+                int pad, int h_out, int w_out, int splits) {
     __shared__ __align__(16) v3_rows_a As[V3_STAGES];
     __shared__ __align__(16) v3_rows_b Bs[V3_STAGES];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -215,10 +234,10 @@ conv2d_fwd_bf16(const unsigned* __restrict__ xh, const unsigned* __restrict__ wh
         ix0[r] = ox * stride - pad;
         ximg[r] = xh + (long long)img * h * w * (c_in / 2);
     }
-    const int tiles = (K + V3_BK - 1) / V3_BK;
+    const v3_split part = v3_split_of(K);
 
     auto load = [&](int stage, int kt) {
-        const int kidx = kt * V3_BK + chunk * 8;
+        const int kidx = (part.first + kt) * V3_BK + chunk * 8;
         const bool k_ok = kidx < K;
         const bool a_ok = k_ok && co < M;
         v3_copy16(&As[stage][row][chunk * 8], a_ok ? wrow + kidx / 2 : wh, a_ok);
@@ -235,9 +254,9 @@ conv2d_fwd_bf16(const unsigned* __restrict__ xh, const unsigned* __restrict__ wh
 
     float acc[2][4][4] = {};
     auto math = [&](int st) { v3_step(As[st], Bs[st], lane, warp >> 2, warp & 3, acc); };
-    v3_pipeline(tiles, load, math);
+    v3_pipeline(part.tiles, load, math);
     rl_mma_epilogue(acc, m0, n0, warp >> 2, warp & 3, lane >> 2, lane & 3,
-                    rl_out_nchw{y, M, N, hw_out});
+                    rl_out_nchw{y + (long long)blockIdx.z * M * N, M, N, hw_out});
 }
 
 extern "C" __global__ void conv2d_weights_t_bf16(const float* __restrict__ w,
@@ -258,7 +277,7 @@ extern "C" __global__ void conv2d_weights_t_bf16(const float* __restrict__ w,
 extern "C" __global__ void __launch_bounds__(V3_THREADS, 2)
 conv2d_bwd_data_bf16(const unsigned* __restrict__ wth, const unsigned* __restrict__ dyh,
                      float* __restrict__ dx, int n, int c_in, int h, int w, int c_out, int k,
-                     int stride, int pad, int h_out, int w_out) {
+                     int stride, int pad, int h_out, int w_out, int splits) {
     __shared__ __align__(16) v3_rows_a As[V3_STAGES];
     __shared__ __align__(16) v3_rows_b Bs[V3_STAGES];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -284,10 +303,10 @@ conv2d_bwd_data_bf16(const unsigned* __restrict__ wth, const unsigned* __restric
         ixp[r] = p - (p / w) * w + pad;
         dyimg[r] = dyh + (long long)img * h_out * w_out * (c_out / 2);
     }
-    const int tiles = (K + V3_BK - 1) / V3_BK;
+    const v3_split part = v3_split_of(K);
 
     auto load = [&](int stage, int kt) {
-        const int kidx = kt * V3_BK + chunk * 8;
+        const int kidx = (part.first + kt) * V3_BK + chunk * 8;
         const bool k_ok = kidx < K;
         const bool a_ok = k_ok && ci < M;
         v3_copy16(&As[stage][row][chunk * 8], a_ok ? wrow + kidx / 2 : wth, a_ok);
@@ -307,9 +326,9 @@ conv2d_bwd_data_bf16(const unsigned* __restrict__ wth, const unsigned* __restric
 
     float acc[2][4][4] = {};
     auto math = [&](int st) { v3_step(As[st], Bs[st], lane, warp >> 2, warp & 3, acc); };
-    v3_pipeline(tiles, load, math);
+    v3_pipeline(part.tiles, load, math);
     rl_mma_epilogue(acc, m0, n0, warp >> 2, warp & 3, lane >> 2, lane & 3,
-                    rl_out_nchw{dx, M, N, hw});
+                    rl_out_nchw{dx + (long long)blockIdx.z * M * N, M, N, hw});
 }
 
 // The weight gradient's shared tiles are K-major: a K step is 32 output pixels, each a row of

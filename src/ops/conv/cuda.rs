@@ -145,32 +145,31 @@ pub fn backward_weight(
     v: ConvVersion,
 ) -> Result<()> {
     let inputs = [Arg::read(x, g.x_len()), Arg::read(dy, g.y_len())];
-    split_weight_gradient(dev, g, inputs, dw, v.kernels()[2], v.n_tile())
+    let grid = (g.ckk().div_ceil(v.n_tile()), g.c_out.div_ceil(64));
+    let splits = weight_splits(dev, g, v.n_tile());
+    launch_split_k(dev, g, v.kernels()[2], inputs, dw, g.w_len(), grid, splits)
 }
 
-/// Launches a split-K weight-gradient kernel (`n_tile` columns per block) on `inputs`: into dw
-/// directly with one split, else into per-split partials that conv2d_bwd_weight_reduce adds in
-/// split order.
-fn split_weight_gradient(
+/// Launches a split-K GEMM kernel over a `grid` of (x, y) tiles times `splits` (the kernels
+/// take the split count after the geometry): into `out` (which must hold `len` values)
+/// directly with one split, else into per-split partials of `len` values that
+/// conv2d_bwd_weight_reduce adds in split order (deterministic).
+#[allow(clippy::too_many_arguments)]
+fn launch_split_k(
     dev: &CudaDevice,
     g: &ConvGeom,
-    inputs: [Arg<'_>; 2],
-    dw: &mut DeviceBuffer<f32>,
     kernel: KernelId,
-    n_tile: usize,
+    inputs: [Arg<'_>; 2],
+    out: &mut DeviceBuffer<f32>,
+    len: usize,
+    grid: (usize, usize),
+    splits: usize,
 ) -> Result<()> {
-    let splits = weight_splits(dev, g, n_tile);
     let splits_i = int(splits)?;
-    let cfg = launch_grid(
-        g.ckk().div_ceil(n_tile) as u32,
-        g.c_out.div_ceil(64) as u32,
-        splits as u32,
-        (256, 1, 1),
-    );
-    let len = g.w_len();
+    let cfg = launch_grid(grid.0 as u32, grid.1 as u32, splits as u32, (256, 1, 1));
     let [a, b] = inputs;
     if splits == 1 {
-        let args = with_geometry([a, b, Arg::write(dw, len)], g, &[splits_i])?;
+        let args = with_geometry([a, b, Arg::write(out, len)], g, &[splits_i])?;
         return dev.launch(kernel, cfg, &args);
     }
     // Every split writes its whole slice of the partials (zeros where its chunk is empty).
@@ -188,9 +187,21 @@ fn split_weight_gradient(
             Arg::read(&partial, splits * len),
             splits_i.into(),
             int(len)?.into(),
-            Arg::write(dw, len),
+            Arg::write(out, len),
         ],
     )
+}
+
+/// Split-K factor of a bf16 forward or data gradient whose output is `tiles` blocks over a K
+/// of `k` (steps of 32): as many copies of the grid as fit the GPU's resident blocks at once
+/// (2 per SM, the kernels' register limit), each split keeping at least 8 steps. A split costs
+/// one more output-sized partial written and read by the reduce, which pays on the late layers
+/// whose grids fill under half the GPU: ResNet18's 4x4 layers at batch 128 give 128 blocks, 2
+/// splits; their partials add ~8 MB of traffic (~2 µs at 4.3 TB/s) to ~12 µs of tensor-core
+/// work that one split would run on half the SMs (BENCHMARKS.md has the per-shape table).
+fn bf16_splits(dev: &CudaDevice, tiles: usize, k: usize) -> usize {
+    let steps = k.div_ceil(32);
+    (2 * dev.sm_count() / tiles.max(1)).clamp(1, (steps / 8).max(1))
 }
 
 /// Whether the bf16 forward takes this convolution: each of its 16-byte copies is 8 input
@@ -321,23 +332,22 @@ pub fn forward_bf16(
     y: &mut DeviceBuffer<f32>,
 ) -> Result<()> {
     require_eights("input", g.c_in)?;
-    let args = with_geometry(
-        [
-            Arg::read(xh, g.x_len() / 2),
-            Arg::read(wh, g.w_len() / 2),
-            Arg::write(y, g.y_len()),
-        ],
-        g,
-        &[],
-    )?;
-    let pixels = g.n * g.h_out() * g.w_out();
-    let cfg = launch_grid(
-        pixels.div_ceil(128) as u32,
-        g.c_out.div_ceil(64) as u32,
-        1,
-        (256, 1, 1),
+    let inputs = [Arg::read(xh, g.x_len() / 2), Arg::read(wh, g.w_len() / 2)];
+    let grid = (
+        (g.n * g.h_out() * g.w_out()).div_ceil(128),
+        g.c_out.div_ceil(64),
     );
-    dev.launch(KernelId::CONV2D_FWD_BF16, cfg, &args)
+    let splits = bf16_splits(dev, grid.0 * grid.1, g.ckk());
+    launch_split_k(
+        dev,
+        g,
+        KernelId::CONV2D_FWD_BF16,
+        inputs,
+        y,
+        g.y_len(),
+        grid,
+        splits,
+    )
 }
 
 /// dx from the `weights_t_bf16` and `grad_output_bf16` copies of w and dy, on bf16 tensor
@@ -350,22 +360,19 @@ pub fn backward_data_bf16(
     dx: &mut DeviceBuffer<f32>,
 ) -> Result<()> {
     require_eights("output", g.c_out)?;
-    let args = with_geometry(
-        [
-            Arg::read(wth, g.w_len() / 2),
-            Arg::read(dyh, g.y_len() / 2),
-            Arg::write(dx, g.x_len()),
-        ],
+    let inputs = [Arg::read(wth, g.w_len() / 2), Arg::read(dyh, g.y_len() / 2)];
+    let grid = ((g.n * g.h * g.w).div_ceil(128), g.c_in.div_ceil(64));
+    let splits = bf16_splits(dev, grid.0 * grid.1, g.c_out * g.k * g.k);
+    launch_split_k(
+        dev,
         g,
-        &[],
-    )?;
-    let cfg = launch_grid(
-        (g.n * g.h * g.w).div_ceil(128) as u32,
-        g.c_in.div_ceil(64) as u32,
-        1,
-        (256, 1, 1),
-    );
-    dev.launch(KernelId::CONV2D_BWD_DATA_BF16, cfg, &args)
+        KernelId::CONV2D_BWD_DATA_BF16,
+        inputs,
+        dx,
+        g.x_len(),
+        grid,
+        splits,
+    )
 }
 
 /// dw from the `input_bf16` and `grad_output_bf16` copies of x and dy, on bf16 tensor cores
@@ -380,5 +387,35 @@ pub fn backward_weight_bf16(
     require_eights("input", g.c_in)?;
     require_eights("output", g.c_out)?;
     let inputs = [Arg::read(xh, g.x_len() / 2), Arg::read(dyh, g.y_len() / 2)];
-    split_weight_gradient(dev, g, inputs, dw, KernelId::CONV2D_BWD_WEIGHT_BF16, 128)
+    let grid = (g.ckk().div_ceil(128), g.c_out.div_ceil(64));
+    let splits = weight_splits(dev, g, 128);
+    launch_split_k(
+        dev,
+        g,
+        KernelId::CONV2D_BWD_WEIGHT_BF16,
+        inputs,
+        dw,
+        g.w_len(),
+        grid,
+        splits,
+    )
+}
+
+#[cfg(all(test, feature = "emu"))]
+mod tests {
+    use super::*;
+    use crate::device::emu::EmuConfig;
+
+    /// On 132 SMs (264 resident blocks): ResNet18's 4x4 layers at batch 128 (128 tiles) split
+    /// in two, grids of a wave or more do not split, and a short K caps the split.
+    #[test]
+    fn bf16_splits_fill_the_gpu_without_starving_a_split_of_k() {
+        let dev = CudaDevice::emulated(EmuConfig::default()).unwrap();
+        assert_eq!(bf16_splits(&dev, 128, 9 * 512), 2);
+        assert_eq!(bf16_splits(&dev, 256, 9 * 256), 1);
+        assert_eq!(bf16_splits(&dev, 1024, 9 * 64), 1);
+        // 3 tiles could take 88 splits; 576 of K is 18 steps, 2 splits of at least 8.
+        assert_eq!(bf16_splits(&dev, 3, 576), 2);
+        assert_eq!(bf16_splits(&dev, 3, 72), 1);
+    }
 }
