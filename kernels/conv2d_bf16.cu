@@ -205,27 +205,51 @@ __device__ __forceinline__ void v3_pipeline(int tiles, Load& load, Math& math) {
     asm volatile("cp.async.wait_all;");
 }
 
+// The forward's and the data gradient's GEMM: A the weights, `K` bf16 per row (rows from
+// `wrows`, M of them), B gathered per column: `b_src(r, kidx)` is where the 8 channels of K
+// index kidx lie for this thread's B row r (block column `tid / 4 + 64 r`), or null for zeros.
+// Each thread copies K chunk `tid % 4` of A row `tid / 4` and of its two B rows per step.
+template <class BSrc, class Out>
+__device__ __forceinline__ void v3_weights_gemm(v3_rows_a* As, v3_rows_b* Bs,
+                                                const unsigned* wrows, int M, int K, BSrc& b_src,
+                                                Out out) {
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int chunk = tid & 3, row = tid >> 2, m = blockIdx.y * V3_BM + row;
+    const unsigned* wrow = wrows + (long long)min(m, M - 1) * (K / 2);
+    const v3_split part = v3_split_of(K);
+    auto load = [&](int stage, int kt) {
+        const int kidx = (part.first + kt) * V3_BK + chunk * 8;
+        const bool k_ok = kidx < K;
+        const bool a_ok = k_ok && m < M;
+        v3_copy16(&As[stage][row][chunk * 8], a_ok ? wrow + kidx / 2 : wrows, a_ok);
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const unsigned* src = k_ok ? b_src(r, kidx) : nullptr;
+            v3_copy16(&Bs[stage][row + 64 * r][chunk * 8], src ? src : wrows, src != nullptr);
+        }
+    };
+    float acc[2][4][4] = {};
+    auto math = [&](int st) { v3_step(As[st], Bs[st], lane, warp >> 2, warp & 3, acc); };
+    v3_pipeline(part.tiles, load, math);
+    rl_mma_epilogue(acc, blockIdx.y * V3_BM, blockIdx.x * V3_BN, warp >> 2, warp & 3, lane >> 2,
+                    lane & 3, out);
+}
+
 extern "C" __global__ void __launch_bounds__(V3_THREADS, 2)
 conv2d_fwd_bf16(const unsigned* __restrict__ xh, const unsigned* __restrict__ wh,
                 float* __restrict__ y, int n, int c_in, int h, int w, int c_out, int k, int stride,
                 int pad, int h_out, int w_out, int splits) {
     __shared__ __align__(16) v3_rows_a As[V3_STAGES];
     __shared__ __align__(16) v3_rows_b Bs[V3_STAGES];
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int K = k * k * c_in, M = c_out, hw_out = h_out * w_out, N = n * hw_out;
-    const int m0 = blockIdx.y * V3_BM, n0 = blockIdx.x * V3_BN;
-
-    // This thread's copies of a step: K chunk (8 channels) `chunk` of A row `row` and of B rows
-    // `row` and `row + 64`.
-    const int chunk = tid & 3, row = tid >> 2;
-    const int co = m0 + row;
-    const unsigned* wrow = wh + (long long)min(co, M - 1) * (K / 2);
+    // B row r is output pixel n0 + tid / 4 + 64 r; its K run is, tap by tap, the input pixel
+    // under that tap, its channels contiguous in NHWC x.
     int iy0[2], ix0[2];
     const unsigned* ximg[2];
     bool col_ok[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-        const int col = n0 + row + 64 * r;
+        const int col = blockIdx.x * V3_BN + (threadIdx.x >> 2) + 64 * r;
         col_ok[r] = col < N;
         const int img = col_ok[r] ? col / hw_out : 0;
         const int p = col_ok[r] ? col - img * hw_out : 0;
@@ -234,28 +258,14 @@ conv2d_fwd_bf16(const unsigned* __restrict__ xh, const unsigned* __restrict__ wh
         ix0[r] = ox * stride - pad;
         ximg[r] = xh + (long long)img * h * w * (c_in / 2);
     }
-    const v3_split part = v3_split_of(K);
-
-    auto load = [&](int stage, int kt) {
-        const int kidx = (part.first + kt) * V3_BK + chunk * 8;
-        const bool k_ok = kidx < K;
-        const bool a_ok = k_ok && co < M;
-        v3_copy16(&As[stage][row][chunk * 8], a_ok ? wrow + kidx / 2 : wh, a_ok);
-        const int tap = k_ok ? kidx / c_in : 0, ci = kidx - tap * c_in;
+    auto b_src = [&](int r, int kidx) -> const unsigned* {
+        const int tap = kidx / c_in, ci = kidx - tap * c_in;
         const int ky = tap / k, kx = tap - (tap / k) * k;
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            const int iy = iy0[r] + ky, ix = ix0[r] + kx;
-            const bool ok = k_ok && col_ok[r] && iy >= 0 && iy < h && ix >= 0 && ix < w;
-            const unsigned* src = ok ? ximg[r] + ((long long)iy * w + ix) * (c_in / 2) + ci / 2 : xh;
-            v3_copy16(&Bs[stage][row + 64 * r][chunk * 8], src, ok);
-        }
+        const int iy = iy0[r] + ky, ix = ix0[r] + kx;
+        const bool ok = col_ok[r] && iy >= 0 && iy < h && ix >= 0 && ix < w;
+        return ok ? ximg[r] + ((long long)iy * w + ix) * (c_in / 2) + ci / 2 : nullptr;
     };
-
-    float acc[2][4][4] = {};
-    auto math = [&](int st) { v3_step(As[st], Bs[st], lane, warp >> 2, warp & 3, acc); };
-    v3_pipeline(part.tiles, load, math);
-    rl_mma_epilogue(acc, m0, n0, warp >> 2, warp & 3, lane >> 2, lane & 3,
+    v3_weights_gemm(As, Bs, wh, M, K, b_src,
                     rl_out_nchw{y + (long long)blockIdx.z * M * N, M, N, hw_out});
 }
 
@@ -280,22 +290,16 @@ conv2d_bwd_data_bf16(const unsigned* __restrict__ wth, const unsigned* __restric
                      int stride, int pad, int h_out, int w_out, int splits) {
     __shared__ __align__(16) v3_rows_a As[V3_STAGES];
     __shared__ __align__(16) v3_rows_b Bs[V3_STAGES];
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int K = k * k * c_out, M = c_in, hw = h * w, N = n * hw;
-    const int m0 = blockIdx.y * V3_BM, n0 = blockIdx.x * V3_BN;
-
-    // As in the forward: K chunk `chunk` of A row `row` (an input channel) and of B rows `row`
-    // and `row + 64` (input pixels), whose K run is, tap by tap, the output pixel that tap
-    // reaches them from (iy + pad - ky = oy * stride), its channels contiguous in NHWC dy.
-    const int chunk = tid & 3, row = tid >> 2;
-    const int ci = m0 + row;
-    const unsigned* wrow = wth + (long long)min(ci, M - 1) * (K / 2);
+    // A row is an input channel; B row r is input pixel n0 + tid / 4 + 64 r, whose K run is,
+    // tap by tap, the output pixel that tap reaches it from (iy + pad - ky = oy * stride), its
+    // channels contiguous in NHWC dy.
     int iyp[2], ixp[2];
     const unsigned* dyimg[2];
     bool col_ok[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-        const int col = n0 + row + 64 * r;
+        const int col = blockIdx.x * V3_BN + (threadIdx.x >> 2) + 64 * r;
         col_ok[r] = col < N;
         const int img = col_ok[r] ? col / hw : 0;
         const int p = col_ok[r] ? col - img * hw : 0;
@@ -303,31 +307,16 @@ conv2d_bwd_data_bf16(const unsigned* __restrict__ wth, const unsigned* __restric
         ixp[r] = p - (p / w) * w + pad;
         dyimg[r] = dyh + (long long)img * h_out * w_out * (c_out / 2);
     }
-    const v3_split part = v3_split_of(K);
-
-    auto load = [&](int stage, int kt) {
-        const int kidx = (part.first + kt) * V3_BK + chunk * 8;
-        const bool k_ok = kidx < K;
-        const bool a_ok = k_ok && ci < M;
-        v3_copy16(&As[stage][row][chunk * 8], a_ok ? wrow + kidx / 2 : wth, a_ok);
-        const int tap = k_ok ? kidx / c_out : 0, co = kidx - tap * c_out;
+    auto b_src = [&](int r, int kidx) -> const unsigned* {
+        const int tap = kidx / c_out, co = kidx - tap * c_out;
         const int ky = tap / k, kx = tap - (tap / k) * k;
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            const int ty = iyp[r] - ky, tx = ixp[r] - kx;
-            const int oy = ty / stride, ox = tx / stride;
-            const bool ok = k_ok && col_ok[r] && ty >= 0 && tx >= 0 && oy * stride == ty &&
-                            ox * stride == tx && oy < h_out && ox < w_out;
-            const unsigned* src =
-                ok ? dyimg[r] + ((long long)oy * w_out + ox) * (c_out / 2) + co / 2 : dyh;
-            v3_copy16(&Bs[stage][row + 64 * r][chunk * 8], src, ok);
-        }
+        const int ty = iyp[r] - ky, tx = ixp[r] - kx;
+        const int oy = ty / stride, ox = tx / stride;
+        const bool ok = col_ok[r] && ty >= 0 && tx >= 0 && oy * stride == ty &&
+                        ox * stride == tx && oy < h_out && ox < w_out;
+        return ok ? dyimg[r] + ((long long)oy * w_out + ox) * (c_out / 2) + co / 2 : nullptr;
     };
-
-    float acc[2][4][4] = {};
-    auto math = [&](int st) { v3_step(As[st], Bs[st], lane, warp >> 2, warp & 3, acc); };
-    v3_pipeline(part.tiles, load, math);
-    rl_mma_epilogue(acc, m0, n0, warp >> 2, warp & 3, lane >> 2, lane & 3,
+    v3_weights_gemm(As, Bs, wth, M, K, b_src,
                     rl_out_nchw{dx + (long long)blockIdx.z * M * N, M, N, hw});
 }
 

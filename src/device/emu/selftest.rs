@@ -459,45 +459,17 @@ mod tests {
         (ab, bb, c, d)
     }
 
-    #[test]
-    fn a_bf16_gemm_through_cp_async_ldmatrix_and_mma_matches_a_matmul() {
-        for s in SCHEDULES {
-            for (b_kmajor, b_rows) in [(false, 8), (false, 5), (true, 32), (true, 20)] {
-                let (a, b, c, want) = bf16_gemm_case(b_rows, b_kmajor);
-                let d = buffer(&[0f32; 128]);
-                emu(s)
-                    .launch_selftest(
-                        "selftest_bf16_gemm",
-                        (1, 1, 1),
-                        (32, 1, 1),
-                        512,
-                        &[
-                            ptr(&buffer(&a)),
-                            ptr(&buffer(&b)),
-                            int(b_kmajor as i32),
-                            int(b_rows as i32),
-                            int(1),
-                            ptr(&buffer(&c)),
-                            ptr(&d),
-                        ],
-                    )
-                    .unwrap();
-                // Exact: every product and partial sum of these values is a short binary
-                // fraction, exact in f32 and f64 alike.
-                assert_eq!(
-                    read::<f32>(&d),
-                    want,
-                    "{s:?} k-major {b_kmajor} rows {b_rows}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn reading_a_cp_async_group_before_waiting_for_it_sees_the_poison() {
-        let (a, b, c, _) = bf16_gemm_case(8, false);
+    /// D of selftest_bf16_gemm on the case's operands (`wait_second` false: the kernel never
+    /// waits for its second cp.async group), and what a matmul gives.
+    fn run_bf16_gemm(
+        s: Schedule,
+        b_kmajor: bool,
+        b_rows: usize,
+        wait_second: bool,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let (a, b, c, want) = bf16_gemm_case(b_rows, b_kmajor);
         let d = buffer(&[0f32; 128]);
-        emu(Schedule::Forward)
+        emu(s)
             .launch_selftest(
                 "selftest_bf16_gemm",
                 (1, 1, 1),
@@ -506,17 +478,35 @@ mod tests {
                 &[
                     ptr(&buffer(&a)),
                     ptr(&buffer(&b)),
-                    int(0),
-                    int(8),
-                    int(0),
+                    int(b_kmajor as i32),
+                    int(b_rows as i32),
+                    int(wait_second as i32),
                     ptr(&buffer(&c)),
                     ptr(&d),
                 ],
             )
             .unwrap();
+        (read(&d), want)
+    }
+
+    #[test]
+    fn a_bf16_gemm_through_cp_async_ldmatrix_and_mma_matches_a_matmul() {
+        for s in SCHEDULES {
+            for (b_kmajor, b_rows) in [(false, 8), (false, 5), (true, 32), (true, 20)] {
+                let (got, want) = run_bf16_gemm(s, b_kmajor, b_rows, true);
+                // Exact: every product and partial sum of these values is a short binary
+                // fraction, exact in f32 and f64 alike.
+                assert_eq!(got, want, "{s:?} k-major {b_kmajor} rows {b_rows}");
+            }
+        }
+    }
+
+    #[test]
+    fn reading_a_cp_async_group_before_waiting_for_it_sees_the_poison() {
+        let (got, _) = run_bf16_gemm(Schedule::Forward, false, 8, false);
         // The second k-half was never waited for: its shared memory still holds 0xFF bytes,
         // NaN as bf16.
-        assert!(read::<f32>(&d).iter().all(|v| v.is_nan()));
+        assert!(got.iter().all(|v| v.is_nan()));
     }
 
     #[test]
