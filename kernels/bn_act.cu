@@ -17,7 +17,10 @@
 //                      float* mean, float* invstd, float* var_unbiased)
 //       mean = S/m, var = S2/m - mean^2 (biased, m = n*hw), invstd = 1/sqrt(var + eps),
 //       var_unbiased = var * m/(m-1) (= var when m == 1).        mirrors bn_act::batch_stats
-//       Launch: grid = ceil(c / 256), block = 256.
+//       S and S2 are a fixed-order block sum over the splits, so `partial` may also come from
+//       an op that wrote x and summed it in passing (conv2d_fwd_bf16's `sums`: one slice per
+//       block column, ~1000 for a 32x32 layer).
+//       Launch: grid = c, block = 256.
 //   bn_act_fwd(const float* x, const float* residual, const float* mean, const float* invstd,
 //              const float* gamma, const float* beta, const float* mask, int relu,
 //              int n, int c, int hw, float* y)
@@ -130,13 +133,16 @@ extern "C" __global__ void __launch_bounds__(BN_THREADS)
 bn_act_stats_final(const double* __restrict__ partial, int n, int c, int hw, int splits, float eps,
                    float* __restrict__ mean, float* __restrict__ invstd,
                    float* __restrict__ var_unbiased) {
-    const int ch = blockIdx.x * blockDim.x + threadIdx.x;
-    if (ch >= c) return;
+    __shared__ double scratch[32];
+    const int ch = blockIdx.x;
     double sum = 0.0, sq = 0.0;
-    for (int s = 0; s < splits; ++s) {
+    for (int s = threadIdx.x; s < splits; s += blockDim.x) {
         sum += partial[((long long)ch * splits + s) * 2];
         sq += partial[((long long)ch * splits + s) * 2 + 1];
     }
+    sum = rl_block_sum(sum, scratch);
+    sq = rl_block_sum(sq, scratch);
+    if (threadIdx.x != 0) return;
     const double m = (double)n * (double)hw;
     const double mu = sum / m;
     const double var = fmax(sq / m - mu * mu, 0.0);

@@ -102,6 +102,14 @@ __device__ __forceinline__ float rl_block_max(float v, float* scratch) {
     return rl_warp_max(v);
 }
 
+// v rounded to the nearest bf16 (ties to even, NaN to the canonical NaN), kept as an f32 with
+// its low 16 bits zero: how `--precision bf16` stores an activation (Precision::store).
+__device__ __forceinline__ float rl_round_bf16(float v) {
+    unsigned r;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(v), "f"(0.0f));
+    return __uint_as_float(r & 0xffff0000u);
+}
+
 // Exactly rounded f32 arithmetic that the compiler may not fuse into an FMA (NVRTC contracts
 // a*b+c by default; Rust never does). Kernels that must match the CPU reference bit for bit
 // (element-wise maps, PGD, SGD, augmentation) spell their arithmetic with these.

@@ -15,7 +15,7 @@
 //       w -> wth [c_in][kk][c_out] bf16 pairs (the weights of the data gradient's GEMM).
 //       Launch: 1-D over c_in * kk * c_out / 2 words.
 //   conv2d_fwd_bf16(const unsigned* xh, const unsigned* wh, float* y, <geometry of conv2d.cu>,
-//                   int splits)
+//                   int splits, int round_bf16, double* sums)
 //       y [n][c_out][h_out][w_out] f32 = conv(x, w). Needs c_in % 8 == 0 (a 16-byte cp.async
 //       chunk is 8 channels of one pixel and one tap). Launch: grid = (ceil(n*h_out*w_out /
 //       128), ceil(c_out / 64), splits), block = 256. No dynamic shared memory (static: 45.0
@@ -23,6 +23,13 @@
 //       tensors; every slice fully written), which conv2d_bwd_weight_reduce adds in split order;
 //       with splits == 1, y itself. The launcher splits where the blocks would not fill the GPU
 //       (the 4x4 and 8x8 layers, see below).
+//       The epilogue's two fusions, for splits == 1 only (0 and NULL otherwise):
+//       round_bf16 != 0 stores y rounded to bf16 (rl_round_bf16, the rounding of
+//       elementwise_round_bf16), and a non-NULL `sums` receives the BatchNorm statistics of the
+//       stored y: per channel and block column, (sum y, sum y^2) in f64, as sums [c_out]
+//       [gridDim.x][2], the `partial` that bn_act_stats_final reads with splits = gridDim.x.
+//       Both save a pass over y (the rounding pass reads and writes it, the statistics pass
+//       reads it). Sums run in a fixed order (v3_channel_sums), never with atomics.
 //   conv2d_bwd_data_bf16(const unsigned* wth, const unsigned* dyh, float* dx, <geometry>,
 //                        int splits)
 //       dx [n][c_in][h][w] f32 from dy (NHWC bf16, by conv2d_nhwc_bf16) and wth. Needs
@@ -209,10 +216,11 @@ __device__ __forceinline__ void v3_pipeline(int tiles, Load& load, Math& math) {
 // `wrows`, M of them), B gathered per column: `b_src(r, kidx)` is where the 8 channels of K
 // index kidx lie for this thread's B row r (block column `tid / 4 + 64 r`), or null for zeros.
 // Each thread copies K chunk `tid % 4` of A row `tid / 4` and of its two B rows per step.
-template <class BSrc, class Out>
+// `epilogue(acc)` then stores the thread's accumulators (rl_mma_epilogue's layout).
+template <class BSrc, class Epilogue>
 __device__ __forceinline__ void v3_weights_gemm(v3_rows_a* As, v3_rows_b* Bs,
                                                 const unsigned* wrows, int M, int K, BSrc& b_src,
-                                                Out out) {
+                                                Epilogue& epilogue) {
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int chunk = tid & 3, row = tid >> 2, m = blockIdx.y * V3_BM + row;
     const unsigned* wrow = wrows + (long long)min(m, M - 1) * (K / 2);
@@ -231,14 +239,67 @@ __device__ __forceinline__ void v3_weights_gemm(v3_rows_a* As, v3_rows_b* Bs,
     float acc[2][4][4] = {};
     auto math = [&](int st) { v3_step(As[st], Bs[st], lane, warp >> 2, warp & 3, acc); };
     v3_pipeline(part.tiles, load, math);
+    epilogue(acc);
+}
+
+// The stored output of a weights GEMM block, unchanged: rl_mma_epilogue into `out`.
+template <class Out>
+__device__ __forceinline__ void v3_store(const float acc[2][4][4], Out out) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     rl_mma_epilogue(acc, blockIdx.y * V3_BM, blockIdx.x * V3_BN, warp >> 2, warp & 3, lane >> 2,
                     lane & 3, out);
+}
+
+// Per output channel (GEMM row) of this block's 64 x 128 tile, (sum, sum of squares) of its
+// columns below N, in f64 and a fixed order, into sums [M][gridDim.x][2] at slice blockIdx.x.
+// A thread holds 8 values of each of 4 rows (rl_mma_epilogue's layout); the 16 threads that
+// share a row (4 lanes x the 4 warps along N) leave their pair in `scratch` (64 x 16 pairs,
+// 16 KB: the B stages, free once every warp has passed the barrier below), and thread r < 64
+// adds row r's 16 pairs in (warp, lane) order.
+__device__ __forceinline__ void v3_channel_sums(const float acc[2][4][4], int M, int N,
+                                                double* scratch, double* __restrict__ sums) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, wm = warp >> 2, wn = warp & 3;
+    const int g = lane >> 2, t = lane & 3, n0 = blockIdx.x * V3_BN;
+    __syncthreads();  // every warp is done reading the last stage
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            double s = 0.0, q = 0.0;
+#pragma unroll
+            for (int ni = 0; ni < 4; ++ni)
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                    if (n0 + wn * 32 + ni * 8 + 2 * t + e < N) {
+                        const double v = acc[mi][ni][2 * h + e];
+                        s += v;
+                        q += v * v;
+                    }
+                }
+            const int r = wm * 32 + mi * 16 + g + 8 * h;
+            double* pair = scratch + ((r * 4 + wn) * 4 + t) * 2;
+            pair[0] = s;
+            pair[1] = q;
+        }
+    __syncthreads();
+    const int r = threadIdx.x, m = blockIdx.y * V3_BM + r;
+    if (r < V3_BM && m < M) {
+        double s = 0.0, q = 0.0;
+        for (int j = 0; j < 16; ++j) {
+            s += scratch[(r * 16 + j) * 2];
+            q += scratch[(r * 16 + j) * 2 + 1];
+        }
+        double* out = sums + ((long long)m * gridDim.x + blockIdx.x) * 2;
+        out[0] = s;
+        out[1] = q;
+    }
 }
 
 extern "C" __global__ void __launch_bounds__(V3_THREADS, 2)
 conv2d_fwd_bf16(const unsigned* __restrict__ xh, const unsigned* __restrict__ wh,
                 float* __restrict__ y, int n, int c_in, int h, int w, int c_out, int k, int stride,
-                int pad, int h_out, int w_out, int splits) {
+                int pad, int h_out, int w_out, int splits, int round_bf16,
+                double* __restrict__ sums) {
     __shared__ __align__(16) v3_rows_a As[V3_STAGES];
     __shared__ __align__(16) v3_rows_b Bs[V3_STAGES];
     const int K = k * k * c_in, M = c_out, hw_out = h_out * w_out, N = n * hw_out;
@@ -265,8 +326,15 @@ conv2d_fwd_bf16(const unsigned* __restrict__ xh, const unsigned* __restrict__ wh
         const bool ok = col_ok[r] && iy >= 0 && iy < h && ix >= 0 && ix < w;
         return ok ? ximg[r] + ((long long)iy * w + ix) * (c_in / 2) + ci / 2 : nullptr;
     };
-    v3_weights_gemm(As, Bs, wh, M, K, b_src,
-                    rl_out_nchw{y + (long long)blockIdx.z * M * N, M, N, hw_out});
+    auto epilogue = [&](float acc[2][4][4]) {
+        if (round_bf16) {
+#pragma unroll
+            for (int i = 0; i < 32; ++i) (&acc[0][0][0])[i] = rl_round_bf16((&acc[0][0][0])[i]);
+        }
+        v3_store(acc, rl_out_nchw{y + (long long)blockIdx.z * M * N, M, N, hw_out});
+        if (sums) v3_channel_sums(acc, M, N, (double*)&Bs[0][0][0], sums);
+    };
+    v3_weights_gemm(As, Bs, wh, M, K, b_src, epilogue);
 }
 
 extern "C" __global__ void conv2d_weights_t_bf16(const float* __restrict__ w,
@@ -316,8 +384,10 @@ conv2d_bwd_data_bf16(const unsigned* __restrict__ wth, const unsigned* __restric
                         ox * stride == tx && oy < h_out && ox < w_out;
         return ok ? dyimg[r] + ((long long)oy * w_out + ox) * (c_out / 2) + co / 2 : nullptr;
     };
-    v3_weights_gemm(As, Bs, wth, M, K, b_src,
-                    rl_out_nchw{dx + (long long)blockIdx.z * M * N, M, N, hw});
+    auto epilogue = [&](float acc[2][4][4]) {
+        v3_store(acc, rl_out_nchw{dx + (long long)blockIdx.z * M * N, M, N, hw});
+    };
+    v3_weights_gemm(As, Bs, wth, M, K, b_src, epilogue);
 }
 
 // The weight gradient's shared tiles are K-major: a K step is 32 output pixels, each a row of

@@ -88,9 +88,7 @@ extern "C" __global__ void __launch_bounds__(256)
 elementwise_round_bf16(const float* __restrict__ x, int total, float* __restrict__ y) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= total) return;
-    unsigned r;
-    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(x[i]), "f"(0.0f));
-    y[i] = __uint_as_float(r & 0xffff0000u);
+    y[i] = rl_round_bf16(x[i]);
 }
 
 extern "C" __global__ void __launch_bounds__(256)

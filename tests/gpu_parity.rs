@@ -107,6 +107,60 @@ fn conv2d_matches_cpu() {
     }
 }
 
+/// The bf16 forward's fused epilogue against its bare output `bare` on the same operands:
+/// where the launch is not split, y must be `bare` rounded to bf16 bit for bit, and the
+/// BatchNorm statistics from its channel sums must be those of the statistics pass over that
+/// y (both sum in f64, in different orders: 1e-6 of f32 is far above that, and far below a
+/// missing or doubled column, 1/128 of a block's sum at least). A split launch must leave y
+/// as `bare` and return no sums. Returns whether the epilogue fused.
+fn check_fused_epilogue(
+    d: &std::sync::Arc<CudaDevice>,
+    g: &ConvGeom,
+    xh: &DeviceBuffer<u32>,
+    wh: &DeviceBuffer<u32>,
+    bare: &[f32],
+) -> bool {
+    use rlnet::device::Device;
+    use rlnet::tensor::precision::round_to_bf16;
+    use rlnet::tensor::Tensor;
+    let both = gconv::Bf16Epilogue {
+        round: true,
+        sums: true,
+    };
+    let mut yg = d.alloc::<f32>(g.y_len()).unwrap();
+    let fused = gconv::forward_bf16(d, g, xh, wh, &mut yg, both).unwrap();
+    let got = down(d, &yg);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let Some(sums) = fused.sums else {
+        assert!(!fused.rounded, "{g:?}: rounded without sums");
+        assert_eq!(bits(&got), bits(bare), "{g:?}: a split launch changed y");
+        return false;
+    };
+    assert!(fused.rounded, "{g:?}: sums without rounding");
+    let mut rounded = bare.to_vec();
+    round_to_bf16(&mut rounded);
+    assert_eq!(bits(&got), bits(&rounded), "{g:?}: fused rounding");
+    let bg = BnGeom {
+        n: g.n,
+        c: g.c_out,
+        hw: g.hw_out(),
+    };
+    let from_sums = bn_act::batch_stats_from_sums(d, &bg, &sums, BN_EPS).unwrap();
+    let dev = Device::Cuda(d.clone());
+    let y = Tensor::from_gpu(&[g.n, g.c_out, g.h_out(), g.w_out()], yg);
+    let from_pass = bn_act::batch_stats(&dev, &bg, &y, BN_EPS).unwrap();
+    for (what, a, b) in [
+        ("mean", &from_sums[0], &from_pass[0]),
+        ("invstd", &from_sums[1], &from_pass[1]),
+        ("unbiased var", &from_sums[2], &from_pass[2]),
+    ] {
+        let (a, b) = (down(d, a.gpu()), down(d, b.gpu()));
+        let scale = max_abs(&b).max(1e-3);
+        assert_close(&format!("fused {what} {g:?}"), &a, &b, 1e-6 * scale, 1e-6);
+    }
+    true
+}
+
 /// The bf16 forward, data and weight gradients (cp.async, ldmatrix, m16n8k16 mma) against the CPU
 /// convolution of the same operands rounded to bf16: products of bf16 values are exact and
 /// both sides add them in f32, so they differ only by summation order, within v1's f32
@@ -116,6 +170,7 @@ fn conv2d_matches_cpu() {
 fn conv2d_bf16_matches_cpu_on_rounded_operands() {
     use rlnet::tensor::precision::round_to_bf16;
     let Some(d) = gpu() else { return };
+    let mut fused_cases = 0;
     let cases = [
         // c_out past a 64 tile, K = 72 past a 32 step, 60 pixels in one 128 tile, stride 2.
         (3, 8, 7, 9, 67, 3, 2, 1),
@@ -177,10 +232,12 @@ fn conv2d_bf16_matches_cpu_on_rounded_operands() {
         assert_eq!(d.download(&wh).unwrap(), wh_want, "{g:?}: weights as bf16");
 
         let mut yg = d.alloc::<f32>(g.y_len()).unwrap();
-        gconv::forward_bf16(&d, &g, &xh, &wh, &mut yg).unwrap();
+        let bare = gconv::Bf16Epilogue::default();
+        gconv::forward_bf16(&d, &g, &xh, &wh, &mut yg, bare).unwrap();
         let got = down(&d, &yg);
         let scale = max_abs(&want);
         assert_close(&format!("bf16 conv {g:?}"), &got, &want, 1e-4 * scale, 1e-4);
+        fused_cases += usize::from(check_fused_epilogue(&d, &g, &xh, &wh, &got));
         let off = got
             .iter()
             .zip(&exact)
@@ -260,6 +317,11 @@ fn conv2d_bf16_matches_cpu_on_rounded_operands() {
             "{g:?}: bf16 dw against f32 differs by {off} of {scale}"
         );
     }
+    // The unsplit launches fused (the split ones are checked to leave y alone).
+    assert!(
+        fused_cases >= 4,
+        "only {fused_cases} cases fused their epilogue"
+    );
     let stem = ConvGeom {
         n: 1,
         c_in: 3,

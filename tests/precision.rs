@@ -303,3 +303,59 @@ fn a_bf16_model_pass_on_the_gpu_follows_the_cpu_one() {
     assert!(dl < 1.5e-2, "logits: relative error {dl}");
     assert!(dg < 1.5e-2, "linear.weight gradient: relative error {dg}");
 }
+
+/// Under bf16 on the GPU a convolution that its bf16 kernel runs unsplit leaves the sums of
+/// its output channels in the graph, the train-mode BatchNorm after it takes them instead of a
+/// statistics pass, and normalises exactly as that pass would have it (the statistics differ
+/// only by the order of f64 sums, so the outputs by an ulp at most; a BN from wrong sums moves
+/// them by O(1)). Eval mode and f32 leave the sums alone.
+#[test]
+fn a_bf16_convolution_hands_its_channel_sums_to_the_batchnorm_after_it() {
+    use rlnet::autograd::{EntryKind, ParamStore};
+    use rlnet::ops::bn_act::BnIds;
+    let Some(d) = gpu() else { return };
+    let device = Device::Cuda(d);
+    let (c_in, c_out) = (16, 24);
+    let mut store = ParamStore::new();
+    let w = store.add("w", EntryKind::Param, tensor(&[c_out, c_in, 3, 3], 21));
+    let ones = |n| Tensor::from_vec(&[n], vec![1.0; n]).unwrap();
+    let bn = BnIds {
+        weight: store.add("g", EntryKind::Param, tensor(&[c_out], 22)),
+        bias: store.add("b", EntryKind::Param, tensor(&[c_out], 23)),
+        running_mean: store.add("m", EntryKind::Buffer, tensor(&[c_out], 24)),
+        running_var: store.add("v", EntryKind::Buffer, ones(c_out)),
+    };
+    store.to_device(&device).unwrap();
+    let x = tensor(&[3, c_in, 10, 10], 25);
+    let mut g = Graph::new(&store, GradMode::None);
+    g.set_precision(Precision::Bf16);
+    let xv = g.input(x.clone(), false);
+    let h = g.conv2d(xv, w, 1, 1);
+    let sums = g
+        .take_channel_sums(h)
+        .expect("the bf16 convolution left its sums");
+    assert!(g.take_channel_sums(h).is_none(), "the sums are taken once");
+    // The statistics pass first, then the same BatchNorm from the sums.
+    let by_pass = g.bn_act(h, bn, None, true, None, true);
+    g.attach_channel_sums(h, sums);
+    let by_sums = g.bn_act(h, bn, None, true, None, true);
+    assert!(
+        g.take_channel_sums(h).is_none(),
+        "the BatchNorm took the sums"
+    );
+    let a = g.value(by_pass).to_host().unwrap().into_vec();
+    let b = g.value(by_sums).to_host().unwrap().into_vec();
+    let worst = a
+        .iter()
+        .zip(&b)
+        .fold(0f32, |m, (p, q)| m.max((p - q).abs() / p.abs().max(1.0)));
+    assert!(worst <= 2f32.powi(-7), "BN from the sums is off by {worst}");
+
+    // Eval mode leaves them unused; f32 never makes them.
+    let h2 = g.conv2d(xv, w, 1, 1);
+    g.bn_act(h2, bn, None, true, None, false);
+    assert!(g.take_channel_sums(h2).is_some(), "eval mode used the sums");
+    g.set_precision(Precision::F32);
+    let h3 = g.conv2d(xv, w, 1, 1);
+    assert!(g.take_channel_sums(h3).is_none(), "f32 made sums");
+}

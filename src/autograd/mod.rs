@@ -10,6 +10,7 @@ pub use backward::{BackwardPass, Gradients};
 pub use store::{Entry, EntryId, EntryKind, ParamStore, StatUpdate};
 
 use crate::device::{ok, Device};
+use crate::tensor::channel_sums::ChannelSums;
 use crate::tensor::precision::Precision;
 use crate::tensor::Tensor;
 use std::any::Any;
@@ -131,6 +132,9 @@ pub struct Graph<'s> {
     soft_masks: bool,
     /// The numerics of the ops that honour one (see `set_precision`).
     precision: Precision,
+    /// Per-channel sums of values, left by the op that wrote each for the BatchNorm that
+    /// normalises it (see `attach_channel_sums`).
+    channel_sums: HashMap<Var, ChannelSums>,
 }
 
 impl<'s> Graph<'s> {
@@ -143,6 +147,7 @@ impl<'s> Graph<'s> {
             stat_updates: Vec::new(),
             soft_masks: false,
             precision: Precision::F32,
+            channel_sums: HashMap::new(),
         }
     }
 
@@ -185,6 +190,17 @@ impl<'s> Graph<'s> {
     /// The device every tensor of this graph lives on: the store's.
     pub fn device(&self) -> &'s Device {
         self.store.device()
+    }
+
+    /// Leaves the per-channel sums of `v`'s value, which the op that wrote it computed in
+    /// passing, for the train-mode BatchNorm that normalises it (`take_channel_sums`).
+    pub fn attach_channel_sums(&mut self, v: Var, sums: ChannelSums) {
+        self.channel_sums.insert(v, sums);
+    }
+
+    /// The sums `attach_channel_sums` left for `v`, once.
+    pub fn take_channel_sums(&mut self, v: Var) -> Option<ChannelSums> {
+        self.channel_sums.remove(&v)
     }
 
     pub fn value(&self, v: Var) -> &Tensor {

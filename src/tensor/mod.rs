@@ -13,6 +13,7 @@ use crate::device::Device;
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 
+pub mod channel_sums;
 pub mod precision;
 mod recycle;
 

@@ -42,15 +42,32 @@ pub fn stats(
             Arg::write(&mut partial, g.c * s * 2),
         ],
     )?;
+    stats_from_sums(dev, g, &partial, s, eps, mean, invstd, var_unbiased)
+}
+
+/// `stats` from per-channel partial sums of x ([c][slices][2] f64, `ChannelSums`), merged in a
+/// fixed order.
+#[allow(clippy::too_many_arguments)]
+pub fn stats_from_sums(
+    dev: &CudaDevice,
+    g: &BnGeom,
+    partial: &DeviceBuffer<f64>,
+    slices: usize,
+    eps: f32,
+    mean: &mut DeviceBuffer<f32>,
+    invstd: &mut DeviceBuffer<f32>,
+    var_unbiased: &mut DeviceBuffer<f32>,
+) -> Result<()> {
+    let (n, c, hw) = (int(g.n)?, int(g.c)?, int(g.hw)?);
     dev.launch(
         KernelId::BN_ACT_STATS_FINAL,
-        launch_1d(g.c),
+        launch_grid(g.c as u32, 1, 1, (256, 1, 1)),
         &[
-            Arg::read(&partial, g.c * s * 2),
+            Arg::read(partial, g.c * slices * 2),
             n.into(),
             c.into(),
             hw.into(),
-            si.into(),
+            int(slices)?.into(),
             eps.into(),
             Arg::write(mean, g.c),
             Arg::write(invstd, g.c),

@@ -12,8 +12,10 @@ pub use cpu::{Activation, BatchStats, BnGrads, BN_EPS, BN_MOMENTUM};
 use crate::autograd::{
     Backward, BackwardPass, EntryId, Graph, ParamStore, StatUpdate, Traced, Var,
 };
+use crate::device::cuda::CudaDevice;
 use crate::device::{ok, Device};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::tensor::channel_sums::ChannelSums;
 use crate::tensor::precision::Precision;
 use crate::tensor::Tensor;
 
@@ -57,6 +59,41 @@ pub fn batch_stats(dev: &Device, g: &BnGeom, x: &Tensor, eps: f64) -> Result<[Te
             Ok(out)
         }
     }
+}
+
+/// `batch_stats` of the GPU tensor whose per-channel sums are `sums` (left by the op that wrote
+/// it), without reading it again.
+pub fn batch_stats_from_sums(
+    d: &CudaDevice,
+    g: &BnGeom,
+    sums: &ChannelSums,
+    eps: f64,
+) -> Result<[Tensor; 3]> {
+    if sums.channels != g.c {
+        return Err(Error::shape(
+            "BatchNorm statistics from channel sums",
+            format!("sums of {} channels", g.c),
+            sums.channels,
+        ));
+    }
+    let c = [g.c];
+    let mut out = [
+        Tensor::uninit_gpu(d, &c)?,
+        Tensor::uninit_gpu(d, &c)?,
+        Tensor::uninit_gpu(d, &c)?,
+    ];
+    let [m, i, v] = &mut out;
+    cuda::stats_from_sums(
+        d,
+        g,
+        &sums.partial,
+        sums.slices,
+        eps as f32,
+        m.gpu_mut(),
+        i.gpu_mut(),
+        v.gpu_mut(),
+    )?;
+    Ok(out)
 }
 
 /// invstd = 1 / sqrt(running_var + eps) (eval mode).
@@ -350,9 +387,17 @@ impl Graph<'_> {
             c: s[1],
             hw: s[2..].iter().product(),
         };
+        let sums = if train {
+            self.take_channel_sums(x)
+        } else {
+            None
+        };
         let (store, dev) = (self.store(), self.device());
         let (mean, invstd) = if train {
-            let [mean, invstd, var] = ok(batch_stats(dev, &geom, self.value(x), BN_EPS));
+            let [mean, invstd, var] = ok(match (dev, sums) {
+                (Device::Cuda(d), Some(sums)) => batch_stats_from_sums(d, &geom, &sums, BN_EPS),
+                _ => batch_stats(dev, &geom, self.value(x), BN_EPS),
+            });
             self.record_stats(StatUpdate {
                 running_mean: bn.running_mean,
                 running_var: bn.running_var,

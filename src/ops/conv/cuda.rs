@@ -9,6 +9,7 @@ use crate::device::kernels::KernelId;
 use crate::device::{int, launch_1d, launch_grid};
 use crate::error::{Error, Result};
 use crate::geom::ConvGeom;
+use crate::tensor::channel_sums::ChannelSums;
 
 /// Which implementation: v1 is exact f32; v2 runs on tensor cores with TF32 inputs (~1e-3
 /// relative error, PyTorch's default precision for convolutions).
@@ -147,38 +148,51 @@ pub fn backward_weight(
     let inputs = [Arg::read(x, g.x_len()), Arg::read(dy, g.y_len())];
     let grid = (g.ckk().div_ceil(v.n_tile()), g.c_out.div_ceil(64));
     let splits = weight_splits(dev, g, v.n_tile());
-    launch_split_k(dev, g, v.kernels()[2], inputs, dw, g.w_len(), grid, splits)
+    launch_split_k(
+        dev,
+        g,
+        v.kernels()[2],
+        inputs,
+        dw,
+        g.w_len(),
+        grid,
+        splits,
+        Vec::new(),
+    )
 }
 
 /// Launches a split-K GEMM kernel over a `grid` of (x, y) tiles times `splits` (the kernels
-/// take the split count after the geometry): into `out` (which must hold `len` values)
-/// directly with one split, else into per-split partials of `len` values that
-/// conv2d_bwd_weight_reduce adds in split order (deterministic).
+/// take the split count after the geometry, then the arguments of `tail`): into `out` (which
+/// must hold `len` values) directly with one split, else into per-split partials of `len`
+/// values that conv2d_bwd_weight_reduce adds in split order (deterministic).
 #[allow(clippy::too_many_arguments)]
-fn launch_split_k(
+fn launch_split_k<'a>(
     dev: &CudaDevice,
     g: &ConvGeom,
     kernel: KernelId,
-    inputs: [Arg<'_>; 2],
-    out: &mut DeviceBuffer<f32>,
+    inputs: [Arg<'a>; 2],
+    out: &'a mut DeviceBuffer<f32>,
     len: usize,
     grid: (usize, usize),
     splits: usize,
+    tail: Vec<Arg<'a>>,
 ) -> Result<()> {
     let splits_i = int(splits)?;
     let cfg = launch_grid(grid.0 as u32, grid.1 as u32, splits as u32, (256, 1, 1));
     let [a, b] = inputs;
     if splits == 1 {
-        let args = with_geometry([a, b, Arg::write(out, len)], g, &[splits_i])?;
+        let mut args = with_geometry([a, b, Arg::write(out, len)], g, &[splits_i])?;
+        args.extend(tail);
         return dev.launch(kernel, cfg, &args);
     }
     // Every split writes its whole slice of the partials (zeros where its chunk is empty).
     let mut partial = dev.alloc::<f32>(splits * len)?;
-    let args = with_geometry(
+    let mut args = with_geometry(
         [a, b, Arg::write(&mut partial, splits * len)],
         g,
         &[splits_i],
     )?;
+    args.extend(tail);
     dev.launch(kernel, cfg, &args)?;
     dev.launch(
         KernelId::CONV2D_BWD_WEIGHT_REDUCE,
@@ -322,15 +336,33 @@ pub fn weights_t_bf16(
     weights_as(dev, g, w, KernelId::CONV2D_WEIGHTS_T_BF16)
 }
 
+/// What the bf16 forward's epilogue may do besides storing y: round it to bf16 (as
+/// `Precision::Bf16.store` would, saving that pass) and sum each channel of the stored y for
+/// the BatchNorm after it (saving the statistics pass its read of y).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Bf16Epilogue {
+    pub round: bool,
+    pub sums: bool,
+}
+
+/// What the epilogue did: a launch split along K does neither (its epilogue sees part of each
+/// sum; the reduce adds them), so y then holds the unrounded f32 result.
+#[derive(Debug)]
+pub struct Bf16Fused {
+    pub rounded: bool,
+    pub sums: Option<ChannelSums>,
+}
+
 /// y = conv(x, w) on bf16 tensor cores with f32 accumulation, from the `input_bf16` and
-/// `weights_bf16` copies of x and w.
+/// `weights_bf16` copies of x and w, with the `epilogue` fusions where the launch allows them.
 pub fn forward_bf16(
     dev: &CudaDevice,
     g: &ConvGeom,
     xh: &DeviceBuffer<u32>,
     wh: &DeviceBuffer<u32>,
     y: &mut DeviceBuffer<f32>,
-) -> Result<()> {
+    epilogue: Bf16Epilogue,
+) -> Result<Bf16Fused> {
     require_eights("input", g.c_in)?;
     let inputs = [Arg::read(xh, g.x_len() / 2), Arg::read(wh, g.w_len() / 2)];
     let grid = (
@@ -338,6 +370,16 @@ pub fn forward_bf16(
         g.c_out.div_ceil(64),
     );
     let splits = bf16_splits(dev, grid.0 * grid.1, g.ckk());
+    let rounded = epilogue.round && splits == 1;
+    // Every (channel, block column) pair is written by the block that owns it.
+    let sums_len = g.c_out * grid.0 * 2;
+    let mut sums = (epilogue.sums && splits == 1)
+        .then(|| dev.alloc::<f64>(sums_len))
+        .transpose()?;
+    let tail = vec![
+        i32::from(rounded).into(),
+        Arg::write_opt(sums.as_mut(), sums_len),
+    ];
     launch_split_k(
         dev,
         g,
@@ -347,7 +389,16 @@ pub fn forward_bf16(
         g.y_len(),
         grid,
         splits,
-    )
+        tail,
+    )?;
+    Ok(Bf16Fused {
+        rounded,
+        sums: sums.map(|partial| ChannelSums {
+            partial,
+            channels: g.c_out,
+            slices: grid.0,
+        }),
+    })
 }
 
 /// dx from the `weights_t_bf16` and `grad_output_bf16` copies of w and dy, on bf16 tensor
@@ -372,6 +423,7 @@ pub fn backward_data_bf16(
         g.x_len(),
         grid,
         splits,
+        Vec::new(),
     )
 }
 
@@ -398,6 +450,7 @@ pub fn backward_weight_bf16(
         g.w_len(),
         grid,
         splits,
+        Vec::new(),
     )
 }
 

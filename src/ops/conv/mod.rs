@@ -20,10 +20,14 @@ pub use crate::geom::ConvGeom;
 pub use cuda::ConvVersion;
 
 use crate::autograd::{Backward, BackwardPass, EntryId, Graph, Traced, Var};
+use crate::device::buffer::DeviceBuffer;
+use crate::device::cuda::CudaDevice;
 use crate::device::{ok, Device};
 use crate::error::Result;
+use crate::tensor::channel_sums::ChannelSums;
 use crate::tensor::precision::Precision;
 use crate::tensor::Tensor;
+use std::cell::OnceCell;
 
 /// The kernels a convolution of `precision` runs on the GPU: the TF32 tensor-core `_v2` when
 /// asked for, else exact f32 (v1), the default until the tensor-core kernels have been checked
@@ -51,9 +55,23 @@ pub fn forward_at(
     w: &Tensor,
     precision: Precision,
 ) -> Result<Tensor> {
+    Ok(forward_with_sums(dev, g, x, w, precision, false)?.0)
+}
+
+/// `forward_at`, and with `want_sums` the per-channel sums of y for a BatchNorm after it where
+/// the convolution computed them in passing (the GPU's bf16 kernel when it does not split K);
+/// `None` elsewhere: the BatchNorm then reads y once more for them.
+pub fn forward_with_sums(
+    dev: &Device,
+    g: &ConvGeom,
+    x: &Tensor,
+    w: &Tensor,
+    precision: Precision,
+    want_sums: bool,
+) -> Result<(Tensor, Option<ChannelSums>)> {
     precision.check(dev)?;
     let shape = [g.n, g.c_out, g.h_out(), g.w_out()];
-    match dev {
+    let y = match dev {
         Device::Cuda(d) if precision == Precision::Bf16 && cuda::bf16_applies(g) => {
             // The conversions round the operands.
             let (xh, wh) = (
@@ -61,28 +79,62 @@ pub fn forward_at(
                 cuda::weights_bf16(d, g, w.gpu())?,
             );
             let mut y = Tensor::uninit_gpu(d, &shape)?;
-            cuda::forward_bf16(d, g, &xh, &wh, y.gpu_mut())?;
-            precision.store(y, dev)
+            let epilogue = cuda::Bf16Epilogue {
+                round: true,
+                sums: want_sums,
+            };
+            let fused = cuda::forward_bf16(d, g, &xh, &wh, y.gpu_mut(), epilogue)?;
+            let y = if fused.rounded {
+                y
+            } else {
+                precision.store(y, dev)?
+            };
+            return Ok((y, fused.sums));
         }
         Device::Cpu => {
             let (x, w) = (precision.operand(x, dev)?, precision.operand(w, dev)?);
             let mut y = Tensor::uninit_cpu(&shape);
             cpu::forward(g, x.data(), w.data(), y.data_mut());
             y.check_written("conv forward");
-            precision.store(y, dev)
+            y
         }
         Device::Cuda(d) => {
             let (x, w) = (precision.operand(x, dev)?, precision.operand(w, dev)?);
             let mut y = Tensor::uninit_gpu(d, &shape)?;
             cuda::forward(d, g, x.gpu(), w.gpu(), y.gpu_mut(), gpu_version(precision))?;
-            precision.store(y, dev)
+            y
         }
-    }
+    };
+    Ok((precision.store(y, dev)?, None))
 }
 
 /// dx [n, c_in, h, w] from the weights and dy, in f32.
 pub fn backward_data(dev: &Device, g: &ConvGeom, w: &Tensor, dy: &Tensor) -> Result<Tensor> {
     backward_data_at(dev, g, w, dy, Precision::F32)
+}
+
+/// dy of one convolution, and its NHWC bf16 copy for the GPU's bf16 kernels, made on first
+/// use: the data and weight gradients of one backward share it.
+struct GradOutput<'a> {
+    dy: &'a Tensor,
+    bf16: OnceCell<DeviceBuffer<u32>>,
+}
+
+impl<'a> GradOutput<'a> {
+    fn new(dy: &'a Tensor) -> Self {
+        GradOutput {
+            dy,
+            bf16: OnceCell::new(),
+        }
+    }
+
+    fn bf16(&self, d: &CudaDevice, g: &ConvGeom) -> Result<&DeviceBuffer<u32>> {
+        if let Some(b) = self.bf16.get() {
+            return Ok(b);
+        }
+        let b = cuda::grad_output_bf16(d, g, self.dy.gpu())?;
+        Ok(self.bf16.get_or_init(|| b))
+    }
 }
 
 /// `backward_data` in `precision` (under bf16 the operands and dx are rounded).
@@ -93,14 +145,23 @@ pub fn backward_data_at(
     dy: &Tensor,
     precision: Precision,
 ) -> Result<Tensor> {
+    backward_data_of(dev, g, w, &GradOutput::new(dy), precision)
+}
+
+fn backward_data_of(
+    dev: &Device,
+    g: &ConvGeom,
+    w: &Tensor,
+    grad: &GradOutput<'_>,
+    precision: Precision,
+) -> Result<Tensor> {
     precision.check(dev)?;
-    let shape = [g.n, g.c_in, g.h, g.w];
+    let (shape, dy) = ([g.n, g.c_in, g.h, g.w], grad.dy);
     match dev {
         Device::Cuda(d) if precision == Precision::Bf16 && cuda::bf16_applies_backward_data(g) => {
             let wth = cuda::weights_t_bf16(d, g, w.gpu())?;
-            let dyh = cuda::grad_output_bf16(d, g, dy.gpu())?;
             let mut dx = Tensor::uninit_gpu(d, &shape)?;
-            cuda::backward_data_bf16(d, g, &wth, &dyh, dx.gpu_mut())?;
+            cuda::backward_data_bf16(d, g, &wth, grad.bf16(d, g)?, dx.gpu_mut())?;
             precision.store(dx, dev)
         }
         Device::Cpu => {
@@ -134,18 +195,25 @@ pub fn backward_weight_at(
     dy: &Tensor,
     precision: Precision,
 ) -> Result<Tensor> {
+    backward_weight_of(dev, g, x, &GradOutput::new(dy), precision)
+}
+
+fn backward_weight_of(
+    dev: &Device,
+    g: &ConvGeom,
+    x: &Tensor,
+    grad: &GradOutput<'_>,
+    precision: Precision,
+) -> Result<Tensor> {
     precision.check(dev)?;
-    let shape = [g.c_out, g.c_in, g.k, g.k];
+    let (shape, dy) = ([g.c_out, g.c_in, g.k, g.k], grad.dy);
     match dev {
         Device::Cuda(d)
             if precision == Precision::Bf16 && cuda::bf16_applies_backward_weight(g) =>
         {
-            let (xh, dyh) = (
-                cuda::input_bf16(d, g, x.gpu())?,
-                cuda::grad_output_bf16(d, g, dy.gpu())?,
-            );
+            let xh = cuda::input_bf16(d, g, x.gpu())?;
             let mut dw = Tensor::uninit_gpu(d, &shape)?;
-            cuda::backward_weight_bf16(d, g, &xh, &dyh, dw.gpu_mut())?;
+            cuda::backward_weight_bf16(d, g, &xh, grad.bf16(d, g)?, dw.gpu_mut())?;
             Ok(dw)
         }
         Device::Cpu => {
@@ -185,22 +253,30 @@ impl Backward for ConvNode {
 
     fn backward(&self, pass: &mut BackwardPass<'_>, _out: Var, g: &Tensor) {
         let (dev, p) = (pass.device(), self.precision);
-        // Under bf16 dy is rounded once for both products (on the GPU its bf16 copies round it).
+        // Under bf16 dy is rounded once for both products (on the CPU here; on the GPU by its
+        // one bf16 copy, which `grad` makes for whichever direction needs it first).
         let g = if matches!(dev, Device::Cpu) {
             ok(p.operand(g, dev))
         } else {
             std::borrow::Cow::Borrowed(g)
         };
+        let grad = GradOutput::new(&g);
         if pass.needs(self.x) {
-            let dx = ok(backward_data_at(dev, &self.geom, pass.value(self.w), &g, p));
+            let dx = ok(backward_data_of(
+                dev,
+                &self.geom,
+                pass.value(self.w),
+                &grad,
+                p,
+            ));
             pass.accumulate(self.x, dx);
         }
         if pass.needs(self.w) {
-            let dw = ok(backward_weight_at(
+            let dw = ok(backward_weight_of(
                 dev,
                 &self.geom,
                 pass.value(self.x),
-                &g,
+                &grad,
                 p,
             ));
             pass.accumulate(self.w, dw);
@@ -230,14 +306,26 @@ impl Graph<'_> {
         );
         let precision = self.precision();
         let (xv, wt) = (self.value(x), self.value(wv));
-        let y = ok(forward_at(self.device(), &geom, xv, wt, precision));
+        // Every convolution of the models is followed by a BatchNorm, which takes the sums.
+        let (y, sums) = ok(forward_with_sums(
+            self.device(),
+            &geom,
+            xv,
+            wt,
+            precision,
+            true,
+        ));
         let node = ConvNode {
             x,
             w: wv,
             geom,
             precision,
         };
-        self.push(node, y, &[x, wv])
+        let y = self.push(node, y, &[x, wv]);
+        if let Some(sums) = sums {
+            self.attach_channel_sums(y, sums);
+        }
+        y
     }
 
     /// Every convolution this graph has run, in order (benchmarks read a model's layer shapes
