@@ -7,7 +7,11 @@
 //
 //   conv2d_nhwc_bf16(const float* x, unsigned* xh, int n, int c, int hw)
 //       x [n][c][hw] f32 -> xh [n][hw][c] bf16, two channels per word (the even one in the low
-//       half), rounded to nearest even. c even. Launch: 1-D over n * hw * c / 2 words.
+//       half), rounded to nearest even. c even. A transpose through shared memory, so that
+//       both sides move whole lines: each block takes 32 pixels x 64 channels of one image,
+//       reads them as 64 rows of 32 consecutive pixels (128 bytes each) and writes 32 rows of
+//       32 consecutive words (128 bytes). Launch: grid = (ceil(hw / 32), ceil(c / 64), n),
+//       block = (32, 8).
 //   conv2d_weights_bf16(const float* w, unsigned* wh, int c_out, int c_in, int kk)
 //       w [c_out][c_in][kk] f32 -> wh [c_out][kk][c_in] bf16 pairs. Launch: 1-D over
 //       c_out * kk * c_in / 2 words.
@@ -94,17 +98,26 @@ __device__ __forceinline__ unsigned v3_pack_bf16(float lo, float hi) {
     return r;
 }
 
-extern "C" __global__ void conv2d_nhwc_bf16(const float* __restrict__ x, unsigned* __restrict__ xh,
-                                            int n, int c, int hw) {
-    const long long words = (long long)n * hw * (c / 2);
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < words;
-         i += (long long)gridDim.x * blockDim.x) {
-        const int c2 = (int)(i % (c / 2));
-        const long long pix = i / (c / 2);  // img * hw + p
-        const long long img = pix / hw;
-        const int p = (int)(pix - img * hw);
-        const float* xi = x + (img * c + 2 * c2) * hw + p;
-        xh[i] = v3_pack_bf16(xi[0], xi[hw]);
+extern "C" __global__ void __launch_bounds__(256)
+conv2d_nhwc_bf16(const float* __restrict__ x, unsigned* __restrict__ xh, int n, int c, int hw) {
+    // tile[channel][pixel]; a row of 33 makes the column reads of the write phase (channels
+    // 2j and 2j + 1 of one pixel, j = lane) touch 16 banks twice instead of one bank 32 times.
+    __shared__ float tile[64][33];
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    const int p0 = blockIdx.x * 32, c0 = blockIdx.y * 64, img = blockIdx.z;
+    const float* xi = x + (long long)img * c * hw;
+#pragma unroll
+    for (int r = ty; r < 64; r += 8) {
+        const int ch = c0 + r, p = p0 + tx;
+        tile[r][tx] = ch < c && p < hw ? xi[(long long)ch * hw + p] : 0.0f;
+    }
+    __syncthreads();
+    unsigned* out = xh + (long long)img * hw * (c / 2);
+#pragma unroll
+    for (int q = ty; q < 32; q += 8) {
+        const int p = p0 + q, word = c0 / 2 + tx;
+        if (p < hw && 2 * word < c)
+            out[(long long)p * (c / 2) + word] = v3_pack_bf16(tile[2 * tx][q], tile[2 * tx + 1][q]);
     }
 }
 

@@ -259,7 +259,12 @@ fn nhwc_bf16(
     let mut xh = dev.alloc::<u32>(words)?;
     dev.launch(
         KernelId::CONV2D_NHWC_BF16,
-        launch_1d(words),
+        launch_grid(
+            hw.div_ceil(32) as u32,
+            c.div_ceil(64) as u32,
+            n as u32,
+            (32, 8, 1),
+        ),
         &[
             Arg::read(x, 2 * words),
             Arg::write(&mut xh, words),
