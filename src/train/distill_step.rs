@@ -8,13 +8,12 @@
 use crate::autograd::{GradMode, Gradients, Graph, StatUpdate, Var};
 use crate::device::ok;
 use crate::error::{Error, Result};
-use crate::eval::correct;
 use crate::nn::{Domain, Model, ModelOutput, Pass};
 use crate::ops::{bn_act, elementwise};
 use crate::optim::Sgd;
 use crate::robust::pgd::{attack, Attack, AttackLoss, PgdConfig};
 use crate::tensor::Tensor;
-use crate::train::step::{StepKey, StepStats};
+use crate::train::step::{PendingStats, StepKey, StepStats};
 use serde::{Deserialize, Serialize};
 
 /// Which views a term sees: the clean first half H1, its AugMix view, the adversarial half H2.
@@ -513,7 +512,7 @@ pub fn distill_gradients(
     };
 
     let mut g = Graph::new(&student.store, GradMode::All);
-    let mut stats = StepStats::default();
+    let mut stats = PendingStats::default();
     let mut terms = Terms::default();
     let train = |domain| Pass {
         domain,
@@ -528,8 +527,7 @@ pub fn distill_gradients(
         accumulate_scores(scores, &relus_t, &g, &out_n.relus)?;
     }
     // Logits come to the host only to count correct answers for the progress bar.
-    stats.clean_correct = correct(&g.value(out_n.logits).to_host()?, y_clean);
-    stats.clean_seen = h;
+    stats.clean(g.value(out_n.logits), y_clean);
 
     let av = g.input(aug.clone(), false);
     let out_a = student.forward(&mut g, av, train(Domain::Aug));
@@ -547,8 +545,7 @@ pub fn distill_gradients(
         let xv = g.input(x_adv, false);
         let out = student.forward(&mut g, xv, train(Domain::Adv));
         terms.add(&mut g, mode, &out, y_adv, &t_h2, temp, taps_adv.as_deref());
-        stats.adv_correct = correct(&g.value(out.logits).to_host()?, y_adv);
-        stats.adv_seen = y_adv.len();
+        stats.adv(g.value(out.logits), y_adv);
     }
     let loss = terms.combine(&mut g, w);
     finish(g, loss, stats)
@@ -638,20 +635,18 @@ fn natural_gradients(
     if let Some(scores) = scores {
         accumulate_scores(scores, &t.relus, &g, &out.relus)?;
     }
-    let stats = StepStats {
-        clean_correct: correct(&g.value(out.logits).to_host()?, batch.labels),
-        clean_seen: batch.labels.len(),
-        ..StepStats::default()
-    };
+    let mut stats = PendingStats::default();
+    stats.clean(g.value(out.logits), batch.labels);
     finish(g, loss, stats)
 }
 
-fn finish(mut g: Graph<'_>, loss: Var, mut stats: StepStats) -> Result<DistillGrads> {
-    stats.loss = g.value(loss).item();
+/// The backward pass; the figures are read once it is queued (`PendingStats`).
+fn finish(mut g: Graph<'_>, loss: Var, mut stats: PendingStats<'_>) -> Result<DistillGrads> {
+    stats.loss(g.value(loss));
     let grads = g.backward(loss);
     let updates = g.take_stat_updates();
     Ok(DistillGrads {
-        stats,
+        stats: stats.read()?,
         grads,
         updates,
     })

@@ -6,6 +6,7 @@
 
 use crate::autograd::{GradMode, Graph, Var};
 use crate::device::ok;
+use crate::error::Result;
 use crate::eval::correct;
 use crate::nn::{Domain, Model, Pass};
 use crate::ops::bn_act;
@@ -35,19 +36,15 @@ pub fn plain_step(
         },
     );
     let l = g.cross_entropy(out.logits, labels, false);
-    let loss = g.value(l).item();
-    let clean_correct = correct(&ok(g.value(out.logits).to_host()), labels);
+    let mut pending = PendingStats::default();
+    pending.clean(g.value(out.logits), labels);
+    pending.loss(g.value(l));
     let grads = g.backward(l);
     let updates = g.take_stat_updates();
     drop(g);
     sgd.step(&mut model.store, &grads, lr);
     ok(bn_act::apply_stat_updates(&mut model.store, &updates));
-    StepStats {
-        loss,
-        clean_correct,
-        clean_seen: labels.len(),
-        ..StepStats::default()
-    }
+    ok(pending.read())
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -57,6 +54,57 @@ pub struct StepStats {
     pub clean_seen: usize,
     pub adv_correct: usize,
     pub adv_seen: usize,
+}
+
+/// A step's `StepStats` while its values may still be on the GPU: reading a GPU value waits
+/// for every kernel queued before it, so a step that read its logits and loss where it made
+/// them would leave the GPU idle while the host queued the rest of the step. The step keeps
+/// them here and reads them once its whole work is queued (on the CPU they are read as they
+/// are, at the same point).
+#[derive(Default)]
+pub(crate) struct PendingStats<'a> {
+    loss: Option<Tensor>,
+    clean: Option<(Tensor, &'a [u32])>,
+    adv: Option<(Tensor, &'a [u32])>,
+}
+
+impl<'a> PendingStats<'a> {
+    /// The clean (BN_c) logits of `labels`' images, for the correct count.
+    pub(crate) fn clean(&mut self, logits: &Tensor, labels: &'a [u32]) {
+        self.clean = Some((logits.clone(), labels));
+    }
+
+    /// The attacked (BN_a) logits of `labels`' images.
+    pub(crate) fn adv(&mut self, logits: &Tensor, labels: &'a [u32]) {
+        self.adv = Some((logits.clone(), labels));
+    }
+
+    pub(crate) fn loss(&mut self, loss: &Tensor) {
+        self.loss = Some(loss.clone());
+    }
+
+    /// Downloads what is on the device (the first read waits for the queued work).
+    pub(crate) fn read(self) -> Result<StepStats> {
+        let count = |half: Option<(Tensor, &[u32])>| -> Result<(usize, usize)> {
+            match half {
+                Some((logits, labels)) => Ok((correct(&logits.to_host()?, labels), labels.len())),
+                None => Ok((0, 0)),
+            }
+        };
+        let (clean_correct, clean_seen) = count(self.clean)?;
+        let (adv_correct, adv_seen) = count(self.adv)?;
+        let loss = match self.loss {
+            Some(l) => l.to_host()?.data()[0],
+            None => 0.0,
+        };
+        Ok(StepStats {
+            loss,
+            clean_correct,
+            clean_seen,
+            adv_correct,
+            adv_seen,
+        })
+    }
 }
 
 /// The AugMix views of the clean half (rlnet-spec §1.2): independently cropped and flipped,
@@ -104,7 +152,7 @@ pub fn teacher_step(
 
     let mut g = Graph::new(&model.store, GradMode::All);
     let mut terms: Vec<Var> = Vec::new();
-    let mut stats = StepStats::default();
+    let mut pending = PendingStats::default();
 
     let xv = g.input(x_clean, false);
     let out = model.forward(
@@ -117,8 +165,7 @@ pub fn teacher_step(
     );
     terms.push(g.cross_entropy(out.logits, y_clean, false));
     // The logits come to the host only to count correct answers for the progress bar.
-    stats.clean_correct = correct(&ok(g.value(out.logits).to_host()), y_clean);
-    stats.clean_seen = h;
+    pending.clean(g.value(out.logits), y_clean);
 
     let mut jsd = None;
     if let Some(views) = aug {
@@ -150,8 +197,7 @@ pub fn teacher_step(
             },
         );
         terms.push(g.cross_entropy(out.logits, y_adv, false));
-        stats.adv_correct = correct(&ok(g.value(out.logits).to_host()), y_adv);
-        stats.adv_seen = y_adv.len();
+        pending.adv(g.value(out.logits), y_adv);
     }
 
     let mut total = terms[0];
@@ -162,11 +208,34 @@ pub fn teacher_step(
     if let Some(js) = jsd {
         loss = g.add(loss, js);
     }
-    stats.loss = g.value(loss).item();
+    pending.loss(g.value(loss));
     let grads = g.backward(loss);
     let updates = g.take_stat_updates();
     drop(g);
     sgd.step(&mut model.store, &grads, lr);
     ok(bn_act::apply_stat_updates(&mut model.store, &updates));
-    stats
+    ok(pending.read())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The figures come out as the step left them: argmax hits per half, seen counts, the loss.
+    #[test]
+    fn pending_stats_count_each_half_and_read_the_loss() {
+        let logits = Tensor::from_vec(&[3, 2], vec![1.0, 0.0, 0.0, 2.0, 3.0, 1.0]).unwrap();
+        let adv = Tensor::from_vec(&[2, 2], vec![0.0, 1.0, 0.0, 1.0]).unwrap();
+        let (y_clean, y_adv) = ([0u32, 1, 1], [1u32, 0]);
+        let mut p = PendingStats::default();
+        p.clean(&logits, &y_clean);
+        p.adv(&adv, &y_adv);
+        p.loss(&Tensor::from_vec(&[1], vec![0.75]).unwrap());
+        let s = p.read().unwrap();
+        assert_eq!((s.clean_correct, s.clean_seen), (2, 3));
+        assert_eq!((s.adv_correct, s.adv_seen), (1, 2));
+        assert_eq!(s.loss, 0.75);
+        let empty = PendingStats::default().read().unwrap();
+        assert_eq!((empty.clean_seen, empty.adv_seen, empty.loss), (0, 0, 0.0));
+    }
 }
