@@ -359,3 +359,91 @@ fn a_bf16_convolution_hands_its_channel_sums_to_the_batchnorm_after_it() {
     let h3 = g.conv2d(xv, w, 1, 1);
     assert!(g.take_channel_sums(h3).is_none(), "f32 made sums");
 }
+
+/// The GPU's bf16 convolutions convert a store weight once per form and keep the copy in the
+/// store until the weight changes: a second graph over the same weights makes no new copy, a
+/// changed weight (the optimiser's `get_mut`, a checkpoint's `set`) drops its copies, and the
+/// next pass multiplies the new weights, bit for bit what an uncached conversion gives. A copy
+/// that outlived its weight would give the old products, O(1) away.
+#[test]
+fn stored_weights_keep_their_bf16_copies_until_the_weights_change() {
+    use rlnet::autograd::{EntryKind, ParamStore};
+    let Some(d) = gpu() else { return };
+    let device = Device::Cuda(d);
+    let (c_in, c_out) = (16, 24);
+    let mut store = ParamStore::new();
+    let w = store.add("w", EntryKind::Param, tensor(&[c_out, c_in, 3, 3], 31));
+    store.to_device(&device).unwrap();
+    let x = tensor(&[2, c_in, 6, 6], 32).into_device(&device).unwrap();
+    let geom = ConvGeom {
+        n: 2,
+        c_in,
+        h: 6,
+        w: 6,
+        c_out,
+        k: 3,
+        stride: 1,
+        pad: 1,
+    };
+    // One forward and backward through a graph: (y, dx, copies the store holds after it).
+    let pass = |store: &ParamStore| {
+        let mut g = Graph::new(store, GradMode::All);
+        g.set_precision(Precision::Bf16);
+        let xv = g.input(x.clone(), true);
+        let y = g.conv2d(xv, w, 1, 1);
+        let seed = tensor(&[2, c_out, 6, 6], 33).into_device(&device).unwrap();
+        let dx = g
+            .backward_from(y, seed)
+            .input(xv)
+            .unwrap()
+            .to_host()
+            .unwrap();
+        let y = g.value(y).to_host().unwrap().into_vec();
+        (y, dx.into_vec(), store.derived_copies())
+    };
+    // What uncached conversions of the store's weights give.
+    let fresh = |store: &ParamStore| {
+        let seed = tensor(&[2, c_out, 6, 6], 33).into_device(&device).unwrap();
+        let bf16 = Precision::Bf16;
+        let y = conv::forward_at(&device, &geom, &x, store.get(w), bf16).unwrap();
+        let dx = conv::backward_data_at(&device, &geom, store.get(w), &seed, bf16).unwrap();
+        (
+            y.to_host().unwrap().into_vec(),
+            dx.to_host().unwrap().into_vec(),
+        )
+    };
+    assert_eq!(store.derived_copies(), 0);
+    let (y1, dx1, copies) = pass(&store);
+    assert_eq!(
+        copies, 2,
+        "one copy for the forward, one for the data gradient"
+    );
+    assert_eq!((y1.clone(), dx1.clone()), fresh(&store));
+    assert_eq!(pass(&store).2, 2, "a second graph made new copies");
+
+    let changed = tensor(&[c_out, c_in, 3, 3], 34)
+        .into_device(&device)
+        .unwrap();
+    *store.get_mut(w) = changed;
+    assert_eq!(store.derived_copies(), 0, "get_mut kept the old copies");
+    let (y2, dx2, _) = pass(&store);
+    assert_eq!((y2.clone(), dx2.clone()), fresh(&store));
+    assert!(y2 != y1 && dx2 != dx1, "the new weights changed nothing");
+
+    store
+        .set(
+            w,
+            tensor(&[c_out, c_in, 3, 3], 35)
+                .into_device(&device)
+                .unwrap(),
+        )
+        .unwrap();
+    assert_eq!(store.derived_copies(), 0, "set kept the old copies");
+    assert_eq!(
+        {
+            let (y, dx, _) = pass(&store);
+            (y, dx)
+        },
+        fresh(&store)
+    );
+}

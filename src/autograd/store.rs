@@ -2,10 +2,12 @@
 //! (buffers) and ReLU masks. Names follow the PyTorch reference's state-dict
 //! (`layer1.0.bn1.BN_c.running_mean`), so checkpoints map one-to-one onto it.
 
+use crate::device::buffer::DeviceBuffer;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 pub type EntryId = usize;
 
@@ -26,12 +28,14 @@ pub struct Entry {
     pub tensor: Tensor,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct ParamStore {
     entries: Vec<Entry>,
     by_name: HashMap<String, EntryId>,
     /// Where every entry lives (and so where graphs over this store compute).
     device: Device,
+    /// Device copies derived from entries (`derived`), each dropped when its entry changes.
+    derived: Mutex<HashMap<(EntryId, &'static str), Arc<DeviceBuffer<u32>>>>,
 }
 
 impl Default for ParamStore {
@@ -40,6 +44,19 @@ impl Default for ParamStore {
             entries: Vec::new(),
             by_name: HashMap::new(),
             device: Device::Cpu,
+            derived: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// A copy starts without derived copies (it makes its own on first use).
+impl Clone for ParamStore {
+    fn clone(&self) -> Self {
+        ParamStore {
+            entries: self.entries.clone(),
+            by_name: self.by_name.clone(),
+            device: self.device.clone(),
+            derived: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -80,6 +97,7 @@ impl ParamStore {
 
     /// Moves every entry to `device`.
     pub fn to_device(&mut self, device: &Device) -> Result<()> {
+        self.derived_mut().clear();
         for e in &mut self.entries {
             e.tensor = std::mem::replace(&mut e.tensor, Tensor::zeros(&[0])).into_device(device)?;
         }
@@ -91,8 +109,44 @@ impl ParamStore {
         &self.entries[id].tensor
     }
 
+    /// The entry to change in place; its derived copies are dropped.
     pub fn get_mut(&mut self, id: EntryId) -> &mut Tensor {
+        self.forget_derived(id);
         &mut self.entries[id].tensor
+    }
+
+    /// A device copy of entry `id` in another form, made by `make` on first use and kept
+    /// until the entry changes (`get_mut`, `set` and `to_device` drop it; nothing else can
+    /// change an entry). `form` names the form, one key per form of an entry. The GPU's bf16
+    /// convolutions keep their converted weights here, so that the passes between two
+    /// optimiser steps (PGD-7's eight forward and seven backward passes, then the training
+    /// pass) convert each weight once instead of once per pass.
+    pub fn derived(
+        &self,
+        id: EntryId,
+        form: &'static str,
+        make: impl FnOnce(&Tensor) -> Result<DeviceBuffer<u32>>,
+    ) -> Result<Arc<DeviceBuffer<u32>>> {
+        let mut derived = self.derived.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = derived.get(&(id, form)) {
+            return Ok(b.clone());
+        }
+        let b = Arc::new(make(&self.entries[id].tensor)?);
+        derived.insert((id, form), b.clone());
+        Ok(b)
+    }
+
+    /// How many derived copies the store holds now (device memory beyond its entries).
+    pub fn derived_copies(&self) -> usize {
+        self.derived.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    fn derived_mut(&mut self) -> &mut HashMap<(EntryId, &'static str), Arc<DeviceBuffer<u32>>> {
+        self.derived.get_mut().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn forget_derived(&mut self, id: EntryId) {
+        self.derived_mut().retain(|&(e, _), _| e != id);
     }
 
     pub fn entry(&self, id: EntryId) -> &Entry {
@@ -138,6 +192,7 @@ impl ParamStore {
             ));
         }
         e.tensor = tensor;
+        self.forget_derived(id);
         Ok(())
     }
 }

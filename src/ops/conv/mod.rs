@@ -19,7 +19,7 @@ mod winograd;
 pub use crate::geom::ConvGeom;
 pub use cuda::ConvVersion;
 
-use crate::autograd::{Backward, BackwardPass, EntryId, Graph, Traced, Var};
+use crate::autograd::{Backward, BackwardPass, EntryId, Graph, ParamStore, Traced, Var};
 use crate::device::buffer::DeviceBuffer;
 use crate::device::cuda::CudaDevice;
 use crate::device::{ok, Device};
@@ -28,6 +28,7 @@ use crate::tensor::channel_sums::ChannelSums;
 use crate::tensor::precision::Precision;
 use crate::tensor::Tensor;
 use std::cell::OnceCell;
+use std::sync::Arc;
 
 /// The kernels a convolution of `precision` runs on the GPU: the TF32 tensor-core `_v2` when
 /// asked for, else exact f32 (v1), the default until the tensor-core kernels have been checked
@@ -38,6 +39,60 @@ fn gpu_version(precision: Precision) -> ConvVersion {
     match precision {
         Precision::Tf32 => ConvVersion::V2,
         Precision::F32 | Precision::Bf16 => ConvVersion::V1,
+    }
+}
+
+/// A convolution's weights: the tensor, and where it is a store entry, that entry, whose bf16
+/// copies the store keeps until the entry changes (`ParamStore::derived`), so that all the
+/// passes between two optimiser steps share one conversion of each weight.
+#[derive(Clone, Copy)]
+pub struct Weights<'a> {
+    tensor: &'a Tensor,
+    entry: Option<(&'a ParamStore, EntryId)>,
+}
+
+impl<'a> Weights<'a> {
+    /// Weights converted afresh by each call that needs another form.
+    pub fn plain(tensor: &'a Tensor) -> Self {
+        Weights {
+            tensor,
+            entry: None,
+        }
+    }
+
+    /// Entry `id` of `store`.
+    pub fn stored(store: &'a ParamStore, id: EntryId) -> Self {
+        Weights {
+            tensor: store.get(id),
+            entry: Some((store, id)),
+        }
+    }
+
+    pub fn tensor(&self) -> &'a Tensor {
+        self.tensor
+    }
+
+    fn converted(
+        &self,
+        form: &'static str,
+        make: impl FnOnce(&Tensor) -> Result<DeviceBuffer<u32>>,
+    ) -> Result<Arc<DeviceBuffer<u32>>> {
+        match self.entry {
+            Some((store, id)) => store.derived(id, form, make),
+            None => Ok(Arc::new(make(self.tensor)?)),
+        }
+    }
+
+    /// The bf16 forward's copy (`cuda::weights_bf16`).
+    fn forward_bf16(&self, d: &CudaDevice, g: &ConvGeom) -> Result<Arc<DeviceBuffer<u32>>> {
+        self.converted("conv forward bf16", |w| cuda::weights_bf16(d, g, w.gpu()))
+    }
+
+    /// The bf16 data gradient's copy (`cuda::weights_t_bf16`).
+    fn data_gradient_bf16(&self, d: &CudaDevice, g: &ConvGeom) -> Result<Arc<DeviceBuffer<u32>>> {
+        self.converted("conv data gradient bf16", |w| {
+            cuda::weights_t_bf16(d, g, w.gpu())
+        })
     }
 }
 
@@ -55,7 +110,7 @@ pub fn forward_at(
     w: &Tensor,
     precision: Precision,
 ) -> Result<Tensor> {
-    Ok(forward_with_sums(dev, g, x, w, precision, false)?.0)
+    Ok(forward_with_sums(dev, g, x, Weights::plain(w), precision, false)?.0)
 }
 
 /// `forward_at`, and with `want_sums` the per-channel sums of y for a BatchNorm after it where
@@ -65,18 +120,19 @@ pub fn forward_with_sums(
     dev: &Device,
     g: &ConvGeom,
     x: &Tensor,
-    w: &Tensor,
+    weights: Weights<'_>,
     precision: Precision,
     want_sums: bool,
 ) -> Result<(Tensor, Option<ChannelSums>)> {
     precision.check(dev)?;
+    let w = weights.tensor();
     let shape = [g.n, g.c_out, g.h_out(), g.w_out()];
     let y = match dev {
         Device::Cuda(d) if precision == Precision::Bf16 && cuda::bf16_applies(g) => {
             // The conversions round the operands.
             let (xh, wh) = (
                 cuda::input_bf16(d, g, x.gpu())?,
-                cuda::weights_bf16(d, g, w.gpu())?,
+                weights.forward_bf16(d, g)?,
             );
             let mut y = Tensor::uninit_gpu(d, &shape)?;
             let epilogue = cuda::Bf16Epilogue {
@@ -145,21 +201,21 @@ pub fn backward_data_at(
     dy: &Tensor,
     precision: Precision,
 ) -> Result<Tensor> {
-    backward_data_of(dev, g, w, &GradOutput::new(dy), precision)
+    backward_data_of(dev, g, Weights::plain(w), &GradOutput::new(dy), precision)
 }
 
 fn backward_data_of(
     dev: &Device,
     g: &ConvGeom,
-    w: &Tensor,
+    weights: Weights<'_>,
     grad: &GradOutput<'_>,
     precision: Precision,
 ) -> Result<Tensor> {
     precision.check(dev)?;
-    let (shape, dy) = ([g.n, g.c_in, g.h, g.w], grad.dy);
+    let (shape, dy, w) = ([g.n, g.c_in, g.h, g.w], grad.dy, weights.tensor());
     match dev {
         Device::Cuda(d) if precision == Precision::Bf16 && cuda::bf16_applies_backward_data(g) => {
-            let wth = cuda::weights_t_bf16(d, g, w.gpu())?;
+            let wth = weights.data_gradient_bf16(d, g)?;
             let mut dx = Tensor::uninit_gpu(d, &shape)?;
             cuda::backward_data_bf16(d, g, &wth, grad.bf16(d, g)?, dx.gpu_mut())?;
             precision.store(dx, dev)
@@ -237,6 +293,7 @@ fn backward_weight_of(
 struct ConvNode {
     x: Var,
     w: Var,
+    w_entry: EntryId,
     geom: ConvGeom,
     precision: Precision,
 }
@@ -265,7 +322,7 @@ impl Backward for ConvNode {
             let dx = ok(backward_data_of(
                 dev,
                 &self.geom,
-                pass.value(self.w),
+                Weights::stored(pass.store(), self.w_entry),
                 &grad,
                 p,
             ));
@@ -305,7 +362,7 @@ impl Graph<'_> {
             ws[1], xs[1]
         );
         let precision = self.precision();
-        let (xv, wt) = (self.value(x), self.value(wv));
+        let (xv, wt) = (self.value(x), Weights::stored(self.store(), w));
         // Every convolution of the models is followed by a BatchNorm, which takes the sums.
         let (y, sums) = ok(forward_with_sums(
             self.device(),
@@ -318,6 +375,7 @@ impl Graph<'_> {
         let node = ConvNode {
             x,
             w: wv,
+            w_entry: w,
             geom,
             precision,
         };
