@@ -30,11 +30,14 @@
 //                                                                   mirrors bn_act::forward
 //       Launch: grid = ceil(n*c*hw / 256), block = 256.
 //   bn_act_bwd_reduce(const float* x, const float* y, const float* dy, const float* mean,
+//                     const float* invstd, const float* gamma, const float* beta,
 //                     const float* mask, int relu, int n, int c, int hw, int splits,
 //                     double* partial)
-//       dz = dy where the ReLU passed (Activation::passes with the forward output y), else 0;
+//       dz = dy where the ReLU passed (Activation::passes with the forward output), else 0;
 //       per channel and slice: (sum dz, sum dz * (x - mean)) in f64. partial: f64 [c, splits, 2].
 //       Only needed for train-mode dx or for dgamma/dbeta.
+//       y: the forward output, or NULL where no residual was added: the gate then recomputes
+//       z from x, mean, invstd, gamma and beta exactly as bn_act_fwd did (bn_gate).
 //       Launch: grid = (c, splits), block = 256.
 //   bn_act_bwd_reduce_final(const double* partial, const float* invstd, int c, int splits,
 //                           float* sums, float* dgamma, float* dbeta)
@@ -43,11 +46,12 @@
 //       dgamma = sx and dbeta = s when not NULL.               (the sums of bn_act::backward)
 //       Launch: grid = ceil(c / 256), block = 256.
 //   bn_act_bwd_apply(const float* x, const float* y, const float* dy, const float* mean,
-//                    const float* invstd, const float* gamma, const float* mask, int relu,
-//                    int train, const float* sums, int n, int c, int hw, float* dx, float* dr)
+//                    const float* invstd, const float* gamma, const float* beta,
+//                    const float* mask, int relu, int train, const float* sums, int n, int c,
+//                    int hw, float* dx, float* dr)
 //       train: dx = gamma*invstd * (dz - s/m - xhat*sx/m), m = n*hw;
 //       eval:  dx = gamma*invstd * dz (sums unused, may be NULL);
-//       dr = dz (the residual's gradient). dx and dr may each be NULL.
+//       dr = dz (the residual's gradient). dx and dr may each be NULL; y as for the reduce.
 //                                                                   mirrors bn_act::backward
 //       Launch: grid = ceil(n*c*hw / 256), block = 256.
 //   bn_act_running_update(float* running_mean, float* running_var, const float* mean,
@@ -69,7 +73,16 @@
 // keeps reductions deterministic without atomics while giving every SM work: for ResNet18's
 // first stage (B=256, 64 channels, 32x32) one block per channel would be 64 blocks for 132 SMs.
 // Bandwidth floor on an H200 (~4.3 TB/s) for that layer (16.8M elements): stats ~16 us,
-// forward ~31-47 us (read x (+ r), write y), backward reduce ~47 us, apply ~63-78 us.
+// forward ~31-47 us (read x (+ r), write y), backward reduce ~31-47 us (x, dy (+ y)), apply
+// ~47-78 us (x, dy (+ y), write dx (+ dr)).
+//
+// Why the backward gates on z recomputed from x where it can: the ReLU's gate needs the
+// forward output's sign, and without a residual that is the sign of z = x * scale + shift,
+// which the kernels already read x for; reading y as well would be a third input stream.
+// With a residual, z would need r, as many bytes as y, so y is read. The recomputed z is the
+// forward's to the bit (same operations in the same order, no contraction), so the gate is
+// the same as from y in f32; under bf16 storage (y rounded) it differs only where
+// 0 < z < 2^-133, which rounds to zero in bf16.
 // Element-wise outputs are bit-identical to the CPU given the same statistics (non-contracting
 // arithmetic in the CPU's order); the reductions differ from the CPU's f32 sums by rounding.
 
@@ -84,12 +97,27 @@ __device__ __forceinline__ void bn_slice(int n, int splits, int s, int* first, i
     *last = min(n, *first + per);
 }
 
-// Does element i (position ci = ch*hw + pixel within one sample) pass its gradient, given the
-// forward output yv? Exactly Activation::passes.
-__device__ __forceinline__ bool bn_passes(const float* mask, int relu, int ci, float yv) {
+// One channel's affine map z = x * scale + shift, as bn_act_fwd computes it.
+struct BnAffine {
+    float scale, shift;
+};
+
+__device__ __forceinline__ BnAffine bn_affine(const float* mean, const float* invstd,
+                                              const float* gamma, const float* beta, int ch) {
+    const float scale = rl_mul(gamma[ch], invstd[ch]);
+    return {scale, rl_sub(beta[ch], rl_mul(mean[ch], scale))};
+}
+
+// Does element k (position ci = ch*hw + pixel within one sample) pass its gradient? Exactly
+// Activation::passes, with the forward output read from y, or where y is NULL (no residual)
+// recomputed from x through the channel's affine map. Neither is read where no ReLU is kept.
+__device__ __forceinline__ bool bn_gate(const float* mask, int relu, int ci, const float* x,
+                                        const float* y, long long k, BnAffine a) {
     if (!relu) return true;
     const bool keeps_relu = mask == 0 || mask[ci] != 0.0f;
-    return !keeps_relu || yv > 0.0f;
+    if (!keeps_relu) return true;
+    const float out = y ? y[k] : rl_add(rl_mul(x[k], a.scale), a.shift);
+    return out > 0.0f;
 }
 
 // Block-reduces a thread's two partial sums and writes them as channel `ch`'s slice `s` of
@@ -162,10 +190,8 @@ bn_act_fwd(const float* __restrict__ x, const float* __restrict__ residual,
     const int per = c * hw;
     if (i >= n * per) return;
     const int ci = i % per;
-    const int ch = ci / hw;
-    const float scale = rl_mul(gamma[ch], invstd[ch]);
-    const float shift = rl_sub(beta[ch], rl_mul(mean[ch], scale));
-    float z = rl_add(rl_mul(x[i], scale), shift);
+    const BnAffine a = bn_affine(mean, invstd, gamma, beta, ci / hw);
+    float z = rl_add(rl_mul(x[i], a.scale), a.shift);
     if (residual) z = rl_add(z, residual[i]);
     // Activation::apply: zero where the ReLU is kept and z < 0.
     if (relu && z < 0.0f && (mask == 0 || mask[ci] != 0.0f)) z = 0.0f;
@@ -175,8 +201,9 @@ bn_act_fwd(const float* __restrict__ x, const float* __restrict__ residual,
 extern "C" __global__ void __launch_bounds__(BN_THREADS)
 bn_act_bwd_reduce(const float* __restrict__ x, const float* __restrict__ y,
                   const float* __restrict__ dy, const float* __restrict__ mean,
-                  const float* __restrict__ mask, int relu, int n, int c, int hw, int splits,
-                  double* __restrict__ partial) {
+                  const float* __restrict__ invstd, const float* __restrict__ gamma,
+                  const float* __restrict__ beta, const float* __restrict__ mask, int relu,
+                  int n, int c, int hw, int splits, double* __restrict__ partial) {
     __shared__ double scratch[32];
     const int ch = blockIdx.x, s = blockIdx.y;
     int first, last;
@@ -184,10 +211,11 @@ bn_act_bwd_reduce(const float* __restrict__ x, const float* __restrict__ y,
     const int q = BN_THREADS / hw, r = BN_THREADS % hw;
     int smp = first + threadIdx.x / hw, px = threadIdx.x % hw;
     const double mu = (double)mean[ch];
+    const BnAffine a = bn_affine(mean, invstd, gamma, beta, ch);
     double sd = 0.0, sdx = 0.0;
     while (smp < last) {
         const long long k = ((long long)smp * c + ch) * hw + px;
-        if (bn_passes(mask, relu, ch * hw + px, y[k])) {
+        if (bn_gate(mask, relu, ch * hw + px, x, y, k, a)) {
             const double d = (double)dy[k];
             sd += d;
             sdx += d * ((double)x[k] - mu);
@@ -222,18 +250,19 @@ extern "C" __global__ void __launch_bounds__(BN_THREADS)
 bn_act_bwd_apply(const float* __restrict__ x, const float* __restrict__ y,
                  const float* __restrict__ dy, const float* __restrict__ mean,
                  const float* __restrict__ invstd, const float* __restrict__ gamma,
-                 const float* __restrict__ mask, int relu, int train,
-                 const float* __restrict__ sums, int n, int c, int hw, float* __restrict__ dx,
-                 float* __restrict__ dr) {
+                 const float* __restrict__ beta, const float* __restrict__ mask, int relu,
+                 int train, const float* __restrict__ sums, int n, int c, int hw,
+                 float* __restrict__ dx, float* __restrict__ dr) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     const int per = c * hw;
     if (i >= n * per) return;
     const int ci = i % per;
     const int ch = ci / hw;
-    const float dz = bn_passes(mask, relu, ci, y[i]) ? dy[i] : 0.0f;
+    const BnAffine a = bn_affine(mean, invstd, gamma, beta, ch);
+    const float dz = bn_gate(mask, relu, ci, x, y, i, a) ? dy[i] : 0.0f;
     if (dr) dr[i] = dz;
     if (dx) {
-        const float k = rl_mul(gamma[ch], invstd[ch]);
+        const float k = a.scale;  // gamma * invstd
         if (train) {
             // k * (dz - s/m - xhat*sx/m), evaluated as the CPU does, left to right.
             const float m = (float)(n * hw);  // one rounding of the exact count, as c((n*hw) as f64)

@@ -637,7 +637,8 @@ fn bn_backward<const TRAIN: bool>(
     let st = bn_stats::<TRAIN>(d, &g, x)?;
     let p = bn_inputs(x, &st);
     let y = bn_act::forward(d, &g, &x[0], Some(&x[1]), &p)?;
-    let (dx, dgamma, dbeta, dr) = bn_act::backward(d, &g, &x[0], &y, dy, &p, TRAIN, [true; 4])?;
+    let (dx, dgamma, dbeta, dr) =
+        bn_act::backward(d, &g, &x[0], (&y, true), dy, &p, TRAIN, [true; 4])?;
     Ok(vec![dx, dr, dgamma, dbeta, None, None, None])
 }
 

@@ -495,7 +495,9 @@ impl GpuHalf {
             dbeta: Some(&mut self.dbeta),
             dr: None,
         };
-        gbn::backward(d, &self.geom, &self.x, &self.y, &self.dy, &p, true, out)
+        // No residual was added: the gate comes from x.
+        let gate = gbn::Gate::FromInput;
+        gbn::backward(d, &self.geom, &self.x, gate, &self.dy, &p, true, out)
     }
 }
 

@@ -125,19 +125,33 @@ pub struct BnGradsGpu<'a> {
     pub dr: Option<&'a mut DeviceBuffer<f32>>,
 }
 
-/// Backward of `forward`; `y` is the forward output (it decides which ReLUs passed).
+/// The forward output as the backward's ReLU gate needs it.
+#[derive(Clone, Copy)]
+pub enum Gate<'a> {
+    /// The forward added a residual: its output `y` says which ReLUs passed.
+    Output(&'a DeviceBuffer<f32>),
+    /// No residual: the kernels recompute the BN output from x (one read of y saved).
+    FromInput,
+}
+
+/// Backward of `forward`; `gate` decides which ReLUs passed.
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     dev: &CudaDevice,
     g: &BnGeom,
     x: &DeviceBuffer<f32>,
-    y: &DeviceBuffer<f32>,
+    gate: Gate<'_>,
     dy: &DeviceBuffer<f32>,
     p: &BnParams<'_>,
     train: bool,
     out: BnGradsGpu<'_>,
 ) -> Result<()> {
     let (len, c) = (g.len(), g.c);
+    // Without a ReLU the gate reads nothing.
+    let y = match gate {
+        Gate::Output(y) if p.relu => Some(y),
+        _ => None,
+    };
     let (n_i, c_i, hw_i, relu) = (int(g.n)?, int(c)?, int(g.hw)?, p.relu as i32);
     let need_sums = train && out.dx.is_some() || out.dgamma.is_some() || out.dbeta.is_some();
     // bn_act_bwd_reduce_final always writes `sums` in full; apply reads it only in train mode.
@@ -151,9 +165,12 @@ pub fn backward(
             launch_grid(c as u32, s as u32, 1, (256, 1, 1)),
             &[
                 Arg::read(x, len),
-                Arg::read(y, len),
+                Arg::read_opt(y, len),
                 Arg::read(dy, len),
                 Arg::read(p.mean, c),
+                Arg::read(p.invstd, c),
+                Arg::read(p.gamma, c),
+                Arg::read(p.beta, c),
                 Arg::read_opt(p.mask, c * g.hw),
                 relu.into(),
                 n_i.into(),
@@ -185,11 +202,12 @@ pub fn backward(
         launch_1d(len),
         &[
             Arg::read(x, len),
-            Arg::read(y, len),
+            Arg::read_opt(y, len),
             Arg::read(dy, len),
             Arg::read(p.mean, c),
             Arg::read(p.invstd, c),
             Arg::read(p.gamma, c),
+            Arg::read(p.beta, c),
             Arg::read_opt(p.mask, c * g.hw),
             relu.into(),
             (train as i32).into(),

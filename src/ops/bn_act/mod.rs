@@ -191,14 +191,15 @@ pub type BnGradients = (
     Option<Tensor>,
 );
 
-/// Backward of `forward` (`y` its output, which decides which ReLUs passed); `want` says which
-/// of (dx, dgamma, dbeta, dr) to compute.
+/// Backward of `forward` (`y` its output, which decides which ReLUs passed; `residual` whether
+/// it added one: without one the GPU recomputes the gate from x instead of reading y); `want`
+/// says which of (dx, dgamma, dbeta, dr) to compute.
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     dev: &Device,
     g: &BnGeom,
     x: &Tensor,
-    y: &Tensor,
+    (y, residual): (&Tensor, bool),
     dy: &Tensor,
     p: &BnInputs<'_>,
     train: bool,
@@ -247,7 +248,10 @@ pub fn backward(
                 d,
                 g,
                 x.gpu(),
-                y.gpu(),
+                match residual {
+                    true => cuda::Gate::Output(y.gpu()),
+                    false => cuda::Gate::FromInput,
+                },
                 dy.gpu(),
                 &p.gpu(),
                 train,
@@ -339,7 +343,7 @@ impl Backward for BnActNode {
             pass.device(),
             &self.geom,
             pass.value(self.x),
-            pass.value(out),
+            (pass.value(out), self.residual.is_some()),
             g,
             &p,
             self.train,
