@@ -11,6 +11,9 @@ use std::sync::{Arc, Mutex};
 
 pub type EntryId = usize;
 
+/// Device copies derived from entries, by entry and form (`ParamStore::derived`).
+type DerivedCopies = HashMap<(EntryId, &'static str), Arc<DeviceBuffer<u32>>>;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum EntryKind {
     /// Trained by the optimiser (conv/linear weights, BN gamma and beta).
@@ -35,7 +38,7 @@ pub struct ParamStore {
     /// Where every entry lives (and so where graphs over this store compute).
     device: Device,
     /// Device copies derived from entries (`derived`), each dropped when its entry changes.
-    derived: Mutex<HashMap<(EntryId, &'static str), Arc<DeviceBuffer<u32>>>>,
+    derived: Mutex<DerivedCopies>,
 }
 
 impl Default for ParamStore {
@@ -141,7 +144,7 @@ impl ParamStore {
         self.derived.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    fn derived_mut(&mut self) -> &mut HashMap<(EntryId, &'static str), Arc<DeviceBuffer<u32>>> {
+    fn derived_mut(&mut self) -> &mut DerivedCopies {
         self.derived.get_mut().unwrap_or_else(|e| e.into_inner())
     }
 
