@@ -5,6 +5,7 @@
 use crate::autograd::{GradMode, Graph};
 use crate::device::ok;
 use crate::nn::{Domain, Model, Pass};
+use crate::ops::loss::Labels;
 use crate::ops::pgd as pgd_ops;
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -61,12 +62,14 @@ pub fn attack(model: &Model, x: &Tensor, labels: &[u32], a: &Attack<'_>, key: u6
         domain: a.domain,
         train: false,
     };
+    // Uploaded once for the K steps.
+    let labels = ok(Labels::on(device, labels));
     for _ in 0..cfg.steps {
         let mut g = Graph::new(&model.store, GradMode::InputsOnly);
         let xv = g.input(adv.clone(), true);
         let out = model.forward(&mut g, xv, pass);
         let l = match &a.loss {
-            AttackLoss::CrossEntropySum => g.cross_entropy(out.logits, labels, true),
+            AttackLoss::CrossEntropySum => g.cross_entropy_of(out.logits, &labels, true),
             AttackLoss::Kl { target, temp } => g.kl_div(out.logits, target, *temp),
         };
         let grads = g.backward(l);

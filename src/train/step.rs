@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::eval::correct;
 use crate::nn::{Domain, Model, Pass};
 use crate::ops::bn_act;
+use crate::ops::loss::Labels;
 use crate::optim::Sgd;
 use crate::robust::pgd::{attack, Attack, AttackLoss, PgdConfig};
 use crate::tensor::Tensor;
@@ -163,7 +164,9 @@ pub fn teacher_step(
             train: true,
         },
     );
-    terms.push(g.cross_entropy(out.logits, y_clean, false));
+    // One upload of the clean half's labels for its clean and AugMix passes.
+    let clean_labels = ok(Labels::on(g.device(), y_clean));
+    terms.push(g.cross_entropy_of(out.logits, &clean_labels, false));
     // The logits come to the host only to count correct answers for the progress bar.
     pending.clean(g.value(out.logits), y_clean);
 
@@ -177,7 +180,7 @@ pub fn teacher_step(
         // teacher does for its clean and AugMix views.
         let av = g.input(views.first.clone(), false);
         let z1 = model.forward(&mut g, av, aug_pass).logits;
-        terms.push(g.cross_entropy(z1, y_clean, false));
+        terms.push(g.cross_entropy_of(z1, &clean_labels, false));
         if let Some(second) = &views.second {
             let bv = g.input(second.clone(), false);
             let z2 = model.forward(&mut g, bv, aug_pass).logits;

@@ -15,11 +15,15 @@ use crate::device::buffer::DeviceBuffer;
 use crate::device::{ok, Device};
 use crate::error::Result;
 use crate::tensor::Tensor;
+use std::sync::Arc;
 
-/// Class labels, with their device copy when the loss runs on the GPU.
+/// Class labels, with their device copy when the loss runs on the GPU. A clone shares the
+/// device copy, so the passes of one batch (PGD's K steps, a step's clean and AugMix views)
+/// upload its labels once.
+#[derive(Clone)]
 pub struct Labels {
     pub host: Vec<u32>,
-    pub gpu: Option<DeviceBuffer<u32>>,
+    pub gpu: Option<Arc<DeviceBuffer<u32>>>,
 }
 
 impl Labels {
@@ -29,7 +33,7 @@ impl Labels {
             host: labels.to_vec(),
             gpu: match dev {
                 Device::Cpu => None,
-                Device::Cuda(d) => Some(d.upload(labels)?),
+                Device::Cuda(d) => Some(Arc::new(d.upload(labels)?)),
             },
         })
     }
@@ -373,12 +377,18 @@ impl Backward for JsdNode {
 impl Graph<'_> {
     /// Softmax cross-entropy, mean (or sum) over the batch.
     pub fn cross_entropy(&mut self, logits: Var, labels: &[u32], sum: bool) -> Var {
+        let labels = ok(Labels::on(self.device(), labels));
+        self.cross_entropy_of(logits, &labels, sum)
+    }
+
+    /// `cross_entropy` with labels already on the graph's device.
+    pub fn cross_entropy_of(&mut self, logits: Var, labels: &Labels, sum: bool) -> Var {
         assert_eq!(
             self.value(logits).dim(0),
-            labels.len(),
+            labels.host.len(),
             "cross_entropy: batch size"
         );
-        let labels = ok(Labels::on(self.device(), labels));
+        let labels = labels.clone();
         let (l, probs) = ok(cross_entropy(
             self.device(),
             self.value(logits),
