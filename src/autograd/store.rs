@@ -122,7 +122,7 @@ impl ParamStore {
     /// until the entry changes (`get_mut`, `set` and `to_device` drop it; nothing else can
     /// change an entry). `form` names the form, one key per form of an entry. The GPU's bf16
     /// convolutions keep their converted weights here, so that the passes between two
-    /// optimiser steps (PGD-7's eight forward and seven backward passes, then the training
+    /// optimiser steps (PGD-7's seven forward and backward passes, then the training
     /// pass) convert each weight once instead of once per pass.
     pub fn derived(
         &self,
